@@ -1,0 +1,1 @@
+"""Api for datasets and provenance, items, label schemas, guidelines, leased assignments, annotations, agreement, adjudication, snapshots and exports."""

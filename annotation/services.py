@@ -1,0 +1,1 @@
+"""Services for datasets and provenance, items, label schemas, guidelines, leased assignments, annotations, agreement, adjudication, snapshots and exports."""

@@ -1,0 +1,1 @@
+"""Views for datasets and provenance, items, label schemas, guidelines, leased assignments, annotations, agreement, adjudication, snapshots and exports."""

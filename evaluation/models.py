@@ -1,0 +1,1 @@
+"""Models for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics, fairness slices and regression gates."""

@@ -1,0 +1,1 @@
+"""Selectors for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics, fairness slices and regression gates."""

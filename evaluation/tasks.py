@@ -1,0 +1,1 @@
+"""Tasks for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics, fairness slices and regression gates."""

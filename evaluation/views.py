@@ -1,0 +1,1 @@
+"""Views for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics, fairness slices and regression gates."""

@@ -1,0 +1,43 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from governance.models import AuditEvent
+from governance.selectors import AUDIT_FILTER_FIELDS, audit_event_list_for_project
+from portal.models import Role
+from portal.selectors import project_access_get
+
+AUDIT_READERS = (Role.COMPLIANCE, Role.ADMIN)
+
+
+class AuditEventOutput(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "seq", "created_at", "actor_username", "action", "target_type", "target_id",
+            "data", "prev_hash", "hash",
+        ]
+
+
+class AuditEventListApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter(name, str, required=False) for name in AUDIT_FILTER_FIELDS],
+        responses=AuditEventOutput(many=True),
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        access = project_access_get(project_id=project_id, user=request.user)
+        access.require(*AUDIT_READERS)
+        unknown = sorted(set(request.query_params) - set(AUDIT_FILTER_FIELDS) - {"limit", "offset"})
+        if unknown:
+            raise serializers.ValidationError(
+                {name: f"Unknown filter; use one of {', '.join(AUDIT_FILTER_FIELDS)}."
+                 for name in unknown}
+            )
+        filters = {k: v for k, v in request.query_params.items() if k in AUDIT_FILTER_FIELDS}
+        events = audit_event_list_for_project(project=access.project, filters=filters)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(events, request, view=self)
+        return paginator.get_paginated_response(AuditEventOutput(page, many=True).data)

@@ -1,0 +1,125 @@
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from governance.models import GENESIS_HASH, AuditChainHead, AuditEvent, canonical_json
+
+
+def _target_identity(target: models.Model | None) -> tuple[str, str]:
+    if target is None:
+        return "", ""
+    return target._meta.label_lower, str(target.pk)
+
+
+def _project_id_of(target: models.Model | None) -> int | None:
+    """Projects own most objects; an event is filed under the project of its target."""
+    if target is None:
+        return None
+    if target._meta.label_lower == "portal.project":
+        return target.pk
+    return getattr(target, "project_id", None)
+
+
+@transaction.atomic
+def audit_record(
+    *,
+    actor: Any,
+    action: str,
+    target: models.Model | None = None,
+    data: dict[str, Any] | None = None,
+    project_id: int | None = None,
+) -> AuditEvent:
+    """Append one event to the hash chain, inside the caller's transaction.
+
+    Appends are serialised by the chain-head row lock, which is held until the caller
+    commits: call this last in a service so the lock is held briefly.
+    """
+    AuditChainHead.objects.bulk_create([AuditChainHead(pk=1)], ignore_conflicts=True)
+    head = AuditChainHead.objects.select_for_update().get(pk=1)
+    target_type, target_id = _target_identity(target)
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    event = AuditEvent(
+        seq=head.seq + 1,
+        created_at=timezone.now(),
+        actor=user,
+        actor_username=user.get_username() if user else "",
+        project_id=project_id if project_id is not None else _project_id_of(target),
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        # Round-trip through canonical JSON so what is stored is exactly what was hashed.
+        data=json.loads(canonical_json(data or {})),
+        prev_hash=head.hash,
+    )
+    event.hash = event.compute_hash()
+    event.save(force_insert=True)
+    AuditChainHead.objects.filter(pk=1).update(seq=event.seq, hash=event.hash)
+    return event
+
+
+# The name the foundation issue gives the same function.
+record_event = audit_record
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    seq: int
+    event_id: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"event #{self.seq} (id {self.event_id})" if self.event_id else f"#{self.seq}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    checked: int
+    head_hash: str
+    first_break: ChainBreak | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_break is None
+
+
+def audit_chain_verify(*, chunk_size: int = 5000) -> ChainReport:
+    """Walk the whole chain in order; report the first event whose hash or link is wrong."""
+    expected_prev = GENESIS_HASH
+    expected_seq = 1
+    checked = 0
+    events = AuditEvent.objects.order_by("seq").iterator(chunk_size=chunk_size)
+    for event in events:
+        if event.seq != expected_seq:
+            return ChainReport(
+                checked,
+                expected_prev,
+                ChainBreak(expected_seq, None, f"missing; the next event is #{event.seq}"),
+            )
+        if event.prev_hash != expected_prev:
+            return ChainReport(
+                checked,
+                expected_prev,
+                ChainBreak(event.seq, event.pk, "prev_hash does not match the event before it"),
+            )
+        if event.compute_hash() != event.hash:
+            return ChainReport(
+                checked,
+                expected_prev,
+                ChainBreak(event.seq, event.pk, "content does not match its hash"),
+            )
+        expected_prev = event.hash
+        expected_seq += 1
+        checked += 1
+    head = AuditChainHead.objects.filter(pk=1).first()
+    if head is not None and (head.seq, head.hash) != (checked, expected_prev):
+        return ChainReport(
+            checked,
+            expected_prev,
+            ChainBreak(head.seq, None, f"chain head says #{head.seq} but the log ends at "
+                       f"#{checked}: events were removed from the end"),
+        )
+    return ChainReport(checked, expected_prev, None)

@@ -1,0 +1,1 @@
+"""Pages for compliance staff: audit log, approvals and dossiers."""

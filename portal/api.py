@@ -1,0 +1,140 @@
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal import selectors, services
+from portal.models import Membership, Project, Role, User
+
+
+class ProjectOutput(serializers.ModelSerializer):
+    roles = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "slug", "description", "archived", "created_at", "roles"]
+
+    def get_roles(self, project: Project) -> list[str]:
+        return self.context.get("roles", {}).get(project.pk, [])
+
+
+class MembershipOutput(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ["id", "user", "username", "role", "created_at"]
+
+
+class MeApi(APIView):
+    class MeOutput(serializers.Serializer):
+        id = serializers.IntegerField()
+        username = serializers.CharField()
+        is_staff = serializers.BooleanField()
+        projects = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(responses=MeOutput)
+    def get(self, request: Request) -> Response:
+        projects = selectors.project_list_for_user(user=request.user)
+        return Response({
+            "id": request.user.pk,
+            "username": request.user.username,
+            "is_staff": request.user.is_staff,
+            "projects": [{"id": p.project.pk, "name": p.project.name, "roles": p.roles}
+                         for p in projects],
+        })
+
+
+class ProjectListCreateApi(APIView):
+    class ProjectCreateInput(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(responses=ProjectOutput(many=True))
+    def get(self, request: Request) -> Response:
+        projects = selectors.project_list_for_user(user=request.user)
+        roles = {p.project.pk: p.roles for p in projects}
+        data = ProjectOutput([p.project for p in projects], many=True,
+                             context={"roles": roles}).data
+        return Response(data)
+
+    @extend_schema(request=ProjectCreateInput, responses={201: ProjectOutput})
+    def post(self, request: Request) -> Response:
+        payload = self.ProjectCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        project = services.project_create(created_by=request.user, **payload.validated_data)
+        return Response(ProjectOutput(project, context={"roles": {project.pk: [Role.ADMIN]}}).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    class ProjectUpdateInput(serializers.Serializer):
+        name = serializers.CharField(max_length=200, required=False)
+        description = serializers.CharField(required=False, allow_blank=True)
+        archived = serializers.BooleanField(required=False)
+
+    @extend_schema(responses=ProjectOutput)
+    def get(self, request: Request, project_id: int) -> Response:
+        access = selectors.project_access_get(project_id=project_id, user=request.user)
+        context = {"roles": {access.project.pk: sorted(access.roles)}}
+        return Response(ProjectOutput(access.project, context=context).data)
+
+    @extend_schema(request=ProjectUpdateInput, responses=ProjectOutput)
+    def patch(self, request: Request, project_id: int) -> Response:
+        access = selectors.project_access_get(project_id=project_id, user=request.user)
+        access.require(Role.ADMIN)
+        payload = self.ProjectUpdateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        project = services.project_update(
+            project=access.project, updated_by=request.user, **payload.validated_data
+        )
+        context = {"roles": {project.pk: sorted(access.roles)}}
+        return Response(ProjectOutput(project, context=context).data)
+
+
+# Who may see a project's member list: those who manage or audit it.
+MEMBERSHIP_READERS = (Role.ADMIN, Role.ENGINEER, Role.COMPLIANCE)
+
+
+class MembershipListCreateApi(APIView):
+    class MembershipCreateInput(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        role = serializers.ChoiceField(choices=Role.choices)
+
+    @extend_schema(responses=MembershipOutput(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        access = selectors.project_access_get(project_id=project_id, user=request.user)
+        access.require(*MEMBERSHIP_READERS)
+        members = selectors.membership_list_for_project(project=access.project)
+        return Response(MembershipOutput(members, many=True).data)
+
+    @extend_schema(request=MembershipCreateInput, responses={201: MembershipOutput})
+    def post(self, request: Request, project_id: int) -> Response:
+        access = selectors.project_access_get(project_id=project_id, user=request.user)
+        access.require(Role.ADMIN)
+        payload = self.MembershipCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        user = User.objects.filter(
+            username__iexact=payload.validated_data["username"], is_active=True
+        ).first()
+        if user is None:
+            raise serializers.ValidationError({"username": "No active account has that username."})
+        membership = services.membership_add(
+            project=access.project, user=user, role=payload.validated_data["role"],
+            added_by=request.user,
+        )
+        return Response(MembershipOutput(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MembershipDetailApi(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, project_id: int, membership_id: int) -> Response:
+        access = selectors.project_access_get(project_id=project_id, user=request.user)
+        access.require(Role.ADMIN)
+        membership = get_object_or_404(Membership, pk=membership_id, project=access.project)
+        services.membership_remove(membership=membership, removed_by=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+

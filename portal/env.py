@@ -1,0 +1,76 @@
+"""Typed readers for settings that come from the environment.
+
+Each helper fails loudly with ImproperlyConfigured instead of guessing, so a
+mistyped deployment variable stops the process at start-up, not at 3 a.m.
+"""
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+# Keys that have been published somewhere (tutorials, our own docs, Django's
+# startproject template prefix). A deployment using one is as good as keyless.
+KNOWN_PUBLIC_KEYS = {"changeme", "secret", "change-me", "your-secret-key", "insecure"}
+SECRET_KEY_MIN_LENGTH = 50
+
+
+def env_str(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name)
+    if value is None:
+        if default is None:
+            raise ImproperlyConfigured(f"Set the {name} environment variable.")
+        return default
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no).")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def validate_secret_key(value: str, *, name: str = "SECRET_KEY") -> str:
+    """Raise unless `value` is long, not a published default and not Django's insecure key."""
+    if not value:
+        raise ImproperlyConfigured(f"Set {name}: production settings refuse to start without it.")
+    if value.lower() in KNOWN_PUBLIC_KEYS or value.startswith("django-insecure"):
+        raise ImproperlyConfigured(f"{name} is a published default; generate a new one.")
+    if len(value) < SECRET_KEY_MIN_LENGTH:
+        raise ImproperlyConfigured(
+            f"{name} is {len(value)} characters; use at least {SECRET_KEY_MIN_LENGTH} "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(64))')."
+        )
+    if len(set(value)) < 5:
+        raise ImproperlyConfigured(f"{name} has fewer than 5 distinct characters.")
+    return value
+
+
+def env_secret(name: str) -> str:
+    """A required secret: present, long and not a known public value."""
+    return validate_secret_key(os.environ.get(name, ""), name=name)

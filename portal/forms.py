@@ -1,0 +1,43 @@
+from django import forms
+from django.contrib.auth.forms import PasswordChangeForm
+
+from portal.models import Role
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(max_length=200, help_text="Shown to every member.")
+    description = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), required=False,
+        help_text="What the project is for; Markdown is not rendered.",
+    )
+
+
+class MemberAddForm(forms.Form):
+    username = forms.CharField(max_length=150, help_text="An existing account's username.")
+    roles = forms.MultipleChoiceField(
+        choices=Role.choices, widget=forms.CheckboxSelectMultiple,
+        help_text="A person may hold several roles in one project.",
+    )
+
+
+class UserCreateForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    email = forms.EmailField(required=False)
+    password = forms.CharField(widget=forms.PasswordInput, help_text="At least 8 characters.")
+    is_staff = forms.BooleanField(
+        required=False, label="Portal administrator",
+        help_text="May create projects, create accounts and open sign-up.",
+    )
+
+
+class SignupForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    email = forms.EmailField()
+    password = forms.CharField(widget=forms.PasswordInput)
+
+
+class PortalPasswordChangeForm(PasswordChangeForm):
+    """Django's form for validation only; the write goes through user_password_change."""
+
+    def save(self, commit: bool = True):  # pragma: no cover - never called
+        raise NotImplementedError("Use portal.services.user_password_change.")

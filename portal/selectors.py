@@ -1,0 +1,109 @@
+"""Reads shared by pages and the API. Every project-scoped read goes through
+`project_access_get`, so a guessed id from another project reaches nothing."""
+
+import socket
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.core.exceptions import PermissionDenied
+from django.db import connection
+from django.db.models import QuerySet
+from django.http import Http404
+
+from portal.models import Membership, Project, Role, User
+
+
+@dataclass(frozen=True)
+class ProjectAccess:
+    """A project as one user may reach it, with the roles they hold there."""
+
+    project: Project
+    roles: frozenset[str]
+
+    def has(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+    def require(self, *roles: str) -> "ProjectAccess":
+        """Raise PermissionDenied (403) unless the user holds one of `roles`."""
+        if not self.has(*roles):
+            wanted = " or ".join(roles)
+            raise PermissionDenied(f"This needs the {wanted} role in {self.project.name}.")
+        return self
+
+
+def project_access_get(*, project_id: int | str, user: User) -> ProjectAccess:
+    """The caller's access to a project: 404 if they are not a member (so a stranger
+    cannot tell a project exists), else their roles."""
+    if not getattr(user, "is_authenticated", False):
+        raise Http404("No such project.")
+    try:
+        pk = int(project_id)
+    except (TypeError, ValueError):
+        raise Http404("No such project.") from None
+    roles = frozenset(
+        Membership.objects.filter(project_id=pk, user_id=user.pk).values_list("role", flat=True)
+    )
+    if not roles:
+        raise Http404("No such project.")
+    return ProjectAccess(project=Project.objects.get(pk=pk), roles=roles)
+
+
+def project_get_for_user(*, project_id: int | str, user: User, roles: tuple[str, ...] = ()) -> Project:
+    access = project_access_get(project_id=project_id, user=user)
+    if roles:
+        access.require(*roles)
+    return access.project
+
+
+@dataclass
+class ProjectWithRoles:
+    project: Project
+    roles: list[str] = field(default_factory=list)
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+def project_list_for_user(*, user: User, include_archived: bool = False) -> list[ProjectWithRoles]:
+    """The user's projects, each with the roles they hold, in two queries."""
+    memberships = Membership.objects.filter(user_id=user.pk).values_list("project_id", "role")
+    roles_by_project: dict[int, list[str]] = defaultdict(list)
+    order = {role: i for i, role in enumerate(Role.values)}
+    for project_id, role in memberships:
+        roles_by_project[project_id].append(role)
+    projects = Project.objects.filter(pk__in=roles_by_project)
+    if not include_archived:
+        projects = projects.filter(archived=False)
+    return [
+        ProjectWithRoles(p, sorted(roles_by_project[p.pk], key=order.__getitem__))
+        for p in projects.order_by("name")
+    ]
+
+
+def membership_list_for_project(*, project: Project) -> QuerySet[Membership]:
+    return (
+        Membership.objects.filter(project=project)
+        .select_related("user", "added_by")
+        .order_by("user__username", "role")
+    )
+
+
+def memberships_by_user_for_project(*, project: Project) -> list[tuple[User, list[Membership]]]:
+    """Members of a project, each with their membership rows, for the members page."""
+    grouped: dict[int, tuple[User, list[Membership]]] = {}
+    for m in membership_list_for_project(project=project):
+        grouped.setdefault(m.user_id, (m.user, []))[1].append(m)
+    return list(grouped.values())
+
+
+def user_list_active() -> QuerySet[User]:
+    return User.objects.filter(is_active=True).order_by("username")
+
+
+def worker_health() -> dict[str, object]:
+    """What a worker sees: its host, its database and how many projects are in it."""
+    return {
+        "host": socket.gethostname(),
+        "database": connection.settings_dict["NAME"],
+        "projects": Project.objects.count(),
+    }

@@ -1,0 +1,195 @@
+"""Every write to users, projects, memberships and site settings; each is audited."""
+
+from collections.abc import Iterable
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils.text import slugify
+from rest_framework.authtoken.models import Token
+
+from governance.services import audit_record
+from portal import realtime, tasks
+from portal.models import Membership, Project, Role, SiteSettings, User
+
+
+@transaction.atomic
+def user_create(
+    *,
+    username: str,
+    password: str,
+    email: str = "",
+    first_name: str = "",
+    last_name: str = "",
+    is_staff: bool = False,
+    created_by: User | None,
+    validate: bool = True,
+) -> User:
+    """Create an account. `validate=False` skips the password rules (demo and fixtures)."""
+    if User.objects.filter(username__iexact=username).exists():
+        raise ValidationError({"username": f"The username {username!r} is taken."})
+    user = User(
+        username=username, email=email, first_name=first_name, last_name=last_name,
+        is_staff=is_staff, is_superuser=is_staff,
+    )
+    if validate:
+        validate_password(password, user)
+    user.set_password(password)
+    user.full_clean(exclude=["password"])
+    user.save()
+    audit_record(
+        actor=created_by, action="user.create", target=user,
+        data={"username": username, "is_staff": is_staff},
+    )
+    return user
+
+
+@transaction.atomic
+def user_signup(*, username: str, password: str, email: str) -> User:
+    """Self sign-up; refused unless an admin has opened it."""
+    if not site_settings_get().signup_open:
+        raise PermissionDenied("Sign-up is closed; ask an administrator for an account.")
+    user = user_create(username=username, password=password, email=email, created_by=None)
+    audit_record(actor=user, action="user.signup", target=user)
+    return user
+
+
+@transaction.atomic
+def user_set_active(*, user: User, active: bool, changed_by: User) -> User:
+    user = User.objects.select_for_update().get(pk=user.pk)
+    user.is_active = active
+    user.save(update_fields=["is_active"])
+    audit_record(actor=changed_by, action="user.set_active", target=user, data={"active": active})
+    return user
+
+
+@transaction.atomic
+def user_password_change(*, user: User, new_password: str) -> None:
+    validate_password(new_password, user)
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    audit_record(actor=user, action="user.password_change", target=user)
+
+
+@transaction.atomic
+def user_api_token_rotate(*, user: User) -> Token:
+    """Replace the user's API token; the old one stops working at once."""
+    Token.objects.filter(user=user).delete()
+    token = Token.objects.create(user=user)
+    audit_record(actor=user, action="user.api_token_rotate", target=user)
+    return token
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:70] or "project"
+    slug, n = base, 1
+    while Project.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+@transaction.atomic
+def project_create(*, name: str, description: str = "", created_by: User) -> Project:
+    """Create a project; its creator becomes its first admin. Only staff create projects."""
+    if not created_by.is_staff:
+        raise PermissionDenied("Only portal administrators create projects.")
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "A project needs a name."})
+    project = Project.objects.create(
+        name=name, slug=_unique_slug(name), description=description, created_by=created_by
+    )
+    audit_record(actor=created_by, action="project.create", target=project, data={"name": name})
+    membership_add(project=project, user=created_by, role=Role.ADMIN, added_by=created_by)
+    return project
+
+
+@transaction.atomic
+def project_update(
+    *, project: Project, updated_by: User, name: str | None = None,
+    description: str | None = None, archived: bool | None = None,
+) -> Project:
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    changes: dict[str, object] = {}
+    for field, value in (("name", name), ("description", description), ("archived", archived)):
+        if value is not None and getattr(project, field) != value:
+            changes[field] = {"from": getattr(project, field), "to": value}
+            setattr(project, field, value)
+    if "name" in changes and not project.name.strip():
+        raise ValidationError({"name": "A project needs a name."})
+    if changes:
+        project.save(update_fields=list(changes))
+        audit_record(actor=updated_by, action="project.update", target=project, data=changes)
+    return project
+
+
+@transaction.atomic
+def membership_add(*, project: Project, user: User, role: str, added_by: User) -> Membership:
+    """Give `user` a role in `project`; adding a role they hold already changes nothing."""
+    if role not in Role.values:
+        raise ValidationError({"role": f"{role!r} is not a role ({', '.join(Role.values)})."})
+    membership, created = Membership.objects.get_or_create(
+        project=project, user=user, role=role, defaults={"added_by": added_by}
+    )
+    if created:
+        audit_record(
+            actor=added_by, action="membership.add", target=membership,
+            data={"user": user.get_username(), "role": role},
+        )
+        text = f"You were added to {project.name} as {Role(role).label.lower()}."
+        transaction.on_commit(lambda: tasks.notify_user_task.delay(user.pk, text, "membership"))
+    return membership
+
+
+@transaction.atomic
+def membership_set_roles(
+    *, project: Project, user: User, roles: Iterable[str], changed_by: User
+) -> list[Membership]:
+    """Make `user`'s roles in `project` exactly `roles`."""
+    wanted = set(roles)
+    for membership in Membership.objects.filter(project=project, user=user):
+        if membership.role not in wanted:
+            membership_remove(membership=membership, removed_by=changed_by)
+    return [membership_add(project=project, user=user, role=r, added_by=changed_by)
+            for r in sorted(wanted)]
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, removed_by: User) -> None:
+    """Remove one role. The last admin of a project cannot be removed."""
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if membership.role == Role.ADMIN:
+        admins = Membership.objects.select_for_update().filter(
+            project_id=membership.project_id, role=Role.ADMIN
+        )
+        if len(admins) <= 1:
+            raise ValidationError({"role": "A project keeps at least one admin."})
+    audit_record(
+        actor=removed_by, action="membership.remove", target=membership,
+        data={"user": membership.user.get_username(), "role": membership.role},
+    )
+    membership.delete()
+
+
+def site_settings_get() -> SiteSettings:
+    settings_row, _ = SiteSettings.objects.get_or_create(pk=1)
+    return settings_row
+
+
+@transaction.atomic
+def site_settings_set_signup(*, open_: bool, changed_by: User) -> SiteSettings:
+    if not changed_by.is_staff:
+        raise PermissionDenied("Only portal administrators open or close sign-up.")
+    SiteSettings.objects.get_or_create(pk=1)
+    row = SiteSettings.objects.select_for_update().get(pk=1)
+    row.signup_open = open_
+    row.save(update_fields=["signup_open", "updated_at"])
+    audit_record(actor=changed_by, action="site.signup", target=row, data={"open": open_})
+    return row
+
+
+def notification_push(*, user_id: int, text: str, kind: str = "info") -> None:
+    """Show `text` in every open tab of the user (a toast; the home page also refreshes)."""
+    realtime.push_to_user(user_id=user_id, event={"type": "notification", "kind": kind,
+                                                  "text": text})

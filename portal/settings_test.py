@@ -1,0 +1,36 @@
+"""Test settings: the real PostgreSQL and Redis on 127.0.0.1, overridable by environment."""
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
+os.environ.setdefault("SECRET_KEY", "tests-only-" + "k3y-" * 12)
+# Playwright's sync API keeps an event loop on the test thread; the ORM calls the tests
+# make there are still synchronous.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# One id per test session, inherited by the worker and server it starts, keeps this run's
+# queues and channel groups apart from any other run on the same Redis.
+os.environ.setdefault("PORTAL_TEST_RUN_ID", uuid.uuid4().hex[:10])
+os.environ.setdefault("CELERY_KEY_PREFIX", f"t{os.environ['PORTAL_TEST_RUN_ID']}:")
+os.environ.setdefault("CHANNELS_PREFIX", f"t{os.environ['PORTAL_TEST_RUN_ID']}")
+os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="portal-test-media-"))
+
+from portal.settings import *  # noqa: E402, F403
+
+DEBUG = False
+# Tests talk plain HTTP to a local server.
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+SECURE_HSTS_SECONDS = 0
+ALLOWED_HOSTS = ["*"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {  # noqa: F405
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = Path(tempfile.mkdtemp(prefix="portal-test-static-"))

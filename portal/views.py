@@ -1,0 +1,201 @@
+from django.contrib import messages
+from django.contrib.auth import login, update_session_auth_hash
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from rest_framework.authtoken.models import Token
+
+from portal import selectors, services
+from portal.forms import (
+    MemberAddForm,
+    PortalPasswordChangeForm,
+    ProjectForm,
+    SignupForm,
+    UserCreateForm,
+)
+from portal.models import Membership, Role, User
+
+
+def _form_errors_from(form, error: ValidationError) -> None:
+    """Attach a service's ValidationError to the form fields it names."""
+    if hasattr(error, "error_dict"):
+        for field, errs in error.message_dict.items():
+            form.add_error(field if field in form.fields else None, errs)
+    else:
+        form.add_error(None, error.messages)
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    projects = selectors.project_list_for_user(user=request.user)
+    roles_held = {role for p in projects for role in p.roles}
+    context = {
+        "projects": projects,
+        "roles_held": roles_held,
+        "Role": Role,
+    }
+    template = "portal/home.html#projects" if request.htmx else "portal/home.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = selectors.project_access_get(project_id=project_id, user=request.user)
+    return render(request, "portal/project_detail.html", {"access": access,
+                                                           "project": access.project})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_create(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_staff:
+        raise PermissionDenied("Only portal administrators create projects.")
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = services.project_create(created_by=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            _form_errors_from(form, error)
+        else:
+            messages.success(request, f"Project {project.name} created; you are its admin.")
+            return redirect("project_members", project_id=project.pk)
+    return render(request, "portal/project_create.html", {"form": form})
+
+
+def _members_context(request: HttpRequest, access, form: MemberAddForm) -> dict:
+    return {
+        "access": access,
+        "project": access.project,
+        "members": selectors.memberships_by_user_for_project(project=access.project),
+        "form": form,
+        "Role": Role,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_members(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = selectors.project_access_get(project_id=project_id, user=request.user)
+    access.require(Role.ADMIN)
+    form = MemberAddForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = User.objects.filter(
+            username__iexact=form.cleaned_data["username"], is_active=True
+        ).first()
+        if user is None:
+            form.add_error("username", "No active account has that username.")
+        else:
+            services.membership_set_roles(
+                project=access.project, user=user, changed_by=request.user,
+                roles=set(form.cleaned_data["roles"])
+                | set(Membership.objects.filter(project=access.project, user=user)
+                      .values_list("role", flat=True)),
+            )
+            messages.success(request, f"{user.username} now has those roles.")
+            form = MemberAddForm()
+    context = _members_context(request, access, form)
+    template = "portal/project_members.html#members" if request.htmx else (
+        "portal/project_members.html"
+    )
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def membership_remove(request: HttpRequest, project_id: int, membership_id: int) -> HttpResponse:
+    access = selectors.project_access_get(project_id=project_id, user=request.user)
+    access.require(Role.ADMIN)
+    membership = get_object_or_404(Membership, pk=membership_id, project=access.project)
+    try:
+        services.membership_remove(membership=membership, removed_by=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    if request.htmx:
+        context = _members_context(request, access, MemberAddForm())
+        return render(request, "portal/project_members.html#members", context)
+    return redirect("project_members", project_id=access.project.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def people(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_staff:
+        raise PermissionDenied("Only portal administrators manage accounts.")
+    form = UserCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_create(created_by=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            _form_errors_from(form, error)
+        else:
+            messages.success(request, f"Account {user.username} created.")
+            return redirect("people")
+    context = {
+        "form": form,
+        "users": selectors.user_list_active(),
+        "site": services.site_settings_get(),
+    }
+    return render(request, "portal/people.html", context)
+
+
+@login_required
+@require_POST
+def signup_toggle(request: HttpRequest) -> HttpResponse:
+    row = services.site_settings_set_signup(
+        open_=request.POST.get("open") == "1", changed_by=request.user
+    )
+    messages.success(request, "Sign-up is now " + ("open." if row.signup_open else "closed."))
+    return redirect("people")
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if not services.site_settings_get().signup_open:
+        return render(request, "registration/signup_closed.html", status=403)
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_signup(**form.cleaned_data)
+        except ValidationError as error:
+            _form_errors_from(form, error)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("home")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account(request: HttpRequest) -> HttpResponse:
+    form = PortalPasswordChangeForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        services.user_password_change(
+            user=request.user, new_password=form.cleaned_data["new_password1"]
+        )
+        update_session_auth_hash(request, request.user)
+        messages.success(request, "Password changed.")
+        return redirect("account")
+    token = Token.objects.filter(user=request.user).first()
+    return render(request, "portal/account.html", {"form": form, "token": token})
+
+
+@login_required
+@require_POST
+def api_token_rotate(request: HttpRequest) -> HttpResponse:
+    token = services.user_api_token_rotate(user=request.user)
+    messages.success(request, "New API token created; the old one no longer works.")
+    return render(request, "portal/account.html", {
+        "form": PortalPasswordChangeForm(request.user), "token": token, "token_fresh": True,
+    })

@@ -1,0 +1,121 @@
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from portal.celery import app as celery_app
+from portal.models import Role
+from tests.portal.factories import MembershipFactory, ProjectFactory, UserFactory
+from tests.support import servers
+
+ROLES = [r.value for r in Role]
+
+
+@pytest.fixture
+def project(db):
+    return ProjectFactory(name="Acme support bot")
+
+
+@pytest.fixture
+def other_project(db):
+    return ProjectFactory(name="Other team's project")
+
+
+def _member(project, role, username):
+    return MembershipFactory(project=project, role=role, user=UserFactory(username=username)).user
+
+
+@pytest.fixture
+def annotator(project):
+    return _member(project, Role.ANNOTATOR, "ann")
+
+
+@pytest.fixture
+def adjudicator(project):
+    return _member(project, Role.ADJUDICATOR, "adj")
+
+
+@pytest.fixture
+def reviewer(project):
+    return _member(project, Role.REVIEWER, "rev")
+
+
+@pytest.fixture
+def engineer(project):
+    return _member(project, Role.ENGINEER, "eng")
+
+
+@pytest.fixture
+def compliance(project):
+    return _member(project, Role.COMPLIANCE, "comp")
+
+
+@pytest.fixture
+def admin(project):
+    return _member(project, Role.ADMIN, "boss")
+
+
+@pytest.fixture
+def staff(db):
+    return UserFactory(username="root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def outsider(other_project):
+    """A member of another project, with every role there."""
+    user = UserFactory(username="stranger")
+    for role in ROLES:
+        MembershipFactory(project=other_project, role=role, user=user)
+    return user
+
+
+@pytest.fixture
+def member_of(project):
+    """member_of(role) -> a fresh user holding `role` in `project`."""
+
+    def make(role: str, username: str | None = None):
+        return MembershipFactory(
+            project=project, role=role, user=UserFactory(username=username or f"as-{role}")
+        ).user
+
+    return make
+
+
+# --- real servers -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def server_log_dir():
+    path = Path(os.environ.get("PORTAL_TEST_LOG_DIR") or tempfile.mkdtemp(prefix="portal-logs-"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def test_database_url(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        return servers.database_url(connection.settings_dict)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(test_database_url, server_log_dir):
+    """A real Celery worker (prefork, queues default and gpu) on Redis and the test DB.
+    Tests that use it must commit their data: mark them django_db(transaction=True)."""
+    node = f"test-{os.environ['PORTAL_TEST_RUN_ID']}@localhost"
+    child = servers.start_celery_worker(
+        servers.child_env(test_database_url), server_log_dir, celery_app, node
+    )
+    yield child
+    child.stop()
+
+
+@pytest.fixture(scope="session")
+def asgi_server(test_database_url, server_log_dir):
+    """The portal served by daphne (HTTP and websockets) on the test database."""
+    child, base_url = servers.start_asgi_server(
+        servers.child_env(test_database_url), server_log_dir
+    )
+    yield base_url
+    child.stop()

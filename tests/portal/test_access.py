@@ -1,0 +1,184 @@
+"""The role matrix: every page and endpoint of the foundation, for every role, for a
+stranger from another project, and for an anonymous visitor."""
+
+import pytest
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from governance.models import AuditEvent
+from portal.models import Membership, Project, Role
+from portal.services import user_api_token_rotate
+from tests.conftest import ROLES
+from tests.portal.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+ALL = set(ROLES)
+# (name, method, url kwargs builder, roles allowed, success status)
+PROJECT_PAGES = [
+    ("project_detail", "get", ALL, 200),
+    ("project_members", "get", {Role.ADMIN}, 200),
+]
+PROJECT_API = [
+    ("api-project", "get", ALL, 200),
+    ("api-project", "patch", {Role.ADMIN}, 200),
+    ("api-memberships", "get", {Role.ADMIN, Role.ENGINEER, Role.COMPLIANCE}, 200),
+    ("api-memberships", "post", {Role.ADMIN}, 201),
+    ("api-audit-events", "get", {Role.ADMIN, Role.COMPLIANCE}, 200),
+]
+API_BODIES = {
+    ("api-project", "patch"): {"description": "changed"},
+    ("api-memberships", "post"): {"username": "target", "role": "reviewer"},
+}
+
+
+@pytest.fixture
+def target(project):
+    return Membership.objects.create(
+        project=project, role=Role.ANNOTATOR,
+        user=UserFactory(username="target"),
+    )
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("name", "method", "allowed", "ok"), PROJECT_PAGES)
+def test_project_pages_by_role(client, project, member_of, role, name, method, allowed, ok):
+    client.force_login(member_of(role))
+
+    response = getattr(client, method)(reverse(name, args=[project.pk]))
+
+    assert response.status_code == (ok if role in allowed else 403)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("name", "method", "allowed", "ok"), PROJECT_API)
+def test_project_api_by_role(project, member_of, target, role, name, method, allowed, ok):
+    api = APIClient()
+    api.force_authenticate(member_of(role))
+    before = AuditEvent.objects.count()
+
+    response = getattr(api, method)(
+        reverse(name, args=[project.pk]), API_BODIES.get((name, method)), format="json"
+    )
+
+    if role in allowed:
+        assert response.status_code == ok, response.content
+    else:
+        assert response.status_code == 403
+        assert AuditEvent.objects.count() == before  # a refused write leaves no trace
+
+
+@pytest.mark.parametrize(("name", "method", "allowed", "ok"), PROJECT_PAGES + PROJECT_API)
+def test_member_of_another_project_gets_404(project, outsider, client, name, method, allowed, ok):
+    api = APIClient()
+    api.force_login(outsider)
+
+    response = getattr(api, method)(
+        reverse(name, args=[project.pk]), API_BODIES.get((name, method)), format="json"
+    )
+
+    assert response.status_code == 404
+
+
+def test_unknown_project_id_is_404_not_500(client, annotator):
+    client.force_login(annotator)
+
+    assert client.get("/projects/999999/").status_code == 404
+    assert client.get("/api/v1/projects/999999/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "url", ["/", "/projects/1/", "/people/", "/projects/new/", "/accounts/"]
+)
+def test_anonymous_pages_redirect_to_login(client, url):
+    response = client.get(url)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.parametrize("url", ["/api/v1/me/", "/api/v1/projects/", "/api/v1/projects/1/"])
+def test_anonymous_api_is_refused(url):
+    assert APIClient().get(url).status_code in (401, 403)
+
+
+def test_membership_removal_by_id_from_another_project_is_404(
+    client, project, admin, other_project
+):
+    foreign = Membership.objects.filter(project=other_project).first() or Membership.objects.create(
+        project=other_project, role=Role.ADMIN, user=other_project.created_by
+    )
+    client.force_login(admin)
+
+    response = client.post(reverse("membership_remove", args=[project.pk, foreign.pk]))
+
+    assert response.status_code == 404
+    assert Membership.objects.filter(pk=foreign.pk).exists()
+
+
+def test_membership_delete_api_for_admin_only(project, admin, annotator):
+    membership = Membership.objects.get(user=annotator)
+    api = APIClient()
+    url = reverse("api-membership", args=[project.pk, membership.pk])
+
+    api.force_authenticate(annotator)
+    assert api.delete(url).status_code == 403
+    api.force_authenticate(admin)
+    assert api.delete(url).status_code == 204
+    assert not Membership.objects.filter(pk=membership.pk).exists()
+
+
+@pytest.mark.parametrize(("url", "method"), [
+    ("/people/", "get"), ("/projects/new/", "get"), ("/people/signup/", "post"),
+])
+def test_staff_pages_refuse_project_admins(client, admin, url, method):
+    client.force_login(admin)
+
+    assert getattr(client, method)(url).status_code == 403
+
+
+def test_staff_pages_open_to_staff(client, staff):
+    client.force_login(staff)
+
+    assert client.get("/people/").status_code == 200
+    assert client.get("/projects/new/").status_code == 200
+
+
+def test_project_create_api_staff_only(staff, engineer):
+    api = APIClient()
+    api.force_authenticate(engineer)
+    assert api.post("/api/v1/projects/", {"name": "X"}, format="json").status_code == 403
+    api.force_authenticate(staff)
+    response = api.post("/api/v1/projects/", {"name": "X"}, format="json")
+    assert response.status_code == 201
+    assert response.json()["roles"] == ["admin"]
+    assert Project.objects.filter(name="X").count() == 1
+
+
+def test_project_list_shows_only_own_projects(project, annotator, outsider):
+    api = APIClient()
+    api.force_authenticate(annotator)
+
+    names = [p["name"] for p in api.get("/api/v1/projects/").json()]
+
+    assert names == ["Acme support bot"]
+
+
+def test_token_auth_reaches_the_api(annotator):
+    token = user_api_token_rotate(user=annotator)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+
+    assert api.get("/api/v1/me/").json()["username"] == "ann"
+
+
+def test_audit_api_refuses_unlisted_filters(project, compliance):
+    api = APIClient()
+    api.force_authenticate(compliance)
+
+    response = api.get(
+        reverse("api-audit-events", args=[project.pk]), {"actor__password__startswith": "p"}
+    )
+
+    assert response.status_code == 400
+    assert "actor__password__startswith" in response.json()

@@ -1,0 +1,134 @@
+import pytest
+from django.urls import reverse
+
+from governance.models import AuditEvent
+from portal.models import Membership, Role, User
+
+pytestmark = pytest.mark.django_db
+
+
+def test_home_lists_projects_and_work_per_role(client, project, member_of):
+    user = member_of(Role.ANNOTATOR, "multi")
+    Membership.objects.create(user=user, project=project, role=Role.REVIEWER)
+    client.force_login(user)
+
+    html = client.get("/").content.decode()
+
+    assert "Acme support bot" in html
+    assert 'data-testid="work-annotator"' in html
+    assert 'data-testid="work-reviewer"' in html
+    assert 'data-testid="work-engineer"' not in html
+
+
+def test_home_without_projects_says_how_to_get_one(client, db):
+    client.force_login(User.objects.create(username="lonely"))
+
+    assert b'data-testid="no-projects"' in client.get("/").content
+
+
+def test_home_htmx_request_gets_only_the_fragment(client, annotator):
+    client.force_login(annotator)
+
+    response = client.get("/", headers={"HX-Request": "true"})
+
+    body = response.content.decode()
+    assert body.lstrip().startswith('<div id="home-projects"')
+    assert "<html" not in body
+    assert "HX-Request" in response["Vary"]
+
+
+def test_pages_send_a_content_security_policy(client, annotator):
+    client.force_login(annotator)
+
+    policy = client.get("/")["Content-Security-Policy"]
+
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy
+
+
+def test_admin_adds_member_with_roles_through_the_page(client, project, admin):
+    User.objects.create(username="newbie")
+    client.force_login(admin)
+
+    client.post(
+        reverse("project_members", args=[project.pk]),
+        {"username": "newbie", "roles": ["annotator", "reviewer"]},
+    )
+
+    roles = set(Membership.objects.filter(user__username="newbie").values_list("role", flat=True))
+    assert roles == {"annotator", "reviewer"}
+    assert AuditEvent.objects.filter(action="membership.add").count() == 2
+
+
+def test_members_page_names_an_unknown_username(client, project, admin):
+    client.force_login(admin)
+
+    response = client.post(
+        reverse("project_members", args=[project.pk]), {"username": "ghost", "roles": ["annotator"]}
+    )
+
+    assert "No active account has that username." in response.content.decode()
+
+
+def test_htmx_removal_returns_the_members_fragment(client, project, admin, annotator):
+    membership = Membership.objects.get(user=annotator)
+    client.force_login(admin)
+
+    response = client.post(
+        reverse("membership_remove", args=[project.pk, membership.pk]),
+        headers={"HX-Request": "true"},
+    )
+
+    assert response.content.decode().lstrip().startswith('<section class="card" id="members"')
+    assert not Membership.objects.filter(pk=membership.pk).exists()
+
+
+def test_signup_page_closed_by_default(client, db):
+    response = client.get(reverse("signup"))
+
+    assert response.status_code == 403
+    assert b"Sign-up is closed" in response.content
+
+
+def test_staff_creates_an_account_on_the_people_page(client, staff):
+    client.force_login(staff)
+
+    client.post("/people/", {"username": "carol", "password": "long-enough-phrase-1"})
+
+    assert User.objects.get(username="carol").check_password("long-enough-phrase-1")
+
+
+def test_password_change_keeps_the_session(client, annotator):
+    client.force_login(annotator)
+
+    response = client.post("/accounts/", {
+        "old_password": "ann-pass-123", "new_password1": "brand-new-phrase-9",
+        "new_password2": "brand-new-phrase-9",
+    })
+
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200
+    annotator.refresh_from_db()
+    assert annotator.check_password("brand-new-phrase-9")
+
+
+def test_failed_logins_lock_the_account_after_five(client, annotator):
+    for _ in range(5):
+        client.post("/accounts/login/", {"username": "ann", "password": "wrong"})
+
+    response = client.post("/accounts/login/", {"username": "ann", "password": "ann-pass-123"})
+
+    assert response.status_code == 429
+    assert b"Too many failed log-ins" in response.content
+
+
+def test_healthz_answers_without_login(client, db):
+    assert client.get("/healthz/").json() == {"status": "ok"}
+
+
+def test_openapi_schema_and_docs_are_served(client, annotator):
+    client.force_login(annotator)
+
+    assert b"/api/v1/projects/" in client.get("/api/schema/").content
+    assert client.get("/api/docs/").status_code == 200
