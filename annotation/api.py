@@ -1,1 +1,3 @@
-"""Api for datasets and provenance, items, label schemas, guidelines, leased assignments, annotations, agreement, adjudication, snapshots and exports."""
+"""Api for datasets and provenance, items, label schemas, guidelines, leased assignments,
+annotations, agreement, adjudication, snapshots and exports.
+"""

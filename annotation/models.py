@@ -1,1 +1,3 @@
-"""Models for datasets and provenance, items, label schemas, guidelines, leased assignments, annotations, agreement, adjudication, snapshots and exports."""
+"""Models for datasets and provenance, items, label schemas, guidelines, leased assignments,
+annotations, agreement, adjudication, snapshots and exports.
+"""

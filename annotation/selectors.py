@@ -1,1 +1,3 @@
-"""Selectors for datasets and provenance, items, label schemas, guidelines, leased assignments, annotations, agreement, adjudication, snapshots and exports."""
+"""Selectors for datasets and provenance, items, label schemas, guidelines, leased assignments,
+annotations, agreement, adjudication, snapshots and exports.
+"""

@@ -1,1 +1,3 @@
-"""Services for datasets and provenance, items, label schemas, guidelines, leased assignments, annotations, agreement, adjudication, snapshots and exports."""
+"""Services for datasets and provenance, items, label schemas, guidelines, leased assignments,
+annotations, agreement, adjudication, snapshots and exports.
+"""

@@ -1,1 +1,3 @@
-"""Views for datasets and provenance, items, label schemas, guidelines, leased assignments, annotations, agreement, adjudication, snapshots and exports."""
+"""Views for datasets and provenance, items, label schemas, guidelines, leased assignments,
+annotations, agreement, adjudication, snapshots and exports.
+"""

@@ -1,1 +1,3 @@
-"""Api for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics, fairness slices and regression gates."""
+"""Api for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics, fairness
+slices and regression gates.
+"""

@@ -1,1 +1,3 @@
-"""Models for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics, fairness slices and regression gates."""
+"""Models for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics,
+fairness slices and regression gates.
+"""

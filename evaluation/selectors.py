@@ -1,1 +1,3 @@
-"""Selectors for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics, fairness slices and regression gates."""
+"""Selectors for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics,
+fairness slices and regression gates.
+"""

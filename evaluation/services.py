@@ -1,1 +1,3 @@
-"""Services for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics, fairness slices and regression gates."""
+"""Services for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics,
+fairness slices and regression gates.
+"""

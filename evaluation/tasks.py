@@ -1,1 +1,3 @@
-"""Tasks for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics, fairness slices and regression gates."""
+"""Tasks for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics, fairness
+slices and regression gates.
+"""

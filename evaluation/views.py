@@ -1,1 +1,3 @@
-"""Views for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics, fairness slices and regression gates."""
+"""Views for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics, fairness
+slices and regression gates.
+"""

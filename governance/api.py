@@ -17,8 +17,15 @@ class AuditEventOutput(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = [
-            "seq", "created_at", "actor_username", "action", "target_type", "target_id",
-            "data", "prev_hash", "hash",
+            "seq",
+            "created_at",
+            "actor_username",
+            "action",
+            "target_type",
+            "target_id",
+            "data",
+            "prev_hash",
+            "hash",
         ]
 
 
@@ -33,8 +40,10 @@ class AuditEventListApi(APIView):
         unknown = sorted(set(request.query_params) - set(AUDIT_FILTER_FIELDS) - {"limit", "offset"})
         if unknown:
             raise serializers.ValidationError(
-                {name: f"Unknown filter; use one of {', '.join(AUDIT_FILTER_FIELDS)}."
-                 for name in unknown}
+                {
+                    name: f"Unknown filter; use one of {', '.join(AUDIT_FILTER_FIELDS)}."
+                    for name in unknown
+                }
             )
         filters = {k: v for k, v in request.query_params.items() if k in AUDIT_FILTER_FIELDS}
         events = audit_event_list_for_project(project=access.project, filters=filters)

@@ -119,7 +119,11 @@ def audit_chain_verify(*, chunk_size: int = 5000) -> ChainReport:
         return ChainReport(
             checked,
             expected_prev,
-            ChainBreak(head.seq, None, f"chain head says #{head.seq} but the log ends at "
-                       f"#{checked}: events were removed from the end"),
+            ChainBreak(
+                head.seq,
+                None,
+                f"chain head says #{head.seq} but the log ends at "
+                f"#{checked}: events were removed from the end",
+            ),
         )
     return ChainReport(checked, expected_prev, None)

@@ -1,4 +1,3 @@
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -39,13 +38,16 @@ class MeApi(APIView):
     @extend_schema(responses=MeOutput)
     def get(self, request: Request) -> Response:
         projects = selectors.project_list_for_user(user=request.user)
-        return Response({
-            "id": request.user.pk,
-            "username": request.user.username,
-            "is_staff": request.user.is_staff,
-            "projects": [{"id": p.project.pk, "name": p.project.name, "roles": p.roles}
-                         for p in projects],
-        })
+        return Response(
+            {
+                "id": request.user.pk,
+                "username": request.user.username,
+                "is_staff": request.user.is_staff,
+                "projects": [
+                    {"id": p.project.pk, "name": p.project.name, "roles": p.roles} for p in projects
+                ],
+            }
+        )
 
 
 class ProjectListCreateApi(APIView):
@@ -57,8 +59,9 @@ class ProjectListCreateApi(APIView):
     def get(self, request: Request) -> Response:
         projects = selectors.project_list_for_user(user=request.user)
         roles = {p.project.pk: p.roles for p in projects}
-        data = ProjectOutput([p.project for p in projects], many=True,
-                             context={"roles": roles}).data
+        data = ProjectOutput(
+            [p.project for p in projects], many=True, context={"roles": roles}
+        ).data
         return Response(data)
 
     @extend_schema(request=ProjectCreateInput, responses={201: ProjectOutput})
@@ -66,8 +69,10 @@ class ProjectListCreateApi(APIView):
         payload = self.ProjectCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         project = services.project_create(created_by=request.user, **payload.validated_data)
-        return Response(ProjectOutput(project, context={"roles": {project.pk: [Role.ADMIN]}}).data,
-                        status=status.HTTP_201_CREATED)
+        return Response(
+            ProjectOutput(project, context={"roles": {project.pk: [Role.ADMIN]}}).data,
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class ProjectDetailApi(APIView):
@@ -123,7 +128,9 @@ class MembershipListCreateApi(APIView):
         if user is None:
             raise serializers.ValidationError({"username": "No active account has that username."})
         membership = services.membership_add(
-            project=access.project, user=user, role=payload.validated_data["role"],
+            project=access.project,
+            user=user,
+            role=payload.validated_data["role"],
             added_by=request.user,
         )
         return Response(MembershipOutput(membership).data, status=status.HTTP_201_CREATED)
@@ -137,4 +144,3 @@ class MembershipDetailApi(APIView):
         membership = get_object_or_404(Membership, pk=membership_id, project=access.project)
         services.membership_remove(membership=membership, removed_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
-

@@ -35,7 +35,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content, **kwargs) -> None:
         project_id = content.get("subscribe") if isinstance(content, dict) else None
         if project_id is None:
-            await self.send_json({"type": "error", "message": "Send {\"subscribe\": project_id}."})
+            await self.send_json({"type": "error", "message": 'Send {"subscribe": project_id}.'})
             return
         try:
             access = await database_sync_to_async(project_access_get)(

@@ -7,7 +7,8 @@ from portal.models import Role
 class ProjectForm(forms.Form):
     name = forms.CharField(max_length=200, help_text="Shown to every member.")
     description = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}), required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
         help_text="What the project is for; Markdown is not rendered.",
     )
 
@@ -15,7 +16,8 @@ class ProjectForm(forms.Form):
 class MemberAddForm(forms.Form):
     username = forms.CharField(max_length=150, help_text="An existing account's username.")
     roles = forms.MultipleChoiceField(
-        choices=Role.choices, widget=forms.CheckboxSelectMultiple,
+        choices=Role.choices,
+        widget=forms.CheckboxSelectMultiple,
         help_text="A person may hold several roles in one project.",
     )
 
@@ -25,7 +27,8 @@ class UserCreateForm(forms.Form):
     email = forms.EmailField(required=False)
     password = forms.CharField(widget=forms.PasswordInput, help_text="At least 8 characters.")
     is_staff = forms.BooleanField(
-        required=False, label="Portal administrator",
+        required=False,
+        label="Portal administrator",
         help_text="May create projects, create accounts and open sign-up.",
     )
 

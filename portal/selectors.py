@@ -48,7 +48,9 @@ def project_access_get(*, project_id: int | str, user: User) -> ProjectAccess:
     return ProjectAccess(project=Project.objects.get(pk=pk), roles=roles)
 
 
-def project_get_for_user(*, project_id: int | str, user: User, roles: tuple[str, ...] = ()) -> Project:
+def project_get_for_user(
+    *, project_id: int | str, user: User, roles: tuple[str, ...] = ()
+) -> Project:
     access = project_access_get(project_id=project_id, user=user)
     if roles:
         access.require(*roles)

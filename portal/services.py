@@ -29,8 +29,12 @@ def user_create(
     if User.objects.filter(username__iexact=username).exists():
         raise ValidationError({"username": f"The username {username!r} is taken."})
     user = User(
-        username=username, email=email, first_name=first_name, last_name=last_name,
-        is_staff=is_staff, is_superuser=is_staff,
+        username=username,
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
+        is_staff=is_staff,
+        is_superuser=is_staff,
     )
     if validate:
         validate_password(password, user)
@@ -38,7 +42,9 @@ def user_create(
     user.full_clean(exclude=["password"])
     user.save()
     audit_record(
-        actor=created_by, action="user.create", target=user,
+        actor=created_by,
+        action="user.create",
+        target=user,
         data={"username": username, "is_staff": is_staff},
     )
     return user
@@ -107,8 +113,12 @@ def project_create(*, name: str, description: str = "", created_by: User) -> Pro
 
 @transaction.atomic
 def project_update(
-    *, project: Project, updated_by: User, name: str | None = None,
-    description: str | None = None, archived: bool | None = None,
+    *,
+    project: Project,
+    updated_by: User,
+    name: str | None = None,
+    description: str | None = None,
+    archived: bool | None = None,
 ) -> Project:
     project = Project.objects.select_for_update().get(pk=project.pk)
     changes: dict[str, object] = {}
@@ -134,7 +144,9 @@ def membership_add(*, project: Project, user: User, role: str, added_by: User) -
     )
     if created:
         audit_record(
-            actor=added_by, action="membership.add", target=membership,
+            actor=added_by,
+            action="membership.add",
+            target=membership,
             data={"user": user.get_username(), "role": role},
         )
         text = f"You were added to {project.name} as {Role(role).label.lower()}."
@@ -151,8 +163,10 @@ def membership_set_roles(
     for membership in Membership.objects.filter(project=project, user=user):
         if membership.role not in wanted:
             membership_remove(membership=membership, removed_by=changed_by)
-    return [membership_add(project=project, user=user, role=r, added_by=changed_by)
-            for r in sorted(wanted)]
+    return [
+        membership_add(project=project, user=user, role=r, added_by=changed_by)
+        for r in sorted(wanted)
+    ]
 
 
 @transaction.atomic
@@ -166,7 +180,9 @@ def membership_remove(*, membership: Membership, removed_by: User) -> None:
         if len(admins) <= 1:
             raise ValidationError({"role": "A project keeps at least one admin."})
     audit_record(
-        actor=removed_by, action="membership.remove", target=membership,
+        actor=removed_by,
+        action="membership.remove",
+        target=membership,
         data={"user": membership.user.get_username(), "role": membership.role},
     )
     membership.delete()
@@ -191,5 +207,6 @@ def site_settings_set_signup(*, open_: bool, changed_by: User) -> SiteSettings:
 
 def notification_push(*, user_id: int, text: str, kind: str = "info") -> None:
     """Show `text` in every open tab of the user (a toast; the home page also refreshes)."""
-    realtime.push_to_user(user_id=user_id, event={"type": "notification", "kind": kind,
-                                                  "text": text})
+    realtime.push_to_user(
+        user_id=user_id, event={"type": "notification", "kind": kind, "text": text}
+    )

@@ -10,18 +10,27 @@ api_v1 = [
     path("me/", api.MeApi.as_view(), name="api-me"),
     path("projects/", api.ProjectListCreateApi.as_view(), name="api-projects"),
     path("projects/<int:project_id>/", api.ProjectDetailApi.as_view(), name="api-project"),
-    path("projects/<int:project_id>/memberships/", api.MembershipListCreateApi.as_view(),
-         name="api-memberships"),
-    path("projects/<int:project_id>/memberships/<int:membership_id>/",
-         api.MembershipDetailApi.as_view(), name="api-membership"),
+    path(
+        "projects/<int:project_id>/memberships/",
+        api.MembershipListCreateApi.as_view(),
+        name="api-memberships",
+    ),
+    path(
+        "projects/<int:project_id>/memberships/<int:membership_id>/",
+        api.MembershipDetailApi.as_view(),
+        name="api-membership",
+    ),
     *governance_api,
 ]
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True),
-         name="login"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/", views.account, name="account"),
@@ -31,11 +40,13 @@ urlpatterns = [
     path("projects/new/", views.project_create, name="project_create"),
     path("projects/<int:project_id>/", views.project_detail, name="project_detail"),
     path("projects/<int:project_id>/members/", views.project_members, name="project_members"),
-    path("projects/<int:project_id>/members/<int:membership_id>/remove/",
-         views.membership_remove, name="membership_remove"),
+    path(
+        "projects/<int:project_id>/members/<int:membership_id>/remove/",
+        views.membership_remove,
+        name="membership_remove",
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"),
-         name="api-docs"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -53,8 +53,9 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
     access = selectors.project_access_get(project_id=project_id, user=request.user)
-    return render(request, "portal/project_detail.html", {"access": access,
-                                                           "project": access.project})
+    return render(
+        request, "portal/project_detail.html", {"access": access, "project": access.project}
+    )
 
 
 @login_required
@@ -98,16 +99,21 @@ def project_members(request: HttpRequest, project_id: int) -> HttpResponse:
             form.add_error("username", "No active account has that username.")
         else:
             services.membership_set_roles(
-                project=access.project, user=user, changed_by=request.user,
+                project=access.project,
+                user=user,
+                changed_by=request.user,
                 roles=set(form.cleaned_data["roles"])
-                | set(Membership.objects.filter(project=access.project, user=user)
-                      .values_list("role", flat=True)),
+                | set(
+                    Membership.objects.filter(project=access.project, user=user).values_list(
+                        "role", flat=True
+                    )
+                ),
             )
             messages.success(request, f"{user.username} now has those roles.")
             form = MemberAddForm()
     context = _members_context(request, access, form)
-    template = "portal/project_members.html#members" if request.htmx else (
-        "portal/project_members.html"
+    template = (
+        "portal/project_members.html#members" if request.htmx else ("portal/project_members.html")
     )
     return render(request, template, context)
 
@@ -196,6 +202,12 @@ def account(request: HttpRequest) -> HttpResponse:
 def api_token_rotate(request: HttpRequest) -> HttpResponse:
     token = services.user_api_token_rotate(user=request.user)
     messages.success(request, "New API token created; the old one no longer works.")
-    return render(request, "portal/account.html", {
-        "form": PortalPasswordChangeForm(request.user), "token": token, "token_fresh": True,
-    })
+    return render(
+        request,
+        "portal/account.html",
+        {
+            "form": PortalPasswordChangeForm(request.user),
+            "token": token,
+            "token_fresh": True,
+        },
+    )

@@ -1,1 +1,3 @@
-"""Models for base models, training jobs, the runner around transformers/peft/trl, metrics, checkpoints and the model registry."""
+"""Models for base models, training jobs, the runner around transformers/peft/trl, metrics,
+checkpoints and the model registry.
+"""

@@ -1,1 +1,3 @@
-"""Selectors for base models, training jobs, the runner around transformers/peft/trl, metrics, checkpoints and the model registry."""
+"""Selectors for base models, training jobs, the runner around transformers/peft/trl, metrics,
+checkpoints and the model registry.
+"""

@@ -1,1 +1,3 @@
-"""Services for base models, training jobs, the runner around transformers/peft/trl, metrics, checkpoints and the model registry."""
+"""Services for base models, training jobs, the runner around transformers/peft/trl, metrics,
+checkpoints and the model registry.
+"""

@@ -1,1 +1,3 @@
-"""Tasks for base models, training jobs, the runner around transformers/peft/trl, metrics, checkpoints and the model registry."""
+"""Tasks for base models, training jobs, the runner around transformers/peft/trl, metrics,
+checkpoints and the model registry.
+"""

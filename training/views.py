@@ -1,1 +1,3 @@
-"""Views for base models, training jobs, the runner around transformers/peft/trl, metrics, checkpoints and the model registry."""
+"""Views for base models, training jobs, the runner around transformers/peft/trl, metrics,
+checkpoints and the model registry.
+"""

@@ -6,36 +6,47 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('governance', '0001_initial'),
-        ('portal', '0001_initial'),
+        ("governance", "0001_initial"),
+        ("portal", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='auditevent',
-            name='actor',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="auditevent",
+            name="actor",
+            field=models.ForeignKey(
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='auditevent',
-            name='project',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='portal.project'),
+            model_name="auditevent",
+            name="project",
+            field=models.ForeignKey(
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="portal.project",
+            ),
         ),
         migrations.AddIndex(
-            model_name='auditevent',
-            index=models.Index(fields=['project', 'seq'], name='governance__project_f736d4_idx'),
+            model_name="auditevent",
+            index=models.Index(fields=["project", "seq"], name="governance__project_f736d4_idx"),
         ),
         migrations.AddIndex(
-            model_name='auditevent',
-            index=models.Index(fields=['target_type', 'target_id'], name='governance__target__e5d48d_idx'),
+            model_name="auditevent",
+            index=models.Index(
+                fields=["target_type", "target_id"], name="governance__target__e5d48d_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='auditevent',
-            index=models.Index(fields=['action'], name='governance__action_a0b3a0_idx'),
+            model_name="auditevent",
+            index=models.Index(fields=["action"], name="governance__action_a0b3a0_idx"),
         ),
     ]

@@ -72,7 +72,9 @@ def test_database_refuses_update_and_delete(admin, project, statement):
         connection.cursor().execute(statement)
 
     assert list(AuditEvent.objects.values_list("action", flat=True)) == [
-        "test.one", "test.two", "test.three",
+        "test.one",
+        "test.two",
+        "test.three",
     ]
 
 
@@ -80,9 +82,7 @@ def test_altered_event_with_trigger_dropped_is_named_by_verify(admin, project):
     _, second, _ = _three_events(admin, project)
     with connection.cursor() as cursor:
         _drop_append_only_trigger(cursor)
-        cursor.execute(
-            "UPDATE governance_auditevent SET data = '{\"n\": 3}'::jsonb WHERE seq = 2"
-        )
+        cursor.execute("UPDATE governance_auditevent SET data = '{\"n\": 3}'::jsonb WHERE seq = 2")
 
     with pytest.raises(CommandError, match=rf"event #2 \(id {second.pk}\): content does not match"):
         call_command("verify_audit_log")

@@ -35,7 +35,8 @@ API_BODIES = {
 @pytest.fixture
 def target(project):
     return Membership.objects.create(
-        project=project, role=Role.ANNOTATOR,
+        project=project,
+        role=Role.ANNOTATOR,
         user=UserFactory(username="target"),
     )
 
@@ -87,9 +88,7 @@ def test_unknown_project_id_is_404_not_500(client, annotator):
     assert client.get("/api/v1/projects/999999/").status_code == 404
 
 
-@pytest.mark.parametrize(
-    "url", ["/", "/projects/1/", "/people/", "/projects/new/", "/accounts/"]
-)
+@pytest.mark.parametrize("url", ["/", "/projects/1/", "/people/", "/projects/new/", "/accounts/"])
 def test_anonymous_pages_redirect_to_login(client, url):
     response = client.get(url)
 
@@ -128,9 +127,14 @@ def test_membership_delete_api_for_admin_only(project, admin, annotator):
     assert not Membership.objects.filter(pk=membership.pk).exists()
 
 
-@pytest.mark.parametrize(("url", "method"), [
-    ("/people/", "get"), ("/projects/new/", "get"), ("/people/signup/", "post"),
-])
+@pytest.mark.parametrize(
+    ("url", "method"),
+    [
+        ("/people/", "get"),
+        ("/projects/new/", "get"),
+        ("/people/signup/", "post"),
+    ],
+)
 def test_staff_pages_refuse_project_admins(client, admin, url, method):
     client.force_login(admin)
 

@@ -68,7 +68,9 @@ def test_unknown_role_is_refused_naming_the_field(project, annotator, admin):
 def test_set_roles_adds_and_removes(project, annotator, admin, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks():
         services.membership_set_roles(
-            project=project, user=annotator, roles={Role.REVIEWER, Role.ADJUDICATOR},
+            project=project,
+            user=annotator,
+            roles={Role.REVIEWER, Role.ADJUDICATOR},
             changed_by=admin,
         )
 

@@ -12,20 +12,38 @@ GOOD_KEY = "p4-" + "x9Qz" * 15
 
 
 def _manage(*args, **env):
-    clean = {k: v for k, v in os.environ.items()
-             if k not in {"SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE", "DATABASE_URL",
-                          "DJANGO_ALLOW_ASYNC_UNSAFE"}}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "SECRET_KEY",
+            "DEBUG",
+            "DJANGO_SETTINGS_MODULE",
+            "DATABASE_URL",
+            "DJANGO_ALLOW_ASYNC_UNSAFE",
+        }
+    }
     clean.update(DJANGO_SETTINGS_MODULE="portal.settings", **env)
     return subprocess.run(  # noqa: S603
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True,
-        text=True, timeout=120, check=False,
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
 def test_deploy_check_passes_with_production_settings():
     result = _manage(
-        "check", "--deploy", "--fail-level", "WARNING",
-        SECRET_KEY=GOOD_KEY, DATABASE_URL="postgres://postgres@127.0.0.1:5432/portal",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        SECRET_KEY=GOOD_KEY,
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/portal",
         ALLOWED_HOSTS="portal.example.org",
     )
 

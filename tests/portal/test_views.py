@@ -102,10 +102,14 @@ def test_staff_creates_an_account_on_the_people_page(client, staff):
 def test_password_change_keeps_the_session(client, annotator):
     client.force_login(annotator)
 
-    response = client.post("/accounts/", {
-        "old_password": "ann-pass-123", "new_password1": "brand-new-phrase-9",
-        "new_password2": "brand-new-phrase-9",
-    })
+    response = client.post(
+        "/accounts/",
+        {
+            "old_password": "ann-pass-123",
+            "new_password1": "brand-new-phrase-9",
+            "new_password2": "brand-new-phrase-9",
+        },
+    )
 
     assert response.status_code == 302
     assert client.get("/").status_code == 200

@@ -56,7 +56,9 @@ class ChildProcess:
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            raise RuntimeError(
+                f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+            )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -71,8 +73,16 @@ class ChildProcess:
 
 def start_asgi_server(env: dict[str, str], log_dir: Path) -> tuple[ChildProcess, str]:
     port = free_port()
-    args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-            "portal.asgi:application"]
+    args = [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "portal.asgi:application",
+    ]
     child = ChildProcess("daphne", args, env, log_dir)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -91,9 +101,24 @@ def start_asgi_server(env: dict[str, str], log_dir: Path) -> tuple[ChildProcess,
 
 
 def start_celery_worker(env: dict[str, str], log_dir: Path, app, node: str) -> ChildProcess:
-    args = [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "default,gpu",
-            "--concurrency", "2", "-n", node, "--without-gossip", "--without-mingle",
-            "-l", "info"]
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "portal",
+        "worker",
+        "-Q",
+        "default,gpu",
+        "--concurrency",
+        "2",
+        "-n",
+        node,
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "info",
+    ]
     child = ChildProcess("celery", args, env, log_dir)
     deadline = time.monotonic() + 90
     while True:

@@ -11,5 +11,7 @@ class Command(BaseCommand):
         if not report.ok:
             raise CommandError(f"audit log broken at {report.first_break}")
         self.stdout.write(
-            self.style.SUCCESS(f"audit log verified: {report.checked} events, head {report.head_hash}")
+            self.style.SUCCESS(
+                f"audit log verified: {report.checked} events, head {report.head_hash}"
+            )
         )

@@ -1,0 +1,60 @@
+# The README's two commands: `make demo` and `make test`. Everything they need is installed here.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The extras every command here needs: the ML stack for training, dev for tests and linting.
+EXTRAS ?= ml,dev
+STAMP := $(VENV)/.installed-$(EXTRAS)
+
+# The embedded mode: SQLite under var/, a filesystem Celery broker, in-process websockets.
+DEMO_ENV := DEBUG=1 DJANGO_SETTINGS_MODULE=portal.settings
+TEST_ENV := DJANGO_SETTINGS_MODULE=portal.settings_test
+
+.PHONY: help install demo test lint pytest bench chromium services clean
+
+help:
+	@echo "make demo   install, migrate, load demo data and serve on http://127.0.0.1:8000"
+	@echo "make test   lint and the whole test suite on PostgreSQL, Redis, Celery and Chromium"
+	@echo "make bench  benchmarks under tests/bench, one 'name: value unit' line each"
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	# torch first and alone, so the CPU build is chosen before anything else asks for torch.
+	$(PY) -m pip install --quiet -c constraints.txt "torch==2.13.0"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(DEMO_ENV) $(PY) manage.py migrate --noinput
+	$(DEMO_ENV) $(PY) manage.py seed_demo
+	$(DEMO_ENV) $(PY) manage.py serve_demo
+
+chromium:
+	@scripts/ensure_chromium.sh
+
+services:
+	@scripts/ensure_services.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/lint-imports
+
+pytest: install chromium services
+	$(TEST_ENV) $(VENV)/bin/pytest -m "not bench" $(PYTEST_ARGS)
+
+test: lint pytest
+
+bench: install services
+	$(TEST_ENV) $(VENV)/bin/pytest tests/bench -m bench -q -p no:cacheprovider $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache tests/e2e/artifacts

@@ -1,0 +1,71 @@
+import signal
+import subprocess
+import sys
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from portal.demo import DEMO_LOGINS
+
+
+class Command(BaseCommand):
+    help = "Serve the portal (daphne) with a Celery worker until Ctrl-C; used by `make demo`."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+
+    def handle(self, *args, host, port, **options):
+        python = sys.executable
+        children = [
+            subprocess.Popen(  # noqa: S603 - fixed argv
+                [python, "-m", "daphne", "-b", host, "-p", str(port), "portal.asgi:application"]
+            ),
+            subprocess.Popen(  # noqa: S603 - fixed argv
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "portal",
+                    "worker",
+                    "-Q",
+                    "default,gpu",
+                    "--concurrency",
+                    "1",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-l",
+                    "warning",
+                ]
+            ),
+        ]
+        stop = False
+
+        def on_signal(signum, frame):
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        self.stdout.write(self.style.SUCCESS(f"\nTuning Portal: http://{host}:{port}/"))
+        self.stdout.write("Demo logins (username / password):")
+        for login in DEMO_LOGINS:
+            self.stdout.write(f"  {login.role:<12} {login.username} / {login.password}")
+        self.stdout.write("Press Ctrl-C to stop the web server and the worker.\n")
+        try:
+            while not stop:
+                for child in children:
+                    if child.poll() is not None:
+                        raise CommandError(f"{child.args[2]} exited with {child.returncode}")
+                time.sleep(0.5)
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            for child in children:
+                try:
+                    child.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+            self.stdout.write("Stopped.")
