@@ -1,1 +1,37 @@
-"""Admin registrations for the annotation app."""
+"""Read-only admin views; writes go through the annotation services."""
+
+from django.contrib import admin
+
+from annotation.models import Annotation, Dataset, DatasetUpload, GoldLabel, Item, LabelSchema
+from portal.admin import ReadOnlyAdmin
+
+
+@admin.register(Dataset)
+class DatasetAdmin(ReadOnlyAdmin):
+    list_display = ["name", "project", "row_count", "license", "synthetic", "created_at"]
+
+
+@admin.register(DatasetUpload)
+class DatasetUploadAdmin(ReadOnlyAdmin):
+    list_display = ["file_name", "project", "status", "rows_done", "created_at"]
+
+
+@admin.register(LabelSchema)
+class LabelSchemaAdmin(ReadOnlyAdmin):
+    list_display = ["project", "version", "task_type", "created_at"]
+
+
+@admin.register(Item)
+class ItemAdmin(ReadOnlyAdmin):
+    list_display = ["id", "project", "dataset", "row_number", "state", "label_count"]
+    list_filter = ["state", "is_gold"]
+
+
+@admin.register(Annotation)
+class AnnotationAdmin(ReadOnlyAdmin):
+    list_display = ["id", "item", "annotator", "submitted_at", "undone"]
+
+
+@admin.register(GoldLabel)
+class GoldLabelAdmin(ReadOnlyAdmin):
+    list_display = ["item", "method", "decided_by", "created_at"]

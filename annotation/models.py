@@ -1,3 +1,347 @@
-"""Models for datasets and provenance, items, label schemas, guidelines, leased assignments,
-annotations, agreement, adjudication, snapshots and exports.
-"""
+"""Datasets and their provenance, items, label schemas and guidelines, leases,
+annotations, and the gold labels that agreement or adjudication produce."""
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Dataset(models.Model):
+    class Status(models.TextChoices):
+        READY = "ready", "Ready"
+        ARCHIVED = "archived", "Archived"
+
+    class Format(models.TextChoices):
+        JSONL = "jsonl", "JSON Lines"
+        CSV = "csv", "CSV"
+        LABEL_STUDIO = "labelstudio", "Label Studio JSON export"
+
+    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="datasets")
+    name = models.CharField(max_length=200)
+    file_name = models.CharField(max_length=255)
+    file_format = models.CharField(max_length=20, choices=Format.choices)
+    file_sha256 = models.CharField(max_length=64)
+    file_bytes = models.BigIntegerField()
+    row_count = models.IntegerField(default=0)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.READY)
+    # Provenance, required at upload (Datasheets for Datasets: collection and licensing).
+    source_description = models.TextField()
+    license = models.CharField(max_length=100, help_text='An SPDX id, or "proprietary".')
+    consent_basis = models.CharField(max_length=200)
+    collection_date = models.DateField()
+    synthetic = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "file_sha256"], name="dataset_unique_file_per_project"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetUpload(models.Model):
+    """One attempt to import a file. A failed attempt keeps only its error; the file and
+    any rows it produced are gone."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Importing"
+        SUCCEEDED = "succeeded", "Imported"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    file_name = models.CharField(max_length=255)
+    stored_path = models.CharField(max_length=500, blank=True)
+    file_bytes = models.BigIntegerField(default=0)
+    options = models.JSONField(default=dict)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    rows_done = models.IntegerField(default=0)
+    error = models.TextField(blank=True)
+    dataset = models.ForeignKey(
+        Dataset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} ({self.status})"
+
+
+class TaskType(models.TextChoices):
+    CLASSIFICATION = "classification", "Classification"
+    ENTITY_MATCHING = "entity_matching", "Entity matching"
+    WRITING = "writing", "Instruction and response writing"
+    PREFERENCE = "preference", "Preference"
+    RATING = "rating", "Rating on criteria"
+
+
+class LabelSchema(models.Model):
+    """A version of a project's labelling task. New versions never rewrite old ones, so
+    each annotation keeps the exact schema it was made under."""
+
+    project = models.ForeignKey(
+        "portal.Project", on_delete=models.PROTECT, related_name="label_schemas"
+    )
+    version = models.PositiveIntegerField()
+    task_type = models.CharField(max_length=30, choices=TaskType.choices)
+    config = models.JSONField(default=dict)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="schema_unique_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_task_type_display()} v{self.version}"
+
+
+class Guideline(models.Model):
+    project = models.ForeignKey(
+        "portal.Project", on_delete=models.PROTECT, related_name="guidelines"
+    )
+    version = models.PositiveIntegerField()
+    markdown = models.TextField()
+    # [{"title": ..., "payload": {...}, "answer": {...}, "why": "..."}]
+    examples = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="guideline_unique_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"guideline v{self.version}"
+
+
+def _new_salt() -> str:
+    return secrets.token_hex(16)
+
+
+class AnnotationSettings(models.Model):
+    """How a project's stages run; one row per project."""
+
+    class Order(models.TextChoices):
+        SEQUENTIAL = "sequential", "Sequential"
+        RANDOM = "random", "Random (seeded)"
+        PRIORITY = "priority", "By priority score"
+
+    class Rule(models.TextChoices):
+        UNANIMOUS = "unanimous", "Unanimous"
+        MAJORITY = "majority", "Majority (at least m of k)"
+
+    project = models.OneToOneField(
+        "portal.Project", on_delete=models.PROTECT, related_name="annotation_settings"
+    )
+    labels_per_item = models.PositiveSmallIntegerField(default=2)
+    agreement_rule = models.CharField(max_length=20, choices=Rule.choices, default=Rule.UNANIMOUS)
+    majority_min = models.PositiveSmallIntegerField(default=2)
+    order = models.CharField(max_length=20, choices=Order.choices, default=Order.SEQUENTIAL)
+    random_seed = models.IntegerField(default=0)
+    lease_seconds = models.PositiveIntegerField(default=600)
+    gold_rate = models.FloatField(default=0.0)
+    # Keys the stable annotator pseudonyms shown to adjudicators and in dossiers; secret, so
+    # a pseudonym cannot be turned back into a user id by hashing every id.
+    pseudonym_salt = models.CharField(max_length=32, default=_new_salt, editable=False)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(labels_per_item__gte=1), name="settings_k_min"),
+            models.CheckConstraint(
+                condition=Q(majority_min__lte=models.F("labels_per_item")), name="settings_m_le_k"
+            ),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="settings_gold_rate_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"annotation settings of project {self.project_id}"
+
+
+class Item(models.Model):
+    class State(models.TextChoices):
+        OPEN = "open", "Being labelled"
+        DISPUTED = "disputed", "Waiting for adjudication"
+        RESOLVED = "resolved", "Gold label set"
+
+    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="items")
+    row_number = models.IntegerField()
+    external_id = models.CharField(max_length=200, blank=True)
+    payload = models.JSONField()
+    content_hash = models.CharField(max_length=64)
+    metadata = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.OPEN)
+    priority = models.FloatField(default=0.0)
+    random_key = models.BigIntegerField(default=0)
+    # Active leases plus submitted annotations: the k-limit is checked against this.
+    assigned_count = models.PositiveSmallIntegerField(default=0)
+    label_count = models.PositiveSmallIntegerField(default=0)
+    is_gold = models.BooleanField(default=False)
+    gold_answer = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(
+                fields=["project", "id"],
+                condition=Q(state="open", is_gold=False),
+                name="item_queue_sequential",
+            ),
+            models.Index(
+                fields=["project", "random_key"],
+                condition=Q(state="open", is_gold=False),
+                name="item_queue_random",
+            ),
+            models.Index(
+                models.F("project"),
+                models.F("priority").desc(),
+                models.F("id"),
+                condition=Q(state="open", is_gold=False),
+                name="item_queue_priority",
+            ),
+            models.Index(fields=["project", "id"], condition=Q(is_gold=True), name="item_gold"),
+            models.Index(fields=["project", "state"], name="item_project_state"),
+            models.Index(fields=["dataset", "row_number"], name="item_dataset_row"),
+        ]
+
+    def __str__(self) -> str:
+        return f"item {self.pk} ({self.state})"
+
+
+class Lease(models.Model):
+    """An exclusive, expiring claim on an item: by an annotator (stage 1) or an
+    adjudicator (stage 3)."""
+
+    class Kind(models.TextChoices):
+        LABEL = "label", "Label"
+        ADJUDICATE = "adjudicate", "Adjudicate"
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUBMITTED = "submitted", "Submitted"
+        SKIPPED = "skipped", "Skipped"
+        EXPIRED = "expired", "Expired"
+
+    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="leases")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.LABEL)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.ACTIVE)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    skip_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["project", "expires_at"],
+                condition=Q(state="active"),
+                name="lease_active_expiry",
+            ),
+            models.Index(
+                fields=["annotator", "project", "kind"],
+                condition=Q(state="active"),
+                name="lease_active_by_user",
+            ),
+            models.Index(fields=["item", "annotator"], name="lease_item_user"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "annotator"],
+                condition=Q(state="active"),
+                name="lease_one_active_per_user_item",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} lease {self.pk} ({self.state})"
+
+
+class Annotation(models.Model):
+    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="annotations")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    value = models.JSONField()
+    schema = models.ForeignKey(LabelSchema, on_delete=models.PROTECT, related_name="+")
+    guideline = models.ForeignKey(Guideline, on_delete=models.PROTECT, null=True, related_name="+")
+    # The client's id for this submission: a retried or double-clicked submit stores one row.
+    submission_id = models.UUIDField(unique=True)
+    lease = models.ForeignKey(Lease, on_delete=models.PROTECT, related_name="+")
+    started_at = models.DateTimeField()
+    submitted_at = models.DateTimeField()
+    seconds_spent = models.FloatField()
+    undone = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "submitted_at"], name="annotation_project_time"),
+            models.Index(fields=["annotator", "submitted_at"], name="annotation_user_time"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "annotator"],
+                condition=Q(undone=False),
+                name="annotation_one_per_user_item",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"answer {self.pk} on item {self.item_id}"
+
+
+class GoldLabel(models.Model):
+    class Method(models.TextChoices):
+        UNANIMOUS = "unanimous", "Unanimous"
+        MAJORITY = "majority", "Majority"
+        ADJUDICATED = "adjudicated", "Adjudicated"
+        LABEL_MODEL = "label_model", "Label model (Dawid-Skene)"
+
+    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    item = models.OneToOneField(Item, on_delete=models.PROTECT, related_name="gold_label")
+    value = models.JSONField()
+    method = models.CharField(max_length=20, choices=Method.choices)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    annotation_ids = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "method"], name="gold_project_method")]
+
+    def __str__(self) -> str:
+        return f"gold label of item {self.item_id} ({self.method})"

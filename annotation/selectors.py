@@ -1,3 +1,253 @@
-"""Selectors for datasets and provenance, items, label schemas, guidelines, leased assignments,
-annotations, agreement, adjudication, snapshots and exports.
-"""
+"""Reads for annotation pages and the API. Callers have checked the project role;
+everything here is scoped by the project it is given."""
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import markdown as markdown_lib
+import nh3
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from annotation.models import (
+    Annotation,
+    AnnotationSettings,
+    Dataset,
+    DatasetUpload,
+    GoldLabel,
+    Guideline,
+    Item,
+    LabelSchema,
+    Lease,
+)
+from annotation.schemas import agreement_key
+from portal.models import Project
+
+GUIDELINE_TAGS = {
+    "a",
+    "p",
+    "ul",
+    "ol",
+    "li",
+    "strong",
+    "em",
+    "code",
+    "pre",
+    "blockquote",
+    "h2",
+    "h3",
+    "h4",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "hr",
+    "br",
+}
+# Fields the item list API may filter on; nothing else reaches the ORM.
+ITEM_FILTERS = ("state", "dataset", "is_gold", "external_id")
+
+
+def guideline_html(text: str) -> str:
+    """Markdown to HTML through nh3, so a guideline cannot carry script or event handlers."""
+    html = markdown_lib.markdown(text, extensions=["tables", "fenced_code"])
+    return nh3.clean(
+        html,
+        tags=GUIDELINE_TAGS,
+        attributes={"a": {"href", "title"}},
+        url_schemes={"http", "https", "mailto"},
+    )
+
+
+def settings_for(project: Project) -> AnnotationSettings:
+    row, _ = AnnotationSettings.objects.get_or_create(project=project)
+    return row
+
+
+def pseudonym(settings: AnnotationSettings, user_id: int) -> str:
+    """A stable, non-reversible name for an annotator within one project."""
+    digest = hashlib.sha256(f"{settings.pseudonym_salt}:{user_id}".encode()).hexdigest()
+    return f"A-{digest[:6]}"
+
+
+def current_schema(project: Project) -> LabelSchema | None:
+    return LabelSchema.objects.filter(project=project).order_by("-version").first()
+
+
+def current_guideline(project: Project) -> Guideline | None:
+    return Guideline.objects.filter(project=project).order_by("-version").first()
+
+
+def dataset_list_for_project(*, project: Project) -> QuerySet[Dataset]:
+    return Dataset.objects.filter(project=project).select_related("created_by")
+
+
+def dataset_get(*, project: Project, dataset_id: int) -> Dataset | None:
+    return Dataset.objects.filter(project=project, pk=dataset_id).first()
+
+
+def upload_get(*, project: Project, upload_id) -> DatasetUpload | None:
+    return DatasetUpload.objects.filter(project=project, pk=upload_id).first()
+
+
+def upload_list_recent(*, project: Project, limit: int = 10) -> list[DatasetUpload]:
+    return list(DatasetUpload.objects.filter(project=project)[:limit])
+
+
+def item_list(*, project: Project, filters: dict[str, str]) -> QuerySet[Item]:
+    items = Item.objects.filter(project=project)
+    for name, value in filters.items():
+        if name not in ITEM_FILTERS:
+            raise ValueError(f"cannot filter items by {name!r}")
+        if name == "is_gold":
+            value = value.lower() in ("1", "true", "yes")
+        items = items.filter(**{name: value})
+    return items.order_by("id")
+
+
+def stage_counts(*, project: Project) -> dict[str, int]:
+    counts = dict(
+        Item.objects.filter(project=project, is_gold=False)
+        .values_list("state")
+        .annotate(n=Count("id"))
+        .values_list("state", "n")
+    )
+    return {state: counts.get(state, 0) for state in Item.State.values}
+
+
+def open_work_counts(*, project: Project, user) -> dict[str, int]:
+    """What waits for this user: labelling slots and disputed items."""
+    k = settings_for(project).labels_per_item
+    open_items = Item.objects.filter(
+        project=project, state=Item.State.OPEN, is_gold=False, assigned_count__lt=k
+    )
+    return {
+        "to_label": open_items.exclude(leases__annotator=user).count(),
+        "to_adjudicate": Item.objects.filter(project=project, state=Item.State.DISPUTED).count(),
+    }
+
+
+@dataclass
+class LabelView:
+    pseudonym: str
+    value: dict[str, Any]
+    seconds: float
+    gold_accuracy: tuple[int, int] | None
+
+
+@dataclass
+class AdjudicationView:
+    item: Item
+    labels: list[LabelView] = field(default_factory=list)
+
+
+def gold_accuracy_by_annotator(*, project: Project) -> dict[int, tuple[int, int]]:
+    """(correct, answered) on honeypot items, per annotator id."""
+    schema = current_schema(project)
+    if schema is None:
+        return {}
+    result: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    rows = Annotation.objects.filter(project=project, item__is_gold=True, undone=False).values_list(
+        "annotator_id", "value", "item__gold_answer", "schema__task_type"
+    )
+    for annotator_id, value, answer, task_type in rows:
+        try:
+            correct = agreement_key(task_type, value) == agreement_key(task_type, answer)
+        except (KeyError, TypeError):
+            correct = False
+        result[annotator_id][0] += int(correct)
+        result[annotator_id][1] += 1
+    return {k: (v[0], v[1]) for k, v in result.items()}
+
+
+def adjudication_view(*, item: Item) -> AdjudicationView:
+    settings = settings_for(item.project)
+    accuracy = gold_accuracy_by_annotator(project=item.project)
+    view = AdjudicationView(item=item)
+    for annotation in Annotation.objects.filter(item=item, undone=False).order_by("pk"):
+        view.labels.append(
+            LabelView(
+                pseudonym=pseudonym(settings, annotation.annotator_id),
+                value=annotation.value,
+                seconds=annotation.seconds_spent,
+                gold_accuracy=accuracy.get(annotation.annotator_id),
+            )
+        )
+    return view
+
+
+DISAGREEMENT_FILTERS = ("state", "method", "dataset")
+
+
+def disagreement_log(*, project: Project, filters: dict[str, str] | None = None) -> list[dict]:
+    """Items whose annotators disagreed: their labels, pseudonymous annotators and, once
+    decided, the adjudication and its reason."""
+    items = Item.objects.filter(project=project).filter(
+        Q(state=Item.State.DISPUTED)
+        | Q(gold_label__method=GoldLabel.Method.ADJUDICATED)
+        | Q(gold_label__method=GoldLabel.Method.LABEL_MODEL)
+        | Q(gold_label__method=GoldLabel.Method.MAJORITY)
+    )
+    for name, value in (filters or {}).items():
+        if name not in DISAGREEMENT_FILTERS:
+            raise ValueError(f"cannot filter the disagreement log by {name!r}")
+        if not value:
+            continue
+        if name == "method":
+            items = items.filter(gold_label__method=value)
+        elif name == "dataset":
+            items = items.filter(dataset_id=value)
+        else:
+            items = items.filter(state=value)
+    items = items.select_related("gold_label", "gold_label__decided_by").order_by("id")
+    settings = settings_for(project)
+    item_list_ = list(items[:5000])
+    by_item: dict[int, list[Annotation]] = defaultdict(list)
+    for annotation in Annotation.objects.filter(item__in=item_list_, undone=False).order_by("pk"):
+        by_item[annotation.item_id].append(annotation)
+    rows = []
+    for item in item_list_:
+        gold = getattr(item, "gold_label", None)
+        rows.append(
+            {
+                "item": item.pk,
+                "external_id": item.external_id,
+                "state": item.state,
+                "labels": [
+                    {"annotator": pseudonym(settings, a.annotator_id), "value": a.value}
+                    for a in by_item[item.pk]
+                ],
+                "gold": gold.value if gold else None,
+                "method": gold.method if gold else "",
+                "decided_by": pseudonym(settings, gold.decided_by_id)
+                if gold and gold.decided_by_id
+                else "",
+                "reason": gold.reason if gold else "",
+            }
+        )
+    return rows
+
+
+def throughput_by_hour(*, project: Project, hours: int = 24) -> list[tuple[float, float]]:
+    """(hours ago, submissions in that hour), oldest first, for the dashboard chart."""
+    since = timezone.now() - timedelta(hours=hours)
+    times = Annotation.objects.filter(project=project, submitted_at__gte=since).values_list(
+        "submitted_at", flat=True
+    )
+    buckets = [0] * hours
+    now = timezone.now()
+    for t in times:
+        index = min(hours - 1, int((now - t).total_seconds() // 3600))
+        buckets[hours - 1 - index] += 1
+    return [(float(i - hours + 1), float(n)) for i, n in enumerate(buckets)]
+
+
+def leases_active(*, project: Project) -> int:
+    return Lease.objects.filter(
+        project=project, state=Lease.State.ACTIVE, expires_at__gt=timezone.now()
+    ).count()

@@ -1,3 +1,426 @@
-"""Views for datasets and provenance, items, label schemas, guidelines, leased assignments,
-annotations, agreement, adjudication, snapshots and exports.
-"""
+import csv
+import io
+import json
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from annotation import selectors, services
+from annotation.forms import (
+    GuidelineForm,
+    SchemaForm,
+    SettingsForm,
+    UploadForm,
+    answer_from_post,
+    split_fields,
+)
+from annotation.importing import ImportRefused
+from annotation.metrics import project_dashboard
+from annotation.models import DatasetUpload, Item, TaskType
+from annotation.schemas import shortcut_choices
+from annotation.services.datasets import Provenance, dataset_upload_create, upload_progress
+from portal.models import Role
+from portal.selectors import project_access_get
+
+DATA_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
+LOG_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE, Role.ADJUDICATOR)
+
+
+def _task_context(request, access, offer, error=None, undone=False) -> dict:
+    context = {
+        "access": access,
+        "project": access.project,
+        "offer": offer,
+        "error": error,
+        "undone": undone,
+        "submission_id": uuid.uuid4(),
+    }
+    if offer is not None:
+        schema = offer.schema
+        item = offer.item
+        config = schema.config
+        context.update(
+            {
+                "schema": schema,
+                "config": config,
+                "payload": item.payload,
+                "shortcuts": shortcut_choices(schema.task_type, config, item.payload),
+                "guideline_html": mark_safe(selectors.guideline_html(offer.guideline.markdown))  # noqa: S308 - nh3-cleaned
+                if offer.guideline
+                else "",
+                "TaskType": TaskType,
+            }
+        )
+        if schema.task_type == TaskType.ENTITY_MATCHING:
+            left = item.payload.get(config["left_field"]) or {}
+            right = item.payload.get(config["right_field"]) or {}
+            keys = (
+                list(dict.fromkeys([*left, *right]))
+                if isinstance(left, dict) and isinstance(right, dict)
+                else []
+            )
+            context["em_rows"] = [(k, left.get(k, ""), right.get(k, "")) for k in keys]
+        if schema.task_type == TaskType.PREFERENCE:
+            responses = item.payload.get(config["responses_field"]) or []
+            context["responses"] = list(enumerate(responses))
+        if schema.task_type == TaskType.WRITING:
+            steps = item.payload.get(config["steps_field"])
+            context["steps"] = steps if isinstance(steps, list) and steps else None
+    return context
+
+
+def _render_task(request, access, offer, **extra) -> HttpResponse:
+    context = _task_context(request, access, offer, **extra)
+    template = "annotation/annotate.html#task" if request.htmx else "annotation/annotate.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access_get(project_id=project_id, user=request.user).require(Role.ANNOTATOR)
+    try:
+        offer = services.item_lease_next(project=access.project, annotator=request.user)
+    except ValidationError as error:
+        return _render_task(request, access, None, error=" ".join(error.messages))
+    return _render_task(request, access, offer)
+
+
+@login_required
+@require_POST
+def annotate_submit(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access_get(project_id=project_id, user=request.user).require(Role.ANNOTATOR)
+    project = access.project
+    offer = services.item_lease_next(project=project, annotator=request.user)
+    try:
+        lease_id = int(request.POST.get("lease", ""))
+        submission_id = uuid.UUID(request.POST.get("submission_id", ""))
+        seconds = float(request.POST.get("seconds") or "nan")
+    except ValueError:
+        return _render_task(request, access, offer, error="The form was incomplete; try again.")
+    schema = selectors.current_schema(project)
+    action = request.POST.get("action", "submit")
+    try:
+        if action == "skip":
+            services.item_skip(
+                project=project,
+                lease_id=lease_id,
+                annotator=request.user,
+                reason=request.POST.get("skip_reason", ""),
+            )
+        else:
+            services.annotation_submit(
+                project=project,
+                lease_id=lease_id,
+                annotator=request.user,
+                value=answer_from_post(schema.task_type, schema.config, request.POST),
+                submission_id=submission_id,
+                seconds_spent=None if seconds != seconds else seconds,
+            )
+    except ValidationError as error:
+        offer = services.item_lease_next(project=project, annotator=request.user)
+        return _render_task(request, access, offer, error=_messages(error))
+    offer = services.item_lease_next(project=project, annotator=request.user)
+    return _render_task(request, access, offer)
+
+
+@login_required
+@require_POST
+def annotate_undo(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access_get(project_id=project_id, user=request.user).require(Role.ANNOTATOR)
+    try:
+        offer = services.annotation_undo(project=access.project, annotator=request.user)
+    except ValidationError as error:
+        offer = services.item_lease_next(project=access.project, annotator=request.user)
+        return _render_task(request, access, offer, error=_messages(error))
+    return _render_task(request, access, offer, undone=True)
+
+
+def _messages(error: ValidationError) -> str:
+    if hasattr(error, "error_dict"):
+        return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in error.message_dict.items())
+    return " ".join(error.messages)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def adjudicate(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access_get(project_id=project_id, user=request.user)
+    access.require(Role.ADJUDICATOR)
+    project = access.project
+    error = None
+    if request.method == "POST":
+        schema = selectors.current_schema(project)
+        try:
+            services.adjudication_resolve(
+                project=project,
+                item_id=int(request.POST.get("item", "0")),
+                adjudicator=request.user,
+                reason=request.POST.get("reason", ""),
+                value=answer_from_post(schema.task_type, schema.config, request.POST),
+            )
+        except ValidationError as invalid:
+            error = _messages(invalid)
+        else:
+            messages.success(request, "Gold label set.")
+    lease = services.adjudication_lease_next(project=project, adjudicator=request.user)
+    context = {"access": access, "project": project, "error": error, "lease": lease}
+    if lease is not None:
+        schema = selectors.current_schema(project)
+        offer = services.LeaseOffer(
+            lease=lease,
+            item=lease.item,
+            schema=schema,
+            guideline=selectors.current_guideline(project),
+        )
+        context.update(_task_context(request, access, offer))
+        context["view"] = selectors.adjudication_view(item=lease.item)
+    template = "annotation/adjudicate.html#panel" if request.htmx else "annotation/adjudicate.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def datasets(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access_get(project_id=project_id, user=request.user)
+    access.require(*DATA_READERS)
+    form = UploadForm()
+    if request.method == "POST":
+        access.require(Role.ENGINEER)
+        form = UploadForm(request.POST, request.FILES)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                upload = dataset_upload_create(
+                    project=access.project,
+                    uploaded_by=request.user,
+                    file=data["file"],
+                    file_name=data["file"].name,
+                    name=data["name"],
+                    provenance=Provenance(
+                        source_description=data["source_description"],
+                        license=data["license"],
+                        consent_basis=data["consent_basis"],
+                        collection_date=data["collection_date"],
+                        synthetic=data["synthetic"],
+                    ),
+                    required_fields=split_fields(data["required_fields"]),
+                    metadata_fields=split_fields(data["metadata_fields"]),
+                )
+            except ImportRefused as refused:
+                form.add_error("file", str(refused))
+            except ValidationError as error:
+                for field, errs in error.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errs)
+            else:
+                if request.headers.get("Accept") == "application/json":
+                    return JsonResponse({"upload": str(upload.id)}, status=202)
+                return redirect(
+                    "annotation:upload", project_id=access.project.pk, upload_id=upload.id
+                )
+        if request.headers.get("Accept") == "application/json":
+            return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+    context = {
+        "access": access,
+        "project": access.project,
+        "form": form,
+        "datasets": selectors.dataset_list_for_project(project=access.project),
+        "uploads": selectors.upload_list_recent(project=access.project),
+    }
+    return render(request, "annotation/datasets.html", context)
+
+
+@login_required
+@require_GET
+def upload_status(request: HttpRequest, project_id: int, upload_id: uuid.UUID) -> HttpResponse:
+    access = project_access_get(project_id=project_id, user=request.user)
+    access.require(*DATA_READERS)
+    upload = selectors.upload_get(project=access.project, upload_id=upload_id)
+    if upload is None:
+        raise Http404("No such upload.")
+    context = {
+        "access": access,
+        "project": access.project,
+        "upload": upload,
+        "rows": upload_progress(upload),
+        "finished": upload.status in (DatasetUpload.Status.SUCCEEDED, DatasetUpload.Status.FAILED),
+    }
+    template = "annotation/upload.html#status" if request.htmx else "annotation/upload.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def dataset_detail(request: HttpRequest, project_id: int, dataset_id: int) -> HttpResponse:
+    access = project_access_get(project_id=project_id, user=request.user)
+    access.require(*DATA_READERS)
+    dataset = selectors.dataset_get(project=access.project, dataset_id=dataset_id)
+    if dataset is None:
+        raise Http404("No such dataset.")
+    sample = list(Item.objects.filter(dataset=dataset).order_by("row_number")[:20])
+    return render(
+        request,
+        "annotation/dataset.html",
+        {
+            "access": access,
+            "project": access.project,
+            "dataset": dataset,
+            "sample": sample,
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def setup(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access_get(project_id=project_id, user=request.user)
+    access.require(Role.ENGINEER, Role.ADMIN)
+    project = access.project
+    settings_row = selectors.settings_for(project)
+    schema_form = SchemaForm(prefix="schema")
+    guideline_form = GuidelineForm(prefix="guide")
+    settings_form = SettingsForm(instance=settings_row, prefix="settings")
+    if request.method == "POST":
+        which = request.POST.get("form")
+        try:
+            if which == "schema":
+                schema_form = SchemaForm(request.POST, prefix="schema")
+                if schema_form.is_valid():
+                    services.label_schema_publish(
+                        project=project,
+                        task_type=schema_form.cleaned_data["task_type"],
+                        config=schema_form.config(),
+                        published_by=request.user,
+                    )
+                    messages.success(request, "Schema published.")
+                    return redirect("annotation:setup", project_id=project.pk)
+            elif which == "guideline":
+                guideline_form = GuidelineForm(request.POST, prefix="guide")
+                if guideline_form.is_valid():
+                    services.guideline_publish(
+                        project=project,
+                        markdown=guideline_form.cleaned_data["markdown"],
+                        published_by=request.user,
+                    )
+                    messages.success(request, "Guideline published.")
+                    return redirect("annotation:setup", project_id=project.pk)
+            elif which == "settings":
+                # The form validates field by field; the write goes through the service.
+                settings_form = SettingsForm(
+                    request.POST, prefix="settings", instance=selectors.settings_for(project)
+                )
+                if settings_form.is_valid():
+                    services.annotation_settings_update(
+                        project=project,
+                        changed_by=request.user,
+                        **{f: settings_form.cleaned_data[f] for f in SettingsForm.Meta.fields},
+                    )
+                    messages.success(request, "Settings saved.")
+                    return redirect("annotation:setup", project_id=project.pk)
+        except ValidationError as error:
+            messages.error(request, _messages(error))
+    schema = selectors.current_schema(project)
+    guideline = selectors.current_guideline(project)
+    return render(
+        request,
+        "annotation/setup.html",
+        {
+            "access": access,
+            "project": project,
+            "schema": schema,
+            "guideline": guideline,
+            "schema_form": schema_form,
+            "guideline_form": guideline_form,
+            "settings_form": settings_form,
+            "guideline_html": mark_safe(selectors.guideline_html(guideline.markdown))  # noqa: S308 - nh3-cleaned
+            if guideline
+            else "",
+        },
+    )
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access_get(project_id=project_id, user=request.user)
+    access.require(*DATA_READERS)
+    context = {
+        "access": access,
+        "project": access.project,
+        **project_dashboard(project=access.project),
+    }
+    template = "annotation/dashboard.html#live" if request.htmx else "annotation/dashboard.html"
+    return render(request, template, context)
+
+
+def _spreadsheet_safe(value: object) -> str:
+    """Cells a spreadsheet would run as a formula get a leading apostrophe (CSV injection)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if text and text[0] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
+
+
+@login_required
+@require_GET
+def disagreements(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access_get(project_id=project_id, user=request.user)
+    access.require(*LOG_READERS)
+    filters = {k: v for k, v in request.GET.items() if k in selectors.DISAGREEMENT_FILTERS}
+    rows = selectors.disagreement_log(project=access.project, filters=filters)
+    fmt = request.GET.get("format")
+    if fmt == "json":
+        return JsonResponse(
+            {"project": access.project.pk, "rows": rows}, json_dumps_params={"ensure_ascii": False}
+        )
+    if fmt == "csv":
+
+        def lines():
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(
+                ["item", "external_id", "state", "labels", "gold", "method", "decided_by", "reason"]
+            )
+            for row in rows:
+                writer.writerow(
+                    [
+                        _spreadsheet_safe(row[k]) if k != "item" else row[k]
+                        for k in (
+                            "item",
+                            "external_id",
+                            "state",
+                            "labels",
+                            "gold",
+                            "method",
+                            "decided_by",
+                            "reason",
+                        )
+                    ]
+                )
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+            yield buffer.getvalue()
+
+        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="disagreements-{access.project.slug}.csv"'
+        )
+        return response
+    return render(
+        request,
+        "annotation/disagreements.html",
+        {
+            "access": access,
+            "project": access.project,
+            "rows": rows,
+            "filters": filters,
+            "methods": ["adjudicated", "majority", "label_model"],
+        },
+    )

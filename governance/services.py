@@ -37,8 +37,10 @@ def audit_record(
     Appends are serialised by the chain-head row lock, which is held until the caller
     commits: call this last in a service so the lock is held briefly.
     """
-    AuditChainHead.objects.bulk_create([AuditChainHead(pk=1)], ignore_conflicts=True)
-    head = AuditChainHead.objects.select_for_update().get(pk=1)
+    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:  # the first event ever (or the first after a test flush)
+        AuditChainHead.objects.bulk_create([AuditChainHead(pk=1)], ignore_conflicts=True)
+        head = AuditChainHead.objects.select_for_update().get(pk=1)
     target_type, target_id = _target_identity(target)
     user = actor if getattr(actor, "is_authenticated", False) else None
     event = AuditEvent(

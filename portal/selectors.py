@@ -61,6 +61,7 @@ def project_get_for_user(
 class ProjectWithRoles:
     project: Project
     roles: list[str] = field(default_factory=list)
+    work: dict[str, int] = field(default_factory=dict)
 
     def has(self, role: str) -> bool:
         return role in self.roles

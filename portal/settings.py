@@ -96,7 +96,10 @@ TEMPLATES = [
                 "portal.context_processors.navigation",
             ],
             # Django 6 has {% partialdef %} built in; on 5.2 the package supplies it.
-            "builtins": ["template_partials.templatetags.partials"],
+            "builtins": [
+                "template_partials.templatetags.partials",
+                "portal.templatetags.portal_tags",
+            ],
         },
     }
 ]
@@ -194,7 +197,13 @@ else:
     }
     CELERY_RESULT_BACKEND = f"file://{_queue_dir / 'results'}"
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # On disk, so the web process sees progress the worker writes.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
 
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SERIALIZER = "json"
@@ -269,3 +278,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Largest dataset file accepted (bytes); bigger uploads are refused while streaming.
+PORTAL_MAX_UPLOAD_BYTES = env_int("PORTAL_MAX_UPLOAD_BYTES", 2 * 1024**3)
+# Files above this go to a temporary file on disk instead of memory while uploading.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024**2

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from annotation.urls import api_urlpatterns as annotation_api
 from governance.urls import api_urlpatterns as governance_api
 from portal import api, views
 
@@ -21,6 +22,7 @@ api_v1 = [
         name="api-membership",
     ),
     *governance_api,
+    path("projects/<int:project_id>/", include((annotation_api, "annotation-api"))),
 ]
 
 urlpatterns = [
@@ -45,6 +47,7 @@ urlpatterns = [
         views.membership_remove,
         name="membership_remove",
     ),
+    path("projects/<int:project_id>/", include("annotation.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from rest_framework.authtoken.models import Token
 
+from annotation import selectors as annotation_selectors
 from portal import selectors, services
 from portal.forms import (
     MemberAddForm,
@@ -40,6 +41,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def home(request: HttpRequest) -> HttpResponse:
     projects = selectors.project_list_for_user(user=request.user)
     roles_held = {role for p in projects for role in p.roles}
+    for entry in projects:
+        if entry.has(Role.ANNOTATOR) or entry.has(Role.ADJUDICATOR):
+            entry.work = annotation_selectors.open_work_counts(
+                project=entry.project, user=request.user
+            )
     context = {
         "projects": projects,
         "roles_held": roles_held,

@@ -1,0 +1,39 @@
+"""Every write of the annotation app. Split by stage; import from here."""
+
+from annotation.services.configuration import (
+    annotation_settings_get,
+    annotation_settings_update,
+    guideline_publish,
+    label_schema_publish,
+)
+from annotation.services.queue import (
+    LeaseOffer,
+    annotation_submit,
+    annotation_undo,
+    item_lease_next,
+    item_skip,
+    leases_expire,
+)
+from annotation.services.resolution import (
+    adjudication_lease_next,
+    adjudication_resolve,
+    item_resolve_by_agreement,
+    label_model_apply,
+)
+
+__all__ = [
+    "LeaseOffer",
+    "adjudication_lease_next",
+    "adjudication_resolve",
+    "annotation_settings_get",
+    "annotation_settings_update",
+    "annotation_submit",
+    "annotation_undo",
+    "guideline_publish",
+    "item_lease_next",
+    "item_resolve_by_agreement",
+    "item_skip",
+    "label_model_apply",
+    "label_schema_publish",
+    "leases_expire",
+]

@@ -1,0 +1,331 @@
+"""Stage 1: leasing items to annotators and taking their answers.
+
+Concurrency: candidates are claimed with SELECT ... FOR UPDATE SKIP LOCKED, so two
+annotators asking at once get different items without waiting on each other. Each item
+carries `assigned_count` (active leases + submitted answers), which is what the k-limit is
+checked against; expiry gives slots back. Locks are taken lease first, then item."""
+
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from annotation.models import (
+    Annotation,
+    AnnotationSettings,
+    Guideline,
+    Item,
+    LabelSchema,
+    Lease,
+)
+from annotation.schemas import validate_answer
+from annotation.services.configuration import annotation_settings_get
+from annotation.services.resolution import item_resolve_by_agreement
+from governance.services import audit_record
+from portal.models import Project, User
+
+
+@dataclass(frozen=True)
+class LeaseOffer:
+    lease: Lease
+    item: Item
+    schema: LabelSchema
+    guideline: Guideline | None
+
+
+def _current_schema(project: Project) -> LabelSchema:
+    schema = LabelSchema.objects.filter(project=project).order_by("-version").first()
+    if schema is None:
+        raise ValidationError({"schema": "this project has no label schema yet"})
+    return schema
+
+
+def _current_guideline(project: Project) -> Guideline | None:
+    return Guideline.objects.filter(project=project).order_by("-version").first()
+
+
+def leases_expire(*, project: Project, now: datetime | None = None) -> int:
+    """Expire overdue leases of a project and give their slots back; returns how many.
+
+    Runs inside the caller's transaction; cheap when nothing is overdue (partial index)."""
+    now = now or timezone.now()
+    expired = list(
+        Lease.objects.filter(project=project, state=Lease.State.ACTIVE, expires_at__lt=now)
+        .select_for_update(skip_locked=True)
+        .values_list("pk", "item_id", "kind")
+    )
+    if not expired:
+        return 0
+    Lease.objects.filter(pk__in=[pk for pk, _, _ in expired]).update(state=Lease.State.EXPIRED)
+    label_items = [item_id for _, item_id, kind in expired if kind == Lease.Kind.LABEL]
+    for item_id in sorted(label_items):  # sorted: a fixed lock order between expirers
+        Item.objects.filter(pk=item_id, is_gold=False, assigned_count__gt=0).update(
+            assigned_count=F("assigned_count") - 1
+        )
+    return len(expired)
+
+
+def _offer(lease: Lease) -> LeaseOffer:
+    return LeaseOffer(
+        lease=lease,
+        item=lease.item,
+        schema=_current_schema(lease.project),
+        guideline=_current_guideline(lease.project),
+    )
+
+
+def _queue_order(settings: AnnotationSettings) -> list:
+    if settings.order == AnnotationSettings.Order.RANDOM:
+        return ["random_key", "id"]
+    if settings.order == AnnotationSettings.Order.PRIORITY:
+        return [F("priority").desc(), "id"]
+    return ["id"]
+
+
+def _gold_turn(settings: AnnotationSettings, annotator: User, served: int) -> bool:
+    """Whether this request serves a gold item: a per-annotator seeded draw, so the mix
+    is reproducible and an annotator cannot predict it from the item order."""
+    if settings.gold_rate <= 0:
+        return False
+    draw = random.Random(f"{settings.random_seed}:{annotator.pk}:{served}").random()  # noqa: S311
+    return draw < settings.gold_rate
+
+
+def _seen_by(annotator: User):
+    """Leases (of any kind but expired) that this annotator holds or held on an item."""
+    return Lease.objects.filter(item=OuterRef("pk"), annotator=annotator).exclude(
+        state=Lease.State.EXPIRED
+    )
+
+
+@transaction.atomic
+def item_lease_next(*, project: Project, annotator: User) -> LeaseOffer | None:
+    """The annotator's next item under a fresh lease, or their current one; None when the
+    queue holds nothing they may label. Never an item they labelled or skipped, never an
+    item whose active leases plus answers have reached k."""
+    now = timezone.now()
+    current = (
+        Lease.objects.filter(
+            project=project,
+            annotator=annotator,
+            kind=Lease.Kind.LABEL,
+            state=Lease.State.ACTIVE,
+            expires_at__gt=now,
+        )
+        .select_related("item", "project")
+        .order_by("-created_at")
+        .first()
+    )
+    if current is not None:
+        return _offer(current)
+    settings = annotation_settings_get(project=project)
+    schema = _current_schema(project)
+    leases_expire(project=project, now=now)
+    served = Lease.objects.filter(project=project, annotator=annotator).count()
+
+    item = None
+    is_gold = _gold_turn(settings, annotator, served)
+    if is_gold:
+        item = (
+            Item.objects.filter(project=project, is_gold=True)
+            .exclude(Exists(_seen_by(annotator)))
+            .order_by("id")
+            .select_for_update(skip_locked=True, of=("self",))
+            .first()
+        )
+        is_gold = item is not None
+    if item is None:
+        item = (
+            Item.objects.filter(
+                project=project,
+                state=Item.State.OPEN,
+                is_gold=False,
+                assigned_count__lt=settings.labels_per_item,
+            )
+            .exclude(Exists(_seen_by(annotator)))
+            .order_by(*_queue_order(settings))
+            .select_for_update(skip_locked=True, of=("self",))
+            .first()
+        )
+    if item is None:
+        return None
+    if not is_gold:
+        Item.objects.filter(pk=item.pk).update(assigned_count=F("assigned_count") + 1)
+    lease = Lease.objects.create(
+        project=project,
+        item=item,
+        annotator=annotator,
+        kind=Lease.Kind.LABEL,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.lease_seconds),
+    )
+    lease.project = project
+    return LeaseOffer(lease=lease, item=item, schema=schema, guideline=_current_guideline(project))
+
+
+def _lock_own_lease(*, lease_id: int, annotator: User, project: Project) -> Lease:
+    lease = (
+        Lease.objects.select_for_update()
+        .filter(pk=lease_id, project=project, kind=Lease.Kind.LABEL)
+        .first()
+    )
+    if lease is None:
+        raise ValidationError({"lease": "no such lease in this project"})
+    if lease.annotator_id != annotator.pk:
+        raise PermissionDenied("This item is leased to someone else.")
+    return lease
+
+
+def _revive_if_expired(lease: Lease, item: Item, settings: AnnotationSettings, now) -> None:
+    """A late answer is still taken if the item has room for it."""
+    if lease.state == Lease.State.ACTIVE and lease.expires_at >= now:
+        return
+    if lease.state == Lease.State.ACTIVE:  # overdue but not yet swept
+        leases_expire(project=lease.project, now=now)
+        lease.refresh_from_db()
+        item.refresh_from_db()
+    if lease.state != Lease.State.EXPIRED:
+        raise ValidationError({"lease": f"this item was already {lease.state}"})
+    if not item.is_gold and (
+        item.state != Item.State.OPEN or item.assigned_count >= settings.labels_per_item
+    ):
+        raise ValidationError(
+            {"lease": "your lease expired and the item went to someone else; take the next one"}
+        )
+    if not item.is_gold:
+        Item.objects.filter(pk=item.pk).update(assigned_count=F("assigned_count") + 1)
+    lease.state = Lease.State.ACTIVE
+
+
+@transaction.atomic
+def annotation_submit(
+    *,
+    project: Project,
+    lease_id: int,
+    annotator: User,
+    value: dict,
+    submission_id: uuid.UUID,
+    seconds_spent: float | None = None,
+) -> Annotation:
+    """Store an answer. Idempotent on `submission_id`: a retry returns the stored answer.
+    When the item reaches k answers, agreement decides it in the same transaction."""
+    lease = _lock_own_lease(lease_id=lease_id, annotator=annotator, project=project)
+    existing = Annotation.objects.filter(submission_id=submission_id).first()
+    if existing is not None:
+        if existing.annotator_id != annotator.pk or existing.lease_id != lease.pk:
+            raise ValidationError({"submission_id": "already used for another submission"})
+        return existing
+    now = timezone.now()
+    settings = annotation_settings_get(project=project)
+    item = Item.objects.select_for_update().get(pk=lease.item_id)
+    _revive_if_expired(lease, item, settings, now)
+    schema = _current_schema(project)
+    clean = validate_answer(schema.task_type, schema.config, item.payload, value)
+    server_seconds = (now - lease.created_at).total_seconds()
+    if seconds_spent is None or not 0 <= seconds_spent <= server_seconds + 5:
+        seconds_spent = server_seconds
+    annotation = Annotation.objects.create(
+        project=project,
+        item=item,
+        annotator=annotator,
+        value=clean,
+        schema=schema,
+        guideline=_current_guideline(project),
+        submission_id=submission_id,
+        lease=lease,
+        started_at=lease.created_at,
+        submitted_at=now,
+        seconds_spent=seconds_spent,
+    )
+    lease.state = Lease.State.SUBMITTED
+    lease.save(update_fields=["state"])
+    if not item.is_gold:
+        item.label_count += 1
+        Item.objects.filter(pk=item.pk).update(label_count=F("label_count") + 1)
+    audit_record(
+        actor=annotator,
+        action="annotation.submit",
+        target=annotation,
+        project_id=project.pk,
+        data={"item": item.pk, "value": clean, "schema_version": schema.version},
+    )
+    if not item.is_gold and item.label_count >= settings.labels_per_item:
+        item_resolve_by_agreement(item=item, settings=settings, task_type=schema.task_type)
+    return annotation
+
+
+@transaction.atomic
+def item_skip(*, project: Project, lease_id: int, annotator: User, reason: str) -> Lease:
+    """Give the item back with a reason; it is not offered to this annotator again."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError({"reason": "say why you skip this item"})
+    lease = _lock_own_lease(lease_id=lease_id, annotator=annotator, project=project)
+    if lease.state != Lease.State.ACTIVE:
+        raise ValidationError({"lease": f"this item was already {lease.state}"})
+    lease.state = Lease.State.SKIPPED
+    lease.skip_reason = reason[:500]
+    lease.save(update_fields=["state", "skip_reason"])
+    Item.objects.filter(pk=lease.item_id, is_gold=False, assigned_count__gt=0).update(
+        assigned_count=F("assigned_count") - 1
+    )
+    audit_record(
+        actor=annotator,
+        action="annotation.skip",
+        target=lease,
+        project_id=project.pk,
+        data={"item": lease.item_id, "reason": lease.skip_reason},
+    )
+    return lease
+
+
+@transaction.atomic
+def annotation_undo(*, project: Project, annotator: User) -> LeaseOffer:
+    """Take back the annotator's last answer while its item is still open, and put that
+    item back in front of them under its lease."""
+    annotation = (
+        Annotation.objects.select_for_update()
+        .filter(project=project, annotator=annotator, undone=False)
+        .order_by("-submitted_at", "-pk")
+        .first()
+    )
+    if annotation is None:
+        raise ValidationError({"undo": "nothing to undo"})
+    lease = Lease.objects.select_for_update().get(pk=annotation.lease_id)
+    item = Item.objects.select_for_update().get(pk=annotation.item_id)
+    if item.state != Item.State.OPEN:
+        raise ValidationError(
+            {"undo": "that item is already decided; ask an adjudicator to change it"}
+        )
+    now = timezone.now()
+    settings = annotation_settings_get(project=project)
+    # Hand back whatever item the annotator moved on to, so the undone one is current.
+    for other in Lease.objects.select_for_update().filter(
+        project=project, annotator=annotator, kind=Lease.Kind.LABEL, state=Lease.State.ACTIVE
+    ):
+        other.state = Lease.State.EXPIRED
+        other.save(update_fields=["state"])
+        Item.objects.filter(pk=other.item_id, is_gold=False, assigned_count__gt=0).update(
+            assigned_count=F("assigned_count") - 1
+        )
+    annotation.undone = True
+    annotation.save(update_fields=["undone"])
+    if not item.is_gold:
+        Item.objects.filter(pk=item.pk).update(label_count=F("label_count") - 1)
+    lease.state = Lease.State.ACTIVE
+    lease.expires_at = now + timedelta(seconds=settings.lease_seconds)
+    lease.save(update_fields=["state", "expires_at"])
+    audit_record(
+        actor=annotator,
+        action="annotation.undo",
+        target=annotation,
+        project_id=project.pk,
+        data={"item": item.pk},
+    )
+    lease.item = Item.objects.get(pk=item.pk)
+    return _offer(lease)

@@ -1,0 +1,243 @@
+"""Stages 2 and 3: agreement decides an item once it has k answers, or sends it to
+adjudication, where an expert sets the gold label with a written reason."""
+
+from collections import Counter
+from datetime import timedelta
+
+import numpy as np
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from annotation import agreement
+from annotation.models import (
+    Annotation,
+    AnnotationSettings,
+    GoldLabel,
+    Item,
+    LabelSchema,
+    Lease,
+)
+from annotation.schemas import agreement_key, validate_answer
+from governance.services import audit_record
+from portal import realtime
+from portal.models import Project, User
+
+ADJUDICATION_LEASE = timedelta(minutes=15)
+
+
+def _push_stage_change(project_id: int, item_id: int, state: str) -> None:
+    transaction.on_commit(
+        lambda: realtime.push_to_project(
+            project_id=project_id,
+            event={"type": "annotation.item", "item": item_id, "state": state},
+        )
+    )
+
+
+def item_resolve_by_agreement(
+    *, item: Item, settings: AnnotationSettings, task_type: str
+) -> GoldLabel | None:
+    """Decide a locked item that has its k answers: a gold label if they agree under the
+    project's rule, else the adjudication queue. Caller holds the item's row lock."""
+    annotations = list(
+        Annotation.objects.filter(item=item, undone=False).order_by("submitted_at", "pk")
+    )
+    keys = [agreement_key(task_type, a.value) for a in annotations]
+    (top_key, votes), *rest = Counter(keys).most_common()
+    tied = bool(rest) and rest[0][1] == votes
+    k = settings.labels_per_item
+    method = None
+    if votes == len(annotations) >= k:
+        method = GoldLabel.Method.UNANIMOUS
+    elif (
+        settings.agreement_rule == AnnotationSettings.Rule.MAJORITY
+        and votes >= settings.majority_min
+        and not tied
+    ):
+        method = GoldLabel.Method.MAJORITY
+    if method is None:
+        Item.objects.filter(pk=item.pk).update(state=Item.State.DISPUTED)
+        audit_record(
+            actor=None,
+            action="annotation.item.disputed",
+            target=item,
+            data={"labels": len(annotations), "distinct": len(set(keys))},
+        )
+        _push_stage_change(item.project_id, item.pk, Item.State.DISPUTED)
+        return None
+    agreeing = [a for a, key in zip(annotations, keys, strict=True) if key == top_key]
+    gold = GoldLabel.objects.create(
+        project_id=item.project_id,
+        item=item,
+        value=agreeing[0].value,
+        method=method,
+        annotation_ids=[a.pk for a in agreeing],
+    )
+    Item.objects.filter(pk=item.pk).update(state=Item.State.RESOLVED)
+    audit_record(
+        actor=None,
+        action="annotation.gold.agreement",
+        target=gold,
+        data={"item": item.pk, "method": method, "votes": votes, "labels": len(annotations)},
+    )
+    _push_stage_change(item.project_id, item.pk, Item.State.RESOLVED)
+    return gold
+
+
+@transaction.atomic
+def adjudication_lease_next(*, project: Project, adjudicator: User) -> Lease | None:
+    """The adjudicator's current disputed item, or the next one nobody else holds.
+    Items they labelled themselves are never given to them to judge."""
+    now = timezone.now()
+    current = (
+        Lease.objects.filter(
+            project=project,
+            annotator=adjudicator,
+            state=Lease.State.ACTIVE,
+            kind=Lease.Kind.ADJUDICATE,
+            expires_at__gt=now,
+        )
+        .select_related("item")
+        .first()
+    )
+    if current is not None:
+        return current
+    held = Lease.objects.filter(
+        item=OuterRef("pk"),
+        kind=Lease.Kind.ADJUDICATE,
+        state=Lease.State.ACTIVE,
+        expires_at__gt=now,
+    )
+    own = Annotation.objects.filter(item=OuterRef("pk"), annotator=adjudicator)
+    item = (
+        Item.objects.filter(project=project, state=Item.State.DISPUTED)
+        .exclude(Exists(held))
+        .exclude(Exists(own))
+        .order_by("id")
+        .select_for_update(skip_locked=True, of=("self",))
+        .first()
+    )
+    if item is None:
+        return None
+    return Lease.objects.create(
+        project=project,
+        item=item,
+        annotator=adjudicator,
+        kind=Lease.Kind.ADJUDICATE,
+        created_at=now,
+        expires_at=now + ADJUDICATION_LEASE,
+    )
+
+
+@transaction.atomic
+def adjudication_resolve(
+    *, project: Project, item_id: int, adjudicator: User, value: dict, reason: str
+) -> GoldLabel:
+    """Set the gold label of a disputed item, with the adjudicator's reason."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError({"reason": "write why this is the right label"})
+    item = Item.objects.select_for_update().filter(pk=item_id, project=project).first()
+    if item is None:
+        raise ValidationError({"item": "no such item in this project"})
+    if item.state != Item.State.DISPUTED:
+        raise ValidationError(
+            {
+                "item": f"this item is {item.get_state_display().lower()}, "
+                "not waiting for adjudication"
+            }
+        )
+    if Annotation.objects.filter(item=item, annotator=adjudicator).exists():
+        raise PermissionDenied("You labelled this item; another adjudicator must decide it.")
+    schema = LabelSchema.objects.filter(project=project).order_by("-version").first()
+    clean = validate_answer(schema.task_type, schema.config, item.payload, value)
+    gold = GoldLabel.objects.create(
+        project=project,
+        item=item,
+        value=clean,
+        method=GoldLabel.Method.ADJUDICATED,
+        decided_by=adjudicator,
+        reason=reason,
+        annotation_ids=list(
+            Annotation.objects.filter(item=item, undone=False).values_list("pk", flat=True)
+        ),
+    )
+    Item.objects.filter(pk=item.pk).update(state=Item.State.RESOLVED)
+    Lease.objects.filter(item=item, kind=Lease.Kind.ADJUDICATE, state=Lease.State.ACTIVE).update(
+        state=Lease.State.SUBMITTED
+    )
+    audit_record(
+        actor=adjudicator,
+        action="annotation.gold.adjudicate",
+        target=gold,
+        project_id=project.pk,
+        data={"item": item.pk, "value": clean, "reason": reason},
+    )
+    _push_stage_change(project.pk, item.pk, Item.State.RESOLVED)
+    return gold
+
+
+@transaction.atomic
+def label_model_apply(*, project: Project, applied_by: User, min_confidence: float = 0.9) -> int:
+    """Resolve disputed classification or entity-matching items with Dawid-Skene, where its
+    posterior for the winning answer is at least `min_confidence`. Returns how many."""
+    schema = LabelSchema.objects.filter(project=project).order_by("-version").first()
+    if schema is None or schema.task_type not in ("classification", "entity_matching"):
+        raise ValidationError(
+            {"task_type": "the label model works on classification and entity matching only"}
+        )
+    rows = list(
+        Annotation.objects.filter(project=project, undone=False, item__is_gold=False).values_list(
+            "pk", "item_id", "annotator_id", "value"
+        )
+    )
+    if not rows:
+        return 0
+    items = {item_id: i for i, item_id in enumerate(dict.fromkeys(r[1] for r in rows))}
+    annotators = {a: i for i, a in enumerate(dict.fromkeys(r[2] for r in rows))}
+    codes: dict = {}
+    values_by_code: dict[int, dict] = {}
+    encoded = []
+    for _, _, _, value in rows:
+        code = codes.setdefault(agreement_key(schema.task_type, value), len(codes))
+        values_by_code.setdefault(code, value)
+        encoded.append(code)
+    table = agreement.LabelTable(
+        item=np.asarray([items[r[1]] for r in rows], dtype=np.int64),
+        annotator=np.asarray([annotators[r[2]] for r in rows], dtype=np.int64),
+        value=np.asarray(encoded, dtype=np.int64),
+        n_categories=len(codes),
+    )
+    model = agreement.dawid_skene(table)
+    disputed = Item.objects.select_for_update().filter(project=project, state=Item.State.DISPUTED)
+    resolved = 0
+    for item in disputed:
+        index = items.get(item.pk)
+        if index is None or model.confidence[index] < min_confidence:
+            continue
+        code = int(model.labels[index])
+        value = values_by_code[code]
+        key = agreement_key(schema.task_type, value)
+        supporting = [
+            r[0] for r in rows if r[1] == item.pk and agreement_key(schema.task_type, r[3]) == key
+        ]
+        GoldLabel.objects.create(
+            project=project,
+            item=item,
+            value=value,
+            method=GoldLabel.Method.LABEL_MODEL,
+            decided_by=applied_by,
+            annotation_ids=supporting,
+            reason=f"Dawid-Skene posterior {model.confidence[index]:.3f}",
+        )
+        Item.objects.filter(pk=item.pk).update(state=Item.State.RESOLVED)
+        resolved += 1
+    audit_record(
+        actor=applied_by,
+        action="annotation.gold.label_model",
+        target=project,
+        data={"resolved": resolved, "min_confidence": min_confidence},
+    )
+    return resolved
