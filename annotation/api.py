@@ -278,6 +278,9 @@ class SubmitInput(serializers.Serializer):
     value = serializers.DictField()
     submission_id = serializers.UUIDField()
     seconds_spent = serializers.FloatField(required=False, allow_null=True)
+    next = serializers.BooleanField(
+        default=False, help_text="Also lease and return the next item (one request per item)."
+    )
 
 
 class QueueSubmitApi(APIView):
@@ -297,10 +300,11 @@ class QueueSubmitApi(APIView):
             submission_id=data["submission_id"],
             seconds_spent=data.get("seconds_spent"),
         )
-        return Response(
-            {"annotation": annotation.pk, "item": annotation.item_id},
-            status=status.HTTP_201_CREATED,
-        )
+        body = {"annotation": annotation.pk, "item": annotation.item_id}
+        if data["next"]:
+            offer = services.item_lease_next(project=access.project, annotator=request.user)
+            body["next"] = _task_data(offer)
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class SkipInput(serializers.Serializer):

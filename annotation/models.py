@@ -258,6 +258,13 @@ class Lease(models.Model):
     )
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.LABEL)
     state = models.CharField(max_length=20, choices=State.choices, default=State.ACTIVE)
+    # What the annotator was shown: the answer is stored under these versions.
+    schema = models.ForeignKey(
+        "LabelSchema", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    guideline = models.ForeignKey(
+        "Guideline", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     skip_reason = models.CharField(max_length=500, blank=True)

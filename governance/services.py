@@ -23,7 +23,6 @@ def _project_id_of(target: models.Model | None) -> int | None:
     return getattr(target, "project_id", None)
 
 
-@transaction.atomic
 def audit_record(
     *,
     actor: Any,
@@ -35,8 +34,18 @@ def audit_record(
     """Append one event to the hash chain, inside the caller's transaction.
 
     Appends are serialised by the chain-head row lock, which is held until the caller
-    commits: call this last in a service so the lock is held briefly.
+    commits: call this last in a service so the lock is held briefly. Inside a caller's
+    transaction no savepoint is taken (two round trips saved on every audited write).
     """
+    if not transaction.get_connection().in_atomic_block:
+        with transaction.atomic():
+            return _append(
+                actor=actor, action=action, target=target, data=data, project_id=project_id
+            )
+    return _append(actor=actor, action=action, target=target, data=data, project_id=project_id)
+
+
+def _append(*, actor, action, target, data, project_id) -> AuditEvent:
     head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
     if head is None:  # the first event ever (or the first after a test flush)
         AuditChainHead.objects.bulk_create([AuditChainHead(pk=1)], ignore_conflicts=True)

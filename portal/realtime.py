@@ -5,6 +5,8 @@ project. Call these from `transaction.on_commit` so nobody is told of a write th
 rolled back.
 """
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -23,7 +25,16 @@ def _send(group: str, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    async_to_sync(layer.group_send)(group, {"type": "portal.event", "event": event})
+    message = {"type": "portal.event", "event": event}
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        async_to_sync(layer.group_send)(group, message)
+        return
+    # A synchronous caller on a thread that also runs an event loop (a sync view under a
+    # browser-driving test, a notebook) cannot use async_to_sync there: send from a helper.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(async_to_sync(layer.group_send), group, message).result(timeout=10)
 
 
 def push_to_user(*, user_id: int, event: dict[str, Any]) -> None:

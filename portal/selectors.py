@@ -40,12 +40,14 @@ def project_access_get(*, project_id: int | str, user: User) -> ProjectAccess:
         pk = int(project_id)
     except (TypeError, ValueError):
         raise Http404("No such project.") from None
-    roles = frozenset(
-        Membership.objects.filter(project_id=pk, user_id=user.pk).values_list("role", flat=True)
+    memberships = list(
+        Membership.objects.filter(project_id=pk, user_id=user.pk).select_related("project")
     )
-    if not roles:
+    if not memberships:
         raise Http404("No such project.")
-    return ProjectAccess(project=Project.objects.get(pk=pk), roles=roles)
+    return ProjectAccess(
+        project=memberships[0].project, roles=frozenset(m.role for m in memberships)
+    )
 
 
 def project_get_for_user(

@@ -34,3 +34,5 @@ STORAGES = {  # noqa: F405
 }
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT = Path(tempfile.mkdtemp(prefix="portal-test-static-"))
+# Sweep overdue leases on every request, so expiry tests need no clock games.
+PORTAL_LEASE_SWEEP_SECONDS = float(os.environ.get("PORTAL_TEST_LEASE_SWEEP_SECONDS", "0"))

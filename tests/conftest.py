@@ -113,9 +113,18 @@ def celery_worker(test_database_url, server_log_dir):
 
 @pytest.fixture(scope="session")
 def asgi_server(test_database_url, server_log_dir):
-    """The portal served by daphne (HTTP and websockets) on the test database."""
+    """The portal served by uvicorn (HTTP and websockets) on the test database."""
     child, base_url = servers.start_asgi_server(
         servers.child_env(test_database_url), server_log_dir
     )
+    yield base_url
+    child.stop()
+
+
+@pytest.fixture(scope="session")
+def asgi_server_2_workers(test_database_url, server_log_dir):
+    """As in production on a 2-core machine: two server processes, for benchmarks."""
+    env = servers.child_env(test_database_url, PORTAL_TEST_LEASE_SWEEP_SECONDS="2")
+    child, base_url = servers.start_asgi_server(env, server_log_dir, workers=2)
     yield base_url
     child.stop()

@@ -6,12 +6,15 @@ carries `assigned_count` (active leases + submitted answers), which is what the 
 checked against; expiry gives slots back. Locks are taken lease first, then item."""
 
 import random
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
+from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
@@ -31,6 +34,61 @@ from portal.models import Project, User
 
 
 @dataclass(frozen=True)
+class QueueConfig:
+    settings: AnnotationSettings
+    schema_id: int | None
+    guideline_id: int | None
+
+
+_CONFIG_SQL = """
+SELECT s.id,
+       (SELECT id FROM annotation_labelschema WHERE project_id = %(p)s
+        ORDER BY version DESC LIMIT 1),
+       (SELECT id FROM annotation_guideline WHERE project_id = %(p)s
+        ORDER BY version DESC LIMIT 1),
+       s.labels_per_item, s.agreement_rule, s.majority_min, s."order", s.random_seed,
+       s.lease_seconds, s.gold_rate, s.pseudonym_salt
+FROM annotation_annotationsettings s WHERE s.project_id = %(p)s
+"""
+
+
+def _queue_config(project: Project) -> QueueConfig:
+    """Settings and the current schema and guideline ids in one round trip (raw SQL: this
+    runs twice per annotated item, and compiling the ORM query cost more than running it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CONFIG_SQL, {"p": project.pk})
+        row = cursor.fetchone()
+    if row is None:
+        annotation_settings_get(project=project)
+        return _queue_config(project)
+    settings = AnnotationSettings(
+        pk=row[0],
+        project=project,
+        labels_per_item=row[3],
+        agreement_rule=row[4],
+        majority_min=row[5],
+        order=row[6],
+        random_seed=row[7],
+        lease_seconds=row[8],
+        gold_rate=row[9],
+        pseudonym_salt=row[10],
+    )
+    return QueueConfig(settings=settings, schema_id=row[1], guideline_id=row[2])
+
+
+# Schema and guideline rows are immutable (a change is a new version), so a process may keep
+# them once read.
+@lru_cache(maxsize=1024)
+def _schema(schema_id: int) -> LabelSchema:
+    return LabelSchema.objects.get(pk=schema_id)
+
+
+@lru_cache(maxsize=1024)
+def _guideline(guideline_id: int | None) -> Guideline | None:
+    return Guideline.objects.get(pk=guideline_id) if guideline_id else None
+
+
+@dataclass(frozen=True)
 class LeaseOffer:
     lease: Lease
     item: Item
@@ -47,6 +105,19 @@ def _current_schema(project: Project) -> LabelSchema:
 
 def _current_guideline(project: Project) -> Guideline | None:
     return Guideline.objects.filter(project=project).order_by("-version").first()
+
+
+# Expiry sweeps run at most every PORTAL_LEASE_SWEEP_SECONDS per project and process: an
+# overdue lease then holds its slot a moment longer, and most requests skip a write.
+_last_sweep: dict[int, float] = {}
+
+
+def _leases_expire_now_and_then(*, project: Project, now: datetime) -> None:
+    clock = time.monotonic()
+    every = django_settings.PORTAL_LEASE_SWEEP_SECONDS
+    if every <= 0 or clock - _last_sweep.get(project.pk, float("-inf")) >= every:
+        _last_sweep[project.pk] = clock
+        leases_expire(project=project, now=now)
 
 
 def leases_expire(*, project: Project, now: datetime | None = None) -> int:
@@ -71,12 +142,45 @@ def leases_expire(*, project: Project, now: datetime | None = None) -> int:
 
 
 def _offer(lease: Lease) -> LeaseOffer:
-    return LeaseOffer(
-        lease=lease,
-        item=lease.item,
-        schema=_current_schema(lease.project),
-        guideline=_current_guideline(lease.project),
+    schema = _schema(lease.schema_id) if lease.schema_id else _current_schema(lease.project)
+    guideline = (
+        _guideline(lease.guideline_id) if lease.guideline_id else _current_guideline(lease.project)
     )
+    return LeaseOffer(lease=lease, item=lease.item, schema=schema, guideline=guideline)
+
+
+_ORDER_SQL = {
+    AnnotationSettings.Order.SEQUENTIAL: "i.id",
+    AnnotationSettings.Order.RANDOM: "i.random_key, i.id",
+    AnnotationSettings.Order.PRIORITY: "i.priority DESC, i.id",
+}
+
+# Claim one item in one statement: pick it (skipping rows other annotators are claiming),
+# count the lease against k, and record the lease. The predicates match the partial
+# indexes item_queue_*.
+_CLAIM_SQL = """
+WITH candidate AS (
+    SELECT i.id FROM annotation_item i
+    WHERE i.project_id = %(project)s AND NOT i.is_gold AND i.state = 'open'
+      AND i.assigned_count < %(k)s
+      AND NOT EXISTS (
+          SELECT 1 FROM annotation_lease l
+          WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.state <> 'expired')
+    ORDER BY {order}
+    LIMIT 1
+    FOR UPDATE OF i SKIP LOCKED
+), bumped AS (
+    UPDATE annotation_item i SET assigned_count = i.assigned_count + 1
+    FROM candidate c WHERE i.id = c.id
+    RETURNING i.id
+)
+INSERT INTO annotation_lease (project_id, item_id, annotator_id, kind, state, created_at,
+                              expires_at, skip_reason, schema_id, guideline_id)
+SELECT %(project)s, b.id, %(user)s, 'label', 'active', %(now)s, %(expires)s, '',
+       %(schema)s, %(guideline)s
+FROM bumped b
+RETURNING id, item_id
+"""
 
 
 def _queue_order(settings: AnnotationSettings) -> list:
@@ -85,6 +189,54 @@ def _queue_order(settings: AnnotationSettings) -> list:
     if settings.order == AnnotationSettings.Order.PRIORITY:
         return [F("priority").desc(), "id"]
     return ["id"]
+
+
+def _claim(
+    *, project: Project, annotator: User, config: QueueConfig, now, expires
+) -> tuple[int, int] | None:
+    """(lease id, item id) of a newly claimed item, or None."""
+    settings = config.settings
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _CLAIM_SQL.format(order=_ORDER_SQL[settings.order]),
+                {
+                    "project": project.pk,
+                    "k": settings.labels_per_item,
+                    "user": annotator.pk,
+                    "now": now,
+                    "expires": expires,
+                    "schema": config.schema_id,
+                    "guideline": config.guideline_id,
+                },
+            )
+            return cursor.fetchone()
+    # The embedded SQLite demo: one writer at a time, so plain ORM steps are safe there.
+    item = (
+        Item.objects.filter(
+            project=project,
+            state=Item.State.OPEN,
+            is_gold=False,
+            assigned_count__lt=settings.labels_per_item,
+        )
+        .exclude(Exists(_seen_by(annotator)))
+        .order_by(*_queue_order(settings))
+        .first()
+    )
+    if item is None:
+        return None
+    Item.objects.filter(pk=item.pk).update(assigned_count=F("assigned_count") + 1)
+    lease = Lease.objects.create(
+        project=project,
+        item=item,
+        annotator=annotator,
+        kind=Lease.Kind.LABEL,
+        created_at=now,
+        expires_at=expires,
+        schema_id=config.schema_id,
+        guideline_id=config.guideline_id,
+    )
+    return lease.pk, item.pk
 
 
 def _gold_turn(settings: AnnotationSettings, annotator: User, served: int) -> bool:
@@ -108,6 +260,11 @@ def item_lease_next(*, project: Project, annotator: User) -> LeaseOffer | None:
     """The annotator's next item under a fresh lease, or their current one; None when the
     queue holds nothing they may label. Never an item they labelled or skipped, never an
     item whose active leases plus answers have reached k."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # A lease lost in a crash only returns its item to the pool, so this
+            # transaction need not wait for its commit to reach the disk.
+            cursor.execute("SET LOCAL synchronous_commit = off")
     now = timezone.now()
     current = (
         Lease.objects.filter(
@@ -123,49 +280,52 @@ def item_lease_next(*, project: Project, annotator: User) -> LeaseOffer | None:
     )
     if current is not None:
         return _offer(current)
-    settings = annotation_settings_get(project=project)
-    schema = _current_schema(project)
-    leases_expire(project=project, now=now)
-    served = Lease.objects.filter(project=project, annotator=annotator).count()
-
-    item = None
-    is_gold = _gold_turn(settings, annotator, served)
-    if is_gold:
-        item = (
+    config = _queue_config(project)
+    settings = config.settings
+    if config.schema_id is None:
+        raise ValidationError({"schema": "this project has no label schema yet"})
+    _leases_expire_now_and_then(project=project, now=now)
+    expires = now + timedelta(seconds=settings.lease_seconds)
+    if settings.gold_rate > 0 and _gold_turn(
+        settings, annotator, Lease.objects.filter(project=project, annotator=annotator).count()
+    ):
+        gold = (
             Item.objects.filter(project=project, is_gold=True)
             .exclude(Exists(_seen_by(annotator)))
             .order_by("id")
             .select_for_update(skip_locked=True, of=("self",))
             .first()
         )
-        is_gold = item is not None
-    if item is None:
-        item = (
-            Item.objects.filter(
+        if gold is not None:
+            lease = Lease.objects.create(
                 project=project,
-                state=Item.State.OPEN,
-                is_gold=False,
-                assigned_count__lt=settings.labels_per_item,
+                item=gold,
+                annotator=annotator,
+                kind=Lease.Kind.LABEL,
+                created_at=now,
+                expires_at=expires,
+                schema_id=config.schema_id,
+                guideline_id=config.guideline_id,
             )
-            .exclude(Exists(_seen_by(annotator)))
-            .order_by(*_queue_order(settings))
-            .select_for_update(skip_locked=True, of=("self",))
-            .first()
-        )
-    if item is None:
+            lease.project = project
+            return _offer(lease)
+    claimed = _claim(project=project, annotator=annotator, config=config, now=now, expires=expires)
+    if claimed is None:
         return None
-    if not is_gold:
-        Item.objects.filter(pk=item.pk).update(assigned_count=F("assigned_count") + 1)
-    lease = Lease.objects.create(
+    lease_id, item_id = claimed
+    lease = Lease(
+        pk=lease_id,
         project=project,
-        item=item,
+        item=Item.objects.get(pk=item_id),
         annotator=annotator,
         kind=Lease.Kind.LABEL,
+        state=Lease.State.ACTIVE,
         created_at=now,
-        expires_at=now + timedelta(seconds=settings.lease_seconds),
+        expires_at=expires,
+        schema_id=config.schema_id,
+        guideline_id=config.guideline_id,
     )
-    lease.project = project
-    return LeaseOffer(lease=lease, item=item, schema=schema, guideline=_current_guideline(project))
+    return _offer(lease)
 
 
 def _lock_own_lease(*, lease_id: int, annotator: User, project: Project) -> Lease:
@@ -214,17 +374,28 @@ def annotation_submit(
 ) -> Annotation:
     """Store an answer. Idempotent on `submission_id`: a retry returns the stored answer.
     When the item reaches k answers, agreement decides it in the same transaction."""
-    lease = _lock_own_lease(lease_id=lease_id, annotator=annotator, project=project)
-    existing = Annotation.objects.filter(submission_id=submission_id).first()
-    if existing is not None:
-        if existing.annotator_id != annotator.pk or existing.lease_id != lease.pk:
-            raise ValidationError({"submission_id": "already used for another submission"})
-        return existing
+    # One statement locks the lease and its item (lease first, as everywhere here).
+    lease = (
+        Lease.objects.select_for_update()
+        .select_related("item")
+        .filter(pk=lease_id, project=project, kind=Lease.Kind.LABEL)
+        .first()
+    )
+    if lease is None:
+        raise ValidationError({"lease": "no such lease in this project"})
+    if lease.annotator_id != annotator.pk:
+        raise PermissionDenied("This item is leased to someone else.")
+    if lease.state == Lease.State.SUBMITTED:
+        existing = Annotation.objects.filter(submission_id=submission_id).first()
+        if existing is not None and existing.lease_id == lease.pk:
+            return existing  # a retry of the submission that went through
+        raise ValidationError({"lease": "this item was already submitted"})
+    item = lease.item
     now = timezone.now()
-    settings = annotation_settings_get(project=project)
-    item = Item.objects.select_for_update().get(pk=lease.item_id)
+    config = _queue_config(project)
+    settings = config.settings
     _revive_if_expired(lease, item, settings, now)
-    schema = _current_schema(project)
+    schema = _schema(lease.schema_id) if lease.schema_id else _current_schema(project)
     clean = validate_answer(schema.task_type, schema.config, item.payload, value)
     server_seconds = (now - lease.created_at).total_seconds()
     if seconds_spent is None or not 0 <= seconds_spent <= server_seconds + 5:
@@ -235,17 +406,15 @@ def annotation_submit(
         annotator=annotator,
         value=clean,
         schema=schema,
-        guideline=_current_guideline(project),
+        guideline_id=lease.guideline_id if lease.schema_id else config.guideline_id,
         submission_id=submission_id,
         lease=lease,
         started_at=lease.created_at,
         submitted_at=now,
         seconds_spent=seconds_spent,
     )
-    lease.state = Lease.State.SUBMITTED
-    lease.save(update_fields=["state"])
+    Lease.objects.filter(pk=lease.pk).update(state=Lease.State.SUBMITTED)
     if not item.is_gold:
-        item.label_count += 1
         Item.objects.filter(pk=item.pk).update(label_count=F("label_count") + 1)
     audit_record(
         actor=annotator,
@@ -254,7 +423,8 @@ def annotation_submit(
         project_id=project.pk,
         data={"item": item.pk, "value": clean, "schema_version": schema.version},
     )
-    if not item.is_gold and item.label_count >= settings.labels_per_item:
+    if not item.is_gold and item.label_count + 1 >= settings.labels_per_item:
+        item.label_count += 1
         item_resolve_by_agreement(item=item, settings=settings, task_type=schema.task_type)
     return annotation
 

@@ -42,6 +42,7 @@
     var button = f.querySelector('[data-testid="submit"]');
     if (button && button.disabled) return; // one submission per item render
     if (button) button.disabled = true;
+    htmx.process(f); // a key pressed right after a swap may beat htmx's own processing
     htmx.trigger(f, "submit");
   }
 
@@ -95,7 +96,7 @@
   }, true);
 
   // A new task arrived: restart its clock and take focus off whatever was swapped out.
-  document.addEventListener("htmx:afterSwap", function (event) {
+  document.addEventListener("htmx:afterSettle", function (event) {
     if (event.detail.target && event.detail.target.id === "task") {
       shownAt = performance.now();
       document.body.dataset.taskLoads = String(Number(document.body.dataset.taskLoads || 0) + 1);

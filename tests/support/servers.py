@@ -1,4 +1,4 @@
-"""Real servers for tests: a Celery worker and a daphne (ASGI) server, each a child
+"""Real servers for tests: a Celery worker and a uvicorn (ASGI) server, each a child
 process on the test database, started once per session."""
 
 import os
@@ -71,19 +71,29 @@ class ChildProcess:
         self._log.close()
 
 
-def start_asgi_server(env: dict[str, str], log_dir: Path) -> tuple[ChildProcess, str]:
+def start_asgi_server(
+    env: dict[str, str], log_dir: Path, *, workers: int = 1
+) -> tuple[ChildProcess, str]:
+    """uvicorn, as in production: HTTP and websockets, `workers` processes."""
     port = free_port()
     args = [
         sys.executable,
         "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
+        "uvicorn",
         "portal.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--timeout-graceful-shutdown",
+        "5",
     ]
-    child = ChildProcess("daphne", args, env, log_dir)
+    child = ChildProcess(f"uvicorn-{port}", args, env, log_dir)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -96,7 +106,7 @@ def start_asgi_server(env: dict[str, str], log_dir: Path) -> tuple[ChildProcess,
             pass
         if time.monotonic() > deadline:
             child.stop()
-            raise RuntimeError(f"daphne did not answer within 60 s:\n{child.log_tail()}")
+            raise RuntimeError(f"the web server did not answer within 60 s:\n{child.log_tail()}")
         time.sleep(0.1)
 
 
