@@ -33,6 +33,12 @@ class Dataset(models.Model):
     consent_basis = models.CharField(max_length=200)
     collection_date = models.DateField()
     synthetic = models.BooleanField(default=False)
+    # A curated version (redacted, deduplicated, chunked...) points at the dataset it was
+    # made from; the original is archived, never changed.
+    derived_from = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="derived_versions"
+    )
+    derivation = models.CharField(max_length=30, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -335,6 +341,7 @@ class GoldLabel(models.Model):
         MAJORITY = "majority", "Majority"
         ADJUDICATED = "adjudicated", "Adjudicated"
         LABEL_MODEL = "label_model", "Label model (Dawid-Skene)"
+        EVALUATION = "evaluation", "Pairwise evaluation judgment"
 
     project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
     item = models.OneToOneField(Item, on_delete=models.PROTECT, related_name="gold_label")
@@ -352,3 +359,127 @@ class GoldLabel(models.Model):
 
     def __str__(self) -> str:
         return f"gold label of item {self.item_id} ({self.method})"
+
+
+class Snapshot(models.Model):
+    """A frozen, versioned set of gold-labelled items. The database refuses UPDATE and
+    DELETE on this table and on its members (migration 0003), so every field is final."""
+
+    project = models.ForeignKey(
+        "portal.Project", on_delete=models.PROTECT, related_name="snapshots"
+    )
+    name = models.CharField(max_length=200)
+    version = models.PositiveIntegerField()
+    task_type = models.CharField(max_length=30, choices=TaskType.choices)
+    seed = models.IntegerField()
+    split_ratios = models.JSONField()
+    filter = models.JSONField(default=dict)
+    member_count = models.IntegerField()
+    manifest_sha256 = models.CharField(max_length=64)
+    stats = models.JSONField(default=dict)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["project", "name", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "name", "version"], name="snapshot_unique_version"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class SnapshotMember(models.Model):
+    class Split(models.TextChoices):
+        TRAIN = "train", "Train"
+        VALIDATION = "validation", "Validation"
+        TEST = "test", "Test"
+
+    snapshot = models.ForeignKey(Snapshot, on_delete=models.PROTECT, related_name="members")
+    position = models.IntegerField()
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
+    content_hash = models.CharField(max_length=64)
+    label = models.JSONField()
+    method = models.CharField(max_length=20)
+    split = models.CharField(max_length=10, choices=Split.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["snapshot", "position"], name="snapshot_member_unique_position"
+            ),
+        ]
+        indexes = [models.Index(fields=["snapshot", "split", "position"], name="member_split")]
+
+    def __str__(self) -> str:
+        return f"member {self.position} of snapshot {self.snapshot_id}"
+
+
+class PiiRule(models.Model):
+    """A project's own PII pattern, scanned beside the built-in recognizers."""
+
+    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=40, help_text="Upper-case; the placeholder is [NAME].")
+    pattern = models.CharField(max_length=500)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="pii_rule_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class QualityCheck(models.Model):
+    """One run of a data check over a dataset, a whole project or a snapshot; a worker
+    fills in progress and the result."""
+
+    class Kind(models.TextChoices):
+        DUPLICATES = "duplicates", "Exact and near duplicates"
+        PII = "pii", "Personal data (PII)"
+        DISTRIBUTIONS = "distributions", "Distributions"
+        LEAKAGE = "leakage", "Leakage between splits"
+        SYNTHETIC = "synthetic", "Synthetic vs real"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    dataset = models.ForeignKey(
+        Dataset, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    snapshot = models.ForeignKey(
+        Snapshot, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    params = models.JSONField(default=dict)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    done = models.IntegerField(default=0)
+    total = models.IntegerField(default=0)
+    result = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["project", "kind", "-created_at"], name="check_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} check {self.pk} ({self.status})"

@@ -22,8 +22,12 @@ from annotation.models import (
     Item,
     LabelSchema,
     Lease,
+    PiiRule,
+    QualityCheck,
+    Snapshot,
 )
 from annotation.schemas import agreement_key
+from governance.models import canonical_json
 from portal.models import Project
 
 GUIDELINE_TAGS = {
@@ -251,3 +255,112 @@ def leases_active(*, project: Project) -> int:
     return Lease.objects.filter(
         project=project, state=Lease.State.ACTIVE, expires_at__gt=timezone.now()
     ).count()
+
+
+# --- curation: snapshots, checks, restricted originals ----------------------------------------
+
+PII_DERIVATIONS = ("pii_redacted", "pii_dropped")
+
+
+def datasets_with_unredacted_pii(*, project: Project) -> set[int]:
+    """Datasets whose PII was redacted or dropped into a new version: their items are the
+    unredacted originals, which only engineers may read."""
+    return set(
+        Dataset.objects.filter(
+            project=project, derived_versions__derivation__in=PII_DERIVATIONS
+        ).values_list("pk", flat=True)
+    )
+
+
+def snapshot_list_for_project(*, project: Project) -> QuerySet[Snapshot]:
+    return Snapshot.objects.filter(project=project).select_related("created_by")
+
+
+def snapshot_get(*, project: Project, snapshot_id: int) -> Snapshot | None:
+    return Snapshot.objects.filter(project=project, pk=snapshot_id).first()
+
+
+def quality_check_list(*, project: Project, limit: int = 30) -> list[QualityCheck]:
+    return list(
+        QualityCheck.objects.filter(project=project).select_related("dataset", "snapshot")[:limit]
+    )
+
+
+def quality_check_get(*, project: Project, check_id: int) -> QualityCheck | None:
+    return (
+        QualityCheck.objects.filter(project=project, pk=check_id)
+        .select_related("dataset", "snapshot", "created_by")
+        .first()
+    )
+
+
+def snapshot_checks(*, snapshot: Snapshot) -> dict[str, QualityCheck]:
+    """The latest check of each kind run on this snapshot (leakage) or its datasets."""
+    latest: dict[str, QualityCheck] = {}
+    for check in QualityCheck.objects.filter(snapshot=snapshot).order_by("-created_at"):
+        latest.setdefault(check.kind, check)
+    return latest
+
+
+def snapshot_leakage_status(*, snapshot: Snapshot) -> dict[str, Any]:
+    """What training asks before it starts: was leakage checked, and how many leaks."""
+    check = (
+        QualityCheck.objects.filter(snapshot=snapshot, kind=QualityCheck.Kind.LEAKAGE)
+        .order_by("-created_at")
+        .first()
+    )
+    if check is None or check.status != QualityCheck.Status.SUCCEEDED:
+        return {"checked": False, "status": check.status if check else "missing", "leaks": None}
+    return {"checked": True, "status": check.status, "leaks": check.result.get("leaks", 0)}
+
+
+def lineage_key(item_id: int, metadata: dict | None) -> str:
+    """The item a row descends from (through redaction, deduplication), plus its chunk."""
+    metadata = metadata or {}
+    key = str(metadata.get("origin_item") or item_id)
+    return f"{key}#{metadata['chunk']}" if "chunk" in metadata else key
+
+
+@dataclass
+class SnapshotComparison:
+    added: list[str]  # lineage keys: an item id, or "id#chunk"
+    removed: list[str]
+    changed: list[str]  # same source item, different content or label
+    split_moved: list[str]
+    unchanged: int
+
+
+def snapshot_compare(*, old: Snapshot, new: Snapshot) -> SnapshotComparison:
+    """Members by item id: added, removed, changed (content or label), moved split."""
+
+    def members(snapshot: Snapshot) -> dict[str, tuple[str, str, str]]:
+        # Curated versions are new items; they are matched to the item they came from.
+        rows = snapshot.members.values_list(
+            "item_id", "item__metadata", "content_hash", "label", "split"
+        )
+        return {
+            lineage_key(item_id, metadata): (
+                content,
+                hashlib.sha256(canonical_json(label)).hexdigest(),
+                split,
+            )
+            for item_id, metadata, content, label, split in rows.iterator(chunk_size=20_000)
+        }
+
+    before, after = members(old), members(new)
+    common = before.keys() & after.keys()
+    changed = sorted(i for i in common if before[i][:2] != after[i][:2])
+    moved = sorted(
+        i for i in common if before[i][:2] == after[i][:2] and before[i][2] != after[i][2]
+    )
+    return SnapshotComparison(
+        added=sorted(after.keys() - before.keys()),
+        removed=sorted(before.keys() - after.keys()),
+        changed=changed,
+        split_moved=moved,
+        unchanged=len(common) - len(changed) - len(moved),
+    )
+
+
+def pii_rule_list(*, project: Project) -> QuerySet[PiiRule]:
+    return PiiRule.objects.filter(project=project).order_by("name")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation import api, views
+from annotation import api, api_curation, views, views_curation
 
 app_name = "annotation"
 
@@ -15,6 +15,14 @@ urlpatterns = [
     path("annotation/setup/", views.setup, name="setup"),
     path("annotation/dashboard/", views.dashboard, name="dashboard"),
     path("annotation/disagreements/", views.disagreements, name="disagreements"),
+    path("curation/", views_curation.curation, name="curation"),
+    path("curation/checks/<int:check_id>/", views_curation.check_report, name="check"),
+    path("snapshots/<int:snapshot_id>/", views_curation.snapshot_detail, name="snapshot"),
+    path(
+        "snapshots/<int:snapshot_id>/export/<str:fmt>/",
+        views_curation.snapshot_export,
+        name="snapshot-export",
+    ),
 ]
 
 api_urlpatterns = [
@@ -36,4 +44,17 @@ api_urlpatterns = [
     ),
     path("agreement/", api.AgreementApi.as_view(), name="api-agreement"),
     path("disagreements/", api.DisagreementListApi.as_view(), name="api-disagreements"),
+    path("snapshots/", api_curation.SnapshotListCreateApi.as_view(), name="api-snapshots"),
+    path(
+        "snapshots/<int:snapshot_id>/",
+        api_curation.SnapshotDetailApi.as_view(),
+        name="api-snapshot",
+    ),
+    path(
+        "snapshots/<int:snapshot_id>/export/<str:fmt>/",
+        api_curation.SnapshotExportApi.as_view(),
+        name="api-snapshot-export",
+    ),
+    path("checks/", api_curation.CheckListCreateApi.as_view(), name="api-checks"),
+    path("checks/<int:check_id>/", api_curation.CheckDetailApi.as_view(), name="api-check"),
 ]

@@ -20,6 +20,7 @@ from annotation.services.resolution import (
     item_resolve_by_agreement,
     label_model_apply,
 )
+from annotation.services.snapshots import snapshot_create, snapshot_create_from_pairs
 
 __all__ = [
     "LeaseOffer",
@@ -36,4 +37,6 @@ __all__ = [
     "label_model_apply",
     "label_schema_publish",
     "leases_expire",
+    "snapshot_create",
+    "snapshot_create_from_pairs",
 ]

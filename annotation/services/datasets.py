@@ -22,6 +22,7 @@ from annotation.importing import ImportFormat, ImportRefused, ParsedRow, detect_
 from annotation.models import Dataset, DatasetUpload, Item
 from governance.models import canonical_json
 from governance.services import audit_record
+from governance.services.protection import stored_file_open_read, stored_file_open_write
 from portal import realtime
 from portal.models import Project, User
 
@@ -86,7 +87,8 @@ def _copy_hashing(source: IO[bytes], target: Path, *, file_name: str) -> tuple[s
     digest = hashlib.sha256()
     size = 0
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "wb") as out:
+    # Encrypted at rest (governance owns the keys); the hash is of the plaintext.
+    with stored_file_open_write(target) as out:
         while chunk := source.read(1 << 20):
             size += len(chunk)
             if size > limit:
@@ -314,7 +316,7 @@ def _import_all(upload: DatasetUpload, on_progress: Callable[[int, float], None]
             collection_date=provenance["collection_date"],
             synthetic=provenance["synthetic"],
         )
-        with open(upload.stored_path, "rb") as raw:
+        with stored_file_open_read(upload.stored_path) as raw:
             reader = _CountingReader(raw)
 
             def on_batch(count: int) -> None:

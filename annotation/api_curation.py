@@ -1,0 +1,204 @@
+"""JSON API for snapshots, exports and quality checks."""
+
+from django.core.exceptions import ValidationError
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import selectors
+from annotation.models import QualityCheck, Snapshot
+from annotation.services import quality
+from annotation.services.exports import export_lines
+from annotation.services.snapshots import snapshot_create
+from portal.models import Role
+from portal.selectors import project_access_get
+
+READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
+
+
+def _access(request: Request, project_id: int, *roles: str):
+    return project_access_get(project_id=project_id, user=request.user).require(*roles)
+
+
+def _invalid(error: ValidationError) -> serializers.ValidationError:
+    detail = error.message_dict if hasattr(error, "error_dict") else {"detail": error.messages}
+    return serializers.ValidationError(detail)
+
+
+class SnapshotOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Snapshot
+        fields = [
+            "id",
+            "name",
+            "version",
+            "task_type",
+            "seed",
+            "split_ratios",
+            "filter",
+            "member_count",
+            "manifest_sha256",
+            "stats",
+            "created_at",
+        ]
+
+
+class SnapshotInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    seed = serializers.IntegerField(default=0)
+    split_ratios = serializers.DictField(child=serializers.FloatField(), required=False)
+    filter = serializers.DictField(required=False)
+    check_leakage = serializers.BooleanField(default=True)
+
+
+class SnapshotListCreateApi(APIView):
+    @extend_schema(responses=SnapshotOutput(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        access = _access(request, project_id, *READERS)
+        snapshots = selectors.snapshot_list_for_project(project=access.project)
+        return Response(SnapshotOutput(snapshots, many=True).data)
+
+    @extend_schema(request=SnapshotInput, responses={201: SnapshotOutput})
+    def post(self, request: Request, project_id: int) -> Response:
+        access = _access(request, project_id, Role.ENGINEER)
+        payload = SnapshotInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        try:
+            snapshot = snapshot_create(
+                actor=request.user,
+                project=access.project,
+                name=data["name"],
+                seed=data["seed"],
+                split_ratios=data.get("split_ratios"),
+                filter=data.get("filter"),
+            )
+            if data["check_leakage"]:
+                quality.quality_check_start(
+                    actor=request.user, project=access.project, kind="leakage", snapshot=snapshot
+                )
+        except ValidationError as error:
+            raise _invalid(error) from None
+        return Response(SnapshotOutput(snapshot).data, status=status.HTTP_201_CREATED)
+
+
+class SnapshotDetailApi(APIView):
+    @extend_schema(responses=SnapshotOutput, parameters=[OpenApiParameter("compare", int)])
+    def get(self, request: Request, project_id: int, snapshot_id: int) -> Response:
+        access = _access(request, project_id, *READERS)
+        snapshot = selectors.snapshot_get(project=access.project, snapshot_id=snapshot_id)
+        if snapshot is None:
+            raise NotFound("No such snapshot.")
+        body = SnapshotOutput(snapshot).data
+        body["leakage"] = selectors.snapshot_leakage_status(snapshot=snapshot)
+        compare = request.query_params.get("compare")
+        if compare:
+            other = selectors.snapshot_get(
+                project=access.project, snapshot_id=int(compare) if compare.isdigit() else 0
+            )
+            if other is None:
+                raise NotFound("No such snapshot to compare with.")
+            result = selectors.snapshot_compare(old=other, new=snapshot)
+            body["comparison"] = {"against": other.pk, **result.__dict__}
+        return Response(body)
+
+
+class SnapshotExportApi(APIView):
+    """Streams JSON Lines; engineers only."""
+
+    @extend_schema(
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
+        parameters=[OpenApiParameter("split", str, enum=["train", "validation", "test"])],
+    )
+    def get(self, request: Request, project_id: int, snapshot_id: int, fmt: str):
+        access = _access(request, project_id, Role.ENGINEER)
+        snapshot = selectors.snapshot_get(project=access.project, snapshot_id=snapshot_id)
+        if snapshot is None:
+            raise NotFound("No such snapshot.")
+        try:
+            lines = export_lines(
+                snapshot=snapshot, fmt=fmt, split=request.query_params.get("split") or None
+            )
+        except ValidationError as error:
+            raise _invalid(error) from None
+        response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
+        response["X-Manifest-SHA256"] = snapshot.manifest_sha256
+        return response
+
+
+class CheckOutput(serializers.ModelSerializer):
+    class Meta:
+        model = QualityCheck
+        fields = [
+            "id",
+            "kind",
+            "dataset",
+            "snapshot",
+            "params",
+            "status",
+            "done",
+            "total",
+            "result",
+            "error",
+            "created_at",
+            "finished_at",
+        ]
+
+
+class CheckInput(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=QualityCheck.Kind.choices)
+    dataset = serializers.IntegerField(required=False)
+    snapshot = serializers.IntegerField(required=False)
+    params = serializers.DictField(required=False)
+
+
+class CheckListCreateApi(APIView):
+    @extend_schema(responses=CheckOutput(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        access = _access(request, project_id, *READERS)
+        return Response(
+            CheckOutput(selectors.quality_check_list(project=access.project), many=True).data
+        )
+
+    @extend_schema(request=CheckInput, responses={202: CheckOutput})
+    def post(self, request: Request, project_id: int) -> Response:
+        access = _access(request, project_id, Role.ENGINEER)
+        payload = CheckInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        dataset = snapshot = None
+        if "dataset" in data:
+            dataset = selectors.dataset_get(project=access.project, dataset_id=data["dataset"])
+            if dataset is None:
+                raise serializers.ValidationError({"dataset": "no such dataset in this project"})
+        if "snapshot" in data:
+            snapshot = selectors.snapshot_get(project=access.project, snapshot_id=data["snapshot"])
+            if snapshot is None:
+                raise serializers.ValidationError({"snapshot": "no such snapshot in this project"})
+        try:
+            check = quality.quality_check_start(
+                actor=request.user,
+                project=access.project,
+                kind=data["kind"],
+                dataset=dataset,
+                snapshot=snapshot,
+                params=data.get("params"),
+            )
+        except ValidationError as error:
+            raise _invalid(error) from None
+        return Response(CheckOutput(check).data, status=status.HTTP_202_ACCEPTED)
+
+
+class CheckDetailApi(APIView):
+    @extend_schema(responses=CheckOutput)
+    def get(self, request: Request, project_id: int, check_id: int) -> Response:
+        access = _access(request, project_id, *READERS)
+        check = selectors.quality_check_get(project=access.project, check_id=check_id)
+        if check is None:
+            raise NotFound("No such check.")
+        return Response(CheckOutput(check).data)

@@ -1,0 +1,543 @@
+"""Immutable snapshots: the gold-labelled items of a project (or a filter of them), each
+with its canonical content hash, its label and how it was reached, and a deterministic
+stratified split, under a manifest hash an auditor can recompute byte for byte.
+
+The manifest is the sha256 of one line per member, in position order:
+`<content sha256> <label sha256> <split>\\n`, where both inner hashes are taken over the
+canonical JSON (sorted keys, no spaces, UTF-8) of the payload and of the label.
+"""
+
+import hashlib
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Case, Count, F, Max, Q, QuerySet, TextField, Value, When
+from django.db.models.expressions import Window
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import MD5, Cast, Coalesce, Concat, RowNumber
+from django.utils import timezone
+
+from annotation.importing import content_hash
+from annotation.models import (
+    Dataset,
+    GoldLabel,
+    Item,
+    LabelSchema,
+    Snapshot,
+    SnapshotMember,
+    TaskType,
+)
+from annotation.schemas import normalize_config
+from governance.models import canonical_json
+from governance.services import audit_record
+from portal.models import Project, User
+
+DEFAULT_SPLIT = {"train": 0.8, "validation": 0.1, "test": 0.1}
+SPLITS = ("train", "validation", "test")
+FILTER_KEYS = ("datasets", "metadata", "synthetic", "methods", "item_ids")
+SYNTHETIC_CHOICES = ("include", "exclude", "only")
+BATCH = 20_000
+MEMBER_COLUMNS = ("snapshot_id", "position", "item_id", "content_hash", "label", "method", "split")
+TRUTHY = {"1", "true", "yes", "y", "synthetic"}
+# Copies made only for human review (spot checks) never become training data.
+REVIEW_ONLY = ("spot_check",)
+METADATA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,99}$")
+
+
+def split_ratios_validated(ratios: dict[str, Any] | None) -> dict[str, float]:
+    """{"train", "validation", "test"} shares that are >= 0, sum to 1, train > 0."""
+    if ratios is None:
+        return dict(DEFAULT_SPLIT)
+    if not isinstance(ratios, dict) or set(ratios) != set(SPLITS):
+        raise ValidationError({"split_ratios": "give exactly train, validation and test shares"})
+    cleaned = {}
+    for name in SPLITS:
+        value = ratios[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValidationError({f"split_ratios.{name}": "must be a number >= 0"})
+        cleaned[name] = float(value)
+    if abs(sum(cleaned.values()) - 1.0) > 1e-6:
+        raise ValidationError({"split_ratios": f"shares sum to {sum(cleaned.values()):g}, not 1"})
+    if cleaned["train"] <= 0:
+        raise ValidationError({"split_ratios.train": "must be more than 0"})
+    return cleaned
+
+
+def filter_validated(project: Project, raw: dict[str, Any] | None) -> dict[str, Any]:
+    """The snapshot filter in its stored form; raise naming the bad key."""
+    raw = dict(raw or {})
+    unknown = sorted(set(raw) - set(FILTER_KEYS))
+    if unknown:
+        raise ValidationError(
+            {"filter": f"unknown key {unknown[0]!r}; use {', '.join(FILTER_KEYS)}"}
+        )
+    cleaned: dict[str, Any] = {}
+    if raw.get("datasets"):
+        try:
+            ids = sorted({int(x) for x in raw["datasets"]})
+        except (TypeError, ValueError):
+            raise ValidationError({"filter.datasets": "must be a list of dataset ids"}) from None
+        found = set(
+            Dataset.objects.filter(project=project, pk__in=ids).values_list("pk", flat=True)
+        )
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise ValidationError({"filter.datasets": f"no dataset {missing[0]} in this project"})
+        cleaned["datasets"] = ids
+    if raw.get("metadata"):
+        if not isinstance(raw["metadata"], dict):
+            raise ValidationError({"filter.metadata": "must be an object of field: value"})
+        bad = [k for k in raw["metadata"] if not METADATA_KEY.match(str(k)) or "__" in str(k)]
+        if bad:
+            raise ValidationError({"filter.metadata": f"{bad[0]!r} is not a metadata field name"})
+        cleaned["metadata"] = {str(k): str(v) for k, v in sorted(raw["metadata"].items())}
+    synthetic = raw.get("synthetic") or "include"
+    if synthetic not in SYNTHETIC_CHOICES:
+        raise ValidationError({"filter.synthetic": f"is one of {', '.join(SYNTHETIC_CHOICES)}"})
+    if synthetic != "include":
+        cleaned["synthetic"] = synthetic
+    if raw.get("methods"):
+        methods = sorted({str(m) for m in raw["methods"]})
+        bad = [m for m in methods if m not in GoldLabel.Method.values]
+        if bad:
+            raise ValidationError({"filter.methods": f"{bad[0]!r} is not a gold-label method"})
+        cleaned["methods"] = methods
+    if raw.get("item_ids"):
+        try:
+            cleaned["item_ids"] = sorted({int(x) for x in raw["item_ids"]})
+        except (TypeError, ValueError):
+            raise ValidationError({"filter.item_ids": "must be a list of item ids"}) from None
+    return cleaned
+
+
+def stratum_expression(task_type: str):
+    """What the split is stratified by: the discrete label where there is one."""
+    if task_type == TaskType.CLASSIFICATION:
+        return KeyTextTransform("labels", "value")
+    if task_type == TaskType.ENTITY_MATCHING:
+        return KeyTextTransform("match", "value")
+    if task_type == TaskType.PREFERENCE:
+        return Coalesce(KeyTextTransform("best", "value"), Value(""), output_field=TextField())
+    return Value("", output_field=TextField())
+
+
+def gold_labels_matching(*, project: Project, task_type: str, filter: dict) -> QuerySet:
+    """Gold labels of live (not archived) datasets that pass the filter. Evaluation
+    judgments are left out unless the filter names that method."""
+    labels = GoldLabel.objects.filter(
+        project=project, item__is_gold=False, item__dataset__status=Dataset.Status.READY
+    ).exclude(item__dataset__derivation__in=REVIEW_ONLY)
+    if filter.get("datasets"):
+        labels = labels.filter(item__dataset_id__in=filter["datasets"])
+    if filter.get("item_ids"):
+        labels = labels.filter(item_id__in=filter["item_ids"])
+    if filter.get("methods"):
+        labels = labels.filter(method__in=filter["methods"])
+    else:
+        labels = labels.exclude(method=GoldLabel.Method.EVALUATION)
+    for key, value in filter.get("metadata", {}).items():
+        labels = labels.filter(**{f"item__metadata__{key}": value})  # key checked: a plain name
+    if filter.get("synthetic") == "exclude":
+        labels = labels.exclude(synthetic_q())
+    elif filter.get("synthetic") == "only":
+        labels = labels.filter(synthetic_q())
+    return labels
+
+
+def synthetic_q() -> Q:
+    """A row is synthetic when its dataset was flagged so at upload, or its own metadata
+    says so."""
+    return Q(item__dataset__synthetic=True) | Q(item__metadata__synthetic__in=[*TRUTHY, True])
+
+
+def _quota(n: int, share: float) -> int:
+    return math.floor(n * share + 0.5)
+
+
+def _split_bounds(n: int, ratios: dict[str, float]) -> tuple[int, int]:
+    """For a stratum of n members ranked 1..n in seeded order: test takes the first
+    round(n*test), validation the next round(n*validation), train the rest."""
+    n_test = _quota(n, ratios["test"])
+    n_val = min(_quota(n, ratios["validation"]), n - n_test)
+    return n_test, n_test + n_val
+
+
+def label_sha256(label: Any) -> str:
+    return hashlib.sha256(canonical_json(label)).hexdigest()
+
+
+def manifest_line(content: str, label_hash: str, split: str) -> bytes:
+    return f"{content} {label_hash} {split}\n".encode("ascii")
+
+
+def _allocate_snapshot_id() -> int:
+    """Members are written before their snapshot row (the row is final the moment it is
+    inserted, so its manifest must be known by then); the FK check waits for commit."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT nextval(pg_get_serial_sequence('annotation_snapshot', 'id'))")
+            return int(cursor.fetchone()[0])
+        cursor.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM annotation_snapshot")
+        return int(cursor.fetchone()[0])
+
+
+def _write_members(rows: list[tuple]) -> None:
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        sql = f"COPY annotation_snapshotmember ({', '.join(MEMBER_COLUMNS)}) FROM STDIN"
+        with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    SnapshotMember.objects.bulk_create(
+        [
+            SnapshotMember(
+                snapshot_id=r[0],
+                position=r[1],
+                item_id=r[2],
+                content_hash=r[3],
+                label=json.loads(r[4]),
+                method=r[5],
+                split=r[6],
+            )
+            for r in rows
+        ]
+    )
+
+
+def _schema_for(project: Project, task_type: str | None) -> dict[str, Any]:
+    schema = LabelSchema.objects.filter(project=project).order_by("-version").first()
+    if task_type is None:
+        if schema is None:
+            raise ValidationError({"project": "publish a label schema before taking a snapshot"})
+        task_type = schema.task_type
+    if schema is not None and schema.task_type == task_type:
+        config = normalize_config(task_type, schema.config)
+        return {"version": schema.version, "task_type": task_type, "config": config}
+    return {"version": None, "task_type": task_type, "config": normalize_config(task_type, {})}
+
+
+def _next_version(project: Project, name: str) -> int:
+    latest = Snapshot.objects.filter(project=project, name=name).aggregate(v=Max("version"))["v"]
+    return (latest or 0) + 1
+
+
+@transaction.atomic
+def snapshot_create(
+    *,
+    actor: User,
+    project: Project,
+    name: str,
+    seed: int = 0,
+    split_ratios: dict[str, float] | None = None,
+    filter: dict[str, Any] | None = None,
+    schema: dict[str, Any] | None = None,
+) -> Snapshot:
+    """Freeze the project's gold-labelled items that pass `filter` into a new version of
+    snapshot `name`. Memory stays flat: members stream from a server-side cursor and are
+    written in batches. `schema` (task_type + config) overrides the project's current one."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "give the snapshot a name"})
+    if len(name) > 200:
+        raise ValidationError({"name": "is longer than 200 characters"})
+    if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**31) <= seed < 2**31:
+        raise ValidationError({"seed": "must be a 32-bit integer"})
+    ratios = split_ratios_validated(split_ratios)
+    stored_filter = filter_validated(project, filter)
+    schema_info = schema or _schema_for(project, None)
+    task_type = schema_info["task_type"]
+    # One snapshot version at a time per project: the version number is read-then-written.
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    version = _next_version(project, name)
+
+    labels = gold_labels_matching(project=project, task_type=task_type, filter=stored_filter)
+    stratum = stratum_expression(task_type)
+    strata_sizes = dict(
+        labels.annotate(stratum=stratum)
+        .values_list("stratum")
+        .annotate(n=Count("id"))
+        .values_list("stratum", "n")
+    )
+    if not strata_sizes:
+        raise ValidationError({"filter": "no gold-labelled items match; nothing to snapshot"})
+    seeded_order = MD5(Concat(Value(f"{seed}:"), F("item__content_hash")))
+    # JSON arrives as text and is decoded here once, without the ORM's per-field converters;
+    # labels repeat (a class name), so each distinct label is canonicalised once.
+    rows = (
+        labels.annotate(
+            stratum=stratum,
+            rank=Window(
+                RowNumber(),
+                partition_by=[stratum],
+                order_by=[seeded_order.asc(), F("item_id").asc()],
+            ),
+            payload_text=Cast("item__payload", TextField()),
+            label_text=Cast("value", TextField()),
+            is_synthetic=Case(When(synthetic_q(), then=Value(True)), default=Value(False)),
+        )
+        .order_by("item_id")
+        .values_list(
+            "item_id",
+            "payload_text",
+            "label_text",
+            "method",
+            "stratum",
+            "rank",
+            "item__dataset_id",
+            "is_synthetic",
+        )
+    )
+    bounds = {
+        key: _split_bounds(n, ratios) for key, n in strata_sizes.items()
+    }  # stratum -> (last test rank, last validation rank)
+    canonical_labels: dict[str, tuple[str, str]] = {}
+    snapshot_id = _allocate_snapshot_id()
+    manifest = hashlib.sha256()
+    counts: dict[str, Counter] = defaultdict(Counter)
+    batch: list[tuple] = []
+    position = 0
+    loads = json.loads
+    for (
+        item_id,
+        payload_text,
+        raw_label,
+        method,
+        stratum_value,
+        rank,
+        dataset_id,
+        synthetic,
+    ) in rows.iterator(chunk_size=BATCH):
+        last_test, last_validation = bounds[stratum_value]
+        split = (
+            "test" if rank <= last_test else "validation" if rank <= last_validation else "train"
+        )
+        digest = content_hash(loads(payload_text))
+        known = canonical_labels.get(raw_label)
+        if known is None:
+            text = canonical_json(loads(raw_label))
+            known = (text.decode("utf-8"), hashlib.sha256(text).hexdigest())
+            if len(canonical_labels) < 100_000:
+                canonical_labels[raw_label] = known
+        label_text, label_hash = known
+        manifest.update(manifest_line(digest, label_hash, split))
+        batch.append((snapshot_id, position, item_id, digest, label_text, method, split))
+        position += 1
+        counts["split"][split] += 1
+        counts["method"][method] += 1
+        counts["dataset"][dataset_id] += 1
+        counts["stratum"][(split, stratum_value or "")] += 1
+        if synthetic:
+            counts["synthetic"][split] += 1
+        if len(batch) >= BATCH:
+            _write_members(batch)
+            batch = []
+    _write_members(batch)
+
+    datasets = Dataset.objects.filter(pk__in=list(counts["dataset"])).order_by("pk")
+    stats = {
+        "schema": schema_info,
+        "splits": {s: counts["split"].get(s, 0) for s in SPLITS},
+        "methods": dict(sorted(counts["method"].items())),
+        "labels": _labels_by_split(counts["stratum"]),
+        "synthetic": {s: counts["synthetic"].get(s, 0) for s in SPLITS},
+        "datasets": [
+            {
+                "id": d.pk,
+                "name": d.name,
+                "file_sha256": d.file_sha256,
+                "license": d.license,
+                "synthetic": d.synthetic,
+                "derivation": d.derivation,
+                "members": counts["dataset"][d.pk],
+            }
+            for d in datasets
+        ],
+        "manifest_format": "sha256 over '<content sha256> <label sha256> <split>\\n' per member",
+    }
+    snapshot = Snapshot(
+        pk=snapshot_id,
+        project=project,
+        name=name,
+        version=version,
+        task_type=task_type,
+        seed=seed,
+        split_ratios=ratios,
+        filter=stored_filter,
+        member_count=position,
+        manifest_sha256=manifest.hexdigest(),
+        stats=stats,
+        created_by=actor,
+        created_at=timezone.now(),
+    )
+    snapshot.save(force_insert=True)
+    audit_record(
+        actor=actor,
+        action="snapshot.create",
+        target=snapshot,
+        data={
+            "name": name,
+            "version": version,
+            "members": position,
+            "manifest_sha256": snapshot.manifest_sha256,
+            "seed": seed,
+            "split_ratios": ratios,
+            "filter": stored_filter,
+        },
+    )
+    return snapshot
+
+
+def _labels_by_split(strata: Counter) -> dict[str, dict[str, int]]:
+    result: dict[str, dict[str, int]] = defaultdict(dict)
+    for (split, label), n in sorted(strata.items()):
+        result[label or "(all)"][split] = n
+    return dict(result)
+
+
+def manifest_recompute(*, snapshot: Snapshot) -> str:
+    """The manifest hash from the stored members, for verification."""
+    digest = hashlib.sha256()
+    members = snapshot.members.order_by("position").values_list("content_hash", "label", "split")
+    for content, label, split in members.iterator(chunk_size=BATCH):
+        digest.update(manifest_line(content, label_sha256(label), split))
+    return digest.hexdigest()
+
+
+def _response_text(pair_value: Any, field: str, row_number: int) -> str:
+    if not isinstance(pair_value, str) or not pair_value.strip():
+        raise ValidationError({f"rows[{row_number}].{field}": "must be non-empty text"})
+    return pair_value
+
+
+def snapshot_create_from_pairs(
+    *,
+    actor: User,
+    project: Project,
+    name: str,
+    rows: Iterable[dict[str, Any]],
+    seed: int = 0,
+    split_ratios: dict[str, float] | None = None,
+) -> Snapshot:
+    """A preference snapshot from pairwise judgments (evaluation calls this).
+
+    Each row is {prompt, chosen, rejected, source}. The rows become items of a new
+    dataset (derivation "evaluation", provenance: the judgments) with gold labels of
+    method "evaluation" (`best` is 0: the chosen response), then are snapshotted like any
+    other gold-labelled items, so lineage and immutability are the same."""
+    with transaction.atomic():
+        dataset, item_ids = _pairs_dataset_create(
+            actor=actor, project=project, name=name, rows=rows
+        )
+        return snapshot_create(
+            actor=actor,
+            project=project,
+            name=name,
+            seed=seed,
+            split_ratios=split_ratios,
+            filter={"datasets": [dataset.pk], "methods": [GoldLabel.Method.EVALUATION]},
+            schema={
+                "version": None,
+                "task_type": TaskType.PREFERENCE,
+                "config": normalize_config(TaskType.PREFERENCE, {"mode": "best"}),
+            },
+        )
+
+
+def _pairs_dataset_create(
+    *, actor: User, project: Project, name: str, rows: Iterable[dict[str, Any]]
+) -> tuple[Dataset, list[int]]:
+    digest = hashlib.sha256()
+    items: list[Item] = []
+    labels: list[dict] = []
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise ValidationError({f"rows[{number}]": "must be an object"})
+        prompt = _response_text(row.get("prompt"), "prompt", number)
+        chosen = _response_text(row.get("chosen"), "chosen", number)
+        rejected = _response_text(row.get("rejected"), "rejected", number)
+        payload = {"prompt": prompt, "responses": [chosen, rejected]}
+        source = row.get("source", "")
+        metadata = {
+            "source": source if isinstance(source, str) else canonical_json(source).decode()
+        }
+        payload_hash = content_hash(payload)
+        digest.update(f"{payload_hash} {metadata['source']}\n".encode())
+        items.append(
+            Item(
+                project=project,
+                row_number=number,
+                payload=payload,
+                content_hash=payload_hash,
+                metadata=metadata,
+                state=Item.State.RESOLVED,
+            )
+        )
+        labels.append({"best": 0, "reason": ""})
+    if not items:
+        raise ValidationError({"rows": "no judgment rows given"})
+    file_sha = digest.hexdigest()
+    existing = Dataset.objects.filter(project=project, file_sha256=file_sha).first()
+    if existing is not None:
+        # The same judgments again: reuse their items so the new version is comparable.
+        ids = list(
+            Item.objects.filter(dataset=existing).order_by("pk").values_list("pk", flat=True)
+        )
+        return existing, ids
+    dataset = Dataset.objects.create(
+        project=project,
+        name=f"{name} (evaluation judgments)",
+        file_name="judgments.jsonl",
+        file_format=Dataset.Format.JSONL,
+        file_sha256=file_sha,
+        file_bytes=0,
+        row_count=len(items),
+        source_description="Blind pairwise evaluation judgments made in this portal",
+        license="proprietary",
+        consent_basis="reviewers' judgments under the project's terms",
+        collection_date=timezone.now().date(),
+        synthetic=True,  # the responses are model outputs
+        derivation="evaluation",
+        created_by=actor,
+    )
+    for item in items:
+        item.dataset = dataset
+    created = Item.objects.bulk_create(items, batch_size=2000)
+    GoldLabel.objects.bulk_create(
+        [
+            GoldLabel(
+                project=project,
+                item=item,
+                value=label,
+                method=GoldLabel.Method.EVALUATION,
+                decided_by=actor,
+                reason="pairwise evaluation judgment",
+            )
+            for item, label in zip(created, labels, strict=True)
+        ],
+        batch_size=2000,
+    )
+    audit_record(
+        actor=actor,
+        action="dataset.create_from_judgments",
+        target=dataset,
+        data={"rows": len(items), "sha256": file_sha},
+    )
+    return dataset, [i.pk for i in created]
+
+
+def snapshot_members_by_hash(*, snapshot: Snapshot) -> dict[int, tuple[str, str]]:
+    """{item id: (content hash, label sha256)} for comparisons."""
+    return {
+        item_id: (content, label_sha256(label))
+        for item_id, content, label in snapshot.members.values_list(
+            "item_id", "content_hash", "label"
+        ).iterator(chunk_size=BATCH)
+    }
