@@ -1,7 +1,9 @@
 import uuid
 
+from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -14,6 +16,7 @@ from annotation.importing import ImportRefused
 from annotation.metrics import project_agreement
 from annotation.models import Dataset, DatasetUpload, Guideline, Item, LabelSchema, TaskType
 from annotation.services.datasets import Provenance, dataset_upload_create, upload_progress
+from portal.authentication import ProjectTokenAuthentication, project_access_for_request
 from portal.models import Role
 from portal.selectors import project_access_get
 
@@ -22,8 +25,17 @@ LOG_READERS = (*DATA_READERS, Role.ADJUDICATOR)
 
 
 def _access(request: Request, project_id: int, *roles: str):
-    access = project_access_get(project_id=project_id, user=request.user)
+    access = project_access_for_request(request, project_id)
+    if access is None:  # the token's owner is no member: as project_access_get answers
+        raise Http404("No such project.")
+    if access is False:
+        access = project_access_get(project_id=project_id, user=request.user)
     return access.require(*roles)
+
+
+# The queue endpoints are the ones an annotator's client calls for every item: their token
+# check reads the caller's roles in the project in the same query.
+QUEUE_AUTHENTICATION = [SessionAuthentication, ProjectTokenAuthentication]
 
 
 class DatasetOutput(serializers.ModelSerializer):
@@ -229,9 +241,12 @@ class ItemListApi(APIView):
             )
         filters = {k: v for k, v in request.query_params.items() if k in selectors.ITEM_FILTERS}
         paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(
-            selectors.item_list(project=access.project, filters=filters), request, view=self
-        )
+        items = selectors.item_list(project=access.project, filters=filters)
+        if not access.has(Role.ENGINEER):  # unredacted originals are for engineers only
+            items = items.exclude(
+                dataset__in=selectors.datasets_with_unredacted_pii(project=access.project)
+            )
+        page = paginator.paginate_queryset(items, request, view=self)
         return paginator.get_paginated_response(ItemOutput(page, many=True).data)
 
 
@@ -262,6 +277,7 @@ def _task_data(offer) -> dict | None:
 
 
 class QueueNextApi(APIView):
+    authentication_classes = QUEUE_AUTHENTICATION
     parser_classes = [JSONParser]
 
     @extend_schema(request=None, responses={200: TaskOutput, 204: None})
@@ -284,6 +300,7 @@ class SubmitInput(serializers.Serializer):
 
 
 class QueueSubmitApi(APIView):
+    authentication_classes = QUEUE_AUTHENTICATION
     parser_classes = [JSONParser]
 
     @extend_schema(request=SubmitInput, responses={201: None})
@@ -313,6 +330,7 @@ class SkipInput(serializers.Serializer):
 
 
 class QueueSkipApi(APIView):
+    authentication_classes = QUEUE_AUTHENTICATION
     parser_classes = [JSONParser]
 
     @extend_schema(request=SkipInput, responses={200: None})
@@ -330,6 +348,7 @@ class QueueSkipApi(APIView):
 
 
 class QueueUndoApi(APIView):
+    authentication_classes = QUEUE_AUTHENTICATION
     parser_classes = [JSONParser]
 
     @extend_schema(request=None, responses={200: TaskOutput})

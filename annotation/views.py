@@ -263,7 +263,13 @@ def dataset_detail(request: HttpRequest, project_id: int, dataset_id: int) -> Ht
     dataset = selectors.dataset_get(project=access.project, dataset_id=dataset_id)
     if dataset is None:
         raise Http404("No such dataset.")
-    sample = list(Item.objects.filter(dataset=dataset).order_by("row_number")[:20])
+    # An original whose PII was redacted into a new version: its rows are for engineers.
+    restricted = not access.has(Role.ENGINEER) and dataset.pk in (
+        selectors.datasets_with_unredacted_pii(project=access.project)
+    )
+    sample = (
+        [] if restricted else list(Item.objects.filter(dataset=dataset).order_by("row_number")[:20])
+    )
     return render(
         request,
         "annotation/dataset.html",
@@ -272,6 +278,7 @@ def dataset_detail(request: HttpRequest, project_id: int, dataset_id: int) -> Ht
             "project": access.project,
             "dataset": dataset,
             "sample": sample,
+            "restricted": restricted,
         },
     )
 

@@ -1,6 +1,7 @@
 import os
 
 from django.core.asgi import get_asgi_application
+from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 # Django must be set up before anything imports models (the consumers do).
@@ -10,11 +11,16 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from portal.asgi_threads import ReusedRequestThreads  # noqa: E402
 from portal.routing import websocket_urlpatterns  # noqa: E402
+
+# Load the URLconf (and with it every view module and what they import: scipy, pandas) now,
+# not on each worker's first request, where it stalls everyone for a second or two.
+get_resolver().url_patterns  # noqa: B018 - the lookup is what loads them
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": ReusedRequestThreads(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

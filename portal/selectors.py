@@ -4,6 +4,7 @@
 import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.core.exceptions import PermissionDenied
 from django.db import connection
@@ -48,6 +49,51 @@ def project_access_get(*, project_id: int | str, user: User) -> ProjectAccess:
     return ProjectAccess(
         project=memberships[0].project, roles=frozenset(m.role for m in memberships)
     )
+
+
+_TOKEN_ACCESS_SQL = """
+SELECT t.created, {user_columns},
+       (SELECT array_agg(m.role) FROM portal_membership m
+        WHERE m.user_id = u.id AND m.project_id = %(project)s),
+       {project_columns}
+FROM authtoken_token t
+JOIN portal_user u ON u.id = t.user_id
+LEFT JOIN portal_project p ON p.id = %(project)s
+WHERE t.key = %(key)s
+""".format(  # noqa: S608 - column names only; values are parameters
+    user_columns=", ".join(f'u."{f.column}"' for f in User._meta.concrete_fields),
+    project_columns=", ".join(f'p."{f.column}"' for f in Project._meta.concrete_fields),
+)
+
+
+@dataclass(frozen=True)
+class TokenAccess:
+    user: User
+    token_created: datetime
+    access: ProjectAccess | None  # None: not a member of the project asked about
+
+
+def token_access_get(*, key: str, project_id: int) -> TokenAccess | None:
+    """The owner of an API token and their access to one project, in one query (the
+    token's user, then what project_access_get would answer). None: no such token.
+
+    For endpoints called many times a minute per user, where two ORM queries, compiled
+    afresh each time, cost more than the work of the request."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TOKEN_ACCESS_SQL, {"key": key, "project": project_id})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    user_fields = [f.attname for f in User._meta.concrete_fields]
+    project_fields = [f.attname for f in Project._meta.concrete_fields]
+    n = len(user_fields)
+    user = User.from_db(connection.alias, user_fields, row[1 : 1 + n])
+    roles, project_row = row[1 + n], row[2 + n :]
+    access = None
+    if roles and project_row[0] is not None:
+        project = Project.from_db(connection.alias, project_fields, project_row)
+        access = ProjectAccess(project=project, roles=frozenset(roles))
+    return TokenAccess(user=user, token_created=row[0], access=access)
 
 
 def project_get_for_user(

@@ -5,6 +5,7 @@ annotators asking at once get different items without waiting on each other. Eac
 carries `assigned_count` (active leases + submitted answers), which is what the k-limit is
 checked against; expiry gives slots back. Locks are taken lease first, then item."""
 
+import json
 import random
 import time
 import uuid
@@ -14,7 +15,7 @@ from functools import lru_cache
 
 from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
@@ -27,9 +28,14 @@ from annotation.models import (
     Lease,
 )
 from annotation.schemas import validate_answer
+from annotation.services import queue_sql as sql
 from annotation.services.configuration import annotation_settings_get
-from annotation.services.resolution import item_resolve_by_agreement
-from governance.services import audit_record
+from annotation.services.resolution import (
+    _push_stage_change,
+    agreement_outcome,
+    item_resolve_by_agreement,
+)
+from governance.services import audit_append_sql, audit_record, event_draft
 from portal.models import Project, User
 
 
@@ -143,8 +149,9 @@ def leases_expire(*, project: Project, now: datetime | None = None) -> int:
 
 def _offer(lease: Lease) -> LeaseOffer:
     schema = _schema(lease.schema_id) if lease.schema_id else _current_schema(lease.project)
+    # A lease records the guideline its annotator was shown (None: there was none yet).
     guideline = (
-        _guideline(lease.guideline_id) if lease.guideline_id else _current_guideline(lease.project)
+        _guideline(lease.guideline_id) if lease.schema_id else _current_guideline(lease.project)
     )
     return LeaseOffer(lease=lease, item=lease.item, schema=schema, guideline=guideline)
 
@@ -255,11 +262,22 @@ def _seen_by(annotator: User):
     )
 
 
-@transaction.atomic
 def item_lease_next(*, project: Project, annotator: User) -> LeaseOffer | None:
     """The annotator's next item under a fresh lease, or their current one; None when the
     queue holds nothing they may label. Never an item they labelled or skipped, never an
-    item whose active leases plus answers have reached k."""
+    item whose active leases plus answers have reached k.
+
+    On PostgreSQL this is one read and, when a new item is needed, one claiming statement;
+    gold turns and the embedded SQLite demo take the locked path below."""
+    if connection.vendor == "postgresql":
+        offer = _lease_next_fast(project=project, annotator=annotator)
+        if offer is not _SLOW_PATH:
+            return offer
+    return _item_lease_next_locked(project=project, annotator=annotator)
+
+
+@transaction.atomic
+def _item_lease_next_locked(*, project: Project, annotator: User) -> LeaseOffer | None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             # A lease lost in a crash only returns its item to the pool, so this
@@ -362,7 +380,6 @@ def _revive_if_expired(lease: Lease, item: Item, settings: AnnotationSettings, n
     lease.state = Lease.State.ACTIVE
 
 
-@transaction.atomic
 def annotation_submit(
     *,
     project: Project,
@@ -373,7 +390,45 @@ def annotation_submit(
     seconds_spent: float | None = None,
 ) -> Annotation:
     """Store an answer. Idempotent on `submission_id`: a retry returns the stored answer.
-    When the item reaches k answers, agreement decides it in the same transaction."""
+    When the item reaches k answers, agreement decides it in the same transaction.
+
+    On PostgreSQL the usual case (an active lease, not about to expire) is one read and
+    one writing statement; late answers and the embedded SQLite demo take the locked
+    path below."""
+    if connection.vendor == "postgresql":
+        for _ in range(_SUBMIT_ATTEMPTS):
+            annotation = _annotation_submit_fast(
+                project=project,
+                lease_id=lease_id,
+                annotator=annotator,
+                value=value,
+                submission_id=submission_id,
+                seconds_spent=seconds_spent,
+            )
+            if annotation is _SLOW_PATH:
+                break
+            if annotation is not _RETRY:
+                return annotation
+    return _annotation_submit_locked(
+        project=project,
+        lease_id=lease_id,
+        annotator=annotator,
+        value=value,
+        submission_id=submission_id,
+        seconds_spent=seconds_spent,
+    )
+
+
+@transaction.atomic
+def _annotation_submit_locked(
+    *,
+    project: Project,
+    lease_id: int,
+    annotator: User,
+    value: dict,
+    submission_id: uuid.UUID,
+    seconds_spent: float | None = None,
+) -> Annotation:
     # One statement locks the lease and its item (lease first, as everywhere here).
     lease = (
         Lease.objects.select_for_update()
@@ -426,6 +481,237 @@ def annotation_submit(
     if not item.is_gold and item.label_count + 1 >= settings.labels_per_item:
         item.label_count += 1
         item_resolve_by_agreement(item=item, settings=settings, task_type=schema.task_type)
+    return annotation
+
+
+# The fast paths answer one of these when they leave the case to the locked path.
+_SLOW_PATH = object()
+_RETRY = object()
+_SUBMIT_ATTEMPTS = 3
+# A lease this close to expiry goes the locked way: the sweeper may be expiring it, and it
+# locks lease before item where the submitting statement locks item with lease.
+_EXPIRY_MARGIN = timedelta(seconds=5)
+
+
+def _lease_next_fast(*, project: Project, annotator: User):
+    now = timezone.now()
+    row = sql.fetch_one(
+        sql.NEXT_READ_SQL, {"project": project.pk, "user": annotator.pk, "now": now}
+    )
+    if row is None:  # no settings row yet: the locked path creates it
+        return _SLOW_PATH
+    k, order, lease_seconds, gold_rate, schema_id, guideline_id = row[:6]
+    lease_id, created_at, expires_at, lease_schema_id, lease_guideline_id = row[6:11]
+    if lease_id is not None:
+        lease = Lease(
+            pk=lease_id,
+            project=project,
+            item=sql.item_from_row(row[11:]),
+            annotator=annotator,
+            kind=Lease.Kind.LABEL,
+            state=Lease.State.ACTIVE,
+            created_at=created_at,
+            expires_at=expires_at,
+            schema_id=lease_schema_id,
+            guideline_id=lease_guideline_id,
+        )
+        return _offer(lease)
+    if schema_id is None:
+        raise ValidationError({"schema": "this project has no label schema yet"})
+    if gold_rate > 0:
+        return _SLOW_PATH
+    clock = time.monotonic()
+    every = django_settings.PORTAL_LEASE_SWEEP_SECONDS
+    if every <= 0 or clock - _last_sweep.get(project.pk, float("-inf")) >= every:
+        with transaction.atomic():
+            _leases_expire_now_and_then(project=project, now=now)
+    expires = now + timedelta(seconds=lease_seconds)
+    claimed = sql.run_alone(
+        sql.claim_sql(order),
+        {
+            "project": project.pk,
+            "k": k,
+            "user": annotator.pk,
+            "now": now,
+            "expires": expires,
+            "schema": schema_id,
+            "guideline": guideline_id,
+        },
+    )
+    if claimed is None:
+        return None
+    item = sql.item_from_row(claimed[1:-1])
+    lease = Lease(
+        pk=claimed[0],
+        project=project,
+        item=item,
+        annotator=annotator,
+        kind=Lease.Kind.LABEL,
+        state=Lease.State.ACTIVE,
+        created_at=now,
+        expires_at=expires,
+        schema_id=schema_id,
+        guideline_id=guideline_id,
+    )
+    return _offer(lease)
+
+
+def _annotation_submit_fast(
+    *,
+    project: Project,
+    lease_id: int,
+    annotator: User,
+    value: dict,
+    submission_id: uuid.UUID,
+    seconds_spent: float | None,
+):
+    now = timezone.now()
+    row = sql.fetch_one(
+        sql.SUBMIT_READ_SQL,
+        {"lease": lease_id, "project": project.pk, "submission": submission_id},
+    )
+    if row is None:
+        raise ValidationError({"lease": "no such lease in this project"})
+    (owner, state, item_id, schema_id, guideline_id, started_at, expires_at) = row[:7]
+    payload, is_gold, item_state, label_count, k, rule, majority_min = row[7:14]
+    used_by_lease, others, annotation_id, gold_id = row[14:]
+    if owner != annotator.pk:
+        raise PermissionDenied("This item is leased to someone else.")
+    if state == Lease.State.SUBMITTED:
+        if used_by_lease == lease_id:
+            return Annotation.objects.get(submission_id=submission_id)
+        raise ValidationError({"lease": "this item was already submitted"})
+    if used_by_lease is not None:
+        raise ValidationError({"submission_id": "was already used for another answer"})
+    if (
+        state != Lease.State.ACTIVE
+        or expires_at < now + _EXPIRY_MARGIN
+        or schema_id is None
+        or k is None
+    ):
+        return _SLOW_PATH
+    schema = _schema(schema_id)
+    clean = validate_answer(schema.task_type, schema.config, sql.json_value(payload), value)
+    server_seconds = (now - started_at).total_seconds()
+    if seconds_spent is None or not 0 <= seconds_spent <= server_seconds + 5:
+        seconds_spent = server_seconds
+    others = [(pk, sql.json_value(v)) for pk, v in sql.json_value(others or "[]")]
+    events = [
+        event_draft(
+            actor=annotator,
+            action="annotation.submit",
+            created_at=now,
+            target_type="annotation.annotation",
+            target_id=str(annotation_id),
+            project_id=project.pk,
+            data={"item": item_id, "value": clean, "schema_version": schema.version},
+        )
+    ]
+    params = {
+        "others": [pk for pk, _ in others],
+        "standing": len(others),
+        "lease": lease_id,
+        "user": annotator.pk,
+        "now": now,
+        "label_count": label_count,
+        "item_state": item_state,
+        "counted": 0 if is_gold else 1,
+        "new_state": item_state,
+        "annotation": annotation_id,
+        "project": project.pk,
+        "value": json.dumps(clean),
+        "schema": schema_id,
+        # The guideline the annotator was shown (schema and guideline travel together).
+        "guideline": guideline_id,
+        "submission": submission_id,
+        "started": started_at,
+        "seconds": seconds_spent,
+    }
+    gold_sql = ""
+    resolved_state = None
+    if not is_gold and label_count + 1 >= k:
+        settings = AnnotationSettings(
+            labels_per_item=k, agreement_rule=rule, majority_min=majority_min
+        )
+        answers = [*others, (annotation_id, clean)]
+        outcome = agreement_outcome(
+            values=[v for _, v in answers], settings=settings, task_type=schema.task_type
+        )
+        if outcome.method is None:
+            resolved_state = Item.State.DISPUTED
+            events.append(
+                event_draft(
+                    actor=None,
+                    action="annotation.item.disputed",
+                    created_at=now,
+                    target_type="annotation.item",
+                    target_id=str(item_id),
+                    project_id=project.pk,
+                    data={"labels": len(answers), "distinct": outcome.distinct},
+                )
+            )
+        else:
+            resolved_state = Item.State.RESOLVED
+            agreeing = [answers[i] for i in outcome.agreeing]
+            gold_sql = sql.GOLD_INSERT_SQL
+            params.update(
+                gold=gold_id,
+                gold_value=json.dumps(agreeing[0][1]),
+                method=outcome.method,
+                gold_ids=json.dumps([pk for pk, _ in agreeing]),
+            )
+            events.append(
+                event_draft(
+                    actor=None,
+                    action="annotation.gold.agreement",
+                    created_at=now,
+                    target_type="annotation.goldlabel",
+                    target_id=str(gold_id),
+                    project_id=project.pk,
+                    data={
+                        "item": item_id,
+                        "method": outcome.method,
+                        "votes": outcome.votes,
+                        "labels": len(answers),
+                    },
+                )
+            )
+        params["new_state"] = resolved_state
+    audit_sql, audit_params = audit_append_sql(events, gate="answer")
+    statement = sql.SUBMIT_WRITE_SQL.format(gold=gold_sql, audit=audit_sql)
+    try:
+        written = sql.run_alone(statement, {**params, **audit_params})
+    except IntegrityError:
+        # A retry of this very submission raced this one and won.
+        existing = Annotation.objects.filter(submission_id=submission_id).first()
+        if existing is not None and existing.lease_id == lease_id:
+            return existing
+        raise
+    answered, appended = written
+    if not answered:
+        # The lease or the item changed since the read (or the audit chain has no head
+        # row yet, which the locked path creates).
+        return _RETRY
+    assert appended == len(events)  # noqa: S101 - `locked` checked the head row exists
+    if resolved_state is not None:
+        _push_stage_change(project.pk, item_id, resolved_state)
+    annotation = Annotation(
+        pk=annotation_id,
+        project=project,
+        item_id=item_id,
+        annotator=annotator,
+        value=clean,
+        schema=schema,
+        guideline_id=guideline_id,
+        submission_id=submission_id,
+        lease_id=lease_id,
+        started_at=started_at,
+        submitted_at=now,
+        seconds_spent=seconds_spent,
+        undone=False,
+    )
+    annotation._state.adding = False
+    annotation._state.db = connection.alias
     return annotation
 
 

@@ -2,6 +2,7 @@
 adjudication, where an expert sets the gold label with a written reason."""
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -36,6 +37,34 @@ def _push_stage_change(project_id: int, item_id: int, state: str) -> None:
     )
 
 
+@dataclass(frozen=True)
+class AgreementOutcome:
+    method: str | None  # a GoldLabel.Method, or None: the item goes to adjudication
+    agreeing: list[int]  # positions of the answers that carry the winning label, in order
+    votes: int
+    distinct: int
+
+
+def agreement_outcome(
+    *, values: list[dict], settings: AnnotationSettings, task_type: str
+) -> AgreementOutcome:
+    """What the project's rule makes of an item's answers (oldest first)."""
+    keys = [agreement_key(task_type, value) for value in values]
+    (top_key, votes), *rest = Counter(keys).most_common()
+    tied = bool(rest) and rest[0][1] == votes
+    method = None
+    if votes == len(values) >= settings.labels_per_item:
+        method = GoldLabel.Method.UNANIMOUS
+    elif (
+        settings.agreement_rule == AnnotationSettings.Rule.MAJORITY
+        and votes >= settings.majority_min
+        and not tied
+    ):
+        method = GoldLabel.Method.MAJORITY
+    agreeing = [i for i, key in enumerate(keys) if key == top_key]
+    return AgreementOutcome(method=method, agreeing=agreeing, votes=votes, distinct=len(set(keys)))
+
+
 def item_resolve_by_agreement(
     *, item: Item, settings: AnnotationSettings, task_type: str
 ) -> GoldLabel | None:
@@ -44,30 +73,21 @@ def item_resolve_by_agreement(
     annotations = list(
         Annotation.objects.filter(item=item, undone=False).order_by("submitted_at", "pk")
     )
-    keys = [agreement_key(task_type, a.value) for a in annotations]
-    (top_key, votes), *rest = Counter(keys).most_common()
-    tied = bool(rest) and rest[0][1] == votes
-    k = settings.labels_per_item
-    method = None
-    if votes == len(annotations) >= k:
-        method = GoldLabel.Method.UNANIMOUS
-    elif (
-        settings.agreement_rule == AnnotationSettings.Rule.MAJORITY
-        and votes >= settings.majority_min
-        and not tied
-    ):
-        method = GoldLabel.Method.MAJORITY
+    outcome = agreement_outcome(
+        values=[a.value for a in annotations], settings=settings, task_type=task_type
+    )
+    method, votes = outcome.method, outcome.votes
     if method is None:
         Item.objects.filter(pk=item.pk).update(state=Item.State.DISPUTED)
         audit_record(
             actor=None,
             action="annotation.item.disputed",
             target=item,
-            data={"labels": len(annotations), "distinct": len(set(keys))},
+            data={"labels": len(annotations), "distinct": outcome.distinct},
         )
         _push_stage_change(item.project_id, item.pk, Item.State.DISPUTED)
         return None
-    agreeing = [a for a, key in zip(annotations, keys, strict=True) if key == top_key]
+    agreeing = [annotations[i] for i in outcome.agreeing]
     gold = GoldLabel.objects.create(
         project_id=item.project_id,
         item=item,

@@ -4,7 +4,7 @@ import json
 
 import factory
 
-from annotation.models import AnnotationSettings, Dataset, Item, LabelSchema
+from annotation.models import AnnotationSettings, Dataset, GoldLabel, Item, LabelSchema
 from tests.portal.factories import ProjectFactory, UserFactory
 
 
@@ -67,3 +67,12 @@ def classification_setup(
         config={"choices": list(choices), "multi": False, "text_field": "text"},
         created_by=project.created_by,
     )
+
+
+def gold_item(dataset, payload, value, *, method="unanimous", metadata=None):
+    """An item of `dataset` whose gold label is already set."""
+    item = ItemFactory(
+        dataset=dataset, payload=payload, metadata=metadata or {}, state=Item.State.RESOLVED
+    )
+    GoldLabel.objects.create(project=dataset.project, item=item, value=value, method=method)
+    return item

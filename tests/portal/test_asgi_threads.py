@@ -1,0 +1,104 @@
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from asgiref.testing import ApplicationCommunicator
+from django.db import connection
+
+from portal.asgi import application
+from portal.asgi_threads import ReusedRequestThreads
+
+SCOPE = {"type": "http", "method": "GET", "path": "/", "headers": []}
+
+
+def _run(coroutine):
+    """asyncio.run on a thread of its own: Playwright's sync API may hold an event loop on
+    the test thread when the browser tests ran earlier in the same session."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def _recording_app(seen, *, gate=None, fail=False):
+    async def app(scope, receive, send):
+        # As Django's handler does: its own context inside ours.
+        async with ThreadSensitiveContext():
+            seen.append(await sync_to_async(threading.get_ident)())
+            if gate is not None:
+                await gate.wait()
+        if fail:
+            raise RuntimeError("the view failed")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+def test_requests_one_after_another_run_on_one_reused_thread():
+    seen = []
+    middleware = ReusedRequestThreads(_recording_app(seen))
+
+    async def run():
+        for _ in range(5):
+            await middleware(SCOPE, None, _ignore)
+
+    _run(run())
+
+    assert len(set(seen)) == 1
+    assert len(middleware.idle) == 1
+
+
+def test_concurrent_requests_get_threads_of_their_own():
+    seen = []
+
+    async def run():
+        gate = asyncio.Event()
+        middleware = ReusedRequestThreads(_recording_app(seen, gate=gate))
+        requests = [asyncio.create_task(middleware(SCOPE, None, _ignore)) for _ in range(3)]
+        while len(seen) < 3:
+            await asyncio.sleep(0.01)
+        gate.set()
+        await asyncio.gather(*requests)
+        return middleware
+
+    middleware = _run(run())
+
+    assert len(set(seen)) == 3
+    assert len(middleware.idle) == 3
+
+
+def test_a_failed_request_does_not_hand_its_thread_on():
+    seen = []
+    middleware = ReusedRequestThreads(_recording_app(seen, fail=True))
+
+    with pytest.raises(RuntimeError):
+        _run(middleware(SCOPE, None, _ignore))
+
+    assert middleware.idle == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_portal_answers_through_the_pooled_threads():
+    async def get_health():
+        statuses = []
+        for _ in range(3):
+            communicator = ApplicationCommunicator(
+                application,
+                {**SCOPE, "path": "/healthz/", "headers": [(b"host", b"127.0.0.1")]},
+            )
+            await communicator.send_input({"type": "http.request", "body": b""})
+            start = await communicator.receive_output(timeout=10)
+            await communicator.receive_output(timeout=10)
+            statuses.append(start["status"])
+        return statuses
+
+    try:
+        assert _run(get_health()) == [200, 200, 200]
+    finally:
+        # The request threads handed their connections back to this process's pool.
+        connection.close_pool()
+
+
+async def _ignore(message):
+    return None
