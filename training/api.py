@@ -1,3 +1,346 @@
-"""Api for base models, training jobs, the runner around transformers/peft/trl, metrics,
-checkpoints and the model registry.
-"""
+"""The fine-tuning API, shaped like OpenAI's: job objects, events, checkpoints, cancel; plus
+the model registry and the base models. Engineers create and cancel; admins and compliance
+read."""
+
+from django.core.exceptions import ValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal.models import Role
+from portal.selectors import project_access_get
+from training import presets, selectors, services
+from training.models import JobKind, JobMethod, ModelVersion, TrainingJob
+
+READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
+LAUNCHERS = (Role.ENGINEER,)
+
+
+def _access(request: Request, project_id: int, *roles: str):
+    return project_access_get(project_id=project_id, user=request.user).require(*roles)
+
+
+def _invalid(error: ValidationError) -> serializers.ValidationError:
+    if hasattr(error, "error_dict"):
+        return serializers.ValidationError(error.message_dict)
+    return serializers.ValidationError({"detail": error.messages})
+
+
+def _ts(value) -> int | None:
+    return int(value.timestamp()) if value else None
+
+
+class JobOutput(serializers.ModelSerializer):
+    object = serializers.SerializerMethodField()
+    model = serializers.SerializerMethodField()
+    fine_tuned_model = serializers.SerializerMethodField()
+    hyperparameters = serializers.JSONField(source="config")
+    created_at = serializers.SerializerMethodField()
+    finished_at = serializers.SerializerMethodField()
+    estimated_finish = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingJob
+        fields = [
+            "id",
+            "object",
+            "name",
+            "kind",
+            "method",
+            "model",
+            "status",
+            "cancel_requested",
+            "fine_tuned_model",
+            "hyperparameters",
+            "seed",
+            "manifest_sha256",
+            "data",
+            "preflight",
+            "environment",
+            "checkpoint_sha256",
+            "error",
+            "created_at",
+            "finished_at",
+            "estimated_finish",
+        ]
+
+    def get_object(self, job) -> str:
+        return "fine_tuning.job"
+
+    def get_model(self, job) -> str:
+        return job.base_model.name
+
+    def get_fine_tuned_model(self, job) -> int | None:
+        version = ModelVersion.objects.filter(job=job).values_list("pk", flat=True).first()
+        return version
+
+    def get_created_at(self, job) -> int | None:
+        return _ts(job.created_at)
+
+    def get_finished_at(self, job) -> int | None:
+        return _ts(job.finished_at)
+
+    def get_estimated_finish(self, job) -> int | None:
+        seconds = job.preflight.get("estimated_seconds") if job.preflight else None
+        if seconds is None or job.started_at is None or not job.is_active:
+            return None
+        return int(job.started_at.timestamp() + seconds)
+
+
+class JobInput(serializers.Serializer):
+    model = serializers.IntegerField(help_text="Id of a base model (GET base_models/).")
+    kind = serializers.ChoiceField(choices=JobKind.choices, default=JobKind.SFT)
+    method = serializers.ChoiceField(choices=JobMethod.choices, default=JobMethod.LORA)
+    name = serializers.CharField(required=False, allow_blank=True, default="")
+    preset = serializers.ChoiceField(choices=list(presets.PRESETS), required=False)
+    hyperparameters = serializers.DictField(required=False, default=dict)
+    training_file = serializers.CharField(required=False, help_text="A file id from files/.")
+    validation_file = serializers.CharField(required=False)
+    snapshot = serializers.IntegerField(required=False)
+    accept_leakage = serializers.BooleanField(
+        default=False,
+        help_text="Train on a snapshot whose leakage check found duplicates across splits.",
+    )
+    parent_version = serializers.IntegerField(required=False)
+    reward_version = serializers.IntegerField(required=False)
+
+
+class JobListCreateApi(APIView):
+    @extend_schema(responses=JobOutput(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        access = _access(request, project_id, *READERS)
+        jobs = selectors.job_list_for_project(project=access.project)[:100]
+        return Response({"object": "list", "data": JobOutput(jobs, many=True).data})
+
+    @extend_schema(request=JobInput, responses={201: JobOutput})
+    def post(self, request: Request, project_id: int) -> Response:
+        access = _access(request, project_id, *LAUNCHERS)
+        project = access.project
+        payload = JobInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        try:
+            base = selectors.base_model_get(project=project, base_model_id=data["model"])
+            versions = {
+                key: selectors.model_version_get(project=project, version_id=data[key])
+                for key in ("parent_version", "reward_version")
+                if data.get(key)
+            }
+            snapshot = _snapshot(project, data.get("snapshot"))
+            train = eval_ = None
+            if snapshot is None:
+                if not data.get("training_file"):
+                    raise ValidationError({"training_file": "Give a file id or a snapshot."})
+                train = services.training_file_path(project=project, file_id=data["training_file"])
+                if data.get("validation_file"):
+                    eval_ = services.training_file_path(
+                        project=project, file_id=data["validation_file"]
+                    )
+            job = services.training_job_create(
+                actor=request.user,
+                project=project,
+                name=data["name"],
+                kind=data["kind"],
+                method=data["method"],
+                base_model=base,
+                values=data["hyperparameters"],
+                preset=data.get("preset"),
+                snapshot=snapshot,
+                accept_leakage=data["accept_leakage"],
+                train_file=train,
+                eval_file=eval_,
+                **versions,
+            )
+        except ValidationError as error:
+            raise _invalid(error) from None
+        return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
+
+
+def _snapshot(project, snapshot_id):
+    if not snapshot_id:
+        return None
+    from annotation.models import Snapshot
+
+    snapshot = Snapshot.objects.filter(project=project, pk=snapshot_id).first()
+    if snapshot is None:
+        raise ValidationError({"snapshot": "No such snapshot in this project."})
+    return snapshot
+
+
+class JobDetailApi(APIView):
+    @extend_schema(responses=JobOutput)
+    def get(self, request: Request, project_id: int, job_id: int) -> Response:
+        access = _access(request, project_id, *READERS)
+        return Response(JobOutput(selectors.job_get(project=access.project, job_id=job_id)).data)
+
+
+class JobCancelApi(APIView):
+    @extend_schema(request=None, responses=JobOutput)
+    def post(self, request: Request, project_id: int, job_id: int) -> Response:
+        access = _access(request, project_id, *LAUNCHERS)
+        job = selectors.job_get(project=access.project, job_id=job_id)
+        try:
+            job = services.training_job_cancel(actor=request.user, job=job)
+        except ValidationError as error:
+            raise _invalid(error) from None
+        return Response(JobOutput(job).data)
+
+
+class EventOutput(serializers.Serializer):
+    object = serializers.CharField()
+    id = serializers.CharField()
+    created_at = serializers.IntegerField()
+    level = serializers.CharField()
+    message = serializers.CharField()
+    type = serializers.CharField()
+    data = serializers.JSONField()
+
+
+class JobEventsApi(APIView):
+    """Log lines and metrics in order; `after=<id>` (an event id) pages forward."""
+
+    @extend_schema(responses=EventOutput(many=True))
+    def get(self, request: Request, project_id: int, job_id: int) -> Response:
+        access = _access(request, project_id, *READERS)
+        job = selectors.job_get(project=access.project, job_id=job_id)
+        after = request.query_params.get("after", "")
+        log_after = int(after[4:]) if after.startswith("log-") and after[4:].isdigit() else 0
+        metric_after = int(after[7:]) if after.startswith("metric-") and after[7:].isdigit() else 0
+        events = [
+            {
+                "object": "fine_tuning.job.event",
+                "id": f"log-{line.pk}",
+                "created_at": _ts(line.created_at),
+                "level": line.level,
+                "message": line.message,
+                "type": "message",
+                "data": {},
+                "_order": line.created_at,
+            }
+            for line in selectors.job_log_lines(job=job, after_id=log_after)
+        ]
+        events += [
+            {
+                "object": "fine_tuning.job.event",
+                "id": f"metric-{m.pk}",
+                "created_at": _ts(m.created_at),
+                "level": "info",
+                "message": f"Step {m.step}",
+                "type": "metrics",
+                "data": {"step": m.step, **m.values},
+                "_order": m.created_at,
+            }
+            for m in selectors.job_metrics(job=job, after_id=metric_after)[:1000]
+        ]
+        events.sort(key=lambda e: e.pop("_order"))
+        return Response({"object": "list", "data": events})
+
+
+class CheckpointOutput(serializers.Serializer):
+    object = serializers.CharField(default="fine_tuning.job.checkpoint")
+    id = serializers.IntegerField()
+    step_number = serializers.IntegerField(source="step")
+    metrics = serializers.JSONField()
+    files = serializers.JSONField()
+    created_at = serializers.SerializerMethodField()
+
+    def get_created_at(self, checkpoint) -> int | None:
+        return _ts(checkpoint.created_at)
+
+
+class JobCheckpointsApi(APIView):
+    @extend_schema(responses=CheckpointOutput(many=True))
+    def get(self, request: Request, project_id: int, job_id: int) -> Response:
+        access = _access(request, project_id, *READERS)
+        job = selectors.job_get(project=access.project, job_id=job_id)
+        data = CheckpointOutput(selectors.job_checkpoints(job=job), many=True).data
+        return Response({"object": "list", "data": data})
+
+
+class FileInput(serializers.Serializer):
+    file = serializers.FileField()
+
+
+class TrainingFileCreateApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(request=FileInput, responses={201: dict})
+    def post(self, request: Request, project_id: int) -> Response:
+        access = _access(request, project_id, *LAUNCHERS)
+        payload = FileInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        upload = payload.validated_data["file"]
+        stored = services.training_file_store(
+            project=access.project, upload=upload, name=upload.name
+        )
+        body = {
+            "object": "file",
+            "id": stored["id"],
+            "filename": stored["name"],
+            "sha256": stored["sha256"],
+            "rows": stored["rows"],
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ModelVersionOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "name",
+            "base_model",
+            "job",
+            "parent",
+            "kind",
+            "task",
+            "path",
+            "merged_path",
+            "base_weights_sha256",
+            "checkpoint_sha256",
+            "metrics",
+            "stage",
+            "created_at",
+        ]
+
+
+class ModelVersionListApi(APIView):
+    @extend_schema(responses=ModelVersionOutput(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        access = _access(request, project_id, *READERS)
+        versions = selectors.model_version_list_for_project(project=access.project)
+        return Response(ModelVersionOutput(versions, many=True).data)
+
+
+class ModelVersionDetailApi(APIView):
+    @extend_schema(responses=ModelVersionOutput)
+    def get(self, request: Request, project_id: int, version_id: int) -> Response:
+        access = _access(request, project_id, *READERS)
+        version = selectors.model_version_get(project=access.project, version_id=version_id)
+        return Response(ModelVersionOutput(version).data)
+
+
+class BaseModelOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    source = serializers.CharField()
+    architecture = serializers.CharField()
+    parameter_count = serializers.IntegerField()
+    tokenizer = serializers.CharField()
+    license = serializers.CharField()
+    weights_sha256 = serializers.CharField()
+    global_model = serializers.SerializerMethodField()
+
+    def get_global_model(self, base) -> bool:
+        return base.project_id is None
+
+
+class BaseModelListApi(APIView):
+    @extend_schema(responses=BaseModelOutput(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        access = _access(request, project_id, *READERS)
+        bases = selectors.base_model_list_for_project(project=access.project)
+        return Response(BaseModelOutput(bases, many=True).data)

@@ -1,2 +1,42 @@
-urlpatterns: list = []
-api_urlpatterns: list = []
+from django.urls import path
+
+from training import api, views
+
+app_name = "training"
+
+urlpatterns = [
+    path("training/", views.job_list, name="jobs"),
+    path("training/new/", views.job_new, name="job_new"),
+    path("training/jobs/<int:job_id>/", views.job_detail, name="job"),
+    path("training/jobs/<int:job_id>/cancel/", views.job_cancel, name="job_cancel"),
+    path("training/jobs/<int:job_id>/resume/", views.job_resume, name="job_resume"),
+    path("training/versions/", views.version_list, name="versions"),
+    path("training/versions/<int:version_id>/", views.version_detail, name="version"),
+    path("training/base-models/", views.base_models, name="base_models"),
+    path("training/playground/", views.playground, name="playground"),
+    path(
+        "training/playground/<str:task_id>/",
+        views.playground_result,
+        name="playground_result",
+    ),
+]
+
+api_urlpatterns = [
+    path("fine_tuning/jobs/", api.JobListCreateApi.as_view(), name="api-jobs"),
+    path("fine_tuning/jobs/<int:job_id>/", api.JobDetailApi.as_view(), name="api-job"),
+    path(
+        "fine_tuning/jobs/<int:job_id>/cancel/", api.JobCancelApi.as_view(), name="api-job-cancel"
+    ),
+    path(
+        "fine_tuning/jobs/<int:job_id>/events/", api.JobEventsApi.as_view(), name="api-job-events"
+    ),
+    path(
+        "fine_tuning/jobs/<int:job_id>/checkpoints/",
+        api.JobCheckpointsApi.as_view(),
+        name="api-job-checkpoints",
+    ),
+    path("fine_tuning/files/", api.TrainingFileCreateApi.as_view(), name="api-files"),
+    path("models/", api.ModelVersionListApi.as_view(), name="api-model-versions"),
+    path("models/<int:version_id>/", api.ModelVersionDetailApi.as_view(), name="api-model-version"),
+    path("base_models/", api.BaseModelListApi.as_view(), name="api-base-models"),
+]

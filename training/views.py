@@ -1,3 +1,304 @@
-"""Views for base models, training jobs, the runner around transformers/peft/trl, metrics,
-checkpoints and the model registry.
-"""
+"""Training pages: job list, the job form, the live job page, the registry, base models and
+the playground. Engineers launch and cancel; admins and compliance read."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from portal.charts import line_chart
+from portal.models import Role
+from portal.selectors import project_access_get
+from training import selectors, services, tasks
+from training.forms import JobForm, presets_json
+from training.models import BaseModel
+
+READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
+LAUNCHERS = (Role.ENGINEER,)
+PLAYGROUND_RESULT_TTL_S = 3600
+
+
+def _access(request: HttpRequest, project_id: int, *roles: str):
+    return project_access_get(project_id=project_id, user=request.user).require(*roles)
+
+
+def _error_text(error: ValidationError) -> str:
+    if hasattr(error, "error_dict"):
+        return "; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())
+    return " ".join(error.messages)
+
+
+def _snapshots(project):
+    from annotation import selectors as annotation_selectors
+
+    finder = getattr(annotation_selectors, "snapshot_list_for_project", None)
+    return list(finder(project=project)) if finder else []
+
+
+@login_required
+@require_GET
+def job_list(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = _access(request, project_id, *READERS)
+    services.training_jobs_sweep_stale(project=access.project)
+    context = {
+        "access": access,
+        "project": access.project,
+        "jobs": selectors.job_list_for_project(project=access.project)[:200],
+        "can_launch": access.has(*LAUNCHERS),
+    }
+    template = "training/jobs.html#jobs" if request.htmx else "training/jobs.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def job_new(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = _access(request, project_id, *LAUNCHERS)
+    project = access.project
+    bases = list(selectors.base_model_list_for_project(project=project))
+    versions = list(selectors.model_version_list_for_project(project=project))
+    snapshots = _snapshots(project)
+    form_kwargs = {"base_models": bases, "versions": versions, "snapshots": snapshots}
+    form = JobForm(**form_kwargs)
+    if request.method == "POST":
+        form = JobForm(request.POST, request.FILES, **form_kwargs)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                job = _create_from_form(request, project, data, form, bases, versions, snapshots)
+            except ValidationError as error:
+                if hasattr(error, "error_dict"):
+                    for field, msgs in error.message_dict.items():
+                        form.add_error(field if field in form.fields else None, msgs)
+                else:
+                    form.add_error(None, error.messages)
+            else:
+                messages.success(request, f"Job {job.name} queued.")
+                return redirect("training:job", project_id=project.pk, job_id=job.pk)
+    context = {
+        "access": access,
+        "project": project,
+        "form": form,
+        "presets_json": presets_json(),
+        "has_base_models": bool(bases),
+    }
+    return render(request, "training/job_new.html", context)
+
+
+def _create_from_form(request, project, data, form, bases, versions, snapshots):
+    by_id = {str(v.pk): v for v in versions}
+    base = next(b for b in bases if str(b.pk) == data["base_model"])
+    snapshot = next((s for s in snapshots if str(s.pk) == data.get("snapshot")), None)
+    train_file = eval_file = None
+    if snapshot is None:
+        if not data.get("train_file"):
+            raise ValidationError({"train_file": "Choose a snapshot or upload a training file."})
+        train_file = services.training_file_store(
+            project=project, upload=data["train_file"], name=data["train_file"].name
+        )["path"]
+        if data.get("eval_file"):
+            eval_file = services.training_file_store(
+                project=project, upload=data["eval_file"], name=data["eval_file"].name
+            )["path"]
+    return services.training_job_create(
+        actor=request.user,
+        project=project,
+        name=data.get("name") or "",
+        kind=data["kind"],
+        method=data["method"],
+        base_model=base,
+        values=form.hyperparameters(),
+        preset=data.get("preset") or None,
+        snapshot=snapshot,
+        accept_leakage=bool(data.get("accept_leakage")),
+        train_file=train_file,
+        eval_file=eval_file,
+        parent_version=by_id.get(data.get("parent_version") or ""),
+        reward_version=by_id.get(data.get("reward_version") or ""),
+    )
+
+
+def _job_context(access, job) -> dict:
+    series = selectors.job_chart_series(job=job)
+    return {
+        "access": access,
+        "project": access.project,
+        "job": job,
+        "chart": line_chart(
+            series=series, title="Loss by step", x_label="step", y_label="loss", height=300
+        ),
+        "latest": selectors.job_latest_values(job=job),
+        "log_lines": selectors.job_log_tail(job=job),
+        "checkpoints": selectors.job_checkpoints(job=job),
+        "version": getattr(job, "model_version", None) if job.status == "succeeded" else None,
+        "can_cancel": access.has(*LAUNCHERS) and job.is_active,
+        "can_resume": access.has(*LAUNCHERS) and job.status in ("failed", "cancelled"),
+    }
+
+
+@login_required
+@require_GET
+def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    access = _access(request, project_id, *READERS)
+    job = selectors.job_get(project=access.project, job_id=job_id)
+    context = _job_context(access, job)
+    part = request.GET.get("part")
+    if request.htmx and part in ("live", "log"):
+        return render(request, f"training/job.html#{part}", context)
+    return render(request, "training/job.html", context)
+
+
+@login_required
+@require_POST
+def job_cancel(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    access = _access(request, project_id, *LAUNCHERS)
+    job = selectors.job_get(project=access.project, job_id=job_id)
+    try:
+        services.training_job_cancel(actor=request.user, job=job)
+    except ValidationError as error:
+        messages.error(request, _error_text(error))
+    else:
+        messages.success(request, "Cancel requested; the job stops after its current step.")
+    return redirect("training:job", project_id=access.project.pk, job_id=job.pk)
+
+
+@login_required
+@require_POST
+def job_resume(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    access = _access(request, project_id, *LAUNCHERS)
+    job = selectors.job_get(project=access.project, job_id=job_id)
+    try:
+        resumed = services.training_job_resume(actor=request.user, job=job)
+    except ValidationError as error:
+        messages.error(request, _error_text(error))
+        return redirect("training:job", project_id=access.project.pk, job_id=job.pk)
+    return redirect("training:job", project_id=access.project.pk, job_id=resumed.pk)
+
+
+@login_required
+@require_GET
+def version_list(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = _access(request, project_id, *READERS)
+    context = {
+        "access": access,
+        "project": access.project,
+        "versions": selectors.model_version_list_for_project(project=access.project),
+        "matrix": selectors.compatibility_matrix(project=access.project),
+    }
+    return render(request, "training/versions.html", context)
+
+
+@login_required
+@require_GET
+def version_detail(request: HttpRequest, project_id: int, version_id: int) -> HttpResponse:
+    access = _access(request, project_id, *READERS)
+    version = selectors.model_version_get(project=access.project, version_id=version_id)
+    sanity = version.metrics.get("sanity")
+    context = {
+        "access": access,
+        "project": access.project,
+        "version": version,
+        "lineage": selectors.model_version_lineage(version=version),
+        "sanity": sanity,
+        "metrics": {k: v for k, v in version.metrics.items() if k != "sanity"},
+    }
+    return render(request, "training/version.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def base_models(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = _access(request, project_id, *READERS)
+    project = access.project
+    error = None
+    if request.method == "POST":
+        access.require(*LAUNCHERS)
+        try:
+            if request.POST.get("action") == "default":
+                services.base_model_ensure_default(actor=request.user)
+            else:
+                services.base_model_register(
+                    actor=request.user,
+                    project=project,
+                    name=request.POST.get("name", ""),
+                    source=request.POST.get("source", BaseModel.Source.LOCAL),
+                    path=request.POST.get("path", "").strip(),
+                    license=request.POST.get("license", ""),
+                )
+        except ValidationError as invalid:
+            error = _error_text(invalid)
+        else:
+            messages.success(request, "Base model registered.")
+            return redirect("training:base_models", project_id=project.pk)
+    context = {
+        "access": access,
+        "project": project,
+        "base_models": selectors.base_model_list_for_project(project=project),
+        "error": error,
+        "can_launch": access.has(*LAUNCHERS),
+    }
+    return render(request, "training/base_models.html", context)
+
+
+def _playground_choice(project, value: str):
+    """ "b<id>" is a base model alone, "v<id>" a version over its base model."""
+    if value.startswith("v"):
+        version = selectors.model_version_get(project=project, version_id=value[1:])
+        return version.base_model, version, str(version)
+    base = selectors.base_model_get(project=project, base_model_id=value[1:])
+    return base, None, f"{base} (base)"
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def playground(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = _access(request, project_id, *LAUNCHERS)
+    project = access.project
+    choices = [
+        (f"b{b.pk}", f"{b} (base)") for b in selectors.base_model_list_for_project(project=project)
+    ]
+    choices += [
+        (f"v{v.pk}", str(v))
+        for v in selectors.model_version_list_for_project(project=project)
+        if v.task != "reward"
+    ]
+    context = {"access": access, "project": project, "choices": choices, "runs": None}
+    if request.method == "POST":
+        prompt = request.POST.get("prompt", "").strip()
+        if not prompt:
+            context["error"] = "Write a prompt."
+        else:
+            runs = []
+            for side in ("left", "right"):
+                base, version, label = _playground_choice(project, request.POST.get(side, ""))
+                result = tasks.generate_task.delay(
+                    base.pk,
+                    version.pk if version else None,
+                    [prompt],
+                    int(request.POST.get("max_new_tokens") or 64),
+                )
+                cache.set(
+                    f"training:playground:{result.id}", request.user.pk, PLAYGROUND_RESULT_TTL_S
+                )
+                runs.append({"label": label, "task_id": result.id})
+            context.update(runs=runs, prompt=prompt)
+    return render(request, "training/playground.html", context)
+
+
+@login_required
+@require_GET
+def playground_result(request: HttpRequest, project_id: int, task_id: str) -> HttpResponse:
+    access = _access(request, project_id, *LAUNCHERS)
+    if cache.get(f"training:playground:{task_id}") != request.user.pk:
+        return HttpResponse(status=404)
+    result = tasks.generate_task.AsyncResult(task_id)
+    context = {"project": access.project, "task_id": task_id, "ready": result.ready()}
+    if result.ready():
+        if result.successful():
+            context["text"] = (result.result or [""])[0]
+        else:
+            context["error"] = str(result.result)
+    return render(request, "training/playground.html#result", context)

@@ -1,0 +1,61 @@
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from portal.models import Role
+from tests.e2e.conftest import log_in
+from tests.portal.factories import MembershipFactory, UserFactory, password_for
+from tests.training.conftest import data_files  # noqa: F401 - fixture
+
+# The fixtures above are imported by name; pytest finds them in this module.
+from training import services
+from training.models import JobStatus, TrainingJob
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery]
+
+
+def test_engineer_launches_a_job_and_watches_the_loss_chart_grow_without_reloading(
+    page,
+    project,
+    celery_worker,
+    tiny_model_dir,  # noqa: F811
+    data_files,  # noqa: F811
+):
+    services.base_model_register(
+        actor=None, project=None, name="tiny-llama", source="local", path=str(tiny_model_dir)
+    )
+    MembershipFactory(project=project, role=Role.ENGINEER, user=UserFactory(username="eve"))
+    log_in(page, "eve", password_for("eve"))
+    page.goto(f"/projects/{project.pk}/training/new/")
+
+    page.locator("#id_name").fill("browser job")
+    page.locator("#id_preset").select_option("lora-quick")
+    page.locator("#id_train_file").set_input_files(str(data_files["sft_train"]))
+    page.locator("#id_max_steps").fill("400")
+    page.locator("#id_max_length").fill("64")
+    page.locator("#id_learning_rate").fill("0.005")
+    page.locator("#id_lora_target_modules").fill("q_proj, v_proj")
+    page.get_by_test_id("launch").click()
+
+    expect(page).to_have_url(re.compile(r"/training/jobs/\d+/$"))
+    page.evaluate("window.__sameDocument = 'yes'")
+    step = page.get_by_test_id("latest-step")
+    expect(step).not_to_have_text("0", timeout=60_000)
+    first = int(step.inner_text())
+    expect(
+        page.get_by_test_id("loss-chart").locator("svg path, svg polyline").first
+    ).to_be_attached()
+    page.wait_for_function(
+        "first => Number(document.querySelector('[data-testid=latest-step]').textContent) > first",
+        arg=first,
+        timeout=30_000,
+    )
+    assert page.evaluate("window.__sameDocument") == "yes"  # updated in place, never reloaded
+    expect(page.get_by_test_id("job-log")).to_contain_text("Pre-flight passed")
+
+    page.get_by_test_id("cancel-job").click()
+    expect(page.get_by_test_id("job-status")).to_have_text("Cancelled", timeout=30_000)
+    job = TrainingJob.objects.get(name="browser job")
+    assert job.status == JobStatus.CANCELLED
+    assert job.config["lora_target_modules"] == ["q_proj", "v_proj"]

@@ -1,0 +1,206 @@
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from governance.models import AuditEvent
+from tests.training.conftest import QUICK
+from training import presets, selectors, services
+from training.models import JobStatus, ModelVersion, TrainingCheckpoint, TrainingJob
+
+pytestmark = pytest.mark.django_db
+
+
+def _create(engineer, project, base, files, **overrides):
+    kwargs = {
+        "actor": engineer,
+        "project": project,
+        "name": "job",
+        "kind": "sft",
+        "method": "lora",
+        "base_model": base,
+        "values": dict(QUICK),
+        "train_file": str(files["sft_train"]),
+        "eval_file": str(files["sft_val"]),
+    }
+    kwargs.update(overrides)
+    return services.training_job_create(**kwargs)
+
+
+def test_base_model_registration_records_architecture_size_tokenizer_and_hash(tiny_base_model):
+    assert tiny_base_model.architecture == "LlamaForCausalLM"
+    assert 10_000 < tiny_base_model.parameter_count < 1_000_000
+    assert tiny_base_model.tokenizer  # the tokenizer class transformers picked
+    assert "im_start" in tiny_base_model.chat_template
+    assert len(tiny_base_model.weights_sha256) == 64
+    assert {"q_proj", "v_proj"} <= set(tiny_base_model.info["linear_modules"])
+    assert tiny_base_model.info["num_layers"] == 2
+
+
+def test_registering_a_directory_without_a_model_is_refused(tmp_path, db):
+    with pytest.raises(ValidationError, match="no config.json"):
+        services.base_model_register(
+            actor=None, project=None, name="nothing", source="local", path=str(tmp_path)
+        )
+
+
+def test_create_enqueues_only_after_commit_and_audits(
+    engineer, project, tiny_base_model, data_files, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        job = _create(engineer, project, tiny_base_model, data_files)
+
+    assert job.status == JobStatus.QUEUED
+    assert len(callbacks) == 2  # the Celery task and the push
+    assert job.config["lora_r"] == QUICK["lora_r"]
+    assert job.config["lr_scheduler_type"] == "cosine"  # a default filled in
+    assert len(job.data["train"]["sha256"]) == 64
+    assert len(job.manifest_sha256) == 64
+    assert AuditEvent.objects.filter(action="training.job.create", target_id=str(job.pk)).exists()
+
+
+def test_preflight_rejects_a_lora_target_module_the_model_lacks(
+    engineer, project, tiny_base_model, data_files
+):
+    values = {**QUICK, "lora_target_modules": ["q_proj", "c_attn"]}
+
+    with pytest.raises(ValidationError) as caught:
+        _create(engineer, project, tiny_base_model, data_files, values=values)
+
+    message = caught.value.message_dict["lora_target_modules"][0]
+    assert "c_attn not found in the model" in message
+    assert "q_proj" in message  # the modules it does have are listed
+    assert not TrainingJob.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"max_length": 100_000}, "max_length"),
+        ({"learning_rate": -1}, "learning_rate"),
+        ({"trainable_layers": 9}, "trainable_layers"),
+        ({"lr_scheduler_type": "zigzag"}, "lr_scheduler_type"),
+        ({"no_such_setting": 1}, "no_such_setting"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_field(
+    engineer, project, tiny_base_model, data_files, values, field
+):
+    with pytest.raises(ValidationError) as caught:
+        _create(engineer, project, tiny_base_model, data_files, method="partial", values=values)
+
+    assert field in caught.value.message_dict
+    assert not TrainingJob.objects.exists()
+
+
+def test_grpo_needs_a_reward_model(engineer, project, tiny_base_model, data_files):
+    with pytest.raises(ValidationError) as caught:
+        _create(engineer, project, tiny_base_model, data_files, kind="grpo")
+
+    assert "reward_version" in caught.value.message_dict
+
+
+def test_a_missing_training_file_is_named(engineer, project, tiny_base_model, data_files):
+    with pytest.raises(ValidationError, match="does not exist"):
+        _create(engineer, project, tiny_base_model, data_files, train_file="/nope/x.jsonl")
+
+
+def test_cancelling_a_queued_job_cancels_it_at_once(engineer, project, tiny_base_model, data_files):
+    job = _create(engineer, project, tiny_base_model, data_files)
+
+    services.training_job_cancel(actor=engineer, job=job)
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    assert job.cancel_requested
+    with pytest.raises(ValidationError, match="nothing to cancel"):
+        services.training_job_cancel(actor=engineer, job=job)
+
+
+def test_running_jobs_without_heartbeat_are_marked_failed_and_resumable(
+    engineer, project, tiny_base_model, data_files, tmp_path
+):
+    job = _create(engineer, project, tiny_base_model, data_files)
+    fresh = _create(engineer, project, tiny_base_model, data_files)
+    TrainingJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=10)
+    )
+    TrainingJob.objects.filter(pk=fresh.pk).update(
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now()
+    )
+    checkpoint = tmp_path / "checkpoint-6"
+    checkpoint.mkdir()
+    TrainingCheckpoint.objects.create(job=job, step=6, path=str(checkpoint), files={})
+
+    assert services.training_jobs_sweep_stale(project=project) == 1
+
+    job.refresh_from_db()
+    fresh.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "heartbeats" in job.error
+    assert "step 6" in job.error
+    assert fresh.status == JobStatus.RUNNING
+    resumed = services.training_job_resume(actor=engineer, job=job)
+    assert resumed.resumed_from == job
+    assert resumed.data["resume_from_checkpoint"] == str(checkpoint)
+
+
+def test_set_stage_records_the_move(engineer, project, tiny_base_model):
+    version = ModelVersion.objects.create(
+        project=project,
+        name="v1",
+        base_model=tiny_base_model,
+        kind="adapter",
+        path="/x",
+        base_weights_sha256=tiny_base_model.weights_sha256,
+    )
+
+    services.model_version_set_stage(actor=engineer, version=version, stage="canary")
+
+    version.refresh_from_db()
+    assert version.stage == "canary"
+    event = AuditEvent.objects.get(action="training.model_version.stage")
+    assert event.data == {"from": "candidate", "to": "canary"}
+    with pytest.raises(ValidationError):
+        services.model_version_set_stage(actor=engineer, version=version, stage="gold")
+
+
+def test_compatibility_matrix_matches_adapters_to_base_weights(project, tiny_base_model):
+    other = services.base_model_register(
+        actor=None,
+        project=project,
+        name="same weights, other name",
+        source="local",
+        path=tiny_base_model.path,
+    )
+    ModelVersion.objects.create(
+        project=project,
+        name="fits",
+        base_model=tiny_base_model,
+        kind="adapter",
+        path="/x",
+        base_weights_sha256=tiny_base_model.weights_sha256,
+    )
+    ModelVersion.objects.create(
+        project=project,
+        name="foreign",
+        base_model=tiny_base_model,
+        kind="adapter",
+        path="/y",
+        base_weights_sha256="0" * 64,
+    )
+
+    matrix = selectors.compatibility_matrix(project=project)
+
+    rows = {v.name: fits for v, fits in matrix.rows}
+    assert [b.pk for b in matrix.base_models] == [other.pk, tiny_base_model.pk]
+    assert rows == {"fits": [True, True], "foreign": [False, False]}
+
+
+def test_presets_fill_their_values_and_every_field_has_help_text():
+    config = presets.resolve_config(kind="sft", method="lora", values={}, preset="lora-thorough")
+
+    assert config["num_train_epochs"] == 3.0
+    assert config["early_stopping_patience"] == 3
+    assert all(field.help for field in presets.FIELDS.values())

@@ -1,0 +1,214 @@
+import pytest
+from django.urls import reverse
+
+from portal.models import Role
+from tests.training.conftest import QUICK
+from training import services
+from training.models import JobStatus, TrainingJob
+
+pytestmark = pytest.mark.django_db
+
+ROLES = [r.value for r in Role]
+READERS = {"engineer", "admin", "compliance"}
+
+
+@pytest.fixture
+def job(engineer, project, tiny_base_model, data_files):
+    return services.training_job_create(
+        actor=engineer,
+        project=project,
+        name="first",
+        kind="sft",
+        method="lora",
+        base_model=tiny_base_model,
+        values=QUICK,
+        train_file=str(data_files["sft_train"]),
+    )
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_job_pages_are_for_engineers_admins_and_compliance(client, member_of, project, job, role):
+    client.force_login(member_of(role))
+
+    listing = client.get(reverse("training:jobs", args=[project.pk]))
+    detail = client.get(reverse("training:job", args=[project.pk, job.pk]))
+
+    expected = 200 if role in READERS else 403
+    assert listing.status_code == expected
+    assert detail.status_code == expected
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_only_engineers_open_the_form_and_cancel(client, member_of, project, job, role):
+    client.force_login(member_of(role))
+
+    form = client.get(reverse("training:job_new", args=[project.pk]))
+    cancel = client.post(reverse("training:job_cancel", args=[project.pk, job.pk]))
+
+    job.refresh_from_db()
+    if role == "engineer":
+        assert form.status_code == 200
+        assert cancel.status_code == 302
+        assert job.status == JobStatus.CANCELLED
+    else:
+        assert form.status_code == 403
+        assert cancel.status_code == 403
+        assert job.status == JobStatus.QUEUED
+
+
+def test_outsiders_cannot_tell_the_job_exists(client, outsider, project, job):
+    client.force_login(outsider)
+
+    assert client.get(reverse("training:job", args=[project.pk, job.pk])).status_code == 404
+
+
+def test_a_job_of_another_project_is_not_found(client, outsider, other_project, job):
+    client.force_login(outsider)
+
+    response = client.get(reverse("training:job", args=[other_project.pk, job.pk]))
+
+    assert response.status_code == 404
+
+
+def test_form_shows_help_text_for_every_setting(client, engineer, project, tiny_base_model):
+    client.force_login(engineer)
+
+    body = client.get(reverse("training:job_new", args=[project.pk])).content.decode()
+
+    assert "Peak step size of AdamW" in body
+    assert "LoRA rank" in body
+    assert "lora-quick" in body
+
+
+def test_form_launches_a_job_from_an_upload(client, engineer, project, tiny_base_model, data_files):
+    client.force_login(engineer)
+    with open(data_files["sft_train"], "rb") as train:
+        response = client.post(
+            reverse("training:job_new", args=[project.pk]),
+            {
+                "name": "from the form",
+                "preset": "lora-quick",
+                "kind": "sft",
+                "method": "lora",
+                "base_model": tiny_base_model.pk,
+                "train_file": train,
+                "max_steps": 5,
+                "max_length": 64,
+                "lora_target_modules": "q_proj, v_proj",
+                "train_head": "on",
+            },
+        )
+
+    job = TrainingJob.objects.get(name="from the form")
+    assert response.status_code == 302
+    assert job.config["max_steps"] == 5
+    assert job.config["lora_target_modules"] == ["q_proj", "v_proj"]
+    assert job.data["train"]["name"].endswith("-sft_train.jsonl")
+
+
+def test_form_shows_the_reason_for_a_bad_target_module(
+    client, engineer, project, tiny_base_model, data_files
+):
+    client.force_login(engineer)
+    with open(data_files["sft_train"], "rb") as train:
+        response = client.post(
+            reverse("training:job_new", args=[project.pk]),
+            {
+                "kind": "sft",
+                "method": "lora",
+                "base_model": tiny_base_model.pk,
+                "train_file": train,
+                "lora_target_modules": "c_attn",
+                "train_head": "on",
+            },
+        )
+
+    assert response.status_code == 200
+    assert "c_attn not found in the model" in response.content.decode()
+    assert not TrainingJob.objects.exists()
+
+
+def test_live_region_renders_alone_for_htmx(client, engineer, project, job):
+    client.force_login(engineer)
+
+    response = client.get(
+        reverse("training:job", args=[project.pk, job.pk]) + "?part=live", HTTP_HX_REQUEST="true"
+    )
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.lstrip().startswith('<section id="job-live"')
+    assert "<svg" in body
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_api_only_engineers_create_and_cancel(
+    client, member_of, project, job, tiny_base_model, role
+):
+    client.force_login(member_of(role))
+    base = f"/api/v1/projects/{project.pk}/fine_tuning/jobs/"
+
+    listing = client.get(base)
+    created = client.post(
+        base,
+        {"model": tiny_base_model.pk, "kind": "sft", "method": "lora"},
+        content_type="application/json",
+    )
+    cancel = client.post(f"{base}{job.pk}/cancel/")
+
+    assert listing.status_code == (200 if role in READERS else 403)
+    if role == "engineer":
+        assert created.status_code == 400  # no training file: the reason is named
+        assert "training_file" in created.json()
+        assert cancel.status_code == 200
+        assert cancel.json()["status"] == "cancelled"
+    else:
+        assert created.status_code == 403
+        assert cancel.status_code == 403
+
+
+def test_api_job_lifecycle_through_file_upload(
+    client, engineer, project, tiny_base_model, data_files
+):
+    client.force_login(engineer)
+    base = f"/api/v1/projects/{project.pk}/"
+    with open(data_files["sft_train"], "rb") as handle:
+        uploaded = client.post(base + "fine_tuning/files/", {"file": handle}).json()
+
+    created = client.post(
+        base + "fine_tuning/jobs/",
+        {
+            "model": tiny_base_model.pk,
+            "training_file": uploaded["id"],
+            "hyperparameters": {"max_steps": 3},
+        },
+        content_type="application/json",
+    )
+    job_id = created.json()["id"]
+    detail = client.get(f"{base}fine_tuning/jobs/{job_id}/").json()
+    events = client.get(f"{base}fine_tuning/jobs/{job_id}/events/").json()
+    checkpoints = client.get(f"{base}fine_tuning/jobs/{job_id}/checkpoints/").json()
+
+    assert created.status_code == 201
+    assert detail["object"] == "fine_tuning.job"
+    assert detail["status"] == "queued"
+    assert detail["hyperparameters"]["max_steps"] == 3
+    assert events == {"object": "list", "data": []}
+    assert checkpoints == {"object": "list", "data": []}
+
+
+def test_api_refuses_a_file_id_of_another_project(
+    client, engineer, project, other_project, tiny_base_model, data_files
+):
+    with open(data_files["sft_train"], "rb") as handle:
+        stored = services.training_file_store(project=other_project, upload=handle, name="x.jsonl")
+    client.force_login(engineer)
+
+    response = client.post(
+        f"/api/v1/projects/{project.pk}/fine_tuning/jobs/",
+        {"model": tiny_base_model.pk, "training_file": stored["id"]},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400
+    assert not TrainingJob.objects.exists()

@@ -1,0 +1,145 @@
+"""The job form: one field per hyperparameter, built from training.presets so the form, the
+API and `launch_job` share defaults, ranges and help text."""
+
+import json
+from typing import Any
+
+from django import forms
+
+from training import presets
+from training.models import JobKind, JobMethod
+
+
+def _field_for(name: str, spec: presets.Field) -> forms.Field:
+    label = name.replace("_", " ").capitalize()
+    common: dict[str, Any] = {"label": label, "help_text": spec.help, "required": False}
+    if spec.choices:
+        return forms.ChoiceField(
+            choices=[(c, c) for c in spec.choices], initial=spec.default, **common
+        )
+    if spec.kind is bool:
+        return forms.BooleanField(initial=spec.default, **common)
+    if spec.kind is int:
+        return forms.IntegerField(
+            initial=spec.default, min_value=spec.minimum, max_value=spec.maximum, **common
+        )
+    if spec.kind is float:
+        return forms.FloatField(
+            initial=spec.default, min_value=spec.minimum, max_value=spec.maximum, **common
+        )
+    if spec.kind is list:
+        return forms.CharField(initial=", ".join(spec.default), **common)
+    return forms.CharField(initial=spec.default, **common)
+
+
+# Which settings each section of the form shows; the rest sit under "Training".
+SECTIONS = {
+    "LoRA": ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"),
+    "Partial": ("trainable_layers", "train_head"),
+    "Prompt tuning": ("num_virtual_tokens",),
+    "DPO": ("dpo_beta",),
+    "GRPO": ("grpo_num_generations", "grpo_max_completion_length", "grpo_beta"),
+}
+
+
+class JobForm(forms.Form):
+    name = forms.CharField(
+        max_length=200,
+        required=False,
+        help_text="A name for the job; its model version is named after it.",
+    )
+    preset = forms.ChoiceField(
+        required=False,
+        choices=[("", "— none —")]
+        + [(k, f"{k}: {v['description']}") for k, v in presets.PRESETS.items()],
+        help_text="Fills in kind, method and settings that suit a common goal; edit them after.",
+    )
+    kind = forms.ChoiceField(
+        choices=JobKind.choices,
+        initial=JobKind.SFT,
+        help_text="SFT learns from demonstrations; a reward model and DPO learn from preference "
+        "pairs; GRPO optimises a policy against a trained reward model.",
+    )
+    method = forms.ChoiceField(
+        choices=JobMethod.choices,
+        initial=JobMethod.LORA,
+        help_text="Which weights train: all, the last layers, a LoRA adapter or soft prompt "
+        "tokens.",
+    )
+    base_model = forms.ChoiceField(help_text="The pretrained model the job starts from.")
+    parent_version = forms.ChoiceField(
+        required=False,
+        help_text="Optional: start from an earlier version of this project (its adapter is "
+        "merged in first). Recorded as lineage.",
+    )
+    reward_version = forms.ChoiceField(
+        required=False, help_text="GRPO only: the reward model that scores sampled completions."
+    )
+    snapshot = forms.ChoiceField(
+        required=False,
+        help_text="An immutable snapshot of gold labels; the worker exports its train and "
+        "validation splits in the format the kind needs.",
+    )
+    accept_leakage = forms.BooleanField(
+        required=False,
+        label="Accept the snapshot's leakage",
+        help_text="Needed only when the snapshot's leakage check found duplicates across its "
+        "splits: tick it once you have read the report. Recorded with the job and its dossier.",
+    )
+    train_file = forms.FileField(
+        required=False,
+        help_text="Or a JSONL file: SFT rows with messages (or prompt/completion); preference "
+        "rows with prompt, chosen and rejected.",
+    )
+    eval_file = forms.FileField(
+        required=False,
+        help_text="Optional validation JSONL in the same format, for evaluation and the sanity "
+        "check.",
+    )
+
+    def __init__(self, *args, base_models=(), versions=(), snapshots=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["base_model"].choices = [(b.pk, str(b)) for b in base_models]
+        generators = [(v.pk, str(v)) for v in versions if v.task != JobKind.REWARD]
+        rewards = [(v.pk, str(v)) for v in versions if v.task == JobKind.REWARD]
+        self.fields["parent_version"].choices = [("", "— none —"), *generators]
+        self.fields["reward_version"].choices = [("", "— none —"), *rewards]
+        self.fields["snapshot"].choices = [("", "— upload a file instead —")] + [
+            (s.pk, f"{s.name} v{s.version} ({s.member_count} items)") for s in snapshots
+        ]
+        for name, spec in presets.FIELDS.items():
+            self.fields[name] = _field_for(name, spec)
+
+    def sections(self):
+        grouped = {name for names in SECTIONS.values() for name in names}
+        training = [self[n] for n in presets.FIELDS if n not in grouped]
+        return [("Training", training)] + [
+            (title, [self[n] for n in names]) for title, names in SECTIONS.items()
+        ]
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """What differs from the defaults; resolve_config applies the preset underneath, so a
+        preset picked without the page's script still takes effect."""
+        values = {}
+        for name, spec in presets.FIELDS.items():
+            value = self.cleaned_data.get(name)
+            if value is None or value == "":
+                continue
+            if spec.kind is list:
+                value = presets.coerce_value(name, spec, value)
+            if value != spec.default:
+                values[name] = value
+        return values
+
+
+def presets_json() -> str:
+    """Presets for the form's script, which fills the fields when one is picked."""
+    data = {
+        name: {"kind": p["kind"], "method": p["method"], "values": p["values"]}
+        for name, p in presets.PRESETS.items()
+    }
+    defaults = {
+        name: (", ".join(f.default) if isinstance(f.default, list) else f.default)
+        for name, f in presets.FIELDS.items()
+    }
+    return json.dumps({"presets": data, "defaults": defaults})

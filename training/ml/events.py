@@ -1,0 +1,141 @@
+"""The runner's side of its conversation with the worker: JSON lines appended to a file, and
+a cancel file the worker creates when someone presses Cancel."""
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from training.ml.modelio import hash_directory
+
+
+class EventWriter:
+    """Appends one JSON object per line and flushes, so the worker can follow the file."""
+
+    def __init__(self, path: Path | str | None):
+        self.path = Path(path) if path else None
+        self._handle = open(self.path, "a", encoding="utf-8") if self.path else None  # noqa: SIM115
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        record = {"type": kind, "time": time.time(), **fields}
+        line = json.dumps(record, default=_jsonable)
+        if self._handle is None:
+            print(line, flush=True)
+            return
+        self._handle.write(line + "\n")
+        self._handle.flush()
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.emit("log", level=level, message=message)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _numbers(logs: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in logs.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            out[key] = float(value)
+        elif hasattr(value, "item"):
+            try:
+                out[key] = float(value.item())
+            except (TypeError, ValueError, RuntimeError):
+                continue
+    return out
+
+
+class MetricsCallback(TrainerCallback):
+    """Every `on_log` becomes a metric line, with tokens per second since the last one."""
+
+    def __init__(self, events: EventWriter):
+        self.events = events
+        self._last_tokens: float | None = None
+        self._last_time: float | None = None
+        self.train_started: float | None = None
+        self.first_step_time: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.train_started = time.time()
+        self._last_time = self.train_started
+        self._last_tokens = float(getattr(state, "num_input_tokens_seen", 0) or 0)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.first_step_time is None:
+            self.first_step_time = time.time()
+            self.events.emit("first_step", step=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        values = _numbers(logs or {})
+        values.pop("epoch", None)
+        values.pop("step", None)
+        now = time.time()
+        tokens = float(getattr(state, "num_input_tokens_seen", 0) or values.get("num_tokens", 0))
+        if "loss" in values and tokens and self._last_time and now > self._last_time:
+            values["tokens_per_second"] = (tokens - (self._last_tokens or 0)) / (
+                now - self._last_time
+            )
+            self._last_tokens, self._last_time = tokens, now
+        if values:
+            self.events.emit("metric", step=state.global_step, epoch=state.epoch, values=values)
+
+
+class CheckpointCallback(TrainerCallback):
+    """Reports every saved checkpoint with the sha256 of each of its files."""
+
+    def __init__(self, events: EventWriter):
+        self.events = events
+        self.last: str | None = None
+
+    def on_save(self, args, state, control, **kwargs):
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if path.is_dir():
+            self.last = str(path)
+            latest = state.log_history[-1] if state.log_history else {}
+            self.events.emit(
+                "checkpoint",
+                step=state.global_step,
+                path=str(path),
+                files=hash_directory(path),
+                metrics=_numbers(latest),
+            )
+
+
+class CancelCallback(TrainerCallback):
+    """Stops training after the current step when the cancel file appears (or the worker
+    that started us is gone), saving a checkpoint first so nothing done is lost."""
+
+    def __init__(self, events: EventWriter, cancel_file: Path | str | None):
+        self.events = events
+        self.cancel_file = Path(cancel_file) if cancel_file else None
+        self.parent = os.getppid()
+        self.cancelled = False
+        self.orphaned = False
+
+    def should_stop(self) -> bool:
+        if self.cancel_file is not None and self.cancel_file.exists():
+            self.cancelled = True
+        elif os.getppid() != self.parent:
+            self.orphaned = True
+        return self.cancelled or self.orphaned
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.should_stop():
+            reason = "cancel requested" if self.cancelled else "the worker went away"
+            self.events.log(f"Stopping at step {state.global_step}: {reason}.", "warning")
+            control.should_save = True
+            control.should_training_stop = True
+        return control

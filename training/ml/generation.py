@@ -1,0 +1,83 @@
+"""Batched generation from a base model, optionally with an adapter or full fine-tuned
+weights. Loaded models are kept (a small LRU) so a worker answers repeated calls fast."""
+
+import threading
+from collections import OrderedDict
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+CACHE_SIZE = 2
+BATCH_SIZE = 8
+_cache: "OrderedDict[tuple, tuple]" = OrderedDict()
+_lock = threading.Lock()
+
+
+def _load(base_path: str, adapter_path: str | None, full_path: str | None):
+    key = (base_path, adapter_path, full_path)
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    weights = full_path or base_path
+    tokenizer = AutoTokenizer.from_pretrained(full_path or adapter_path or base_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else None
+    model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype or torch.float32)
+    if adapter_path:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_path)
+    model.to(device).eval()
+    with _lock:
+        _cache[key] = (model, tokenizer)
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return model, tokenizer
+
+
+def _render(tokenizer, prompt: str, template: str | None) -> str:
+    if template:
+        # A plain placeholder, not str.format: prompts and templates may hold braces.
+        return template.replace("{prompt}", prompt)
+    if tokenizer.chat_template:
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+    return prompt
+
+
+@torch.no_grad()
+def generate(
+    *,
+    base_path: str,
+    adapter_path: str | None = None,
+    full_path: str | None = None,
+    prompts: list[str],
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    prompt_template: str | None = None,
+) -> list[str]:
+    model, tokenizer = _load(base_path, adapter_path, full_path)
+    torch.manual_seed(seed)
+    sample = temperature > 0
+    outputs: list[str] = []
+    device = next(model.parameters()).device
+    for start in range(0, len(prompts), BATCH_SIZE):
+        texts = [
+            _render(tokenizer, p, prompt_template) for p in prompts[start : start + BATCH_SIZE]
+        ]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(device)
+        kwargs = {"do_sample": sample, "max_new_tokens": max_new_tokens}
+        if sample:
+            kwargs.update(temperature=temperature, top_p=top_p)
+        out = model.generate(**enc, **kwargs, pad_token_id=tokenizer.pad_token_id)
+        new = out[:, enc["input_ids"].shape[1] :]
+        outputs.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+    return outputs

@@ -1,0 +1,386 @@
+"""The worker side of a training job: claim it, start the runner in a child process, follow
+its JSON-lines events into the database and to browsers, heartbeat, pass on a cancel, and
+settle the final state. Runs inside a Celery task on the `gpu` queue."""
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from governance.services import audit_record
+from training.models import (
+    JobStatus,
+    TrainingCheckpoint,
+    TrainingJob,
+    TrainingLogLine,
+    TrainingMetric,
+)
+from training.services.jobs import job_push, job_workdir
+from training.services.registry import model_version_create_for_job
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 0.2
+HEARTBEAT_S = 2.0
+# After a cancel, the child gets this long to save a checkpoint and exit before a SIGTERM.
+CANCEL_GRACE_S = 30.0
+LOG_LINE_LIMIT = 4000
+
+
+def gpu_count() -> int:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return 0
+    try:
+        out = subprocess.run(  # noqa: S603 - fixed argv
+            [smi, "-L"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def runner_command(spec_path: Path) -> list[str]:
+    """One process per GPU through accelerate when several are visible, else plain python."""
+    gpus = gpu_count()
+    if gpus > 1:
+        return [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--num_processes",
+            str(gpus),
+            "-m",
+            "training.runner",
+            "train",
+            str(spec_path),
+        ]
+    return [sys.executable, "-m", "training.runner", "train", str(spec_path)]
+
+
+def git_commit() -> str:
+    if os.environ.get("PORTAL_GIT_COMMIT"):
+        return os.environ["PORTAL_GIT_COMMIT"]
+    git = shutil.which("git")
+    if not git:
+        return ""
+    proc = subprocess.run(  # noqa: S603 - fixed argv
+        [git, "rev-parse", "HEAD"],
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    commit = proc.stdout.strip()
+    dirty = subprocess.run(  # noqa: S603 - fixed argv
+        [git, "status", "--porcelain", "--untracked-files=no"],
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{commit}{'+dirty' if commit and dirty else ''}"
+
+
+def _claim(job_id: int) -> bool:
+    """The conditional UPDATE that makes a duplicate delivery a no-op."""
+    return bool(
+        TrainingJob.objects.filter(
+            pk=job_id, status=JobStatus.QUEUED, cancel_requested=False
+        ).update(
+            status=JobStatus.PREFLIGHT,
+            started_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+            worker=socket.gethostname(),
+            updated_at=timezone.now(),
+        )
+    )
+
+
+def _prepare_data(job: TrainingJob, workdir: Path) -> tuple[str, str | None]:
+    """Paths of the train and validation JSONL files; a snapshot is exported here first."""
+    data = job.data
+    if "snapshot_id" in data:
+        from annotation.services.exports import export_write
+
+        snapshot = job.snapshot
+        files = {}
+        for split in ("train", "validation"):
+            out = workdir / "data" / f"{split}.jsonl"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            exported = export_write(snapshot=snapshot, fmt=data["format"], path=out, split=split)
+            files[split] = {"path": str(out), "rows": exported.rows, "sha256": exported.sha256}
+        job.data = {**data, **files}
+        job.save(update_fields=["data"])
+        validation = files["validation"]["path"] if files["validation"]["rows"] else None
+        return files["train"]["path"], validation
+    return data["train"]["path"], data.get("validation", {}).get("path")
+
+
+def _spec(job: TrainingJob, workdir: Path, train: str, validation: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "config": job.config,
+        "base_path": job.base_model.path,
+        "output_dir": str(workdir),
+        "train_file": train,
+        "eval_file": validation,
+        "events_file": str(workdir / "events.jsonl"),
+        "cancel_file": str(workdir / "CANCEL"),
+        "resume_from_checkpoint": job.data.get("resume_from_checkpoint"),
+    }
+    if job.parent_version is not None:
+        spec["parent_path"] = job.parent_version.path
+        spec["parent_kind"] = job.parent_version.kind
+    if job.reward_version is not None:
+        reward = job.reward_version
+        spec["reward_model_path"] = reward.merged_path or reward.path
+    return spec
+
+
+class Follower:
+    """Turns the runner's events into rows and pushes. One per running job."""
+
+    def __init__(self, job: TrainingJob, events_path: Path):
+        self.job = job
+        self.events_path = events_path
+        self.offset = 0
+        self.buffer = b""
+        self.outcome: dict[str, Any] = {}
+
+    def poll(self) -> None:
+        if not self.events_path.exists():
+            return
+        with open(self.events_path, "rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        self.offset += len(chunk)
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                try:
+                    self.handle(json.loads(line))
+                except json.JSONDecodeError:
+                    logger.warning("job %s: unreadable event line %r", self.job.pk, line[:200])
+
+    def handle(self, event: dict[str, Any]) -> None:
+        job = self.job
+        kind = event.get("type")
+        if kind == "state":
+            state = event["state"]
+            if state == JobStatus.RUNNING:
+                TrainingJob.objects.filter(pk=job.pk, status=JobStatus.PREFLIGHT).update(
+                    status=JobStatus.RUNNING, updated_at=timezone.now()
+                )
+                job.status = JobStatus.RUNNING
+            job_push(job, "training.status")
+        elif kind == "metric":
+            metric = TrainingMetric.objects.create(
+                job=job, step=event["step"], epoch=event.get("epoch"), values=event["values"]
+            )
+            job_push(job, "training.metric", step=metric.step, values=metric.values)
+        elif kind == "log":
+            self.log(event.get("message", ""), event.get("level", "info"))
+        elif kind == "checkpoint":
+            TrainingCheckpoint.objects.update_or_create(
+                job=job,
+                step=event["step"],
+                defaults={
+                    "path": event["path"],
+                    "files": event["files"],
+                    "metrics": event.get("metrics", {}),
+                },
+            )
+            hashes = {**job.checkpoint_sha256, f"checkpoint-{event['step']}": event["files"]}
+            job.checkpoint_sha256 = hashes
+            TrainingJob.objects.filter(pk=job.pk).update(checkpoint_sha256=hashes)
+            job_push(job, "training.checkpoint", step=event["step"])
+        elif kind == "preflight":
+            job.preflight = event["figures"]
+            TrainingJob.objects.filter(pk=job.pk).update(preflight=job.preflight)
+            job_push(job, "training.preflight", figures=job.preflight)
+        elif kind == "environment":
+            job.environment = {**job.environment, **event["environment"]}
+            TrainingJob.objects.filter(pk=job.pk).update(environment=job.environment)
+        elif kind == "first_step":
+            job.result = {**job.result, "first_step_at": event["time"]}
+            TrainingJob.objects.filter(pk=job.pk).update(result=job.result)
+        elif kind in ("result", "cancelled", "error"):
+            self.outcome = event
+
+    def log(self, message: str, level: str = "info") -> None:
+        line = TrainingLogLine.objects.create(
+            job=self.job, level=level, message=message[:LOG_LINE_LIMIT]
+        )
+        job_push(self.job, "training.log", level=level, message=line.message)
+
+
+def _heartbeat(job: TrainingJob, pid: int | None) -> bool:
+    """Refresh the heartbeat; returns whether a cancel has been asked for."""
+    TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now(), runner_pid=pid)
+    return TrainingJob.objects.filter(pk=job.pk, cancel_requested=True).exists()
+
+
+def _settle(job_id: int, status: str, **fields: Any) -> TrainingJob | None:
+    """Move a started job to a final state unless someone (the sweep) already did."""
+    with transaction.atomic():
+        job = (
+            TrainingJob.objects.select_for_update()
+            .filter(pk=job_id, status__in=(JobStatus.PREFLIGHT, JobStatus.RUNNING))
+            .first()
+        )
+        if job is None:
+            return None
+        job.status = status
+        job.finished_at = timezone.now()
+        job.runner_pid = None
+        for name, value in fields.items():
+            setattr(job, name, value)
+        job.save()
+        data = {"error": job.error} if job.error else {}
+        audit_record(actor=None, action=f"training.job.{status}", target=job, data=data)
+        if status == JobStatus.SUCCEEDED:
+            model_version_create_for_job(job=job)
+        transaction.on_commit(lambda: job_push(job, "training.status", error=job.error))
+    return job
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"The runner process was killed ({name})."
+    return f"The runner process exited with status {code}."
+
+
+def training_job_execute(*, job_id: int) -> None:
+    """Run one job to its end. Duplicate deliveries return at the claim."""
+    if not _claim(job_id):
+        return
+    job = TrainingJob.objects.select_related("base_model", "parent_version", "reward_version").get(
+        pk=job_id
+    )
+    job_push(job, "training.status")
+    workdir = job_workdir(job)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "CANCEL").unlink(missing_ok=True)
+    follower = Follower(job, workdir / "events.jsonl")
+    environment = {
+        "git_commit": git_commit(),
+        "worker": socket.gethostname(),
+        "gpus_visible": gpu_count(),
+        "base_model_sha256": job.base_model.weights_sha256,
+        "snapshot_id": job.data.get("snapshot_id"),
+        "manifest_sha256": job.manifest_sha256,
+        "seed": job.seed,
+    }
+    TrainingJob.objects.filter(pk=job.pk).update(workdir=str(workdir), environment=environment)
+    job.environment = environment
+    try:
+        train, validation = _prepare_data(job, workdir)
+    except Exception as error:  # a refused export must fail the job, whatever raised it
+        _settle(job.pk, JobStatus.FAILED, error=f"Exporting the training data failed: {error}")
+        return
+    spec = _spec(job, workdir, train, validation)
+    spec_path = workdir / "spec.json"
+    spec_path.write_text(json.dumps(spec, indent=2))
+    log_path = workdir / "runner.log"
+    child_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "ab") as log_file:
+        child = subprocess.Popen(  # noqa: S603 - our runner, fixed argv
+            runner_command(spec_path),
+            cwd=settings.BASE_DIR,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=child_env,
+            start_new_session=True,
+        )
+    follower.log(f"Runner started (pid {child.pid}) on {socket.gethostname()}.")
+    cancel_seen_at: float | None = None
+    last_beat = 0.0
+    try:
+        while child.poll() is None:
+            follower.poll()
+            now = time.monotonic()
+            if now - last_beat >= HEARTBEAT_S:
+                last_beat = now
+                if _heartbeat(job, child.pid) and cancel_seen_at is None:
+                    cancel_seen_at = now
+                    (workdir / "CANCEL").touch()
+                    follower.log("Cancel requested; stopping after the current step.", "warning")
+            if cancel_seen_at is not None and now - cancel_seen_at > CANCEL_GRACE_S:
+                follower.log("The runner did not stop in time; terminating it.", "warning")
+                os.killpg(child.pid, signal.SIGTERM)
+                cancel_seen_at = float("inf")
+            time.sleep(POLL_S)
+    except BaseException:
+        # A time limit or a worker shutdown: never leave an orphan on the GPU.
+        _stop_child(child)
+        follower.poll()
+        _settle(
+            job.pk, JobStatus.FAILED, error="The worker stopped the job (time limit or shutdown)."
+        )
+        raise
+    follower.poll()
+    _finish(job, follower, child.returncode, cancel_seen_at is not None, log_path)
+
+
+def _stop_child(child: subprocess.Popen) -> None:
+    if child.poll() is not None:
+        return
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+
+
+def _finish(job, follower, code: int, cancel_asked: bool, log_path: Path) -> None:
+    outcome = follower.outcome
+    kind = outcome.get("type")
+    if kind == "result" and code == 0:
+        result = {**job.result, **outcome["result"]}
+        _settle(job.pk, JobStatus.SUCCEEDED, result=result)
+        return
+    if kind == "cancelled" or (cancel_asked and kind != "error"):
+        checkpoint = outcome.get("checkpoint")
+        note = f" Last checkpoint: {checkpoint}." if checkpoint else ""
+        follower.log(f"Cancelled.{note}", "warning")
+        _settle(job.pk, JobStatus.CANCELLED)
+        return
+    if kind == "error":
+        error = outcome.get("message", "")
+    else:
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+        error = _describe_exit(code) + (f" Last output: {' / '.join(tail)}" if tail else "")
+    last = job.checkpoints.order_by("-step").first()
+    if last is not None:
+        error += f" Resumable from the checkpoint at step {last.step}."
+    follower.log(error, "error")
+    _settle(job.pk, JobStatus.FAILED, error=error)
+
+
+def first_step_latency(job: TrainingJob) -> float | None:
+    """Seconds from submit to the first optimizer step (for the benchmark and the page)."""
+    at = job.result.get("first_step_at")
+    if at is None:
+        return None
+    return at - job.created_at.timestamp()

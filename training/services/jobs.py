@@ -1,0 +1,353 @@
+"""Creating, cancelling, resuming and sweeping training jobs (the web side of the state
+machine). The worker side, which runs and follows the child process, is in execution.py."""
+
+import hashlib
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import get_valid_filename
+
+from governance.services import audit_record
+from portal import realtime
+from portal.models import Project, User
+from training import presets, tasks
+from training.models import (
+    ACTIVE_STATUSES,
+    BaseModel,
+    JobKind,
+    JobStatus,
+    ModelVersion,
+    TrainingJob,
+)
+
+HEARTBEAT_STALE_S = 90
+
+
+def jobs_root() -> Path:
+    return Path(settings.MEDIA_ROOT) / "training" / "jobs"
+
+
+def uploads_root() -> Path:
+    return Path(settings.MEDIA_ROOT) / "training" / "files"
+
+
+def sha256_path(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def training_file_store(*, project: Project, upload: IO[bytes], name: str) -> dict[str, Any]:
+    """Keep an uploaded JSONL file under MEDIA_ROOT; returns {path, sha256, rows, name}."""
+    folder = uploads_root() / str(project.pk)
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    tmp = folder / f".upload-{timezone.now().timestamp():.6f}"
+    rows = 0
+    with open(tmp, "wb") as out:
+        for chunk in (
+            upload.chunks()
+            if hasattr(upload, "chunks")
+            else iter(lambda: upload.read(1 << 20), b"")
+        ):
+            digest.update(chunk)
+            rows += chunk.count(b"\n")
+            out.write(chunk)
+    sha = digest.hexdigest()
+    final = folder / f"{sha[:16]}-{get_valid_filename(Path(name).name) or 'data.jsonl'}"
+    tmp.replace(final)
+    if rows == 0 and final.stat().st_size:
+        rows = 1
+    return {
+        "id": f"file-{sha[:16]}",
+        "path": str(final),
+        "sha256": sha,
+        "rows": rows,
+        "name": Path(name).name,
+    }
+
+
+def training_file_path(*, project: Project, file_id: str) -> str:
+    """The stored upload behind an API file id, looked up only in the project's folder."""
+    key = file_id.removeprefix("file-")
+    if len(key) != 16 or not all(c in "0123456789abcdef" for c in key):
+        raise ValidationError(f"{file_id!r} is not a file id.")
+    matches = sorted((uploads_root() / str(project.pk)).glob(f"{key}-*"))
+    if not matches:
+        raise ValidationError(f"No uploaded file {file_id} in this project.")
+    return str(matches[0])
+
+
+def _data_from_file(path: str | None, label: str) -> dict[str, Any] | None:
+    if not path:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise ValidationError({label: f"{path} does not exist on the server."})
+    return {"path": str(file), "sha256": sha256_path(file), "name": file.name}
+
+
+def _check_lineage(*, project: Project, kind: str, base_model: BaseModel, parent, reward) -> None:
+    errors = {}
+    if parent is not None:
+        if parent.project_id != project.pk:
+            errors["parent_version"] = "That version belongs to another project."
+        elif parent.base_weights_sha256 != base_model.weights_sha256:
+            errors["parent_version"] = (
+                f"{parent.name} was trained on other base weights than {base_model.name}."
+            )
+        elif parent.task == JobKind.REWARD:
+            errors["parent_version"] = "A reward model cannot be the parent of a generator."
+    if kind == JobKind.GRPO:
+        if reward is None:
+            errors["reward_version"] = "GRPO needs a trained reward-model version."
+        elif reward.project_id != project.pk or reward.task != JobKind.REWARD:
+            errors["reward_version"] = "Choose a reward-model version of this project."
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def training_job_create(
+    *,
+    actor: User,
+    project: Project,
+    name: str,
+    kind: str,
+    method: str,
+    base_model: BaseModel,
+    values: dict[str, Any] | None = None,
+    preset: str | None = None,
+    snapshot: Any = None,
+    train_file: str | None = None,
+    eval_file: str | None = None,
+    parent_version: ModelVersion | None = None,
+    reward_version: ModelVersion | None = None,
+    resumed_from: TrainingJob | None = None,
+    accept_leakage: bool = False,
+) -> TrainingJob:
+    """Validate the settings against the base model and the data, then queue the job.
+
+    Data comes from a snapshot (exported by the worker) or from JSONL files already on the
+    server (uploads stored by `training_file_store`, or paths given by an operator on the
+    command line). The Celery task is sent only after commit.
+    """
+    if base_model.project_id not in (None, project.pk):
+        raise ValidationError({"base_model": "That base model belongs to another project."})
+    try:
+        config = presets.resolve_config(
+            kind=kind, method=method, values=dict(values or {}), preset=preset
+        )
+        presets.check_against_model(config, base_model.info)
+    except presets.ConfigError as error:
+        raise ValidationError(error.errors) from None
+    _check_lineage(
+        project=project,
+        kind=kind,
+        base_model=base_model,
+        parent=parent_version,
+        reward=reward_version,
+    )
+    data: dict[str, Any] = {}
+    manifest = ""
+    if snapshot is not None:
+        if snapshot.project_id != project.pk:
+            raise ValidationError({"snapshot": "That snapshot belongs to another project."})
+        data["snapshot_id"] = snapshot.pk
+        data["format"] = "sft" if kind == JobKind.SFT else "preference"
+        data["leakage"] = _check_snapshot(snapshot, data["format"], accept_leakage)
+        manifest = snapshot.manifest_sha256
+    else:
+        train = _data_from_file(train_file, "train_file")
+        if train is None:
+            raise ValidationError({"train_file": "Choose a snapshot or upload a training file."})
+        data["train"] = train
+        evaluation = _data_from_file(eval_file, "eval_file")
+        if evaluation:
+            data["validation"] = evaluation
+        manifest = hashlib.sha256(
+            (train["sha256"] + (evaluation["sha256"] if evaluation else "")).encode()
+        ).hexdigest()
+    if config["eval_steps"] and not (snapshot is not None or data.get("validation")):
+        raise ValidationError({"eval_steps": "Evaluation needs a validation file or a snapshot."})
+    job = TrainingJob.objects.create(
+        project=project,
+        name=name.strip() or f"{kind}-{method}",
+        kind=kind,
+        method=method,
+        base_model=base_model,
+        parent_version=parent_version,
+        reward_version=reward_version,
+        resumed_from=resumed_from,
+        manifest_sha256=manifest,
+        data=data,
+        config=config,
+        seed=config["seed"],
+        snapshot=snapshot,
+        created_by=actor,
+    )
+    audit_record(
+        actor=actor,
+        action="training.job.create",
+        target=job,
+        data={
+            "kind": kind,
+            "method": method,
+            "base_model": base_model.pk,
+            "config": config,
+            "snapshot": getattr(snapshot, "pk", None),
+            "leakage": data.get("leakage"),
+        },
+    )
+    transaction.on_commit(lambda: tasks.training_job_run_task.delay(job.pk))
+    transaction.on_commit(lambda: job_push(job, "training.job"))
+    return job
+
+
+def _check_snapshot(snapshot: Any, fmt: str, accept_leakage: bool) -> dict[str, Any]:
+    """A snapshot trains only in a format its task exports to, and only once its splits were
+    checked for leakage (duplicates between train, validation and test): clean, or its
+    leaks accepted by the engineer after reading the report (recorded with the job)."""
+    from annotation.selectors import snapshot_leakage_status
+    from annotation.services.exports import export_formats_for
+
+    formats = export_formats_for(snapshot.task_type)
+    if fmt not in formats:
+        raise ValidationError(
+            {
+                "snapshot": f"{snapshot} holds {snapshot.task_type} labels, which export as "
+                f"{', '.join(formats) or 'nothing trainable'}; this job needs {fmt} data."
+            }
+        )
+    leakage = snapshot_leakage_status(snapshot=snapshot)
+    if not leakage["checked"]:
+        raise ValidationError(
+            {
+                "snapshot": f"{snapshot} has no finished leakage check "
+                f"(status: {leakage['status']}); run it on the snapshot page first."
+            }
+        )
+    if leakage["leaks"] and not accept_leakage:
+        raise ValidationError(
+            {
+                "snapshot": f"{snapshot} has {leakage['leaks']} group(s) of duplicates across its "
+                "splits; read its leakage report, then snapshot again without them or accept "
+                "the leakage for this job."
+            }
+        )
+    return {**leakage, "accepted": bool(leakage["leaks"])}
+
+
+def job_push(job: TrainingJob, event_type: str, **fields: Any) -> None:
+    realtime.push_to_project(
+        project_id=job.project_id,
+        event={"type": event_type, "job": job.pk, "status": job.status, **fields},
+    )
+
+
+@transaction.atomic
+def training_job_cancel(*, actor: User, job: TrainingJob) -> TrainingJob:
+    """Ask a job to stop. A queued job is cancelled at once; a running one is stopped by its
+    worker within seconds (keeping its last checkpoint). Cancelling a finished job is an
+    error."""
+    job = TrainingJob.objects.select_for_update().get(pk=job.pk)
+    if job.status not in ACTIVE_STATUSES:
+        raise ValidationError(f"The job is {job.get_status_display().lower()}; nothing to cancel.")
+    job.cancel_requested = True
+    fields = ["cancel_requested", "updated_at"]
+    if job.status == JobStatus.QUEUED:
+        job.status = JobStatus.CANCELLED
+        job.finished_at = timezone.now()
+        fields += ["status", "finished_at"]
+    job.save(update_fields=fields)
+    audit_record(actor=actor, action="training.job.cancel", target=job)
+    transaction.on_commit(lambda: job_push(job, "training.status"))
+    return job
+
+
+def training_job_resume(*, actor: User, job: TrainingJob) -> TrainingJob:
+    """A new job with the same settings that continues from the failed job's last
+    checkpoint."""
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise ValidationError("Only a failed or cancelled job can be resumed.")
+    checkpoint = job.checkpoints.order_by("-step").first()
+    if checkpoint is None or not Path(checkpoint.path).is_dir():
+        raise ValidationError("The job saved no checkpoint to resume from.")
+    values = {k: v for k, v in job.config.items() if k in presets.FIELDS}
+    with transaction.atomic():
+        resumed = training_job_create(
+            actor=actor,
+            project=job.project,
+            name=f"{job.name} (resumed)",
+            kind=job.kind,
+            method=job.method,
+            base_model=job.base_model,
+            values=values,
+            snapshot=job.snapshot,
+            accept_leakage=bool(job.data.get("leakage", {}).get("accepted")),
+            train_file=job.data.get("train", {}).get("path"),
+            eval_file=job.data.get("validation", {}).get("path"),
+            parent_version=job.parent_version,
+            reward_version=job.reward_version,
+            resumed_from=job,
+        )
+        resumed.data = {**resumed.data, "resume_from_checkpoint": checkpoint.path}
+        resumed.save(update_fields=["data"])
+    return resumed
+
+
+def training_jobs_sweep_stale(
+    *, project: Project | None = None, stale_s: float | None = None
+) -> int:
+    """Mark failed every started job whose worker stopped sending heartbeats (a dead worker
+    or machine). Returns how many were marked. Their last checkpoint stays resumable."""
+    stale_s = (
+        stale_s
+        if stale_s is not None
+        else getattr(settings, "TRAINING_HEARTBEAT_STALE_SECONDS", HEARTBEAT_STALE_S)
+    )
+    cutoff = timezone.now() - timedelta(seconds=stale_s)
+    stale = TrainingJob.objects.filter(
+        status__in=(JobStatus.PREFLIGHT, JobStatus.RUNNING), heartbeat_at__lt=cutoff
+    )
+    if project is not None:
+        stale = stale.filter(project=project)
+    marked = 0
+    for job_id in list(stale.values_list("pk", flat=True)):
+        with transaction.atomic():
+            job = (
+                TrainingJob.objects.select_for_update()
+                .filter(pk=job_id, status__in=(JobStatus.PREFLIGHT, JobStatus.RUNNING))
+                .first()
+            )
+            if job is None or job.heartbeat_at is None or job.heartbeat_at >= cutoff:
+                continue
+            last = job.checkpoints.order_by("-step").first()
+            job.status = JobStatus.FAILED
+            job.finished_at = timezone.now()
+            job.error = (
+                f"The worker stopped sending heartbeats (last at {job.heartbeat_at:%H:%M:%S} UTC)."
+                + (f" Resumable from the checkpoint at step {last.step}." if last else "")
+            )
+            job.save(update_fields=["status", "finished_at", "error", "updated_at"])
+            audit_record(actor=None, action="training.job.lost", target=job)
+            transaction.on_commit(lambda job=job: job_push(job, "training.status"))
+            marked += 1
+    return marked
+
+
+def job_workdir(job: TrainingJob) -> Path:
+    return jobs_root() / str(job.pk)
+
+
+def job_files_remove(job: TrainingJob) -> None:
+    """Delete a finished job's working files (not its model version's)."""
+    shutil.rmtree(job_workdir(job) / "checkpoints", ignore_errors=True)
