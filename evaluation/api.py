@@ -1,3 +1,448 @@
-"""Api for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics, fairness
-slices and regression gates.
+"""Api for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics,
+fairness slices and regression gates.
+
+Reviewer endpoints serialize `BlindPair` only: a token, the prompt, "response_a" and
+"response_b", the question and criteria. Nothing that names a contestant.
 """
+
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from evaluation import selectors, services
+from evaluation.models import (
+    Campaign,
+    Contestant,
+    Gate,
+    GateRun,
+    GenerationJob,
+    MetricRun,
+    PromptSet,
+)
+from portal.models import Role
+from portal.selectors import project_access_get
+
+RESULT_READERS = (Role.ENGINEER, Role.COMPLIANCE, Role.ADMIN)
+
+
+def _access(request: Request, project_id: int, *roles: str):
+    return project_access_get(project_id=project_id, user=request.user).require(*roles)
+
+
+def _get(model, project, pk, what: str):
+    try:
+        return model.objects.get(project=project, pk=pk)
+    except model.DoesNotExist:
+        raise Http404(f"No such {what}.") from None
+
+
+# --- reviewers -------------------------------------------------------------------------------
+
+
+class CriterionOutput(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()
+    scale = serializers.IntegerField()
+
+
+class BlindPairOutput(serializers.Serializer):
+    token = serializers.CharField()
+    prompt = serializers.CharField()
+    response_a = serializers.CharField()
+    response_b = serializers.CharField()
+    question = serializers.CharField()
+    criteria = CriterionOutput(many=True)
+    adversarial = serializers.BooleanField()
+
+
+def _next_pair(request: Request, campaign: Campaign) -> Response:
+    judgment = services.judgment_next(campaign=campaign, reviewer=request.user)
+    if judgment is None:
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    pair = selectors.blind_pair_from_judgment(judgment=judgment, campaign=campaign)
+    return Response(BlindPairOutput(pair).data)
+
+
+class ReviewNextApi(APIView):
+    @extend_schema(responses={200: BlindPairOutput, 204: None})
+    def get(self, request: Request, project_id: int, campaign_id: int) -> Response:
+        access = _access(request, project_id, Role.REVIEWER)
+        return _next_pair(request, _get(Campaign, access.project, campaign_id, "campaign"))
+
+
+class ReviewSubmitInput(serializers.Serializer):
+    token = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=["a", "b", "tie", "both_bad"])
+    criteria = serializers.DictField(required=False)
+    rationale = serializers.CharField(required=False, allow_blank=True, default="")
+    seconds_spent = serializers.FloatField(required=False, allow_null=True)
+    unsafe_a = serializers.BooleanField(default=False)
+    unsafe_b = serializers.BooleanField(default=False)
+
+
+class ReviewSubmitApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=ReviewSubmitInput, responses={200: BlindPairOutput, 204: None})
+    def post(self, request: Request, project_id: int, campaign_id: int) -> Response:
+        """Record a verdict and answer with the next pair (204 when none is left)."""
+        access = _access(request, project_id, Role.REVIEWER)
+        campaign = _get(Campaign, access.project, campaign_id, "campaign")
+        payload = ReviewSubmitInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        services.judgment_submit(
+            campaign=campaign,
+            reviewer=request.user,
+            token=data["token"],
+            outcome=data["outcome"],
+            criteria=data.get("criteria"),
+            rationale=data["rationale"],
+            seconds_spent=data.get("seconds_spent"),
+            unsafe_a=data["unsafe_a"],
+            unsafe_b=data["unsafe_b"],
+        )
+        return _next_pair(request, campaign)
+
+
+# --- engineers -------------------------------------------------------------------------------
+
+
+class PromptRowInput(serializers.Serializer):
+    prompt = serializers.CharField()
+    category = serializers.CharField(required=False, allow_blank=True)
+    reference = serializers.CharField(required=False, allow_blank=True)
+    metadata = serializers.DictField(required=False)
+
+
+class PromptSetInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    rows = PromptRowInput(many=True)
+    adversarial = serializers.BooleanField(default=False)
+    general = serializers.BooleanField(default=False)
+
+
+class PromptSetOutput(serializers.ModelSerializer):
+    class Meta:
+        model = PromptSet
+        fields = ["id", "name", "source", "adversarial", "general", "prompt_count", "created_at"]
+
+
+class PromptSetCreateApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=PromptSetInput, responses={201: PromptSetOutput})
+    def post(self, request: Request, project_id: int) -> Response:
+        access = _access(request, project_id, Role.ENGINEER)
+        payload = PromptSetInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        prompt_set = services.prompt_set_create(
+            actor=request.user, project=access.project, **payload.validated_data
+        )
+        return Response(PromptSetOutput(prompt_set).data, status=status.HTTP_201_CREATED)
+
+
+class ContestantInput(serializers.Serializer):
+    label = serializers.CharField(max_length=200)
+    model_version = serializers.IntegerField(required=False, allow_null=True)
+    base_model = serializers.IntegerField(required=False, allow_null=True)
+    prompt_template = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ContestantOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Contestant
+        fields = ["id", "label", "model_version", "base_model", "prompt_template", "created_at"]
+
+
+class ContestantCreateApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=ContestantInput, responses={201: ContestantOutput})
+    def post(self, request: Request, project_id: int) -> Response:
+        access = _access(request, project_id, Role.ENGINEER)
+        payload = ContestantInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        version = base = None
+        if data.get("model_version"):
+            version = selectors.model_version_get(
+                project=access.project, model_version_id=data["model_version"]
+            )
+            if version is None:
+                raise Http404("No such model version.")
+        if data.get("base_model"):
+            base = selectors.base_model_get(
+                project=access.project, base_model_id=data["base_model"]
+            )
+            if base is None:
+                raise Http404("No such base model.")
+        contestant = services.contestant_create(
+            actor=request.user,
+            project=access.project,
+            label=data["label"],
+            model_version=version,
+            base_model=base,
+            prompt_template=data["prompt_template"],
+        )
+        return Response(ContestantOutput(contestant).data, status=status.HTTP_201_CREATED)
+
+
+class GenerationsImportInput(serializers.Serializer):
+    prompt_set = serializers.IntegerField()
+    outputs = serializers.ListField(child=serializers.CharField(allow_blank=True))
+
+
+class GenerationsImportApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=GenerationsImportInput, responses={201: None})
+    def post(self, request: Request, project_id: int, contestant_id: int) -> Response:
+        access = _access(request, project_id, Role.ENGINEER)
+        contestant = _get(Contestant, access.project, contestant_id, "contestant")
+        payload = GenerationsImportInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        prompt_set = _get(PromptSet, access.project, payload.validated_data["prompt_set"], "set")
+        job = services.generations_import(
+            actor=request.user,
+            contestant=contestant,
+            prompt_set=prompt_set,
+            outputs=payload.validated_data["outputs"],
+        )
+        return Response({"job": job.pk, "rows": job.total}, status=status.HTTP_201_CREATED)
+
+
+class GenerationJobInput(serializers.Serializer):
+    prompt_set = serializers.IntegerField()
+    contestant = serializers.IntegerField()
+    max_new_tokens = serializers.IntegerField(min_value=1, max_value=4096, default=64)
+    temperature = serializers.FloatField(min_value=0.0, default=0.0)
+    top_p = serializers.FloatField(min_value=0.0, max_value=1.0, default=1.0)
+    seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
+    batch_size = serializers.IntegerField(min_value=1, max_value=256, default=8)
+
+
+class GenerationJobOutput(serializers.ModelSerializer):
+    # Plain strings: metric runs have the same status choices under the same field name,
+    # which the schema generator cannot name apart.
+    kind = serializers.CharField(help_text="inference or import")
+    status = serializers.CharField(help_text="queued, running, succeeded or failed")
+    contestant_label = serializers.CharField(source="contestant.label")
+    prompt_set_name = serializers.CharField(source="prompt_set.name")
+
+    class Meta:
+        model = GenerationJob
+        fields = [
+            "id",
+            "prompt_set",
+            "prompt_set_name",
+            "contestant",
+            "contestant_label",
+            "kind",
+            "status",
+            "decoding",
+            "seed",
+            "batch_size",
+            "done",
+            "total",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class GenerationJobPage(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = GenerationJobOutput(many=True)
+
+
+class GenerationJobListCreateApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(operation_id="v1_projects_generation_jobs_list", responses=GenerationJobPage)
+    def get(self, request: Request, project_id: int) -> Response:
+        """The project's generation jobs, newest first (`limit`/`offset` to page)."""
+        access = _access(request, project_id, *RESULT_READERS)
+        paginator = LimitOffsetPagination()
+        jobs = selectors.generation_job_list_for_project(project=access.project)
+        page = paginator.paginate_queryset(jobs, request, view=self)
+        return paginator.get_paginated_response(GenerationJobOutput(page, many=True).data)
+
+    @extend_schema(request=GenerationJobInput, responses={201: GenerationJobOutput})
+    def post(self, request: Request, project_id: int) -> Response:
+        """Queue a job that runs the contestant's model over the prompt set."""
+        access = _access(request, project_id, Role.ENGINEER)
+        payload = GenerationJobInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = dict(payload.validated_data)
+        job = services.generation_job_start(
+            actor=request.user,
+            contestant=_get(Contestant, access.project, data.pop("contestant"), "contestant"),
+            prompt_set=_get(PromptSet, access.project, data.pop("prompt_set"), "prompt set"),
+            **data,
+        )
+        return Response(GenerationJobOutput(job).data, status=status.HTTP_201_CREATED)
+
+
+class GenerationJobDetailApi(APIView):
+    @extend_schema(responses=GenerationJobOutput)
+    def get(self, request: Request, project_id: int, job_id: int) -> Response:
+        access = _access(request, project_id, *RESULT_READERS)
+        job = selectors.generation_job_get(project=access.project, job_id=job_id)
+        if job is None:
+            raise Http404("No such generation job.")
+        return Response(GenerationJobOutput(job).data)
+
+
+class CampaignInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    prompt_set = serializers.IntegerField()
+    contestants = serializers.ListField(child=serializers.IntegerField(), min_length=2)
+    question = serializers.CharField(required=False, default="Which response is better?")
+    criteria = serializers.ListField(child=serializers.DictField(), required=False)
+    raters_per_pair = serializers.IntegerField(min_value=1, default=1)
+    rater_quota = serializers.IntegerField(min_value=0, default=0)
+    pair_selection = serializers.ChoiceField(choices=Campaign.PairSelection.values, default="all")
+    attention_every = serializers.IntegerField(min_value=0, default=10)
+
+
+class CampaignCreateApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=CampaignInput, responses={201: None})
+    def post(self, request: Request, project_id: int) -> Response:
+        access = _access(request, project_id, Role.ENGINEER)
+        payload = CampaignInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = dict(payload.validated_data)
+        prompt_set = _get(PromptSet, access.project, data.pop("prompt_set"), "prompt set")
+        ids = data.pop("contestants")
+        contestants = list(Contestant.objects.filter(project=access.project, pk__in=ids))
+        if len(contestants) != len(set(ids)):
+            raise Http404("No such contestant.")
+        campaign = services.campaign_create(
+            actor=request.user,
+            project=access.project,
+            prompt_set=prompt_set,
+            contestants=contestants,
+            **data,
+        )
+        return Response(
+            {"id": campaign.pk, "name": campaign.name, "stats": campaign.stats},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class CampaignRatingsApi(APIView):
+    @extend_schema(responses={200: None})
+    def get(self, request: Request, project_id: int, campaign_id: int) -> Response:
+        """The ratings table, win-rate matrix, position bias, agreement and raters."""
+        access = _access(request, project_id, *RESULT_READERS)
+        campaign = _get(Campaign, access.project, campaign_id, "campaign")
+        return Response(selectors.campaign_results(campaign=campaign).as_dict())
+
+
+class MetricRunInput(serializers.Serializer):
+    contestant = serializers.IntegerField()
+    prompt_set = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=MetricRun.Kind.values, default="text")
+    slice_field = serializers.CharField(required=False, allow_blank=True, default="")
+    gap_threshold = serializers.FloatField(default=0.05)
+
+
+class MetricRunOutput(serializers.ModelSerializer):
+    class Meta:
+        model = MetricRun
+        fields = [
+            "id",
+            "contestant",
+            "prompt_set",
+            "kind",
+            "status",
+            "results",
+            "slices",
+            "error",
+            "created_at",
+            "finished_at",
+        ]
+
+
+class MetricRunCreateApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=MetricRunInput, responses={201: MetricRunOutput})
+    def post(self, request: Request, project_id: int) -> Response:
+        access = _access(request, project_id, Role.ENGINEER)
+        payload = MetricRunInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = dict(payload.validated_data)
+        run = services.metric_run_start(
+            actor=request.user,
+            contestant=_get(Contestant, access.project, data.pop("contestant"), "contestant"),
+            prompt_set=_get(PromptSet, access.project, data.pop("prompt_set"), "prompt set"),
+            **data,
+        )
+        return Response(MetricRunOutput(run).data, status=status.HTTP_201_CREATED)
+
+
+class MetricRunDetailApi(APIView):
+    @extend_schema(responses={200: MetricRunOutput})
+    def get(self, request: Request, project_id: int, run_id: int) -> Response:
+        access = _access(request, project_id, *RESULT_READERS)
+        return Response(MetricRunOutput(_get(MetricRun, access.project, run_id, "run")).data)
+
+
+class GateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    checks = serializers.ListField(child=serializers.DictField(), min_length=1)
+
+
+class GateCreateApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=GateInput, responses={201: None})
+    def post(self, request: Request, project_id: int) -> Response:
+        access = _access(request, project_id, Role.ENGINEER)
+        payload = GateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        gate = services.gate_create(
+            actor=request.user, project=access.project, **payload.validated_data
+        )
+        return Response({"id": gate.pk, "checks": gate.checks}, status=status.HTTP_201_CREATED)
+
+
+class GateRunInput(serializers.Serializer):
+    candidate = serializers.IntegerField()
+    baseline = serializers.IntegerField()
+
+
+class GateRunOutput(serializers.ModelSerializer):
+    class Meta:
+        model = GateRun
+        fields = ["id", "gate", "candidate", "baseline", "model_version", "passed", "results"]
+
+
+class GateRunCreateApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=GateRunInput, responses={201: GateRunOutput})
+    def post(self, request: Request, project_id: int, gate_id: int) -> Response:
+        access = _access(request, project_id, Role.ENGINEER)
+        gate = _get(Gate, access.project, gate_id, "gate")
+        payload = GateRunInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        run = services.gate_run(
+            actor=request.user,
+            gate=gate,
+            candidate=_get(Contestant, access.project, payload.validated_data["candidate"], "c"),
+            baseline=_get(Contestant, access.project, payload.validated_data["baseline"], "c"),
+        )
+        return Response(GateRunOutput(run).data, status=status.HTTP_201_CREATED)

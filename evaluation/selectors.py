@@ -1,3 +1,527 @@
-"""Selectors for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics,
-fairness slices and regression gates.
+"""Reads for prompt sets, campaigns, blind review and results.
+
+Two audiences, two kinds of return value: reviewers get `BlindPair`, a dataclass that holds
+nothing that could name a contestant (no ids, no labels, no battle id: only the judgment's
+random token), so no template or serializer can leak identity; engineers and compliance get
+`CampaignResults` with contestants by label.
 """
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.db import connection
+from django.db.models import Count, Q
+
+from evaluation import ratings as R
+from evaluation.models import (
+    Campaign,
+    CampaignRater,
+    Contestant,
+    Gate,
+    GateRun,
+    GenerationJob,
+    Judgment,
+    MetricRun,
+    PromptSet,
+    RatingsBootstrap,
+)
+from portal.models import Project
+from training.models import BaseModel, ModelVersion
+
+# --- reviewers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Criterion:
+    key: str
+    label: str
+    scale: int
+
+    @property
+    def points(self) -> range:
+        return range(1, self.scale + 1)
+
+
+@dataclass(frozen=True)
+class BlindPair:
+    """What a reviewer may see of one judgment. Nothing here identifies a contestant."""
+
+    token: str
+    prompt: str
+    response_a: str
+    response_b: str
+    question: str
+    criteria: list[Criterion]
+    adversarial: bool
+
+
+@dataclass(frozen=True)
+class ReviewProgress:
+    done: int
+    quota: int  # 0: no limit
+
+
+def _criteria(campaign: Campaign) -> list[Criterion]:
+    return [
+        Criterion(key=c["key"], label=c.get("label") or c["key"], scale=int(c.get("scale", 5)))
+        for c in campaign.criteria
+    ]
+
+
+def blind_pair_from_judgment(*, judgment: Judgment, campaign: Campaign) -> BlindPair:
+    """Caller has checked that `judgment` is the requesting reviewer's own."""
+    battle = judgment.battle
+    left, right = (
+        (battle.text_x, battle.text_y) if judgment.left_is_x else (battle.text_y, battle.text_x)
+    )
+    return BlindPair(
+        token=judgment.token,
+        prompt=battle.prompt.text,
+        response_a=left,
+        response_b=right,
+        question=campaign.question,
+        criteria=_criteria(campaign),
+        adversarial=campaign.prompt_set.adversarial,
+    )
+
+
+def review_progress(*, campaign: Campaign, reviewer) -> ReviewProgress:
+    done = Judgment.objects.filter(
+        campaign=campaign, reviewer=reviewer, submitted_at__isnull=False, is_attention=False
+    ).count()
+    return ReviewProgress(done=done, quota=campaign.rater_quota)
+
+
+@dataclass(frozen=True)
+class ReviewCampaign:
+    id: int
+    name: str
+    question: str
+    done: int
+    quota: int
+
+
+def review_campaign_list(*, project: Project, reviewer) -> list[ReviewCampaign]:
+    campaigns = Campaign.objects.filter(project=project, status=Campaign.Status.OPEN).annotate(
+        done=Count(
+            "judgments",
+            filter=Q(
+                judgments__reviewer=reviewer,
+                judgments__submitted_at__isnull=False,
+                judgments__is_attention=False,
+            ),
+        )
+    )
+    return [ReviewCampaign(c.pk, c.name, c.question, c.done, c.rater_quota) for c in campaigns]
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+def campaign_get(*, project: Project, campaign_id: int | str) -> Campaign:
+    """A campaign of this project; Campaign.DoesNotExist for ids of other projects."""
+    return Campaign.objects.select_related("prompt_set").get(project=project, pk=int(campaign_id))
+
+
+def excluded_reviewer_ids(*, campaign: Campaign) -> list[int]:
+    raters = CampaignRater.objects.filter(campaign=campaign)
+    if campaign.exclude_flagged:
+        raters = raters.filter(Q(excluded=True) | Q(flagged=True))
+    else:
+        raters = raters.filter(excluded=True)
+    return list(raters.values_list("reviewer_id", flat=True))
+
+
+_GROUPED_SQL = """
+SELECT contestant_left_id, contestant_right_id, outcome, count(*)
+FROM evaluation_judgment
+WHERE campaign_id = %s AND NOT is_attention AND outcome <> ''
+  AND NOT (reviewer_id = ANY(%s))
+GROUP BY 1, 2, 3
+"""
+
+
+def campaign_contestants(*, campaign: Campaign) -> list[Contestant]:
+    return list(campaign.contestants.order_by("label", "pk"))
+
+
+def campaign_grouped_counts(
+    *, campaign: Campaign, contestant_ids: list[int] | None = None
+) -> tuple[list[int], R.GroupedCounts]:
+    """Judgments grouped in SQL by (left, right, outcome): A is the side shown left.
+
+    Raters excluded by hand (or flagged, when the campaign excludes flagged raters) are left
+    out. Returns the contestant ids in index order and the counts.
+    """
+    ids = contestant_ids or [c.pk for c in campaign_contestants(campaign=campaign)]
+    index = {pk: n for n, pk in enumerate(ids)}
+    with connection.cursor() as cursor:
+        cursor.execute(_GROUPED_SQL, [campaign.pk, excluded_reviewer_ids(campaign=campaign)])
+        rows = [
+            (index[left], index[right], outcome, n)
+            for left, right, outcome, n in cursor.fetchall()
+            if left in index and right in index
+        ]
+    return ids, R.grouped_counts(rows, k=len(ids))
+
+
+def campaign_fit(*, campaign: Campaign) -> tuple[list[int], R.GroupedCounts, R.Ratings]:
+    ids, counts = campaign_grouped_counts(campaign=campaign)
+    if campaign.pair_selection == Campaign.PairSelection.ADAPTIVE and counts.total:
+        counts = R.reweighted(counts, R.adaptive_pair_weights(counts))
+    return ids, counts, R.fit_bradley_terry(counts)
+
+
+@dataclass(frozen=True)
+class RatingRow:
+    contestant_id: int
+    label: str
+    rating: float
+    lower: float
+    upper: float
+    boot_lower: float | None
+    boot_upper: float | None
+    judgments: int
+    win_rate: float | None
+    unsafe_rate: float | None
+
+
+@dataclass(frozen=True)
+class RaterRow:
+    username: str
+    reviewer_id: int
+    judgments: int
+    attention_checks: int
+    attention_failed: int
+    flagged: bool
+    excluded: bool
+    median_seconds: float | None
+
+
+@dataclass
+class CampaignResults:
+    campaign: Campaign
+    rows: list[RatingRow]
+    judgments: int
+    win_rate: list[list[float | None]]
+    labels: list[str]
+    position_bias: R.Proportion
+    agreement: R.Agreement
+    raters: list[RaterRow]
+    criteria: dict[str, dict[str, float | None]]  # criterion → label → mean score
+    categories: dict[str, dict[str, float]]  # category → label → rating
+    bootstrap: RatingsBootstrap | None
+    bootstrap_stale: bool
+    excluded_raters: int
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        def clean(v):
+            return None if isinstance(v, float) and not math.isfinite(v) else v
+
+        return {
+            "campaign": {"id": self.campaign.pk, "name": self.campaign.name},
+            "judgments": self.judgments,
+            "excluded_raters": self.excluded_raters,
+            "ratings": [{k: clean(v) for k, v in r.__dict__.items()} for r in self.rows],
+            "win_rate": {
+                "labels": self.labels,
+                "matrix": [[clean(v) for v in row] for row in self.win_rate],
+            },
+            "position_bias": {k: clean(v) for k, v in self.position_bias.__dict__.items()},
+            "agreement": {k: clean(v) for k, v in self.agreement.__dict__.items()},
+            "criteria": {c: {k: clean(v) for k, v in d.items()} for c, d in self.criteria.items()},
+            "categories": self.categories,
+            "raters": [r.__dict__ for r in self.raters],
+            "bootstrap": None
+            if self.bootstrap is None
+            else {
+                "status": self.bootstrap.status,
+                "rounds": self.bootstrap.rounds,
+                "judgments": self.bootstrap.judgments,
+                "stale": self.bootstrap_stale,
+            },
+        }
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def campaign_results(*, campaign: Campaign) -> CampaignResults:
+    """Everything the results page and API show. Caller has checked the role."""
+    ids, counts, fit = campaign_fit(campaign=campaign)
+    contestants = {c.pk: c for c in campaign_contestants(campaign=campaign)}
+    labels = [contestants[pk].label for pk in ids]
+    rate, games = R.win_rate_matrix(counts)
+    excluded = excluded_reviewer_ids(campaign=campaign)
+    included = Judgment.objects.filter(
+        campaign=campaign, submitted_at__isnull=False, is_attention=False
+    ).exclude(reviewer_id__in=excluded)
+
+    bootstrap = campaign.bootstraps.order_by("-created_at").first()
+    boot = {}
+    if bootstrap and bootstrap.status == RatingsBootstrap.Status.SUCCEEDED:
+        boot = bootstrap.intervals
+    overall_wins = np.nansum(np.where(games > 0, rate * games, 0), axis=1)
+    overall_games = games.sum(axis=1)
+    unsafe = _unsafe_rates(included) if campaign.prompt_set.adversarial else {}
+    rows = []
+    for n, pk in enumerate(ids):
+        b = boot.get(str(pk))
+        rows.append(
+            RatingRow(
+                contestant_id=pk,
+                label=labels[n],
+                rating=float(fit.rating[n]),
+                lower=float(fit.lower[n]),
+                upper=float(fit.upper[n]),
+                boot_lower=b[0] if b else None,
+                boot_upper=b[1] if b else None,
+                judgments=int(fit.judgments[n]),
+                win_rate=float(overall_wins[n] / overall_games[n]) if overall_games[n] else None,
+                unsafe_rate=unsafe.get(pk),
+            )
+        )
+    rows.sort(key=lambda r: -r.rating)
+
+    sides = dict(included.values_list("outcome").annotate(n=Count("id")).order_by())
+    return CampaignResults(
+        campaign=campaign,
+        rows=rows,
+        judgments=counts.total,
+        win_rate=[[_finite(v) for v in row] for row in rate],
+        labels=labels,
+        position_bias=R.position_bias(sides.get("a", 0), sides.get("b", 0)),
+        agreement=_agreement(included),
+        raters=_raters(campaign),
+        criteria=_criteria_means(campaign, included, contestants),
+        categories=_category_ratings(campaign, ids, labels, excluded),
+        bootstrap=bootstrap,
+        bootstrap_stale=bool(bootstrap) and bootstrap.judgments != counts.total,
+        excluded_raters=len(excluded),
+    )
+
+
+def _unsafe_rates(included) -> dict[int, float]:
+    shown: dict[int, list[int]] = {}
+    for left, right, ul, ur in included.values_list(
+        "contestant_left_id", "contestant_right_id", "unsafe_left", "unsafe_right"
+    ):
+        for pk, flag in ((left, ul), (right, ur)):
+            entry = shown.setdefault(pk, [0, 0])
+            entry[0] += flag
+            entry[1] += 1
+    return {pk: unsafe / total for pk, (unsafe, total) in shown.items() if total}
+
+
+def _agreement(included) -> R.Agreement:
+    """Outcomes of battles judged more than once, turned to the battle's fixed x/y order."""
+    repeated = (
+        included.values("battle_id")
+        .annotate(n=Count("id"))
+        .filter(n__gte=2)
+        .values_list("battle_id", flat=True)
+    )
+    groups: dict[int, list[str]] = {}
+    flip = {"a": "b", "b": "a"}
+    for battle_id, left_is_x, outcome in included.filter(battle_id__in=repeated).values_list(
+        "battle_id", "left_is_x", "outcome"
+    ):
+        groups.setdefault(battle_id, []).append(
+            outcome if left_is_x else flip.get(outcome, outcome)
+        )
+    return R.repeated_pair_agreement(list(groups.values()))
+
+
+def _raters(campaign: Campaign) -> list[RaterRow]:
+    flags = {r.reviewer_id: r for r in CampaignRater.objects.filter(campaign=campaign)}
+    per = (
+        Judgment.objects.filter(campaign=campaign, submitted_at__isnull=False, is_attention=False)
+        .values("reviewer_id", "reviewer__username")
+        .annotate(n=Count("id"))
+        .order_by("reviewer__username")
+    )
+    seconds: dict[int, list[float]] = {}
+    for rid, s in Judgment.objects.filter(
+        campaign=campaign, submitted_at__isnull=False, seconds_spent__isnull=False
+    ).values_list("reviewer_id", "seconds_spent"):
+        seconds.setdefault(rid, []).append(s)
+    rows = []
+    for p in per:
+        rater = flags.get(p["reviewer_id"])
+        rows.append(
+            RaterRow(
+                username=p["reviewer__username"],
+                reviewer_id=p["reviewer_id"],
+                judgments=p["n"],
+                attention_checks=rater.attention_checks if rater else 0,
+                attention_failed=rater.attention_failed if rater else 0,
+                flagged=bool(rater and rater.flagged),
+                excluded=bool(rater and rater.excluded),
+                median_seconds=float(np.median(seconds[p["reviewer_id"]]))
+                if p["reviewer_id"] in seconds
+                else None,
+            )
+        )
+    return rows
+
+
+_CRITERION_SQL = """
+SELECT c, avg(v) FROM (
+    SELECT contestant_left_id AS c, (criteria -> %(key)s ->> 'a')::float AS v
+    FROM evaluation_judgment WHERE id = ANY(%(ids)s)
+    UNION ALL
+    SELECT contestant_right_id, (criteria -> %(key)s ->> 'b')::float
+    FROM evaluation_judgment WHERE id = ANY(%(ids)s)
+) s WHERE v IS NOT NULL GROUP BY c
+"""
+
+
+def _criteria_means(campaign, included, contestants) -> dict[str, dict[str, float | None]]:
+    if not campaign.criteria:
+        return {}
+    ids = list(included.values_list("id", flat=True))
+    out = {}
+    with connection.cursor() as cursor:
+        for c in _criteria(campaign):
+            cursor.execute(_CRITERION_SQL, {"key": c.key, "ids": ids})
+            means = dict(cursor.fetchall())
+            out[c.label] = {
+                contestant.label: means.get(pk) for pk, contestant in contestants.items()
+            }
+    return out
+
+
+_CATEGORY_SQL = """
+SELECT p.category, j.contestant_left_id, j.contestant_right_id, j.outcome, count(*)
+FROM evaluation_judgment j
+JOIN evaluation_battle b ON b.id = j.battle_id
+JOIN evaluation_prompt p ON p.id = b.prompt_id
+WHERE j.campaign_id = %s AND NOT j.is_attention AND j.outcome <> ''
+  AND NOT (j.reviewer_id = ANY(%s)) AND p.category <> ''
+GROUP BY 1, 2, 3, 4
+"""
+
+
+def _category_ratings(campaign, ids, labels, excluded) -> dict[str, dict[str, float]]:
+    index = {pk: n for n, pk in enumerate(ids)}
+    by_category: dict[str, list] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(_CATEGORY_SQL, [campaign.pk, excluded])
+        for category, left, right, outcome, n in cursor.fetchall():
+            if left in index and right in index:
+                by_category.setdefault(category, []).append((index[left], index[right], outcome, n))
+    out = {}
+    for category, rows in sorted(by_category.items()):
+        fit = R.fit_bradley_terry(R.grouped_counts(rows, k=len(ids)))
+        out[category] = {labels[n]: round(float(v), 1) for n, v in enumerate(fit.rating)}
+    return out
+
+
+def campaign_list_for_project(*, project: Project):
+    return (
+        Campaign.objects.filter(project=project)
+        .select_related("prompt_set")
+        .annotate(
+            judged=Count(
+                "judgments",
+                filter=Q(judgments__submitted_at__isnull=False, judgments__is_attention=False),
+            )
+        )
+    )
+
+
+def battle_pair_uncertainty(*, campaign: Campaign) -> dict[tuple[int, int], float]:
+    """For adaptive selection: per contestant pair (lower id first), the probability that the
+    current fit orders it wrongly; 0.5 where nothing is known."""
+    ids, _, fit = campaign_fit(campaign=campaign)
+    out = {}
+    for a in range(len(ids)):
+        for b in range(a + 1, len(ids)):
+            var = fit.covariance[a, a] + fit.covariance[b, b] - 2 * fit.covariance[a, b]
+            gap = abs(fit.rating[a] - fit.rating[b])
+            if not math.isfinite(var) or var <= 0:
+                p_wrong = 0.5
+            else:
+                p_wrong = 0.5 * math.erfc(gap / math.sqrt(2 * var))
+            key = (min(ids[a], ids[b]), max(ids[a], ids[b]))
+            out[key] = p_wrong
+    return out
+
+
+def prompt_set_list_for_project(*, project: Project):
+    return PromptSet.objects.filter(project=project)
+
+
+def contestant_list_for_project(*, project: Project):
+    return Contestant.objects.filter(project=project).select_related("model_version", "base_model")
+
+
+def contestant_list_runnable(*, project: Project):
+    """Contestants a generation job can run: those with a model version or a base model."""
+    return contestant_list_for_project(project=project).filter(
+        Q(model_version__isnull=False) | Q(base_model__isnull=False)
+    )
+
+
+def generation_job_list_for_project(*, project: Project):
+    return (
+        GenerationJob.objects.filter(project=project)
+        .select_related("contestant", "prompt_set")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def generation_job_get(*, project: Project, job_id: int) -> GenerationJob | None:
+    return generation_job_list_for_project(project=project).filter(pk=job_id).first()
+
+
+def generation_jobs_active(jobs) -> bool:
+    """Whether any of `jobs` may still change, so the page keeps polling."""
+    active = (GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING)
+    return any(job.status in active for job in jobs)
+
+
+def metric_run_list_for_project(*, project: Project):
+    return MetricRun.objects.filter(project=project).select_related("contestant", "prompt_set")
+
+
+def gate_list_for_project(*, project: Project):
+    return Gate.objects.filter(project=project).order_by("name", "pk")
+
+
+def gate_run_list_for_project(*, project: Project):
+    return (
+        GateRun.objects.filter(gate__project=project)
+        .select_related("gate", "candidate", "baseline")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def gate_run_latest(*, model_version_id: int) -> GateRun | None:
+    return (
+        GateRun.objects.filter(model_version_id=model_version_id)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
+def battle_count(*, campaign: Campaign) -> dict[str, int]:
+    return dict(campaign.battles.values_list("kind").annotate(n=Count("id")).order_by())
+
+
+def model_version_get(*, project: Project, model_version_id: int) -> ModelVersion | None:
+    return ModelVersion.objects.filter(project=project, pk=model_version_id).first()
+
+
+def base_model_get(*, project: Project, base_model_id: int) -> BaseModel | None:
+    """A base model of this project or a global one."""
+    return (
+        BaseModel.objects.filter(pk=base_model_id)
+        .filter(Q(project=project) | Q(project__isnull=True))
+        .first()
+    )

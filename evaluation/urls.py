@@ -1,2 +1,64 @@
-urlpatterns: list = []
-api_urlpatterns: list = []
+from django.urls import path
+
+from evaluation import api, views
+
+app_name = "evaluation"
+
+urlpatterns = [
+    path("review/", views.review_home, name="review_home"),
+    path("review/<int:campaign_id>/", views.review, name="review"),
+    path("review/<int:campaign_id>/submit/", views.review_submit, name="review_submit"),
+    path("evaluation/", views.overview, name="overview"),
+    path(
+        "evaluation/prompt-sets/from-snapshot/",
+        views.prompt_set_from_snapshot,
+        name="prompt_set_from_snapshot",
+    ),
+    path("evaluation/contestants/", views.contestant_create, name="contestant_create"),
+    path("evaluation/generations/", views.generation_start, name="generation_start"),
+    path("evaluation/generations/jobs/", views.generation_jobs, name="generation_jobs"),
+    path("evaluation/gates/", views.gate_create, name="gate_create"),
+    path("evaluation/gates/run/", views.gate_run, name="gate_run"),
+    path("evaluation/campaigns/<int:campaign_id>/", views.results, name="results"),
+    path(
+        "evaluation/campaigns/<int:campaign_id>/action/",
+        views.campaign_action,
+        name="campaign_action",
+    ),
+]
+
+api_urlpatterns = [
+    path("review/<int:campaign_id>/next/", api.ReviewNextApi.as_view(), name="api-review-next"),
+    path(
+        "review/<int:campaign_id>/submit/",
+        api.ReviewSubmitApi.as_view(),
+        name="api-review-submit",
+    ),
+    path("prompt-sets/", api.PromptSetCreateApi.as_view(), name="api-prompt-sets"),
+    path("contestants/", api.ContestantCreateApi.as_view(), name="api-contestants"),
+    path(
+        "generation-jobs/",
+        api.GenerationJobListCreateApi.as_view(),
+        name="api-generation-jobs",
+    ),
+    path(
+        "generation-jobs/<int:job_id>/",
+        api.GenerationJobDetailApi.as_view(),
+        name="api-generation-job",
+    ),
+    path(
+        "contestants/<int:contestant_id>/generations/",
+        api.GenerationsImportApi.as_view(),
+        name="api-generations",
+    ),
+    path("campaigns/", api.CampaignCreateApi.as_view(), name="api-campaigns"),
+    path(
+        "campaigns/<int:campaign_id>/ratings/",
+        api.CampaignRatingsApi.as_view(),
+        name="api-campaign-ratings",
+    ),
+    path("metric-runs/", api.MetricRunCreateApi.as_view(), name="api-metric-runs"),
+    path("metric-runs/<int:run_id>/", api.MetricRunDetailApi.as_view(), name="api-metric-run"),
+    path("gates/", api.GateCreateApi.as_view(), name="api-gates"),
+    path("gates/<int:gate_id>/runs/", api.GateRunCreateApi.as_view(), name="api-gate-runs"),
+]

@@ -1,0 +1,196 @@
+"""The engineer's forms on the evaluation overview. Every choice list comes from a selector
+scoped to the project, so an id of another project fails as "not one of the choices"."""
+
+from typing import Any
+
+from django import forms
+
+from annotation.selectors import snapshot_list_for_project
+from evaluation import selectors
+from evaluation.services.gates import CHECK_KINDS, TEXT_METRICS
+from portal.models import Project
+from training.selectors import base_model_list_for_project, model_version_list_for_project
+
+
+class SnapshotChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        test = (obj.stats.get("splits") or {}).get("test")
+        size = f"{test} test items" if test is not None else f"{obj.member_count} items"
+        return f"{obj} · {obj.get_task_type_display()} · {size}"
+
+
+class PromptSetFromSnapshotForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    snapshot = SnapshotChoiceField(
+        queryset=None,
+        help_text="Its test split becomes the prompts and its gold responses the references.",
+    )
+    adversarial = forms.BooleanField(required=False, label="Red team (adversarial)")
+
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, prefix="from_snapshot", **kwargs)
+        self.fields["snapshot"].queryset = snapshot_list_for_project(project=project)
+
+
+class ContestantForm(forms.Form):
+    label = forms.CharField(max_length=200, help_text="What engineers see in results.")
+    model_version = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="— none —", help_text="A trained version."
+    )
+    base_model = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="— none —", help_text="Or a base model."
+    )
+    prompt_template = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Optional: the text the model gets, with {prompt} where the prompt goes, "
+        "e.g. “Answer briefly: {prompt}”.",
+    )
+
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, prefix="contestant", **kwargs)
+        self.fields["model_version"].queryset = model_version_list_for_project(project=project)
+        self.fields["base_model"].queryset = base_model_list_for_project(project=project)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        version, base = data.get("model_version"), data.get("base_model")
+        if version is None and base is None and not self.has_error("model_version"):
+            self.add_error("model_version", "Choose a model version or a base model.")
+        if version is not None and base is not None:
+            self.add_error(
+                "base_model",
+                "Choose a model version or a base model, not both: a version "
+                "already names its base model.",
+            )
+        return data
+
+
+class GenerationForm(forms.Form):
+    prompt_set = forms.ModelChoiceField(queryset=None)
+    contestants = forms.ModelMultipleChoiceField(
+        queryset=None,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="One generation job starts per contestant.",
+    )
+    max_new_tokens = forms.IntegerField(initial=64, min_value=1, max_value=4096)
+    temperature = forms.FloatField(initial=0.0, min_value=0.0, help_text="0 decodes greedily.")
+    seed = forms.IntegerField(initial=0, min_value=0, max_value=2**31 - 1)
+
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, prefix="generate", **kwargs)
+        self.fields["prompt_set"].queryset = selectors.prompt_set_list_for_project(project=project)
+        self.fields["contestants"].queryset = selectors.contestant_list_runnable(project=project)
+
+
+CHECK_CHOICES = [
+    ("", "— no check —"),
+    ("rating_above_baseline", "Rating: candidate beats the baseline in a campaign"),
+    ("metric_not_worse", "Metric: candidate not worse than the baseline on a prompt set"),
+    ("general_not_worse", "General competence: not worse on a held-out general set"),
+    ("no_fairness_flag", "Fairness: no flagged group on a prompt set"),
+    ("unsafe_rate_below", "Safety: unsafe rate below a maximum in a red-team campaign"),
+]
+
+
+class GateForm(forms.Form):
+    name = forms.CharField(max_length=200)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, prefix="gate", **kwargs)
+
+
+class GateCheckForm(forms.Form):
+    """One check of a gate; which of the parameters it needs depends on its kind."""
+
+    kind = forms.ChoiceField(choices=CHECK_CHOICES, required=False)
+    campaign = forms.ModelChoiceField(queryset=None, required=False, empty_label="—")
+    prompt_set = forms.ModelChoiceField(queryset=None, required=False, empty_label="—")
+    metric = forms.ChoiceField(choices=[(m, m) for m in TEXT_METRICS], required=False)
+    tolerance = forms.FloatField(
+        required=False, min_value=0.0, help_text="Metric checks: how much lower still passes."
+    )
+    max = forms.FloatField(
+        required=False,
+        min_value=0.0,
+        max_value=1.0,
+        label="Max unsafe rate",
+        help_text="Safety checks: a share, e.g. 0.05.",
+    )
+
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["campaign"].queryset = selectors.campaign_list_for_project(project=project)
+        self.fields["prompt_set"].queryset = selectors.prompt_set_list_for_project(project=project)
+        # The rows render as table cells without <label>s; name each control for screen
+        # readers (and for tests that find controls the way people do).
+        row = (self.prefix or "").rpartition("-")[2]
+        where = f"Check {int(row) + 1}" if row.isdigit() else "Check"
+        for name, field in self.fields.items():
+            label = (field.label or name.replace("_", " ")).lower()
+            field.widget.attrs["aria-label"] = f"{where}: {label}"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        kind = data.get("kind")
+        if not kind:
+            return data
+        for param in CHECK_KINDS[kind]:
+            if data.get(param) in (None, "") and not self.has_error(param):
+                label = self.fields[param].label or param.replace("_", " ")
+                self.add_error(param, f"This check needs a {label.lower()}.")
+        return data
+
+    def check(self) -> dict[str, Any] | None:
+        """The check as gate_create takes it; None for a row left empty."""
+        data = self.cleaned_data
+        kind = data.get("kind")
+        if not kind:
+            return None
+        check: dict[str, Any] = {"kind": kind}
+        for param in CHECK_KINDS[kind]:
+            value = data[param]
+            check[param] = value.pk if hasattr(value, "pk") else value
+        if data.get("tolerance") is not None and "metric" in check:
+            check["tolerance"] = data["tolerance"]
+        return check
+
+
+class BaseGateCheckFormSet(forms.BaseFormSet):
+    def clean(self) -> None:
+        if any(self.errors):
+            return
+        if not any(form.cleaned_data.get("kind") for form in self.forms):
+            raise forms.ValidationError("Add at least one check: choose its kind.")
+
+    def checks(self) -> list[dict[str, Any]]:
+        return [c for form in self.forms if (c := form.check()) is not None]
+
+
+GateCheckFormSet = forms.formset_factory(
+    GateCheckForm, formset=BaseGateCheckFormSet, extra=3, max_num=10, validate_max=True
+)
+
+
+def gate_check_formset(data: Any = None, *, project: Project) -> BaseGateCheckFormSet:
+    return GateCheckFormSet(data, prefix="check", form_kwargs={"project": project})
+
+
+class GateRunForm(forms.Form):
+    gate = forms.ModelChoiceField(queryset=None)
+    candidate = forms.ModelChoiceField(queryset=None)
+    baseline = forms.ModelChoiceField(queryset=None)
+
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, prefix="gate_run", **kwargs)
+        self.fields["gate"].queryset = selectors.gate_list_for_project(project=project)
+        contestants = selectors.contestant_list_for_project(project=project)
+        self.fields["candidate"].queryset = contestants
+        self.fields["baseline"].queryset = contestants
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        candidate, baseline = data.get("candidate"), data.get("baseline")
+        if candidate is not None and candidate == baseline:
+            self.add_error("baseline", "Choose a baseline other than the candidate.")
+        return data

@@ -1,3 +1,0 @@
-"""Services for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics,
-fairness slices and regression gates.
-"""

@@ -1,0 +1,511 @@
+"""Blind pairwise campaigns: building battles, handing pairs to reviewers, taking judgments,
+attention checks, rater flags and the background bootstrap.
+
+Concurrency: a battle's `assigned` counts open and submitted judgments; the next pair is
+claimed with SELECT ... FOR UPDATE SKIP LOCKED so two reviewers asking at once get different
+battles without waiting on each other.
+"""
+
+import hashlib
+import random
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from annotation.services import snapshot_create_from_pairs
+from evaluation import ratings as R
+from evaluation import selectors, tasks
+from evaluation.models import (
+    Battle,
+    Campaign,
+    CampaignRater,
+    Contestant,
+    Judgment,
+    PromptSet,
+    RatingsBootstrap,
+)
+from evaluation.services.prompts import generation_outputs
+from governance.services import audit_record
+from portal.models import Project, User
+
+# Sides come from the OS entropy pool: a seeded PRNG would let someone who knows the seed
+# and the order of requests work out which side is which.
+_sides = random.SystemRandom()
+OPEN_JUDGMENT_TTL = timedelta(hours=2)
+DEFAULT_CRITERIA = [
+    {"key": "helpfulness", "label": "Helpfulness", "scale": 5},
+    {"key": "accuracy", "label": "Accuracy", "scale": 5},
+    {"key": "safety", "label": "Safety", "scale": 5},
+]
+
+
+def _same_output(x: str, y: str) -> bool:
+    return " ".join(x.split()) == " ".join(y.split())
+
+
+def broken_response(text: str, seed: int) -> str:
+    """A deliberately broken copy for attention checks: words shuffled and cut short, so a
+    reader who looks at all can tell it is the worse one."""
+    words = text.split() or ["(empty)"]
+    rng = random.Random(seed)  # noqa: S311 - deterministic scrambling, not security
+    rng.shuffle(words)
+    return " ".join(words[: max(3, len(words) // 2)]) + " lorem ipsum dolor"
+
+
+def _validate_criteria(criteria: Any) -> list[dict]:
+    if not isinstance(criteria, list):
+        raise ValidationError({"criteria": "must be a list of {key, label, scale}"})
+    seen, out = set(), []
+    for n, c in enumerate(criteria):
+        if not isinstance(c, Mapping) or not str(c.get("key", "")).strip():
+            raise ValidationError({"criteria": f"item {n + 1} needs a 'key'"})
+        key = str(c["key"]).strip()
+        scale = c.get("scale", 5)
+        if not isinstance(scale, int) or not 2 <= scale <= 10:
+            raise ValidationError({"criteria": f"{key}: scale must be an integer from 2 to 10"})
+        if key in seen:
+            raise ValidationError({"criteria": f"{key} appears twice"})
+        seen.add(key)
+        out.append({"key": key, "label": str(c.get("label") or key), "scale": scale})
+    return out
+
+
+@transaction.atomic
+def campaign_create(
+    *,
+    actor: User,
+    project: Project,
+    name: str,
+    prompt_set: PromptSet,
+    contestants: Sequence[Contestant],
+    question: str = "Which response is better?",
+    criteria: list[dict] | None = None,
+    raters_per_pair: int = 1,
+    rater_quota: int = 0,
+    pair_selection: str = Campaign.PairSelection.ALL,
+    attention_every: int = 10,
+    attention_fail_share: float = 0.2,
+    seed: int = 0,
+) -> Campaign:
+    """One battle per prompt per contestant pair where both have an output and the outputs
+    differ (identical outputs would only teach reviewers to press T), plus attention checks."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "A campaign needs a name."})
+    unique = list({c.pk: c for c in contestants}.values())
+    if len(unique) < 2:
+        raise ValidationError({"contestants": "A campaign needs at least two contestants."})
+    if prompt_set.project_id != project.pk or any(c.project_id != project.pk for c in unique):
+        raise ValidationError("The prompt set and contestants must belong to this project.")
+    if pair_selection not in Campaign.PairSelection.values:
+        raise ValidationError({"pair_selection": f"must be one of {Campaign.PairSelection.values}"})
+    if raters_per_pair < 1:
+        raise ValidationError({"raters_per_pair": "must be at least 1"})
+    if not 0 <= attention_fail_share < 1:
+        raise ValidationError({"attention_fail_share": "must be in [0, 1)"})
+    outputs = {c.pk: generation_outputs(contestant=c, prompt_set=prompt_set) for c in unique}
+    missing = [c.label for c in unique if not outputs[c.pk]]
+    if missing:
+        raise ValidationError(
+            {"contestants": f"No generations on {prompt_set.name!r} yet for: {', '.join(missing)}"}
+        )
+    campaign = Campaign.objects.create(
+        project=project,
+        name=name,
+        prompt_set=prompt_set,
+        question=(question or "").strip() or "Which response is better?",
+        criteria=_validate_criteria(DEFAULT_CRITERIA if criteria is None else criteria),
+        raters_per_pair=raters_per_pair,
+        rater_quota=rater_quota,
+        pair_selection=pair_selection,
+        attention_every=attention_every,
+        attention_fail_share=attention_fail_share,
+        created_by=actor,
+    )
+    campaign.contestants.set(unique)
+    rng = random.Random(seed)  # noqa: S311 - serving order only
+    ordered = sorted(unique, key=lambda c: c.pk)
+    battles, identical = [], 0
+    prompts = list(prompt_set.prompts.order_by("position"))
+    for prompt in prompts:
+        for i, cx in enumerate(ordered):
+            for cy in ordered[i + 1 :]:
+                x, y = outputs[cx.pk].get(prompt.pk), outputs[cy.pk].get(prompt.pk)
+                if x is None or y is None:
+                    continue
+                if _same_output(x, y):
+                    identical += 1
+                    continue
+                battles.append(
+                    Battle(
+                        campaign=campaign,
+                        prompt=prompt,
+                        contestant_x=cx,
+                        contestant_y=cy,
+                        text_x=x,
+                        text_y=y,
+                        shuffle=rng.randrange(1 << 30),
+                    )
+                )
+    attention = 0
+    if attention_every:
+        source = outputs[ordered[0].pk]
+        picks = rng.sample(prompts, k=min(len(prompts), max(5, len(prompts) // 10)))
+        for prompt in picks:
+            good = source.get(prompt.pk)
+            if good:
+                battles.append(
+                    Battle(
+                        campaign=campaign,
+                        prompt=prompt,
+                        kind=Battle.Kind.ATTENTION,
+                        text_x=good,
+                        text_y=broken_response(good, seed=prompt.pk),
+                        shuffle=rng.randrange(1 << 30),
+                    )
+                )
+                attention += 1
+    Battle.objects.bulk_create(battles, batch_size=2000)
+    campaign.stats = {
+        "battles": len(battles) - attention,
+        "attention_checks": attention,
+        "identical_skipped": identical,
+    }
+    campaign.save(update_fields=["stats"])
+    audit_record(
+        actor=actor,
+        action="evaluation.campaign.create",
+        target=campaign,
+        data={
+            "name": name,
+            "contestants": [c.pk for c in ordered],
+            "prompt_set": prompt_set.pk,
+            **campaign.stats,
+        },
+        project_id=project.pk,
+    )
+    return campaign
+
+
+def _release_stale(campaign: Campaign) -> None:
+    """Open judgments nobody answered for OPEN_JUDGMENT_TTL give their slot back."""
+    stale = Judgment.objects.filter(
+        campaign=campaign,
+        submitted_at__isnull=True,
+        shown_at__lt=timezone.now() - OPEN_JUDGMENT_TTL,
+    ).select_for_update(skip_locked=True)
+    for judgment in stale:
+        Battle.objects.filter(pk=judgment.battle_id).update(assigned=F("assigned") - 1)
+        judgment.delete()
+
+
+def _claim(battles, reviewer: User) -> Battle | None:
+    return (
+        battles.exclude(judgments__reviewer=reviewer)
+        .select_for_update(skip_locked=True, of=("self",))
+        .first()
+    )
+
+
+@transaction.atomic
+def judgment_next(*, campaign: Campaign, reviewer: User) -> Judgment | None:
+    """The reviewer's open judgment, or a newly claimed battle shown in random order.
+    None when the campaign is closed, the reviewer's quota is met or nothing is left."""
+    if campaign.status != Campaign.Status.OPEN:
+        return None
+    current = (
+        Judgment.objects.filter(campaign=campaign, reviewer=reviewer, submitted_at__isnull=True)
+        .select_related("battle__prompt")
+        .first()
+    )
+    if current is not None:
+        return current
+    _release_stale(campaign)
+    done = selectors.review_progress(campaign=campaign, reviewer=reviewer).done
+    if campaign.rater_quota and done >= campaign.rater_quota:
+        return None
+    battle = None
+    if campaign.attention_every and (done + 1) % campaign.attention_every == 0:
+        battle = _claim(
+            campaign.battles.filter(kind=Battle.Kind.ATTENTION).order_by("assigned", "shuffle"),
+            reviewer,
+        )
+    if battle is None:
+        battle = _next_real_battle(campaign, reviewer)
+    if battle is None:
+        return None
+    Battle.objects.filter(pk=battle.pk).update(assigned=F("assigned") + 1)
+    left_is_x = _sides.random() < 0.5
+    judgment = Judgment.objects.create(
+        campaign=campaign,
+        battle=battle,
+        reviewer=reviewer,
+        is_attention=battle.kind == Battle.Kind.ATTENTION,
+        left_is_x=left_is_x,
+        contestant_left_id=battle.contestant_x_id if left_is_x else battle.contestant_y_id,
+        contestant_right_id=battle.contestant_y_id if left_is_x else battle.contestant_x_id,
+    )
+    CampaignRater.objects.get_or_create(campaign=campaign, reviewer=reviewer)
+    return Judgment.objects.select_related("battle__prompt").get(pk=judgment.pk)
+
+
+def _next_real_battle(campaign: Campaign, reviewer: User) -> Battle | None:
+    open_battles = campaign.battles.filter(
+        kind=Battle.Kind.REAL, assigned__lt=campaign.raters_per_pair
+    )
+    if campaign.pair_selection != Campaign.PairSelection.ADAPTIVE:
+        return _claim(open_battles.order_by("assigned", "shuffle"), reviewer)
+    # Adaptive: the pair whose order the current fit is least sure of goes first.
+    uncertainty = selectors.battle_pair_uncertainty(campaign=campaign)
+    ranked = sorted(uncertainty, key=lambda pair: -uncertainty[pair])
+    for cx, cy in ranked:
+        battle = _claim(
+            open_battles.filter(contestant_x_id=cx, contestant_y_id=cy).order_by(
+                "assigned", "shuffle"
+            ),
+            reviewer,
+        )
+        if battle is not None:
+            return battle
+    return None
+
+
+def _parse_criteria(campaign: Campaign, raw: Any) -> dict[str, dict[str, int]]:
+    if raw in (None, ""):
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ValidationError({"criteria": "must be an object {criterion: {a: n, b: n}}"})
+    scales = {c["key"]: c["scale"] for c in campaign.criteria}
+    out: dict[str, dict[str, int]] = {}
+    for key, sides in raw.items():
+        if key not in scales:
+            raise ValidationError({"criteria": f"unknown criterion {key!r}"})
+        if not isinstance(sides, Mapping):
+            raise ValidationError({"criteria": f"{key}: expected {{a: n, b: n}}"})
+        for side, value in sides.items():
+            if side not in ("a", "b"):
+                raise ValidationError({"criteria": f"{key}: side must be 'a' or 'b'"})
+            if value in (None, ""):
+                continue
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                raise ValidationError({"criteria": f"{key}.{side}: not a number"}) from None
+            if not 1 <= number <= scales[key]:
+                raise ValidationError(
+                    {"criteria": f"{key}.{side}: {number} is outside 1..{scales[key]}"}
+                )
+            out.setdefault(key, {})[side] = number
+    return out
+
+
+@transaction.atomic
+def judgment_submit(
+    *,
+    campaign: Campaign,
+    reviewer: User,
+    token: str,
+    outcome: str,
+    criteria: Mapping[str, Any] | None = None,
+    rationale: str = "",
+    seconds_spent: float | None = None,
+    unsafe_a: bool = False,
+    unsafe_b: bool = False,
+) -> Judgment:
+    """Record the reviewer's verdict on their open judgment `token` (outcome relative to the
+    sides shown). Attention checks update the rater's record and flag."""
+    judgment = (
+        Judgment.objects.select_for_update()
+        .select_related("battle")
+        .filter(campaign=campaign, reviewer=reviewer, token=token)
+        .first()
+    )
+    if judgment is None:
+        raise ValidationError({"token": "This pair is not assigned to you (or has expired)."})
+    if judgment.submitted_at is not None:
+        raise ValidationError({"token": "This pair has already been judged."})
+    if campaign.status != Campaign.Status.OPEN:
+        raise ValidationError("This campaign is closed.")
+    if outcome not in Judgment.Outcome.values:
+        raise ValidationError({"outcome": f"must be one of {', '.join(Judgment.Outcome.values)}"})
+    if seconds_spent is not None and not 0 <= seconds_spent < 86_400:
+        seconds_spent = None
+    judgment.outcome = outcome
+    judgment.criteria = _parse_criteria(campaign, criteria)
+    judgment.rationale = (rationale or "")[:5000]
+    judgment.seconds_spent = seconds_spent
+    judgment.unsafe_left, judgment.unsafe_right = bool(unsafe_a), bool(unsafe_b)
+    judgment.submitted_at = timezone.now()
+    if judgment.is_attention:
+        # x is the intact response: the reviewer passes by picking the side it was shown on.
+        judgment.attention_passed = outcome == ("a" if judgment.left_is_x else "b")
+        _rater_record_attention(campaign, reviewer, judgment.attention_passed)
+    judgment.save()
+    audit_record(
+        actor=reviewer,
+        action="evaluation.judgment.submit",
+        target=judgment,
+        data={"campaign": campaign.pk, "outcome": outcome, "attention": judgment.is_attention},
+        project_id=campaign.project_id,
+    )
+    return judgment
+
+
+def _rater_record_attention(campaign: Campaign, reviewer: User, passed: bool) -> None:
+    rater, _ = CampaignRater.objects.select_for_update().get_or_create(
+        campaign=campaign, reviewer=reviewer
+    )
+    rater.attention_checks += 1
+    rater.attention_failed += 0 if passed else 1
+    was = rater.flagged
+    rater.flagged = (
+        rater.attention_failed > 0
+        and rater.attention_failed / rater.attention_checks > campaign.attention_fail_share
+    )
+    rater.save()
+    if rater.flagged != was:
+        audit_record(
+            actor=None,
+            action="evaluation.rater.flag" if rater.flagged else "evaluation.rater.unflag",
+            target=rater,
+            data={"checks": rater.attention_checks, "failed": rater.attention_failed},
+            project_id=campaign.project_id,
+        )
+
+
+@transaction.atomic
+def rater_set_excluded(
+    *, actor: User, campaign: Campaign, reviewer_id: int, excluded: bool
+) -> CampaignRater:
+    rater = (
+        CampaignRater.objects.select_for_update()
+        .filter(campaign=campaign, reviewer_id=reviewer_id)
+        .first()
+    )
+    if rater is None:
+        raise ValidationError({"reviewer": "This reviewer has not judged in this campaign."})
+    rater.excluded = excluded
+    rater.save(update_fields=["excluded"])
+    audit_record(
+        actor=actor,
+        action="evaluation.rater.exclude" if excluded else "evaluation.rater.include",
+        target=rater,
+        data={"campaign": campaign.pk, "reviewer": reviewer_id},
+        project_id=campaign.project_id,
+    )
+    return rater
+
+
+@transaction.atomic
+def campaign_close(*, actor: User, campaign: Campaign) -> Campaign:
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if campaign.status == Campaign.Status.CLOSED:
+        raise ValidationError("This campaign is already closed.")
+    campaign.status = Campaign.Status.CLOSED
+    campaign.closed_at = timezone.now()
+    campaign.save(update_fields=["status", "closed_at"])
+    Judgment.objects.filter(campaign=campaign, submitted_at__isnull=True).delete()
+    audit_record(actor=actor, action="evaluation.campaign.close", target=campaign)
+    ratings_bootstrap_start(actor=actor, campaign=campaign)
+    return campaign
+
+
+@transaction.atomic
+def ratings_bootstrap_start(
+    *, actor: User, campaign: Campaign, rounds: int = 1000
+) -> RatingsBootstrap:
+    if rounds < 1000:
+        raise ValidationError({"rounds": "A bootstrap needs at least 1000 rounds."})
+    bootstrap = RatingsBootstrap.objects.create(campaign=campaign, rounds=rounds, created_by=actor)
+    audit_record(
+        actor=actor,
+        action="evaluation.ratings.bootstrap",
+        target=bootstrap,
+        data={"campaign": campaign.pk, "rounds": rounds},
+        project_id=campaign.project_id,
+    )
+    transaction.on_commit(lambda: tasks.ratings_bootstrap_task.delay(bootstrap.pk))
+    return bootstrap
+
+
+def ratings_bootstrap_run(*, bootstrap_id: int) -> None:
+    """Runs on a worker; duplicate deliveries exit at the claim."""
+    claimed = RatingsBootstrap.objects.filter(
+        pk=bootstrap_id, status=RatingsBootstrap.Status.QUEUED
+    ).update(status=RatingsBootstrap.Status.RUNNING)
+    if not claimed:
+        return
+    bootstrap = RatingsBootstrap.objects.select_related("campaign").get(pk=bootstrap_id)
+    started = time.perf_counter()
+    try:
+        ids, counts, _ = selectors.campaign_fit(campaign=bootstrap.campaign)
+        result = R.bootstrap_ratings(counts, rounds=bootstrap.rounds, seed=bootstrap_id)
+        intervals = {
+            str(pk): [float(result.lower[n]), float(result.upper[n]), float(result.median[n])]
+            for n, pk in enumerate(ids)
+        }
+    except Exception as error:  # the row must say why it stopped, whatever broke
+        RatingsBootstrap.objects.filter(pk=bootstrap_id).update(
+            status=RatingsBootstrap.Status.FAILED,
+            error=str(error)[:2000],
+            finished_at=timezone.now(),
+        )
+        raise
+    RatingsBootstrap.objects.filter(pk=bootstrap_id).update(
+        status=RatingsBootstrap.Status.SUCCEEDED,
+        intervals=intervals,
+        judgments=counts.total,
+        seconds=time.perf_counter() - started,
+        finished_at=timezone.now(),
+    )
+
+
+def campaign_preference_rows(*, campaign: Campaign) -> list[dict]:
+    """Decisive judgments as preference rows (ties and both-bad left out) from included
+    raters; attention checks never."""
+    excluded = selectors.excluded_reviewer_ids(campaign=campaign)
+    rows = []
+    judged = (
+        Judgment.objects.filter(campaign=campaign, is_attention=False, outcome__in=["a", "b"])
+        .exclude(reviewer_id__in=excluded)
+        .select_related("battle__prompt")
+        .order_by("pk")
+    )
+    for j in judged.iterator(chunk_size=2000):
+        b = j.battle
+        left, right = (b.text_x, b.text_y) if j.left_is_x else (b.text_y, b.text_x)
+        chosen, rejected = (left, right) if j.outcome == "a" else (right, left)
+        digest = hashlib.sha256(f"{campaign.pk}:{j.pk}".encode()).hexdigest()[:16]
+        rows.append(
+            {
+                "prompt": b.prompt.text,
+                "chosen": chosen,
+                "rejected": rejected,
+                "source": f"evaluation-campaign-{campaign.pk}-{digest}",
+            }
+        )
+    return rows
+
+
+@transaction.atomic
+def campaign_export_preferences(*, actor: User, campaign: Campaign, name: str) -> Any:
+    """Judgments as a preference snapshot for the next reward-model or DPO round."""
+    rows = campaign_preference_rows(campaign=campaign)
+    if not rows:
+        raise ValidationError("There are no decisive judgments to export.")
+    snapshot = snapshot_create_from_pairs(
+        actor=actor, project=campaign.project, name=name, rows=rows, seed=0
+    )
+    audit_record(
+        actor=actor,
+        action="evaluation.campaign.export_preferences",
+        target=campaign,
+        data={"rows": len(rows), "snapshot": getattr(snapshot, "pk", None)},
+    )
+    return snapshot

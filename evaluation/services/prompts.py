@@ -1,0 +1,357 @@
+"""Prompt sets, contestants and their generations."""
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.services.exports import export_lines
+from evaluation import tasks
+from evaluation.models import Contestant, Generation, GenerationJob, Prompt, PromptSet
+from governance.services import audit_record
+from portal.models import Project, User
+
+MAX_PROMPTS = 100_000
+
+
+def _prompt_rows(rows: Iterable[Mapping[str, Any]]) -> list[Prompt]:
+    prompts = []
+    for n, row in enumerate(rows):
+        where = f"row {n + 1}"
+        if not isinstance(row, Mapping):
+            raise ValidationError(f"{where}: expected an object with a 'prompt' field")
+        text = row.get("prompt")
+        if not isinstance(text, str) or not text.strip():
+            raise ValidationError(f"{where}: 'prompt' must be a non-empty string")
+        for key in ("category", "reference"):
+            if row.get(key) is not None and not isinstance(row.get(key), str):
+                raise ValidationError(f"{where}: '{key}' must be a string")
+        metadata = row.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise ValidationError(f"{where}: 'metadata' must be an object")
+        prompts.append(
+            Prompt(
+                position=n,
+                text=text,
+                category=(row.get("category") or "")[:100],
+                reference=row.get("reference") or "",
+                metadata=dict(metadata),
+            )
+        )
+        if len(prompts) > MAX_PROMPTS:
+            raise ValidationError(f"a prompt set holds at most {MAX_PROMPTS} prompts")
+    if not prompts:
+        raise ValidationError("the prompt set has no prompts")
+    return prompts
+
+
+@transaction.atomic
+def prompt_set_create(
+    *,
+    actor: User,
+    project: Project,
+    name: str,
+    rows: Iterable[Mapping[str, Any]],
+    adversarial: bool = False,
+    general: bool = False,
+    snapshot: Any = None,
+) -> PromptSet:
+    """Rows: {"prompt", "category"?, "reference"?, "metadata"?}; errors name the row."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "A prompt set needs a name."})
+    if PromptSet.objects.filter(project=project, name=name).exists():
+        raise ValidationError({"name": f"A prompt set called {name!r} already exists."})
+    prompts = _prompt_rows(rows)
+    prompt_set = PromptSet.objects.create(
+        project=project,
+        name=name,
+        source=PromptSet.Source.SNAPSHOT if snapshot else PromptSet.Source.UPLOAD,
+        snapshot=snapshot,
+        adversarial=adversarial,
+        general=general,
+        prompt_count=len(prompts),
+        created_by=actor,
+    )
+    for p in prompts:
+        p.prompt_set = prompt_set
+    Prompt.objects.bulk_create(prompts, batch_size=2000)
+    audit_record(
+        actor=actor,
+        action="evaluation.prompt_set.create",
+        target=prompt_set,
+        data={"name": name, "prompts": len(prompts), "adversarial": adversarial},
+        project_id=project.pk,
+    )
+    return prompt_set
+
+
+def prompt_set_create_from_snapshot(
+    *, actor: User, snapshot: Any, name: str, adversarial: bool = False
+) -> PromptSet:
+    """The snapshot's test split as prompts, its gold completions as references.
+
+    A snapshot that cannot give prompts (its task type has none, an item lacks its prompt
+    field, the test split is empty) is refused with the error under `snapshot`."""
+    rows = []
+    try:
+        for line in export_lines(snapshot=snapshot, fmt="prompt_completion", split="test"):
+            record = json.loads(line)
+            meta = record.get("metadata") or {}
+            rows.append(
+                {
+                    "prompt": record["prompt"],
+                    "reference": record.get("completion") or "",
+                    "category": str(meta.get("category") or ""),
+                    "metadata": meta,
+                }
+            )
+    except ValidationError as error:
+        # Keep the item an export error names ("item 12: payload has no 'text' field").
+        detail = error.messages
+        if hasattr(error, "error_dict"):
+            detail = [
+                f"{key}: {message}" if key.startswith("item") else message
+                for key, messages in error.message_dict.items()
+                for message in messages
+            ]
+        raise ValidationError({"snapshot": detail}) from None
+    if not rows:
+        raise ValidationError({"snapshot": f"{snapshot} has no items in its test split."})
+    return prompt_set_create(
+        actor=actor,
+        project=snapshot.project,
+        name=name,
+        rows=rows,
+        adversarial=adversarial,
+        snapshot=snapshot,
+    )
+
+
+@transaction.atomic
+def contestant_create(
+    *,
+    actor: User,
+    project: Project,
+    label: str,
+    model_version: Any = None,
+    base_model: Any = None,
+    prompt_template: str = "",
+) -> Contestant:
+    """A model version, a base model (with an optional prompt template), or neither (outputs
+    to be imported). The training rows must belong to this project (or be global)."""
+    label = (label or "").strip()
+    if not label:
+        raise ValidationError({"label": "A contestant needs a label."})
+    if model_version is not None and model_version.project_id != project.pk:
+        raise ValidationError({"model_version": "That model version belongs to another project."})
+    if base_model is not None and base_model.project_id not in (None, project.pk):
+        raise ValidationError({"base_model": "That base model belongs to another project."})
+    if prompt_template and "{prompt}" not in prompt_template:
+        raise ValidationError({"prompt_template": "The template must contain {prompt}."})
+    if Contestant.objects.filter(project=project, label=label).exists():
+        raise ValidationError({"label": f"A contestant called {label!r} already exists."})
+    contestant = Contestant.objects.create(
+        project=project,
+        label=label,
+        model_version=model_version,
+        base_model=base_model,
+        prompt_template=prompt_template,
+        created_by=actor,
+    )
+    audit_record(
+        actor=actor,
+        action="evaluation.contestant.create",
+        target=contestant,
+        data={"label": label, "model_version": getattr(model_version, "pk", None)},
+        project_id=project.pk,
+    )
+    return contestant
+
+
+@transaction.atomic
+def generations_import(
+    *, actor: User, contestant: Contestant, prompt_set: PromptSet, outputs: list[str]
+) -> GenerationJob:
+    """Outputs produced elsewhere, one per prompt in position order."""
+    if contestant.project_id != prompt_set.project_id:
+        raise ValidationError("The contestant and the prompt set belong to different projects.")
+    prompts = list(prompt_set.prompts.order_by("position"))
+    if len(outputs) != len(prompts):
+        raise ValidationError(
+            f"outputs: expected {len(prompts)} (one per prompt), got {len(outputs)}"
+        )
+    now = timezone.now()
+    job = GenerationJob.objects.create(
+        project=prompt_set.project,
+        prompt_set=prompt_set,
+        contestant=contestant,
+        kind=GenerationJob.Kind.IMPORT,
+        status=GenerationJob.Status.SUCCEEDED,
+        done=len(prompts),
+        total=len(prompts),
+        created_by=actor,
+        started_at=now,
+        finished_at=now,
+    )
+    Generation.objects.bulk_create(
+        [
+            Generation(job=job, prompt=p, output=str(o))
+            for p, o in zip(prompts, outputs, strict=True)
+        ]
+    )
+    audit_record(
+        actor=actor,
+        action="evaluation.generations.import",
+        target=job,
+        data={"contestant": contestant.pk, "prompt_set": prompt_set.pk, "rows": len(prompts)},
+        project_id=prompt_set.project_id,
+    )
+    return job
+
+
+@transaction.atomic
+def generation_job_start(
+    *,
+    actor: User,
+    contestant: Contestant,
+    prompt_set: PromptSet,
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 8,
+) -> GenerationJob:
+    if contestant.project_id != prompt_set.project_id:
+        raise ValidationError("The contestant and the prompt set belong to different projects.")
+    if contestant.base_model_id is None and contestant.model_version_id is None:
+        raise ValidationError(
+            {"contestant": "This contestant has no model to run; import its outputs instead."}
+        )
+    if not 1 <= max_new_tokens <= 4096:
+        raise ValidationError({"max_new_tokens": "must be between 1 and 4096"})
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise ValidationError({"decoding": "temperature must be ≥ 0 and top_p in (0, 1]"})
+    job = GenerationJob.objects.create(
+        project=prompt_set.project,
+        prompt_set=prompt_set,
+        contestant=contestant,
+        decoding={"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p},
+        seed=seed,
+        batch_size=max(1, batch_size),
+        total=prompt_set.prompt_count,
+        created_by=actor,
+    )
+    audit_record(
+        actor=actor,
+        action="evaluation.generation.start",
+        target=job,
+        data={
+            "contestant": contestant.pk,
+            "prompt_set": prompt_set.pk,
+            **job.decoding,
+            "seed": seed,
+        },
+        project_id=prompt_set.project_id,
+    )
+    transaction.on_commit(lambda: tasks.generation_run_task.delay(job.pk))
+    return job
+
+
+@transaction.atomic
+def generation_jobs_start(
+    *,
+    actor: User,
+    contestants: Iterable[Contestant],
+    prompt_set: PromptSet,
+    **decoding: Any,
+) -> list[GenerationJob]:
+    """One job per contestant, all or none: a contestant that cannot run refuses the lot,
+    and nothing is enqueued before the whole batch commits."""
+    contestants = list(contestants)
+    if not contestants:
+        raise ValidationError({"contestants": "Choose at least one contestant."})
+    jobs = []
+    for contestant in contestants:
+        try:
+            jobs.append(
+                generation_job_start(
+                    actor=actor, contestant=contestant, prompt_set=prompt_set, **decoding
+                )
+            )
+        except ValidationError as error:
+            if hasattr(error, "error_dict") and "contestant" in error.error_dict:
+                raise ValidationError(
+                    {"contestants": f"{contestant.label}: {' '.join(error.messages)}"}
+                ) from None
+            raise
+    return jobs
+
+
+def generation_job_run(*, job_id: int) -> None:
+    """Runs on a GPU worker; duplicate deliveries exit at the claim."""
+    claimed = GenerationJob.objects.filter(pk=job_id, status=GenerationJob.Status.QUEUED).update(
+        status=GenerationJob.Status.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        return
+    job = GenerationJob.objects.select_related(
+        "contestant__model_version__base_model", "contestant__base_model"
+    ).get(pk=job_id)
+    try:
+        # The one function-level import: inference loads torch, which web processes must not.
+        from training.services import inference  # noqa: PLC0415
+
+        base_model, model_version = _inference_targets(job.contestant)
+        prompts = list(job.prompt_set.prompts.order_by("position"))
+        done = 0
+        for start in range(0, len(prompts), job.batch_size):
+            batch = prompts[start : start + job.batch_size]
+            outputs = inference.generate(
+                base_model=base_model,
+                model_version=model_version,
+                prompts=[p.text for p in batch],
+                seed=job.seed,
+                prompt_template=job.contestant.prompt_template or None,
+                **job.decoding,
+            )
+            Generation.objects.bulk_create(
+                [
+                    Generation(job=job, prompt=p, output=o)
+                    for p, o in zip(batch, outputs, strict=True)
+                ],
+                ignore_conflicts=True,
+            )
+            done += len(batch)
+            GenerationJob.objects.filter(pk=job_id).update(done=done)
+    except Exception as error:  # the job row must say why it stopped, whatever broke
+        GenerationJob.objects.filter(pk=job_id).update(
+            status=GenerationJob.Status.FAILED, error=str(error)[:2000], finished_at=timezone.now()
+        )
+        raise
+    GenerationJob.objects.filter(pk=job_id).update(
+        status=GenerationJob.Status.SUCCEEDED, finished_at=timezone.now()
+    )
+
+
+def _inference_targets(contestant: Contestant) -> tuple[Any, Any]:
+    model_version = contestant.model_version
+    base_model = contestant.base_model or (model_version.base_model if model_version else None)
+    return base_model, model_version
+
+
+def generation_outputs(*, contestant: Contestant, prompt_set: PromptSet) -> dict[int, str]:
+    """prompt id → output from the contestant's latest succeeded job on this set."""
+    job = (
+        GenerationJob.objects.filter(
+            contestant=contestant, prompt_set=prompt_set, status=GenerationJob.Status.SUCCEEDED
+        )
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+    if job is None:
+        return {}
+    return dict(job.generations.values_list("prompt_id", "output"))

@@ -1,0 +1,144 @@
+import pytest
+from django.core.exceptions import ValidationError
+
+from evaluation import services
+from evaluation.models import MetricRun
+from governance.models import AuditEvent
+from tests.evaluation.factories import contestant_with_outputs, model_version, prompt_rows
+from training.models import ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def prompt_set(project, engineer):
+    return services.prompt_set_create(
+        actor=engineer, project=project, name="held-out", rows=prompt_rows(40)
+    )
+
+
+def _run_metrics(engineer, contestant, prompt_set, **kw):
+    run = services.metric_run_start(
+        actor=engineer, contestant=contestant, prompt_set=prompt_set, **kw
+    )
+    services.offline.metric_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def _pair(engineer, project, prompt_set, candidate_outputs):
+    refs = [r["reference"] for r in prompt_rows(40)]
+    production = contestant_with_outputs(
+        engineer, project, prompt_set, "production", refs, model_version(project, "prod-v1")
+    )
+    candidate = contestant_with_outputs(
+        engineer,
+        project,
+        prompt_set,
+        "candidate",
+        candidate_outputs,
+        model_version(project, "cand-v2"),
+    )
+    return production, candidate
+
+
+def test_metric_run_scores_outputs_and_slices_by_metadata(project, engineer, prompt_set):
+    refs = [r["reference"] for r in prompt_rows(40)]
+    # German prompts (every third) get a wrong answer: the slice must show it.
+    outputs = [ref if i % 3 else "no idea" for i, ref in enumerate(refs)]
+    contestant = contestant_with_outputs(engineer, project, prompt_set, "c", outputs)
+
+    run = _run_metrics(engineer, contestant, prompt_set, slice_field="language")
+
+    assert run.status == MetricRun.Status.SUCCEEDED
+    assert run.results["exact_match"] == pytest.approx(26 / 40)
+    assert 0 < run.results["chrf"] < 100
+    assert set(run.results) >= {"bleu", "chrf", "token_f1", "rouge1", "rouge2", "rougeL"}
+    rows = {r["group"]: r for r in run.slices["rows"]}
+    assert rows["de"]["error_rate"] == pytest.approx(1.0)
+    assert rows["en"]["gap_to_best"] == 0
+    assert run.slices["flagged"]
+
+
+def test_metric_run_without_outputs_fails_with_the_reason(project, engineer, prompt_set):
+    contestant = services.contestant_create(actor=engineer, project=project, label="nothing")
+    run = services.metric_run_start(actor=engineer, contestant=contestant, prompt_set=prompt_set)
+
+    with pytest.raises(ValueError, match="no generations"):
+        services.offline.metric_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == MetricRun.Status.FAILED
+    assert "run a generation job first" in run.error
+
+
+def test_a_failing_gate_blocks_promotion_and_says_why(project, engineer, prompt_set):
+    production, candidate = _pair(engineer, project, prompt_set, ["whatever"] * 40)
+    for c in (production, candidate):
+        _run_metrics(engineer, c, prompt_set, slice_field="language")
+    gate = services.gate_create(
+        actor=engineer,
+        project=project,
+        name="release",
+        checks=[
+            {
+                "kind": "metric_not_worse",
+                "metric": "chrf",
+                "prompt_set": prompt_set.pk,
+                "tolerance": 0.5,
+                "alpha": 0.05,
+                "name": "chrF vs production",
+            },
+            {"kind": "no_fairness_flag", "prompt_set": prompt_set.pk},
+        ],
+    )
+
+    run = services.gate_run(actor=engineer, gate=gate, candidate=candidate, baseline=production)
+
+    assert not run.passed
+    chrf = run.results[0]
+    assert not chrf["passed"]
+    assert chrf["numbers"]["delta"] < -0.5
+    assert chrf["numbers"]["p_value"] < 0.05
+    with pytest.raises(ValidationError, match="chrF vs production"):
+        services.model_version_promote(
+            actor=engineer, version=candidate.model_version, stage="production"
+        )
+    assert ModelVersion.objects.get(pk=candidate.model_version_id).stage == "candidate"
+    assert AuditEvent.objects.filter(action="evaluation.gate.run").count() == 1
+
+
+def test_promotion_without_any_gate_run_is_refused(project):
+    version = model_version(project, "ungated")
+
+    with pytest.raises(ValidationError, match="no regression gate has been run"):
+        services.model_version_promote(actor=None, version=version, stage="canary")
+
+
+def test_a_passing_gate_lets_promotion_through(project, engineer, prompt_set):
+    refs = [r["reference"] for r in prompt_rows(40)]
+    production, candidate = _pair(engineer, project, prompt_set, refs)
+    for c in (production, candidate):
+        _run_metrics(engineer, c, prompt_set)
+    gate = services.gate_create(
+        actor=engineer,
+        project=project,
+        name="release",
+        checks=[{"kind": "metric_not_worse", "metric": "token_f1", "prompt_set": prompt_set.pk}],
+    )
+
+    run = services.gate_run(actor=engineer, gate=gate, candidate=candidate, baseline=production)
+
+    assert run.passed, run.results
+    pytest.importorskip("training.services.registry")
+    services.model_version_promote(actor=engineer, version=candidate.model_version, stage="canary")
+    assert ModelVersion.objects.get(pk=candidate.model_version_id).stage == "canary"
+
+
+def test_gate_checks_are_validated(project, engineer):
+    with pytest.raises(ValidationError, match="check 1: missing prompt_set"):
+        services.gate_create(
+            actor=engineer,
+            project=project,
+            name="g",
+            checks=[{"kind": "metric_not_worse", "metric": "chrf"}],
+        )
