@@ -1,18 +1,23 @@
-import hashlib
-import json
 from typing import Any
 
 from django.conf import settings
 from django.db import models
 
-GENESIS_HASH = "0" * 64
+from governance.chain import GENESIS_HASH, canonical_json, event_hash
 
-
-def canonical_json(value: Any) -> bytes:
-    """The one byte form of a JSON value that every hash in the portal is computed over."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    ).encode("utf-8")
+__all__ = [
+    "GENESIS_HASH",
+    "ApprovalPolicy",
+    "AuditChainHead",
+    "AuditEvent",
+    "Dossier",
+    "DossierDownload",
+    "SignOff",
+    "SignOffRole",
+    "StageChange",
+    "UseDeclaration",
+    "canonical_json",
+]
 
 
 class AuditEvent(models.Model):
@@ -65,9 +70,7 @@ class AuditEvent(models.Model):
         }
 
     def compute_hash(self) -> str:
-        return hashlib.sha256(
-            self.prev_hash.encode("ascii") + canonical_json(self.payload())
-        ).hexdigest()
+        return event_hash(self.prev_hash, self.payload())
 
 
 class AuditChainHead(models.Model):
@@ -78,3 +81,181 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"head #{self.seq}"
+
+
+class SignOffRole(models.TextChoices):
+    """Who signs: each maps to the project role the signer must hold (services.py)."""
+
+    ENGINEERING_LEAD = "engineering_lead", "Engineering lead"
+    COMPLIANCE = "compliance", "Compliance officer"
+
+
+def default_required_signoffs() -> dict[str, int]:
+    return {SignOffRole.ENGINEERING_LEAD.value: 1, SignOffRole.COMPLIANCE.value: 1}
+
+
+class ApprovalPolicy(models.Model):
+    """How many sign-offs of each role a model version needs before canary or production."""
+
+    project = models.OneToOneField(
+        "portal.Project", on_delete=models.PROTECT, related_name="approval_policy"
+    )
+    required = models.JSONField(default=default_required_signoffs)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"approval policy of project {self.project_id}"
+
+
+class SignOff(models.Model):
+    """One person's recorded decision on one model version. A person signs a version once,
+    so one user holding two roles cannot meet two requirements alone."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        REJECT = "reject", "Reject"
+
+    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    model_version = models.ForeignKey(
+        "training.ModelVersion", on_delete=models.PROTECT, related_name="signoffs"
+    )
+    role = models.CharField(max_length=30, choices=SignOffRole.choices)
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    comment = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["model_version", "user"], name="signoff_once_per_user"),
+            models.CheckConstraint(condition=~models.Q(comment=""), name="signoff_has_comment"),
+            models.CheckConstraint(
+                condition=models.Q(role__in=SignOffRole.values), name="signoff_role_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_decision_display()} by {self.user_id} as {self.role}"
+
+
+class StageChange(models.Model):
+    """The history rollback reads: which version held which stage, and since when."""
+
+    class Kind(models.TextChoices):
+        PROMOTE = "promote", "Promotion"
+        ARCHIVE = "archive", "Archived by a newer production version"
+        ROLLBACK = "rollback", "Rollback"
+
+    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    model_version = models.ForeignKey(
+        "training.ModelVersion", on_delete=models.PROTECT, related_name="stage_changes"
+    )
+    from_stage = models.CharField(max_length=12)
+    to_stage = models.CharField(max_length=12)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    gate_run_id = models.BigIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["project", "to_stage", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"version {self.model_version_id}: {self.from_stage} -> {self.to_stage}"
+
+
+class Dossier(models.Model):
+    """One build of a model version's dossier. Builds are cached by `inputs_sha256`: a
+    request whose inputs hash the same as a finished build gets that build."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Building"
+        SUCCEEDED = "succeeded", "Ready"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    model_version = models.ForeignKey(
+        "training.ModelVersion", on_delete=models.PROTECT, related_name="dossiers"
+    )
+    inputs_sha256 = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    step = models.CharField(max_length=200, blank=True)
+    file_path = models.CharField(max_length=500, blank=True)
+    bundle_sha256 = models.CharField(max_length=64, blank=True)
+    bundle_bytes = models.BigIntegerField(default=0)
+    warnings = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version", "inputs_sha256"],
+                condition=~models.Q(status="failed"),
+                name="dossier_one_live_build_per_inputs",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"dossier {self.pk} of version {self.model_version_id} ({self.status})"
+
+    @property
+    def file_name(self) -> str:
+        return f"dossier-v{self.model_version_id}-{self.inputs_sha256[:12]}.zip"
+
+
+class DossierDownload(models.Model):
+    """The access log: who fetched which dossier, when and from where."""
+
+    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    dossier = models.ForeignKey(Dossier, on_delete=models.PROTECT, related_name="downloads")
+    model_version = models.ForeignKey(
+        "training.ModelVersion", on_delete=models.PROTECT, related_name="+"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"download of dossier {self.dossier_id} by {self.user_id}"
+
+
+class UseDeclaration(models.Model):
+    """What a model version is for, as its engineers declare it: the dossier's intended-use
+    section and the license check read this."""
+
+    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    model_version = models.OneToOneField(
+        "training.ModelVersion", on_delete=models.PROTECT, related_name="use_declaration"
+    )
+    intended_use = models.TextField()
+    limitations = models.TextField(blank=True)
+    out_of_scope = models.TextField(blank=True)
+    license = models.CharField(max_length=100, help_text='An SPDX id, or "proprietary".')
+    commercial_use = models.BooleanField(default=False)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"use declaration of version {self.model_version_id}"

@@ -1,10 +1,32 @@
-from django.db.models import QuerySet
+"""Reads for the compliance screens and the API. Every read is scoped to the projects where
+the caller holds a role that may see it, so a guessed id reaches nothing."""
 
-from governance.models import AuditEvent
-from portal.models import Project
+import datetime
+from dataclasses import dataclass, field
+
+from django.db.models import Q, QuerySet
+from django.utils.dateparse import parse_date
+
+from evaluation.models import GateRun
+from governance.models import (
+    ApprovalPolicy,
+    AuditEvent,
+    Dossier,
+    DossierDownload,
+    SignOff,
+    SignOffRole,
+    StageChange,
+    UseDeclaration,
+)
+from portal.models import Membership, Project, Role, User
+from training.models import ModelVersion
 
 # Filters the audit API accepts; anything else is refused rather than passed to the ORM.
 AUDIT_FILTER_FIELDS = ("action", "actor_username", "target_type", "target_id")
+# The audit screen's filters (project, actor, action, time).
+AUDIT_SCREEN_FILTERS = ("project", "actor", "action", "since", "until")
+GOVERNANCE_READERS = (Role.COMPLIANCE, Role.ENGINEER, Role.ADMIN)
+AUDIT_READERS = (Role.COMPLIANCE, Role.ADMIN)
 
 
 def audit_event_list_for_project(
@@ -16,3 +38,159 @@ def audit_event_list_for_project(
             raise ValueError(f"cannot filter audit events by {name!r}")
         events = events.filter(**{name: value})
     return events.order_by("-seq")
+
+
+def project_ids_for_user(*, user: User, roles: tuple[str, ...]) -> list[int]:
+    return sorted(
+        set(
+            Membership.objects.filter(user_id=user.pk, role__in=roles).values_list(
+                "project_id", flat=True
+            )
+        )
+    )
+
+
+def audit_projects_for_user(*, user: User) -> QuerySet[Project]:
+    ids = project_ids_for_user(user=user, roles=AUDIT_READERS)
+    return Project.objects.filter(pk__in=ids).order_by("name")
+
+
+def _day(value: str, name: str) -> datetime.date:
+    try:
+        day = parse_date(value)
+    except ValueError:
+        day = None
+    if day is None:
+        raise ValueError(f"{name}: {value!r} is not a date (use YYYY-MM-DD)")
+    return day
+
+
+def audit_event_list_for_user(*, user: User, filters: dict[str, str]) -> QuerySet[AuditEvent]:
+    """Events of the projects where `user` is compliance or admin, newest first. Raises
+    ValueError naming a filter that cannot be applied."""
+    allowed = project_ids_for_user(user=user, roles=AUDIT_READERS)
+    events = AuditEvent.objects.filter(project_id__in=allowed)
+    for name, value in filters.items():
+        if name not in AUDIT_SCREEN_FILTERS:
+            raise ValueError(f"{name}: unknown filter; use {', '.join(AUDIT_SCREEN_FILTERS)}")
+        if not value:
+            continue
+        if name == "project":
+            if not value.isdigit() or int(value) not in allowed:
+                raise ValueError(f"project: {value!r} is not a project whose audit log you read")
+            events = events.filter(project_id=int(value))
+        elif name == "actor":
+            events = events.filter(actor_username=value)
+        elif name == "action":
+            events = events.filter(action__startswith=value)
+        elif name == "since":
+            events = events.filter(created_at__date__gte=_day(value, name))
+        elif name == "until":
+            events = events.filter(created_at__date__lte=_day(value, name))
+    return events.select_related("project").order_by("-seq")
+
+
+def approval_policy_for(project: Project) -> ApprovalPolicy:
+    """The project's policy, or the default (one engineering lead, one compliance officer)
+    unsaved when none was set."""
+    return ApprovalPolicy.objects.filter(project=project).first() or ApprovalPolicy(project=project)
+
+
+@dataclass
+class ApprovalStatus:
+    required: dict[str, int]
+    approvals: dict[str, int]
+    rejections: list[SignOff] = field(default_factory=list)
+    signoffs: list[SignOff] = field(default_factory=list)
+
+    @property
+    def missing(self) -> list[str]:
+        return [
+            f"{need - self.approvals.get(role, 0)} × {SignOffRole(role).label}"
+            for role, need in sorted(self.required.items())
+            if self.approvals.get(role, 0) < need
+        ]
+
+    @property
+    def satisfied(self) -> bool:
+        return not self.missing and not self.rejections
+
+
+def approval_status(*, version: ModelVersion) -> ApprovalStatus:
+    policy = approval_policy_for(version.project)
+    signoffs = list(SignOff.objects.filter(model_version=version).select_related("user"))
+    approvals: dict[str, int] = {}
+    for s in signoffs:
+        if s.decision == SignOff.Decision.APPROVE:
+            approvals[s.role] = approvals.get(s.role, 0) + 1
+    return ApprovalStatus(
+        required={k: v for k, v in policy.required.items() if v},
+        approvals=approvals,
+        rejections=[s for s in signoffs if s.decision == SignOff.Decision.REJECT],
+        signoffs=signoffs,
+    )
+
+
+@dataclass
+class VersionRow:
+    version: ModelVersion
+    gate: GateRun | None
+    approvals: ApprovalStatus
+    dossier: Dossier | None
+
+
+def version_rows_for_user(*, user: User, query: str = "") -> list[VersionRow]:
+    """Model versions of the caller's governance projects with their gate, approvals and
+    latest dossier, for the compliance home page."""
+    allowed = project_ids_for_user(user=user, roles=GOVERNANCE_READERS)
+    versions = ModelVersion.objects.filter(project_id__in=allowed).select_related("project")
+    if query:
+        versions = versions.filter(Q(name__icontains=query) | Q(project__name__icontains=query))
+    return [_row(v) for v in versions.order_by("project__name", "-created_at", "-id")[:200]]
+
+
+def _row(version: ModelVersion) -> VersionRow:
+    gate = (
+        GateRun.objects.filter(model_version_id=version.pk)
+        .select_related("gate")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    dossier = Dossier.objects.filter(model_version=version).order_by("-created_at", "-id").first()
+    return VersionRow(version, gate, approval_status(version=version), dossier)
+
+
+def version_get_for_user(*, user: User, version_id: int) -> VersionRow | None:
+    allowed = project_ids_for_user(user=user, roles=GOVERNANCE_READERS)
+    version = (
+        ModelVersion.objects.filter(pk=version_id, project_id__in=allowed)
+        .select_related("project", "base_model", "job")
+        .first()
+    )
+    return _row(version) if version else None
+
+
+def stage_changes_for_version(*, version: ModelVersion) -> QuerySet[StageChange]:
+    return StageChange.objects.filter(model_version=version).select_related("actor")
+
+
+def use_declaration_for(*, version: ModelVersion) -> UseDeclaration | None:
+    return UseDeclaration.objects.filter(model_version=version).first()
+
+
+def dossier_get_for_user(*, user: User, dossier_id: int) -> Dossier | None:
+    allowed = project_ids_for_user(user=user, roles=GOVERNANCE_READERS)
+    return (
+        Dossier.objects.filter(pk=dossier_id, project_id__in=allowed)
+        .select_related("model_version")
+        .first()
+    )
+
+
+def download_list_for_user(*, user: User) -> QuerySet[DossierDownload]:
+    allowed = project_ids_for_user(user=user, roles=AUDIT_READERS)
+    return (
+        DossierDownload.objects.filter(project_id__in=allowed)
+        .select_related("user", "model_version", "project")
+        .order_by("-created_at", "-id")
+    )

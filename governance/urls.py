@@ -1,6 +1,23 @@
 from django.urls import path
 
-from governance import api
+from governance import api, views
+
+app_name = "governance"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("versions/<int:version_id>/", views.version_detail, name="version"),
+    path("versions/<int:version_id>/signoff/", views.signoff, name="signoff"),
+    path("versions/<int:version_id>/promote/", views.promote, name="promote"),
+    path("versions/<int:version_id>/declaration/", views.declare, name="declare"),
+    path("versions/<int:version_id>/dossier/", views.dossier_request, name="dossier_request"),
+    path("dossiers/<int:dossier_id>/download/", views.dossier_download, name="dossier_download"),
+    path("projects/<int:project_id>/rollback/", views.rollback, name="rollback"),
+    path("verify/", views.verify, name="verify"),
+    path("public-key.pem", views.public_key, name="public_key"),
+    path("audit/", views.audit_log, name="audit"),
+    path("access-log/", views.access_log, name="access_log"),
+]
 
 api_urlpatterns = [
     path(
@@ -9,4 +26,3 @@ api_urlpatterns = [
         name="api-audit-events",
     ),
 ]
-urlpatterns: list = []

@@ -1,1 +1,322 @@
-"""Pages for compliance staff: audit log, approvals and dossiers."""
+"""Pages for compliance staff: model versions with gates, approvals and dossiers; the audit
+log and the access log; dossier download and verification. Compliance users read, download
+and sign off; every other write here needs the engineer or admin role (the services check
+it too)."""
+
+import csv
+import io
+import json
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from governance import keys, selectors
+from governance.dossier.signing import public_key_pem
+from governance.models import Dossier, SignOffRole
+from governance.services import approvals, dossiers
+from portal.models import Role
+from portal.selectors import project_access_get
+
+PROMOTERS = (Role.ENGINEER, Role.ADMIN)
+DOSSIER_REQUESTERS = (Role.COMPLIANCE, Role.ENGINEER, Role.ADMIN)
+MAX_VERIFY_BYTES = 1024**3
+
+
+def _version_or_404(request, version_id):
+    row = selectors.version_get_for_user(user=request.user, version_id=version_id)
+    if row is None:
+        raise Http404("No such model version.")
+    access = project_access_get(project_id=row.version.project_id, user=request.user)
+    return row, access
+
+
+def _client_ip(request: HttpRequest) -> str | None:
+    """The caller's address; behind N trusted proxies (AXES_PROXY_COUNT), the Nth entry of
+    X-Forwarded-For from the right, as django-axes reads it."""
+    proxies = getattr(settings, "AXES_IPWARE_PROXY_COUNT", 0)
+    forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    if proxies and len([p for p in forwarded if p]) >= proxies:
+        return forwarded[-proxies] or None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()
+    rows = selectors.version_rows_for_user(user=request.user, query=query)
+    if (
+        not rows
+        and not query
+        and not selectors.project_ids_for_user(
+            user=request.user, roles=selectors.GOVERNANCE_READERS
+        )
+    ):
+        raise PermissionDenied(
+            "The compliance screens need the compliance, engineer or admin role."
+        )
+    return render(
+        request,
+        "governance/home.html",
+        {"rows": rows, "query": query, "key_id": keys.signing_key_id()},
+    )
+
+
+def _version_context(request, row, access, **extra) -> dict:
+    version = row.version
+    return {
+        "row": row,
+        "version": version,
+        "access": access,
+        "can_promote": access.has(*PROMOTERS),
+        "next_stage": approvals.NEXT_STAGE.get(version.stage),
+        "signoff_roles": [
+            (role.value, role.label)
+            for role in SignOffRole
+            if access.has(approvals.SIGNOFF_ROLE_NEEDS[role])
+        ],
+        "stage_changes": selectors.stage_changes_for_version(version=version),
+        "declaration": selectors.use_declaration_for(version=version),
+        **extra,
+    }
+
+
+@login_required
+@require_GET
+def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
+    row, access = _version_or_404(request, version_id)
+    template = "governance/version.html#dossier" if request.htmx else "governance/version.html"
+    return render(request, template, _version_context(request, row, access))
+
+
+def _refused(request, row, access, error: ValidationError) -> HttpResponse:
+    text = "; ".join(
+        f"{k}: {' '.join(v)}" if k != "__all__" else " ".join(v)
+        for k, v in getattr(error, "message_dict", {"__all__": error.messages}).items()
+    )
+    return render(
+        request,
+        "governance/version.html",
+        _version_context(request, row, access, error=text),
+        status=400,
+    )
+
+
+@login_required
+@require_POST
+def signoff(request: HttpRequest, version_id: int) -> HttpResponse:
+    row, access = _version_or_404(request, version_id)
+    try:
+        approvals.signoff_record(
+            actor=request.user,
+            version=row.version,
+            role=request.POST.get("role", ""),
+            decision=request.POST.get("decision", ""),
+            comment=request.POST.get("comment", ""),
+        )
+    except ValidationError as error:
+        return _refused(request, row, access, error)
+    messages.success(request, "Sign-off recorded.")
+    return redirect("governance:version", version_id=version_id)
+
+
+@login_required
+@require_POST
+def promote(request: HttpRequest, version_id: int) -> HttpResponse:
+    row, access = _version_or_404(request, version_id)
+    access.require(*PROMOTERS)
+    try:
+        approvals.model_version_promote_approved(
+            actor=request.user,
+            version=row.version,
+            stage=request.POST.get("stage", ""),
+            reason=request.POST.get("reason", ""),
+        )
+    except ValidationError as error:
+        return _refused(request, row, access, error)
+    messages.success(request, f"{row.version} is now {request.POST.get('stage')}.")
+    return redirect("governance:version", version_id=version_id)
+
+
+@login_required
+@require_POST
+def rollback(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = project_access_get(project_id=project_id, user=request.user)
+    access.require(*PROMOTERS)
+    try:
+        restored = approvals.model_version_rollback(
+            actor=request.user, project=access.project, reason=request.POST.get("reason", "")
+        )
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("governance:home")
+    messages.success(request, f"Production rolled back to {restored}.")
+    return redirect("governance:version", version_id=restored.pk)
+
+
+@login_required
+@require_POST
+def declare(request: HttpRequest, version_id: int) -> HttpResponse:
+    row, access = _version_or_404(request, version_id)
+    access.require(*approvals.DECLARERS)
+    try:
+        approvals.use_declaration_set(
+            actor=request.user,
+            version=row.version,
+            intended_use=request.POST.get("intended_use", ""),
+            limitations=request.POST.get("limitations", ""),
+            out_of_scope=request.POST.get("out_of_scope", ""),
+            license=request.POST.get("license", ""),
+            commercial_use=request.POST.get("commercial_use") == "on",
+        )
+    except ValidationError as error:
+        return _refused(request, row, access, error)
+    messages.success(request, "Intended use recorded.")
+    return redirect("governance:version", version_id=version_id)
+
+
+@login_required
+@require_POST
+def dossier_request(request: HttpRequest, version_id: int) -> HttpResponse:
+    row, access = _version_or_404(request, version_id)
+    access.require(*DOSSIER_REQUESTERS)
+    dossiers.dossier_request(actor=request.user, version=row.version)
+    if request.htmx:
+        row, access = _version_or_404(request, version_id)
+        return render(
+            request, "governance/version.html#dossier", _version_context(request, row, access)
+        )
+    return redirect("governance:version", version_id=version_id)
+
+
+@login_required
+@require_GET
+def dossier_download(request: HttpRequest, dossier_id: int) -> FileResponse:
+    dossier = selectors.dossier_get_for_user(user=request.user, dossier_id=dossier_id)
+    if dossier is None or dossier.status != Dossier.Status.SUCCEEDED:
+        raise Http404("No such dossier, or it is not built yet.")
+    project_access_get(project_id=dossier.project_id, user=request.user).require(
+        *DOSSIER_REQUESTERS
+    )
+    try:
+        handle = open(dossier.file_path, "rb")  # noqa: SIM115 - FileResponse closes it
+    except OSError:
+        raise Http404("The dossier file is gone; request it again to rebuild it.") from None
+    dossiers.dossier_download_record(
+        actor=request.user,
+        dossier=dossier,
+        ip_address=_client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+    )
+    return FileResponse(
+        handle, as_attachment=True, filename=dossier.file_name, content_type="application/zip"
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def verify(request: HttpRequest) -> HttpResponse:
+    if not selectors.project_ids_for_user(user=request.user, roles=selectors.GOVERNANCE_READERS):
+        raise PermissionDenied("Verifying dossiers needs the compliance, engineer or admin role.")
+    context: dict = {"key_id": keys.signing_key_id()}
+    status = 200
+    if request.method == "POST":
+        upload = request.FILES.get("dossier")
+        if upload is None:
+            context["error"] = "dossier: choose the .zip file to verify."
+            status = 400
+        elif upload.size > MAX_VERIFY_BYTES:
+            context["error"] = f"dossier: {upload.name} is larger than {MAX_VERIFY_BYTES} bytes."
+            status = 400
+        else:
+            context["report"] = dossiers.dossier_verify(data=upload.read())
+            context["file_name"] = upload.name
+    return render(request, "governance/verify.html", context, status=status)
+
+
+@login_required
+@require_GET
+def public_key(request: HttpRequest) -> HttpResponse:
+    pem = public_key_pem(keys.signing_key().public_key())
+    return HttpResponse(pem, content_type="application/x-pem-file")
+
+
+AUDIT_EXPORT_FIELDS = [
+    "seq",
+    "created_at",
+    "project_id",
+    "actor_username",
+    "action",
+    "target_type",
+    "target_id",
+    "data",
+    "prev_hash",
+    "hash",
+]
+
+
+@login_required
+@require_GET
+def audit_log(request: HttpRequest) -> HttpResponse:
+    if not selectors.project_ids_for_user(user=request.user, roles=selectors.AUDIT_READERS):
+        raise PermissionDenied("The audit log needs the compliance or admin role.")
+    filters = {k: request.GET.get(k, "").strip() for k in selectors.AUDIT_SCREEN_FILTERS}
+    export = request.GET.get("export", "")
+    try:
+        events = selectors.audit_event_list_for_user(user=request.user, filters=filters)
+    except ValueError as error:
+        return render(
+            request,
+            "governance/audit.html",
+            {"error": str(error), "filters": filters, "projects": _audit_projects(request)},
+            status=400,
+        )
+    if export in ("csv", "jsonl"):
+        return _audit_export(events, export)
+    page = Paginator(events, 100).get_page(request.GET.get("page"))
+    query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
+    return render(
+        request,
+        "governance/audit.html",
+        {"page": page, "filters": filters, "query": query, "projects": _audit_projects(request)},
+    )
+
+
+def _audit_projects(request):
+    return selectors.audit_projects_for_user(user=request.user)
+
+
+def _audit_export(events, fmt: str) -> HttpResponse:
+    rows = events.order_by("seq").values_list(*AUDIT_EXPORT_FIELDS)
+    out = io.StringIO()
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(AUDIT_EXPORT_FIELDS)
+        for row in rows.iterator(chunk_size=2000):
+            writer.writerow([json.dumps(v) if isinstance(v, dict) else v for v in row])
+        content_type = "text/csv"
+    else:
+        for row in rows.iterator(chunk_size=2000):
+            out.write(json.dumps(dict(zip(AUDIT_EXPORT_FIELDS, row, strict=True)), default=str))
+            out.write("\n")
+        content_type = "application/x-ndjson"
+    response = HttpResponse(out.getvalue(), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="audit-log.{fmt}"'
+    return response
+
+
+@login_required
+@require_GET
+def access_log(request: HttpRequest) -> HttpResponse:
+    if not selectors.project_ids_for_user(user=request.user, roles=selectors.AUDIT_READERS):
+        raise PermissionDenied("The access log needs the compliance or admin role.")
+    page = Paginator(selectors.download_list_for_user(user=request.user), 100).get_page(
+        request.GET.get("page")
+    )
+    return render(request, "governance/access_log.html", {"page": page})

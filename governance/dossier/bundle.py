@@ -1,0 +1,146 @@
+"""The dossier's container: a zip whose every byte follows from its files' names and contents.
+
+Our own writer rather than `zipfile`'s: entries sorted by name, stored (not deflated, so no
+zlib version can change a byte), one fixed timestamp, fixed permissions, UTF-8 names, no extra
+fields and no comment. The verifier rebuilds the container from the entries it read and
+compares bytes, so a change to metadata outside the signed files is caught too.
+"""
+
+import hashlib
+import json
+import struct
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from governance.dossier.signing import envelope_sign, key_fingerprint, public_key_pem
+
+MANIFEST = "manifest.json"
+ENVELOPE = "manifest.dsse.json"
+PUBLIC_KEY = "public_key.pem"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "urn:tuning-portal:dossier:v1"
+
+_VERSION = 20  # 2.0: the lowest version that allows folders in names
+_FLAGS = 0x0800  # names are UTF-8
+_DOS_DATE = (0 << 9) | (1 << 5) | 1  # 1980-01-01, the earliest date a zip can hold
+_DOS_TIME = 0
+_MODE = 0o100644 << 16  # a regular file, rw-r--r--
+_UNIX = 3 << 8
+_LIMIT = 0xFFFFFFFF  # no zip64: a dossier is far below 4 GiB
+
+
+class BundleError(ValueError):
+    pass
+
+
+def check_name(name: str) -> None:
+    """Entry names are relative POSIX paths without '.', '..' or empty parts."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+        raise BundleError(f"{name!r} is not a safe relative file name for a dossier entry")
+
+
+def zip_bytes(files: Mapping[str, bytes]) -> bytes:
+    """A stored zip of `files`, entries in sorted order, identical for identical input."""
+    out = bytearray()
+    central = bytearray()
+    names = sorted(files)
+    if len(names) >= 0xFFFF:
+        raise BundleError(f"{len(names)} entries is more than a zip without zip64 holds")
+    for name in names:
+        check_name(name)
+        data = files[name]
+        raw_name = name.encode("utf-8")
+        if len(data) >= _LIMIT or len(out) >= _LIMIT:
+            raise BundleError(f"{name}: the dossier would pass 4 GiB, which needs zip64")
+        crc = zlib.crc32(data) & 0xFFFFFFFF
+        offset = len(out)
+        out += struct.pack(
+            "<4s5H3I2H",
+            b"PK\x03\x04",
+            _VERSION,
+            _FLAGS,
+            0,
+            _DOS_TIME,
+            _DOS_DATE,
+            crc,
+            len(data),
+            len(data),
+            len(raw_name),
+            0,
+        )
+        out += raw_name
+        out += data
+        central += struct.pack(
+            "<4s6H3I5H2I",
+            b"PK\x01\x02",
+            _UNIX | _VERSION,
+            _VERSION,
+            _FLAGS,
+            0,
+            _DOS_TIME,
+            _DOS_DATE,
+            crc,
+            len(data),
+            len(data),
+            len(raw_name),
+            0,
+            0,
+            0,
+            0,
+            _MODE,
+            offset,
+        )
+        central += raw_name
+    directory_offset = len(out)
+    out += central
+    out += struct.pack(
+        "<4s4H2IH", b"PK\x05\x06", 0, 0, len(names), len(names), len(central), directory_offset, 0
+    )
+    return bytes(out)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def json_bytes(value: Any) -> bytes:
+    """Readable JSON with sorted keys and a final newline: stable bytes for stable input."""
+    return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def statement_bytes(files: Mapping[str, bytes], predicate: Mapping[str, Any]) -> bytes:
+    """manifest.json: an in-toto Statement whose subjects are every other file of the bundle."""
+    return json_bytes(
+        {
+            "_type": STATEMENT_TYPE,
+            "subject": [
+                {"name": name, "digest": {"sha256": sha256_hex(files[name])}}
+                for name in sorted(files)
+            ],
+            "predicateType": PREDICATE_TYPE,
+            "predicate": dict(predicate),
+        }
+    )
+
+
+def bundle_build(
+    files: Mapping[str, bytes], predicate: Mapping[str, Any], key: Ed25519PrivateKey
+) -> bytes:
+    """Sign and pack `files` with their manifest, its DSSE envelope and the public key."""
+    reserved = {MANIFEST, ENVELOPE, PUBLIC_KEY}.intersection(files)
+    if reserved:
+        raise BundleError(f"{sorted(reserved)} are written by the bundler, not passed in")
+    contents = dict(files)
+    contents[PUBLIC_KEY] = public_key_pem(key.public_key())
+    predicate = {
+        **predicate,
+        "signing_key": {"algorithm": "ed25519", "keyid": key_fingerprint(key.public_key())},
+    }
+    manifest = statement_bytes(contents, predicate)
+    contents[MANIFEST] = manifest
+    contents[ENVELOPE] = envelope_sign(manifest, key)
+    return zip_bytes(contents)

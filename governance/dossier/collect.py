@@ -1,0 +1,577 @@
+"""Everything a dossier says, read from the other apps through their models and selectors.
+
+`dossier_inputs` gathers the small facts (lineage, hashes, configs, evaluation, approvals,
+the audit excerpt); their canonical hash is the build's cache key. `annotation_figures`
+reads the heavy part (per-item annotations of the snapshots), which the snapshots' manifest
+hashes already stand for in the key. Missing pieces are reported as missing, never filled in.
+"""
+
+import hashlib
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.apps import apps
+from django.db.models import Q
+
+from annotation.agreement import LabelTable, agreement_summary
+from annotation.models import Annotation, Dataset, DatasetUpload, GoldLabel, LabelSchema
+from annotation.schemas import agreement_key, metric_level
+from annotation.selectors import pseudonym, settings_for
+from evaluation import selectors as evaluation_selectors
+from evaluation.models import Campaign, Contestant, GateRun, MetricRun
+from governance.chain import canonical_json
+from governance.dossier.licenses import license_check
+from governance.models import (
+    ApprovalPolicy,
+    AuditEvent,
+    DossierDownload,
+    SignOff,
+    StageChange,
+    UseDeclaration,
+    default_required_signoffs,
+)
+from training.models import BaseModel, ModelVersion, TrainingJob, TrainingMetric
+
+# Bump when the dossier's layout or rendering changes, so cached builds are not reused.
+DOSSIER_FORMAT = 1
+
+
+def _snapshot_models():
+    """annotation.Snapshot and SnapshotMember, or (None, None) where curation is absent."""
+    try:
+        return apps.get_model("annotation", "Snapshot"), apps.get_model(
+            "annotation", "SnapshotMember"
+        )
+    except LookupError:
+        return None, None
+
+
+def _when(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity; the dossier writes null for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+@dataclass
+class Lineage:
+    version: ModelVersion
+    versions: list[ModelVersion] = field(default_factory=list)
+    jobs: list[TrainingJob] = field(default_factory=list)
+    base_models: list[BaseModel] = field(default_factory=list)
+    snapshots: list[Any] = field(default_factory=list)
+    datasets: list[Dataset] = field(default_factory=list)
+    edges: list[tuple[str, str, str]] = field(default_factory=list)  # (from, to, relation)
+    snapshot_by_job: dict[int, Any] = field(default_factory=dict)
+
+
+def _job_snapshot(job: TrainingJob, snapshot_model) -> Any:
+    if snapshot_model is None:
+        return None
+    snapshot_id = getattr(job, "snapshot_id", None)
+    if snapshot_id:
+        return snapshot_model.objects.filter(pk=snapshot_id).first()
+    if job.manifest_sha256:
+        return (
+            snapshot_model.objects.filter(
+                project_id=job.project_id, manifest_sha256=job.manifest_sha256
+            )
+            .order_by("id")
+            .first()
+        )
+    return None
+
+
+def lineage_for(version: ModelVersion) -> Lineage:
+    """The version and everything it came from: parent versions (and the reward model a GRPO
+    job scored with), their jobs, base models, snapshots and the snapshots' datasets."""
+    snapshot_model, member_model = _snapshot_models()
+    lineage = Lineage(version=version)
+    seen: dict[int, ModelVersion] = {}
+    todo = [version.pk]
+    while todo:
+        batch = [pk for pk in todo if pk not in seen]
+        todo = []
+        for v in ModelVersion.objects.filter(pk__in=batch).select_related("job", "base_model"):
+            seen[v.pk] = v
+            lineage.edges.append((f"base:{v.base_model_id}", f"version:{v.pk}", "base model"))
+            if v.parent_id:
+                todo.append(v.parent_id)
+                lineage.edges.append((f"version:{v.parent_id}", f"version:{v.pk}", "parent"))
+            job = v.job
+            if job is None:
+                continue
+            lineage.edges.append((f"job:{job.pk}", f"version:{v.pk}", "produced"))
+            for ref, relation in (
+                (job.parent_version_id, "trained from"),
+                (job.reward_version_id, "reward model"),
+            ):
+                if ref:
+                    todo.append(ref)
+                    lineage.edges.append((f"version:{ref}", f"job:{job.pk}", relation))
+    lineage.versions = sorted(seen.values(), key=lambda v: v.pk)
+    lineage.jobs = sorted((v.job for v in lineage.versions if v.job), key=lambda j: j.pk)
+    lineage.base_models = list(
+        BaseModel.objects.filter(pk__in={v.base_model_id for v in lineage.versions}).order_by("pk")
+    )
+    snapshots: dict[int, Any] = {}
+    for job in lineage.jobs:
+        snapshot = _job_snapshot(job, snapshot_model)
+        if snapshot is not None:
+            snapshots[snapshot.pk] = snapshot
+            lineage.snapshot_by_job[job.pk] = snapshot
+            lineage.edges.append((f"snapshot:{snapshot.pk}", f"job:{job.pk}", "training data"))
+    lineage.snapshots = [snapshots[k] for k in sorted(snapshots)]
+    if lineage.snapshots and member_model is not None:
+        pairs = (
+            member_model.objects.filter(snapshot__in=lineage.snapshots)
+            .values_list("snapshot_id", "item__dataset_id")
+            .distinct()
+        )
+        dataset_ids = set()
+        for snapshot_id, dataset_id in pairs:
+            dataset_ids.add(dataset_id)
+            lineage.edges.append((f"dataset:{dataset_id}", f"snapshot:{snapshot_id}", "items"))
+        lineage.datasets = list(Dataset.objects.filter(pk__in=dataset_ids).order_by("pk"))
+    lineage.edges = sorted(set(lineage.edges))
+    return lineage
+
+
+def lineage_targets(lineage: Lineage) -> dict[str, list[str]]:
+    """Audit target types and ids whose events belong to this lineage's excerpt."""
+    version_ids = [v.pk for v in lineage.versions]
+    targets = {
+        "training.modelversion": version_ids,
+        "training.trainingjob": [j.pk for j in lineage.jobs],
+        "training.basemodel": [b.pk for b in lineage.base_models],
+        "annotation.snapshot": [s.pk for s in lineage.snapshots],
+        "annotation.dataset": [d.pk for d in lineage.datasets],
+        "annotation.datasetupload": list(
+            DatasetUpload.objects.filter(dataset__in=lineage.datasets).values_list("pk", flat=True)
+        ),
+        "governance.signoff": list(
+            SignOff.objects.filter(model_version_id__in=version_ids).values_list("pk", flat=True)
+        ),
+        "governance.usedeclaration": list(
+            UseDeclaration.objects.filter(model_version_id__in=version_ids).values_list(
+                "pk", flat=True
+            )
+        ),
+        "evaluation.gaterun": list(
+            GateRun.objects.filter(model_version_id__in=version_ids).values_list("pk", flat=True)
+        ),
+    }
+    return {kind: sorted(str(pk) for pk in ids) for kind, ids in targets.items() if ids}
+
+
+def audit_excerpt(lineage: Lineage) -> list[dict[str, Any]]:
+    """The lineage's audit events with the hashes a verifier needs, in chain order."""
+    query = Q(pk__in=[])
+    for kind, ids in lineage_targets(lineage).items():
+        query |= Q(target_type=kind, target_id__in=ids)
+    return [
+        {**event.payload(), "prev_hash": event.prev_hash, "hash": event.hash}
+        for event in AuditEvent.objects.filter(query).order_by("seq")
+    ]
+
+
+def _version_row(v: ModelVersion) -> dict[str, Any]:
+    return {
+        "id": v.pk,
+        "name": v.name,
+        "kind": str(v.kind),
+        "task": str(v.task),
+        "stage": str(v.stage),
+        "base_model": v.base_model_id,
+        "parent": v.parent_id,
+        "job": v.job_id,
+        "base_weights_sha256": v.base_weights_sha256,
+        "checkpoint_sha256": dict(sorted(v.checkpoint_sha256.items())),
+        "metrics": _finite(v.metrics),
+        "created_at": _when(v.created_at),
+    }
+
+
+def _job_row(job: TrainingJob, snapshot) -> dict[str, Any]:
+    curves: dict[str, list[list[float]]] = defaultdict(list)
+    for step, values in TrainingMetric.objects.filter(job=job).values_list("step", "values"):
+        for name, value in sorted((values or {}).items()):
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            if numeric and math.isfinite(value):
+                curves[name].append([step, value])
+    return {
+        "id": job.pk,
+        "name": job.name,
+        "kind": str(job.kind),
+        "method": str(job.method),
+        "status": str(job.status),
+        "base_model": job.base_model_id,
+        "parent_version": job.parent_version_id,
+        "reward_version": job.reward_version_id,
+        "snapshot": snapshot.pk if snapshot is not None else None,
+        "manifest_sha256": job.manifest_sha256,
+        "data": _finite(job.data),
+        "config": _finite(job.config),
+        "seed": job.seed,
+        "environment": _finite(job.environment),
+        "checkpoint_sha256": dict(sorted(job.checkpoint_sha256.items())),
+        "result": _finite(job.result),
+        "curves": dict(sorted(curves.items())),
+        "created_at": _when(job.created_at),
+        "finished_at": _when(job.finished_at),
+    }
+
+
+def _dataset_row(d: Dataset) -> dict[str, Any]:
+    return {
+        "id": d.pk,
+        "name": d.name,
+        "file_name": d.file_name,
+        "file_format": d.file_format,
+        "file_sha256": d.file_sha256,
+        "file_bytes": d.file_bytes,
+        "rows": d.row_count,
+        "source_description": d.source_description,
+        "license": d.license,
+        "consent_basis": d.consent_basis,
+        "collection_date": d.collection_date.isoformat(),
+        "synthetic": d.synthetic,
+        "created_at": _when(d.created_at),
+    }
+
+
+def _snapshot_row(s) -> dict[str, Any]:
+    return {
+        "id": s.pk,
+        "name": s.name,
+        "version": s.version,
+        "task_type": s.task_type,
+        "seed": s.seed,
+        "split_ratios": s.split_ratios,
+        "filter": s.filter,
+        "member_count": s.member_count,
+        "manifest_sha256": s.manifest_sha256,
+        "stats": _finite(s.stats),
+        "created_at": _when(s.created_at),
+    }
+
+
+def _evaluation(lineage: Lineage) -> dict[str, Any]:
+    version_ids = [lineage.version.pk]
+    contestants = list(Contestant.objects.filter(model_version_id__in=version_ids).order_by("pk"))
+    metric_runs = (
+        MetricRun.objects.filter(contestant__in=contestants, status=MetricRun.Status.SUCCEEDED)
+        .select_related("prompt_set", "contestant")
+        .order_by("pk")
+    )
+    campaigns = Campaign.objects.filter(contestants__in=contestants).distinct().order_by("pk")
+    ratings = []
+    for campaign in campaigns:
+        results = evaluation_selectors.campaign_results(campaign=campaign).as_dict()
+        results.pop("raters", None)  # reviewer names stay in the portal
+        ratings.append(
+            {
+                **_finite(results),
+                "adversarial": campaign.prompt_set.adversarial,
+                "status": campaign.status,
+            }
+        )
+    gate_runs = GateRun.objects.filter(model_version_id__in=version_ids).select_related("gate")
+    return {
+        "contestants": [{"id": c.pk, "label": c.label} for c in contestants],
+        "offline_metrics": [
+            {
+                "id": run.pk,
+                "contestant": run.contestant.label,
+                "prompt_set": run.prompt_set.name,
+                "kind": run.kind,
+                "general": run.prompt_set.general,
+                "adversarial": run.prompt_set.adversarial,
+                "results": _finite(run.results),
+                "slices": _finite(run.slices),
+                "finished_at": _when(run.finished_at),
+            }
+            for run in metric_runs
+        ],
+        "ratings": ratings,
+        "gates": [
+            {
+                "id": run.pk,
+                "gate": run.gate.name,
+                "passed": run.passed,
+                "results": _finite(run.results),
+                "created_at": _when(run.created_at),
+            }
+            for run in gate_runs.order_by("created_at", "pk")
+        ],
+    }
+
+
+def _approvals(version: ModelVersion) -> dict[str, Any]:
+    policy = ApprovalPolicy.objects.filter(project_id=version.project_id).first()
+    required = policy.required if policy else default_required_signoffs()
+    return {
+        "required": dict(sorted(required.items())),
+        "policy_is_default": policy is None,
+        "signoffs": [
+            {
+                "id": s.pk,
+                "role": s.role,
+                "decision": s.decision,
+                "user": s.user.get_username(),
+                "comment": s.comment,
+                "created_at": _when(s.created_at),
+            }
+            for s in SignOff.objects.filter(model_version=version).select_related("user")
+        ],
+        "stage_changes": [
+            {
+                "version": c.model_version_id,
+                "from": c.from_stage,
+                "to": c.to_stage,
+                "kind": c.kind,
+                "gate_run": c.gate_run_id,
+                "reason": c.reason,
+                "actor": c.actor.get_username(),
+                "created_at": _when(c.created_at),
+            }
+            for c in StageChange.objects.filter(model_version=version).select_related("actor")
+        ],
+    }
+
+
+def _declaration(version: ModelVersion) -> dict[str, Any] | None:
+    d = UseDeclaration.objects.filter(model_version=version).first()
+    if d is None:
+        return None
+    return {
+        "intended_use": d.intended_use,
+        "limitations": d.limitations,
+        "out_of_scope": d.out_of_scope,
+        "license": d.license,
+        "commercial_use": d.commercial_use,
+        "updated_at": _when(d.updated_at),
+    }
+
+
+def _access_log(version: ModelVersion, until) -> list[dict[str, Any]]:
+    downloads = DossierDownload.objects.filter(model_version=version).select_related("user")
+    # No anchor event means nothing happened to this lineage yet; nothing to list either.
+    downloads = downloads.filter(created_at__lte=until) if until else downloads.none()
+    return [
+        {
+            "user": d.user.get_username(),
+            "ip_address": d.ip_address,
+            "dossier": d.dossier_id,
+            "at": _when(d.created_at),
+        }
+        for d in downloads.order_by("created_at", "pk")
+    ]
+
+
+def dossier_inputs(version: ModelVersion, *, signing_key_id: str) -> tuple[dict[str, Any], Lineage]:
+    """The small facts of a dossier as JSON-ready data. Its canonical hash is the cache key:
+    any change to the lineage, evaluation, approvals or their audit trail changes it."""
+    lineage = lineage_for(version)
+    events = audit_excerpt(lineage)
+    anchor = {"seq": events[-1]["seq"], "hash": events[-1]["hash"]} if events else {"seq": 0}
+    until = (
+        AuditEvent.objects.filter(seq=anchor["seq"]).values_list("created_at", flat=True).first()
+    )
+    declaration = _declaration(version)
+    upstream = [(f"dataset {d.name}", d.license) for d in lineage.datasets] + [
+        (f"base model {b.name}", b.license) for b in lineage.base_models
+    ]
+    licenses = license_check(
+        upstream=upstream,
+        declared=declaration["license"] if declaration else None,
+        commercial_use=declaration["commercial_use"] if declaration else None,
+    )
+    inputs = {
+        "format": DOSSIER_FORMAT,
+        "signing_key_id": signing_key_id,
+        "project": {"id": version.project_id, "name": version.project.name},
+        "version": _version_row(version),
+        "declaration": declaration,
+        "lineage": {
+            "versions": [_version_row(v) for v in lineage.versions],
+            "jobs": [_job_row(j, lineage.snapshot_by_job.get(j.pk)) for j in lineage.jobs],
+            "base_models": [
+                {
+                    "id": b.pk,
+                    "name": b.name,
+                    "source": b.source,
+                    "architecture": b.architecture,
+                    "parameter_count": b.parameter_count,
+                    "license": b.license,
+                    "weights_sha256": b.weights_sha256,
+                }
+                for b in lineage.base_models
+            ],
+            "snapshots": [_snapshot_row(s) for s in lineage.snapshots],
+            "datasets": [_dataset_row(d) for d in lineage.datasets],
+            "edges": [list(e) for e in lineage.edges],
+            "snapshots_available": _snapshot_models()[0] is not None,
+        },
+        "licenses": [f.as_dict() for f in licenses],
+        "evaluation": _evaluation(lineage),
+        "approvals": _approvals(version),
+        "audit": {"head": anchor, "events": events},
+        "access_log": _access_log(version, until),
+    }
+    return inputs, lineage
+
+
+def inputs_sha256(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(inputs)).hexdigest()
+
+
+def annotation_figures(snapshot, *, annotated_before=None) -> dict[str, Any]:
+    """Who labelled the snapshot's items (as pseudonyms), under which schema and guideline
+    versions, how well they agreed, and how disagreements were settled. Only answers given
+    before the snapshot was taken count, so the figures do not drift afterwards."""
+    _, member_model = _snapshot_models()
+    project = snapshot.project
+    settings = settings_for(project)
+    members = member_model.objects.filter(snapshot=snapshot)
+    cutoff = annotated_before or snapshot.created_at
+    rows = list(
+        Annotation.objects.filter(
+            item_id__in=members.values("item_id"), undone=False, submitted_at__lte=cutoff
+        )
+        .order_by("item_id", "annotator_id")
+        .values_list("item_id", "annotator_id", "value", "schema_id", "guideline_id")
+    )
+    schemas = {
+        s.pk: s for s in LabelSchema.objects.filter(pk__in={r[3] for r in rows}).order_by("pk")
+    }
+    guideline_versions = dict(
+        apps.get_model("annotation", "Guideline")
+        .objects.filter(pk__in={r[4] for r in rows if r[4]})
+        .values_list("pk", "version")
+    )
+    per_annotator = Counter(r[1] for r in rows)
+    figures: dict[str, Any] = {
+        "snapshot": snapshot.pk,
+        "items": members.count(),
+        "splits": dict(sorted(Counter(members.values_list("split", flat=True)).items())),
+        "gold_methods": dict(sorted(Counter(members.values_list("method", flat=True)).items())),
+        "annotations": len(rows),
+        "annotators": len(per_annotator),
+        "labels_per_annotator": sorted(
+            ([pseudonym(settings, a), n] for a, n in per_annotator.items()),
+            key=lambda pair: (-pair[1], pair[0]),
+        ),
+        "schema_versions": sorted({(schemas[r[3]].version, schemas[r[3]].task_type) for r in rows}),
+        "guideline_versions": sorted(
+            dict(Counter(guideline_versions.get(r[4]) for r in rows if r[4])).items()
+        ),
+        "adjudicated": GoldLabel.objects.filter(
+            item_id__in=members.values("item_id"), method=GoldLabel.Method.ADJUDICATED
+        ).count(),
+        "agreement": _agreement(rows, schemas),
+    }
+    figures["schema_versions"] = [list(v) for v in figures["schema_versions"]]
+    figures["guideline_versions"] = [list(v) for v in figures["guideline_versions"]]
+    return figures
+
+
+def _agreement(rows, schemas) -> dict[str, Any]:
+    """Krippendorff's alpha (and Fleiss' kappa for nominal answers) per measured question."""
+    if not rows:
+        return {}
+    task_type = schemas[rows[0][3]].task_type
+    level = metric_level(task_type, schemas[rows[0][3]].config)
+    if level is None:
+        return {"level": None, "note": f"agreement is not measured for {task_type} tasks"}
+    items: dict[int, int] = {}
+    annotators: dict[int, int] = {}
+    item_index = np.fromiter((items.setdefault(r[0], len(items)) for r in rows), np.int64)
+    annotator_index = np.fromiter(
+        (annotators.setdefault(r[1], len(annotators)) for r in rows), np.int64
+    )
+    questions: dict[str, Any] = {}
+    if level == "interval":
+        criteria = sorted({c for r in rows for c in (r[2].get("ratings") or {})})
+        for criterion in criteria:
+            keep = [i for i, r in enumerate(rows) if criterion in (r[2].get("ratings") or {})]
+            table = LabelTable(
+                item=item_index[keep],
+                annotator=annotator_index[keep],
+                value=np.asarray([float(rows[i][2]["ratings"][criterion]) for i in keep]),
+            )
+            questions[criterion] = _summary(table, level)
+    else:
+        codes: dict[Any, int] = {}
+        values = np.fromiter(
+            (codes.setdefault(agreement_key(task_type, r[2]), len(codes)) for r in rows),
+            np.int64,
+        )
+        table = LabelTable(
+            item=item_index, annotator=annotator_index, value=values, n_categories=len(codes)
+        )
+        questions["answer"] = _summary(table, level)
+    return {"level": level, "questions": questions}
+
+
+def _summary(table: LabelTable, level: str) -> dict[str, Any]:
+    summary = agreement_summary(table, level)
+    return _finite(
+        {k: summary[k] for k in ("level", "labels", "items", "annotators", "alpha", "fleiss")}
+    )
+
+
+def disagreement_rows(snapshot) -> list[list[str]]:
+    """One CSV row per snapshot item whose annotators disagreed, annotators as pseudonyms."""
+    _, member_model = _snapshot_models()
+    settings = settings_for(snapshot.project)
+    golds = GoldLabel.objects.filter(
+        item_id__in=member_model.objects.filter(snapshot=snapshot).values("item_id")
+    ).exclude(method=GoldLabel.Method.UNANIMOUS)
+    gold_by_item = {
+        g[0]: g[1:]
+        for g in golds.values_list("item_id", "method", "value", "decided_by_id", "reason")
+    }
+    if not gold_by_item:
+        return []
+    labels: dict[int, list[tuple[str, Any]]] = defaultdict(list)
+    for item_id, annotator_id, value in (
+        Annotation.objects.filter(
+            item_id__in=list(gold_by_item), undone=False, submitted_at__lte=snapshot.created_at
+        )
+        .order_by("item_id", "annotator_id")
+        .values_list("item_id", "annotator_id", "value")
+    ):
+        labels[item_id].append((pseudonym(settings, annotator_id), value))
+    external = dict(
+        apps.get_model("annotation", "Item")
+        .objects.filter(pk__in=list(gold_by_item))
+        .values_list("pk", "external_id")
+    )
+    out = []
+    for item_id in sorted(gold_by_item):
+        method, value, decided_by, reason = gold_by_item[item_id]
+        out.append(
+            [
+                str(snapshot.pk),
+                str(item_id),
+                external.get(item_id, ""),
+                canonical_json(sorted(labels[item_id], key=lambda p: p[0])).decode(),
+                canonical_json(value).decode(),
+                method,
+                pseudonym(settings, decided_by) if decided_by else "",
+                reason,
+            ]
+        )
+    return out

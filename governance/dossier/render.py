@@ -1,0 +1,227 @@
+"""The dossier's files, rendered from the collected data: the report (HTML and PDF), the
+model card and the machine-readable parts. Every file is a function of its input alone."""
+
+import csv
+import io
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+from django.template.loader import render_to_string
+from django.utils.text import slugify
+
+from governance.chain import canonical_json
+from governance.dossier.bundle import json_bytes
+from governance.dossier.graph import lineage_svg
+from governance.dossier.pdf import html_to_pdf
+from portal import charts
+
+DISAGREEMENT_HEADER = [
+    "snapshot",
+    "item",
+    "external_id",
+    "labels",
+    "gold",
+    "method",
+    "decided_by",
+    "reason",
+]
+SECTIONS = [
+    ("intended-use", "Intended use and limitations"),
+    ("licenses", "Licenses"),
+    ("lineage", "Model lineage"),
+    ("datasheets", "Datasheets"),
+    ("annotation", "Annotation"),
+    ("training", "Training"),
+    ("evaluation", "Evaluation"),
+    ("approvals", "Approvals"),
+    ("access-log", "Access log"),
+    ("audit", "Audit trail"),
+]
+
+
+def _node_labels(lineage: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    labels = {}
+    for d in lineage["datasets"]:
+        labels[f"dataset:{d['id']}"] = (d["name"], f"dataset · {d['license']}")
+    for s in lineage["snapshots"]:
+        labels[f"snapshot:{s['id']}"] = (
+            f"{s['name']} v{s['version']}",
+            f"snapshot · {s['member_count']} items",
+        )
+    for b in lineage["base_models"]:
+        labels[f"base:{b['id']}"] = (b["name"], f"base model · {b['license'] or 'no license'}")
+    for j in lineage["jobs"]:
+        labels[f"job:{j['id']}"] = (j["name"], f"{j['kind']} · {j['method']} · {j['status']}")
+    for v in lineage["versions"]:
+        labels[f"version:{v['id']}"] = (v["name"], f"version · {v['stage']}")
+    return labels
+
+
+def _loss_charts(jobs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    out = []
+    for job in jobs:
+        curves = {k: v for k, v in job["curves"].items() if "loss" in k}
+        if curves:
+            chart = charts.line_chart(
+                series={k: [tuple(p) for p in v] for k, v in curves.items()},
+                title=f"{job['name']}: loss",
+                x_label="step",
+                y_label="loss",
+            )
+            out.append((job["name"], _self_styled(str(chart))))
+    return out
+
+
+# static/css/charts.css with its custom properties resolved: WeasyPrint draws SVG itself and
+# reads a <style> inside the SVG, but not var(). Same Okabe-Ito series colours.
+SERIES = ("#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#000000", "#f0e442")
+CHART_CSS = (
+    "text{fill:#1c2330;font-size:12px;font-family:DejaVu Sans,sans-serif}"
+    ".chart-title{font-size:14px;font-weight:600}.chart-tick{font-size:11px;fill:#5d6778}"
+    ".chart-label,.chart-empty{fill:#5d6778}.chart-axis{stroke:#8a93a3;stroke-width:1}"
+    ".chart-grid{stroke:#e7eaf0;stroke-width:1}.chart-band{fill:#f4f6f9}"
+    ".chart-line{fill:none;stroke-width:2;stroke-linejoin:round}"
+    ".chart-marker{stroke:#ffffff;stroke-width:1}"
+    + "".join(
+        f".chart-line.s{i}{{stroke:{c}}}.chart-marker.s{i},.chart-swatch.s{i},.chart-bar.s{i}"
+        f"{{fill:{c}}}"
+        for i, c in enumerate(SERIES)
+    )
+)
+
+
+def _self_styled(svg: str) -> str:
+    """The chart with its stylesheet inside, so the PDF and a saved HTML file both colour it."""
+    end = svg.index(">") + 1
+    return f"{svg[:end]}<style>{CHART_CSS}</style>{svg[end:]}"
+
+
+def model_card(inputs: dict[str, Any], figures: list[dict[str, Any]]) -> bytes:
+    """Hugging Face model-card format: YAML metadata, then the sections of Mitchell et al."""
+    version = inputs["version"]
+    lineage = inputs["lineage"]
+    declaration = inputs["declaration"] or {}
+    base = next((b for b in lineage["base_models"] if b["id"] == version["base_model"]), None)
+    metrics = []
+    for run in inputs["evaluation"]["offline_metrics"]:
+        for name, value in sorted((run["results"] or {}).items()):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                metrics.append({"name": name, "value": value, "dataset": run["prompt_set"]})
+    meta = {
+        "license": (declaration.get("license") or "unknown").lower(),
+        "base_model": base["name"] if base else None,
+        "datasets": [d["name"] for d in lineage["datasets"]],
+        "metrics": sorted({m["name"] for m in metrics}),
+        "tags": ["tuning-portal", version["task"], version["kind"]],
+        "model-index": [
+            {
+                "name": version["name"],
+                "results": [
+                    {
+                        "task": {"type": "text-generation"},
+                        "dataset": {"name": m["dataset"], "type": m["dataset"]},
+                        "metrics": [{"type": m["name"], "value": m["value"]}],
+                    }
+                    for m in metrics
+                ],
+            }
+        ],
+    }
+    front = yaml.safe_dump(meta, sort_keys=True, allow_unicode=True, default_flow_style=False)
+    body = render_to_string(
+        "governance/model_card.md",
+        {"inputs": inputs, "declaration": declaration, "base": base, "figures": figures},
+    )
+    return f"---\n{front}---\n\n{body.strip()}\n".encode()
+
+
+def _training_yaml(jobs: list[dict[str, Any]]) -> bytes:
+    doc = {
+        job["name"]: {
+            "id": job["id"],
+            "kind": job["kind"],
+            "method": job["method"],
+            "seed": job["seed"],
+            "config": job["config"],
+            "data": job["data"],
+            "environment": job["environment"],
+            "checkpoint_sha256": job["checkpoint_sha256"],
+        }
+        for job in jobs
+    }
+    return yaml.safe_dump(doc, sort_keys=True, allow_unicode=True).encode()
+
+
+def _csv(header: list[str], rows: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def render_files(
+    inputs: dict[str, Any],
+    figures: list[dict[str, Any]],
+    disagreements: list[list[str]],
+    *,
+    progress: Callable[[int, str], None] = lambda p, s: None,
+) -> dict[str, bytes]:
+    lineage = inputs["lineage"]
+    files: dict[str, bytes] = {}
+    files["lineage.json"] = json_bytes(lineage | {"licenses": inputs["licenses"]})
+    for dataset in lineage["datasets"]:
+        sheet = {
+            "motivation": dataset["source_description"],
+            "composition": {
+                "rows": dataset["rows"],
+                "format": dataset["file_format"],
+                "synthetic": dataset["synthetic"],
+            },
+            "collection": {
+                "date": dataset["collection_date"],
+                "consent_basis": dataset["consent_basis"],
+            },
+            "license": dataset["license"],
+            "file": {
+                "name": dataset["file_name"],
+                "sha256": dataset["file_sha256"],
+                "bytes": dataset["file_bytes"],
+            },
+            "dataset": dataset,
+        }
+        files[f"datasheets/{dataset['id']}-{slugify(dataset['name']) or 'dataset'}.json"] = (
+            json_bytes(sheet)
+        )
+    files["annotation/figures.json"] = json_bytes(figures)
+    files["annotation/disagreements.csv"] = _csv(DISAGREEMENT_HEADER, disagreements)
+    evaluation = inputs["evaluation"]
+    files["evaluation/offline_metrics.json"] = json_bytes(evaluation["offline_metrics"])
+    files["evaluation/ratings.json"] = json_bytes(evaluation["ratings"])
+    files["evaluation/gates.json"] = json_bytes(evaluation["gates"])
+    files["training/config.yaml"] = _training_yaml(lineage["jobs"])
+    files["training/curves.json"] = json_bytes({j["name"]: j["curves"] for j in lineage["jobs"]})
+    files["approvals.json"] = json_bytes(inputs["approvals"])
+    files["access_log.json"] = json_bytes(inputs["access_log"])
+    files["audit/events.jsonl"] = b"".join(
+        canonical_json(event) + b"\n" for event in inputs["audit"]["events"]
+    )
+    files["model_card.md"] = model_card(inputs, figures)
+    progress(60, "Rendering the report")
+    html = render_to_string(
+        "governance/dossier_report.html",
+        {
+            "inputs": inputs,
+            "figures": figures,
+            "sections": SECTIONS,
+            "lineage_svg": lineage_svg(_node_labels(lineage), [tuple(e) for e in lineage["edges"]]),
+            "loss_charts": _loss_charts(lineage["jobs"]),
+            "disagreement_count": len(disagreements),
+            "conflicts": [f for f in inputs["licenses"] if f["severity"] != "ok"],
+        },
+    )
+    files["dossier.html"] = html.encode()
+    progress(75, "Typesetting the PDF")
+    files["dossier.pdf"] = html_to_pdf(html, identifier=inputs["version"]["name"])
+    return files

@@ -1,0 +1,92 @@
+"""The portal's own keys: the Ed25519 key that signs dossiers and the Fernet keys that
+encrypt stored files. Both come from the environment (see portal/settings.py); DEBUG runs
+and tests without them get per-checkout keys under var/, as the dev SECRET_KEY does."""
+
+import functools
+from pathlib import Path
+
+from cryptography.fernet import Fernet, MultiFernet
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from governance.dossier.signing import (
+    SigningKeyError,
+    key_fingerprint,
+    private_key_from_pem,
+    private_key_pem,
+)
+
+
+def _dev_file(name: str, make: bytes) -> bytes:
+    path = Path(settings.VAR_DIR) / "dev_keys" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(make)
+        path.chmod(0o600)
+    return path.read_bytes()
+
+
+def _signing_pem() -> tuple[bytes, str]:
+    if settings.PORTAL_DOSSIER_SIGNING_KEY:
+        return settings.PORTAL_DOSSIER_SIGNING_KEY.encode(), "PORTAL_DOSSIER_SIGNING_KEY"
+    if settings.PORTAL_DOSSIER_SIGNING_KEY_FILE:
+        path = Path(settings.PORTAL_DOSSIER_SIGNING_KEY_FILE)
+        try:
+            return path.read_bytes(), f"PORTAL_DOSSIER_SIGNING_KEY_FILE ({path})"
+        except OSError as error:
+            raise ImproperlyConfigured(
+                f"PORTAL_DOSSIER_SIGNING_KEY_FILE: cannot read {path}: {error}"
+            ) from None
+    if settings.PORTAL_DEV_KEYS:
+        pem = _dev_file("dossier_signing_key.pem", private_key_pem(Ed25519PrivateKey.generate()))
+        return pem, "the development key under var/dev_keys"
+    raise ImproperlyConfigured(
+        "Set PORTAL_DOSSIER_SIGNING_KEY (an Ed25519 private key in PEM) or "
+        "PORTAL_DOSSIER_SIGNING_KEY_FILE; make one with `manage.py dossier_keygen`."
+    )
+
+
+@functools.cache
+def signing_key() -> Ed25519PrivateKey:
+    pem, where = _signing_pem()
+    try:
+        return private_key_from_pem(pem, where=where)
+    except SigningKeyError as error:
+        raise ImproperlyConfigured(str(error)) from None
+
+
+def signing_key_id() -> str:
+    return key_fingerprint(signing_key().public_key())
+
+
+def _fernet_keys() -> list[str]:
+    keys = list(settings.PORTAL_ENCRYPTION_KEYS)
+    if keys:
+        return keys
+    if settings.PORTAL_DEV_KEYS:
+        return [_dev_file("encryption_key", Fernet.generate_key()).decode().strip()]
+    raise ImproperlyConfigured(
+        "Set PORTAL_ENCRYPTION_KEYS (Fernet keys, newest first, comma separated); make one "
+        "with `manage.py rotate_encryption_key --generate`."
+    )
+
+
+def encryption_keys() -> MultiFernet:
+    """Every configured key; the first encrypts, any of them decrypts. Read on each call so
+    a rotation run sees the keys it was started with."""
+    fernets = []
+    for index, key in enumerate(_fernet_keys()):
+        try:
+            fernets.append(Fernet(key))
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(
+                f"PORTAL_ENCRYPTION_KEYS: key {index + 1} is not a Fernet key "
+                "(32 url-safe base64-encoded bytes)"
+            ) from None
+    return MultiFernet(fernets)
+
+
+def clear_caches() -> None:
+    """Forget the loaded signing key (tests that change settings call this)."""
+    signing_key.cache_clear()

@@ -1,0 +1,13 @@
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.core.management.base import BaseCommand
+
+from governance.dossier.signing import key_fingerprint, private_key_pem
+
+
+class Command(BaseCommand):
+    help = "Print a new Ed25519 private key (PEM) for PORTAL_DOSSIER_SIGNING_KEY."
+
+    def handle(self, *args, **options):
+        key = Ed25519PrivateKey.generate()
+        self.stdout.write(private_key_pem(key).decode(), ending="")
+        self.stderr.write(f"key id {key_fingerprint(key.public_key())}")

@@ -1,0 +1,247 @@
+"""A model version with its whole lineage, built through the ORM: a dataset with items,
+two annotators' labels (some disagreeing, adjudicated), a base model, a finished job with
+logged losses, the version, and a passed regression gate."""
+
+import datetime
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+
+from django.apps import apps
+from django.utils import timezone
+
+from annotation.models import Annotation, GoldLabel, Item, LabelSchema, Lease
+from evaluation.models import Contestant, Gate, GateRun
+from governance.services import audit_record
+from tests.annotation.factories import DatasetFactory, classification_setup
+from tests.portal.factories import UserFactory
+from training.models import BaseModel, ModelVersion, TrainingJob, TrainingMetric
+
+T0 = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+def snapshots_available() -> bool:
+    try:
+        apps.get_model("annotation", "Snapshot")
+    except LookupError:
+        return False
+    return True
+
+
+@dataclass
+class LineageFixture:
+    version: ModelVersion
+    job: TrainingJob
+    base_model: BaseModel
+    dataset: object
+    items: list[Item]
+    annotators: list = field(default_factory=list)
+    snapshot: object = None
+    gate_run: GateRun | None = None
+
+
+def annotated_items(project, *, n_items, annotators, disagree_every=5, schema=None, per_item=2):
+    """Each item labelled by `per_item` annotators; on every `disagree_every`-th item the
+    second disagrees and the item is adjudicated. Bulk-created, for benchmarks too."""
+    schema = schema or classification_setup(project)
+    dataset = DatasetFactory(project=project, created_by=project.created_by, row_count=n_items)
+    items = Item.objects.bulk_create(
+        Item(
+            project=project,
+            dataset=dataset,
+            row_number=i + 1,
+            external_id=f"row-{i + 1}",
+            payload={"text": f"ticket {i}"},
+            content_hash=hashlib.sha256(f"ticket {i}".encode()).hexdigest(),
+            state=Item.State.RESOLVED,
+            label_count=per_item,
+            assigned_count=per_item,
+        )
+        for i in range(n_items)
+    )
+    leases, answers, golds = [], [], []
+    for i, item in enumerate(items):
+        pair = [annotators[(i + k) % len(annotators)] for k in range(per_item)]
+        disagree = i % disagree_every == 0
+        for j, user in enumerate(pair):
+            label = "neg" if disagree and j == 1 else "pos"
+            lease = Lease(
+                project=project,
+                item=item,
+                annotator=user,
+                state=Lease.State.SUBMITTED,
+                schema=schema,
+                created_at=T0,
+                expires_at=T0,
+            )
+            leases.append(lease)
+            answers.append(
+                Annotation(
+                    project=project,
+                    item=item,
+                    annotator=user,
+                    value={"labels": [label]},
+                    schema=schema,
+                    submission_id=uuid.uuid4(),
+                    lease=lease,
+                    started_at=T0,
+                    submitted_at=T0,
+                    seconds_spent=3.0,
+                )
+            )
+        golds.append(
+            GoldLabel(
+                project=project,
+                item=item,
+                value={"labels": ["pos"]},
+                method=GoldLabel.Method.ADJUDICATED if disagree else GoldLabel.Method.UNANIMOUS,
+                decided_by=annotators[0] if disagree else None,
+                reason="matches the guideline's example 2" if disagree else "",
+            )
+        )
+    Lease.objects.bulk_create(leases, batch_size=5000)
+    Annotation.objects.bulk_create(answers, batch_size=5000)
+    GoldLabel.objects.bulk_create(golds, batch_size=5000)
+    return dataset, items, schema
+
+
+def snapshot_of(project, items, *, actor, schema: LabelSchema):
+    snapshot_model = apps.get_model("annotation", "Snapshot")
+    member_model = apps.get_model("annotation", "SnapshotMember")
+    golds = dict(GoldLabel.objects.filter(item__in=items).values_list("item_id", "method"))
+    manifest = hashlib.sha256("".join(i.content_hash for i in items).encode()).hexdigest()
+    snapshot = snapshot_model.objects.create(
+        project=project,
+        name="support-v1",
+        version=1,
+        task_type=schema.task_type,
+        seed=0,
+        split_ratios={"train": 0.8, "validation": 0.1, "test": 0.1},
+        filter={},
+        member_count=len(items),
+        manifest_sha256=manifest,
+        stats={},
+        created_by=actor,
+        created_at=timezone.now(),
+    )
+    member_model.objects.bulk_create(
+        (
+            member_model(
+                snapshot=snapshot,
+                position=n,
+                item=item,
+                content_hash=item.content_hash,
+                label={"labels": ["pos"]},
+                method=golds.get(item.pk, "unanimous"),
+                split="train" if n % 10 < 8 else ("validation" if n % 10 == 8 else "test"),
+            )
+            for n, item in enumerate(items)
+        ),
+        batch_size=5000,
+    )
+    return snapshot
+
+
+def lineage_fixture(project, engineer, *, n_items=20, n_annotators=3, per_item=2) -> LineageFixture:
+    annotators = [UserFactory(username=f"annotator-{n}") for n in range(n_annotators)]
+    dataset, items, schema = annotated_items(
+        project, n_items=n_items, annotators=annotators, per_item=per_item
+    )
+    snapshot = (
+        snapshot_of(project, items, actor=engineer, schema=schema)
+        if snapshots_available()
+        else None
+    )
+    base = BaseModel.objects.create(
+        project=project,
+        name="tiny-llama",
+        source=BaseModel.Source.LOCAL,
+        path="/models/tiny",
+        architecture="LlamaForCausalLM",
+        parameter_count=1_000_000,
+        tokenizer="tiny",
+        license="Apache-2.0",
+        weights_sha256="b" * 64,
+    )
+    job = TrainingJob.objects.create(
+        project=project,
+        name="sft support",
+        kind="sft",
+        method="lora",
+        base_model=base,
+        manifest_sha256=snapshot.manifest_sha256 if snapshot else "",
+        config={"learning_rate": 0.0002, "epochs": 2, "lora": {"r": 8}},
+        seed=1234,
+        status="succeeded",
+        environment={"torch": "2.13.0", "device": "cpu"},
+        checkpoint_sha256={"adapter_model.safetensors": "c" * 64},
+        created_by=engineer,
+        finished_at=T0,
+    )
+    if snapshot is not None and hasattr(job, "snapshot_id"):
+        TrainingJob.objects.filter(pk=job.pk).update(snapshot=snapshot)
+    TrainingMetric.objects.bulk_create(
+        TrainingMetric(job=job, step=step, values={"loss": 2.0 / step, "learning_rate": 2e-4})
+        for step in range(1, 11)
+    )
+    version = ModelVersion.objects.create(
+        project=project,
+        name="support-bot v1",
+        base_model=base,
+        job=job,
+        kind="adapter",
+        path="/models/out",
+        base_weights_sha256=base.weights_sha256,
+        checkpoint_sha256={"adapter_model.safetensors": "c" * 64, "adapter_config.json": "d" * 64},
+        metrics={"final_train_loss": 0.2},
+    )
+    # What training's registry records for a new version.
+    audit_record(
+        actor=None,
+        action="training.model_version.create",
+        target=version,
+        data={"job": job.pk, "files": version.checkpoint_sha256},
+    )
+    return LineageFixture(
+        version=version,
+        job=job,
+        base_model=base,
+        dataset=dataset,
+        items=items,
+        annotators=annotators,
+        snapshot=snapshot,
+    )
+
+
+def gate_passed(version: ModelVersion, actor, *, passed=True) -> GateRun:
+    gate, _ = Gate.objects.get_or_create(
+        project=version.project,
+        name="no regression",
+        defaults={"checks": [{"kind": "no_fairness_flag", "prompt_set": 1}], "created_by": actor},
+    )
+    candidate, _ = Contestant.objects.get_or_create(
+        project=version.project,
+        label=version.name,
+        defaults={"model_version": version, "created_by": actor},
+    )
+    baseline, _ = Contestant.objects.get_or_create(
+        project=version.project, label="base", defaults={"created_by": actor}
+    )
+    return GateRun.objects.create(
+        gate=gate,
+        candidate=candidate,
+        baseline=baseline,
+        model_version_id=version.pk,
+        passed=passed,
+        results=[
+            {
+                "name": "no fairness flag",
+                "kind": "no_fairness_flag",
+                "passed": passed,
+                "numbers": {},
+                "reason": "no flags" if passed else "flagged groups: es",
+            }
+        ],
+        created_by=actor,
+        created_at=timezone.now(),
+    )
