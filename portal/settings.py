@@ -226,6 +226,25 @@ CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Training and generation hold a GPU for hours: they go to `gpu` workers, one task at a
+# time, none reserved ahead (a second job waits in the queue, not behind a busy worker).
+CELERY_TASK_ROUTES = {
+    "training.run_job": {"queue": "gpu"},
+    "training.generate": {"queue": "gpu"},
+    "evaluation.generate": {"queue": "gpu"},
+}
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Housekeeping run by `celery beat` (embedded in the demo's default worker with -B).
+CELERY_BEAT_SCHEDULE = {
+    "training-jobs-sweep-stale": {"task": "training.sweep_stale_jobs", "schedule": 60.0},
+    "purge-raw-uploads": {"task": "governance.purge_raw_uploads", "schedule": 24 * 3600.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Converted base models (the packaged GGUF model becomes safetensors once) live here.
+TRAINING_MODEL_CACHE = env_str("TRAINING_MODEL_CACHE", str(VAR_DIR / "models"))
+# A started job whose worker sent no heartbeat for this long is marked failed (resumable).
+TRAINING_HEARTBEAT_STALE_SECONDS = env_int("TRAINING_HEARTBEAT_STALE_SECONDS", 90)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -247,6 +266,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "kind" or task-type choice set; name each once for the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "TaskTypeEnum": "annotation.models.TaskType",
+        "QualityCheckKindEnum": "annotation.models.QualityCheck.Kind",
+        "JobKindEnum": "training.models.JobKind",
+    },
 }
 
 # Content-Security-Policy: scripts and styles only from our own static files; no inline
@@ -289,7 +314,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # WeasyPrint (dossier PDFs) narrates every rendering step at INFO.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
+    },
 }
 
 # Largest dataset file accepted (bytes); bigger uploads are refused while streaming.
@@ -298,3 +328,14 @@ PORTAL_MAX_UPLOAD_BYTES = env_int("PORTAL_MAX_UPLOAD_BYTES", 2 * 1024**3)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024**2
 # How often (seconds) a web process sweeps a project's overdue annotation leases.
 PORTAL_LEASE_SWEEP_SECONDS = float(env_str("PORTAL_LEASE_SWEEP_SECONDS", "2"))
+
+# Governance. The Ed25519 key that signs deployment dossiers: PEM text, or a file holding it.
+PORTAL_DOSSIER_SIGNING_KEY = env_str("PORTAL_DOSSIER_SIGNING_KEY", "")
+PORTAL_DOSSIER_SIGNING_KEY_FILE = env_str("PORTAL_DOSSIER_SIGNING_KEY_FILE", "")
+# Fernet keys for files at rest, newest first: the first encrypts, all decrypt (rotation).
+PORTAL_ENCRYPTION_KEYS = env_list("PORTAL_ENCRYPTION_KEYS", [])
+# Without the keys above, DEBUG runs and tests generate per-checkout keys under var/dev_keys.
+PORTAL_DEV_KEYS = env_bool("PORTAL_DEV_KEYS", default=DEBUG)
+# Raw dataset uploads are deleted this many days after import (0 keeps them); items,
+# snapshots and every hash stay.
+PORTAL_RAW_UPLOAD_RETENTION_DAYS = env_int("PORTAL_RAW_UPLOAD_RETENTION_DAYS", 0)

@@ -36,3 +36,7 @@ WHITENOISE_USE_FINDERS = True
 STATIC_ROOT = Path(tempfile.mkdtemp(prefix="portal-test-static-"))
 # Sweep overdue leases on every request, so expiry tests need no clock games.
 PORTAL_LEASE_SWEEP_SECONDS = float(os.environ.get("PORTAL_TEST_LEASE_SWEEP_SECONDS", "0"))
+# Dossier signing and at-rest encryption keys are generated under var/dev_keys.
+PORTAL_DEV_KEYS = True
+# The demo chain polls its jobs; in tests it need not wait 10 s between looks.
+PORTAL_DEMO_RETRY_SECONDS = 1

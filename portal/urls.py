@@ -4,8 +4,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from annotation.urls import api_urlpatterns as annotation_api
+from evaluation.urls import api_urlpatterns as evaluation_api
 from governance.urls import api_urlpatterns as governance_api
 from portal import api, views
+from training.urls import api_urlpatterns as training_api
 
 api_v1 = [
     path("me/", api.MeApi.as_view(), name="api-me"),
@@ -23,6 +25,8 @@ api_v1 = [
     ),
     *governance_api,
     path("projects/<int:project_id>/", include((annotation_api, "annotation-api"))),
+    path("projects/<int:project_id>/", include((evaluation_api, "evaluation-api"))),
+    path("projects/<int:project_id>/", include((training_api, "training-api"))),
 ]
 
 urlpatterns = [
@@ -48,6 +52,9 @@ urlpatterns = [
         name="membership_remove",
     ),
     path("projects/<int:project_id>/", include("annotation.urls")),
+    path("projects/<int:project_id>/", include("evaluation.urls")),
+    path("projects/<int:project_id>/", include("training.urls")),
+    path("governance/", include("governance.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -128,3 +128,14 @@ def asgi_server_2_workers(test_database_url, server_log_dir):
     child, base_url = servers.start_asgi_server(env, server_log_dir, workers=2)
     yield base_url
     child.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random 2-layer Llama with a character tokenizer, built once per session and shared
+    by every app's tests (training, evaluation, the demo and the browser journeys)."""
+    from training.services.base_models import runner_call
+
+    directory = tmp_path_factory.mktemp("tiny-model") / "tiny"
+    runner_call("build-tiny", str(directory))
+    return directory
