@@ -12,8 +12,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import Count, FloatField, Q, QuerySet, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 
 from evaluation import ratings as R
 from evaluation.models import (
@@ -135,15 +136,6 @@ def excluded_reviewer_ids(*, campaign: Campaign) -> list[int]:
     return list(raters.values_list("reviewer_id", flat=True))
 
 
-_GROUPED_SQL = """
-SELECT contestant_left_id, contestant_right_id, outcome, count(*)
-FROM evaluation_judgment
-WHERE campaign_id = %s AND NOT is_attention AND outcome <> ''
-  AND NOT (reviewer_id = ANY(%s))
-GROUP BY 1, 2, 3
-"""
-
-
 def campaign_contestants(*, campaign: Campaign) -> list[Contestant]:
     return list(campaign.contestants.order_by("label", "pk"))
 
@@ -158,14 +150,28 @@ def campaign_grouped_counts(
     """
     ids = contestant_ids or [c.pk for c in campaign_contestants(campaign=campaign)]
     index = {pk: n for n, pk in enumerate(ids)}
-    with connection.cursor() as cursor:
-        cursor.execute(_GROUPED_SQL, [campaign.pk, excluded_reviewer_ids(campaign=campaign)])
-        rows = [
-            (index[left], index[right], outcome, n)
-            for left, right, outcome, n in cursor.fetchall()
-            if left in index and right in index
-        ]
+    grouped = (
+        _judged(campaign, excluded_reviewer_ids(campaign=campaign))
+        .values_list("contestant_left_id", "contestant_right_id", "outcome")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    rows = [
+        (index[left], index[right], outcome, n)
+        for left, right, outcome, n in grouped
+        if left in index and right in index
+    ]
     return ids, R.grouped_counts(rows, k=len(ids))
+
+
+def _judged(campaign: Campaign, excluded: list[int]) -> QuerySet[Judgment]:
+    """Submitted real judgments of the raters who count (grouping runs in the database, on
+    PostgreSQL and on the demo's SQLite alike)."""
+    return (
+        Judgment.objects.filter(campaign=campaign, is_attention=False)
+        .exclude(outcome="")
+        .exclude(reviewer_id__in=excluded)
+    )
 
 
 def campaign_fit(*, campaign: Campaign) -> tuple[list[int], R.GroupedCounts, R.Ratings]:
@@ -370,51 +376,44 @@ def _raters(campaign: Campaign) -> list[RaterRow]:
     return rows
 
 
-_CRITERION_SQL = """
-SELECT c, avg(v) FROM (
-    SELECT contestant_left_id AS c, (criteria -> %(key)s ->> 'a')::float AS v
-    FROM evaluation_judgment WHERE id = ANY(%(ids)s)
-    UNION ALL
-    SELECT contestant_right_id, (criteria -> %(key)s ->> 'b')::float
-    FROM evaluation_judgment WHERE id = ANY(%(ids)s)
-) s WHERE v IS NOT NULL GROUP BY c
-"""
-
-
 def _criteria_means(campaign, included, contestants) -> dict[str, dict[str, float | None]]:
     if not campaign.criteria:
         return {}
-    ids = list(included.values_list("id", flat=True))
     out = {}
-    with connection.cursor() as cursor:
-        for c in _criteria(campaign):
-            cursor.execute(_CRITERION_SQL, {"key": c.key, "ids": ids})
-            means = dict(cursor.fetchall())
-            out[c.label] = {
-                contestant.label: means.get(pk) for pk, contestant in contestants.items()
-            }
+    for c in _criteria(campaign):
+        totals: dict[int, list[float]] = {}
+        for side, contestant_field in (("a", "contestant_left_id"), ("b", "contestant_right_id")):
+            score = Cast(KT(f"criteria__{c.key}__{side}"), FloatField())
+            for pk, total, n in (
+                included.values_list(contestant_field)
+                .annotate(total=Sum(score), n=Count(score))
+                .values_list(contestant_field, "total", "n")
+                .order_by()
+            ):
+                if n:
+                    running = totals.setdefault(pk, [0.0, 0])
+                    running[0] += total
+                    running[1] += n
+        means = {pk: total / n for pk, (total, n) in totals.items()}
+        out[c.label] = {contestant.label: means.get(pk) for pk, contestant in contestants.items()}
     return out
-
-
-_CATEGORY_SQL = """
-SELECT p.category, j.contestant_left_id, j.contestant_right_id, j.outcome, count(*)
-FROM evaluation_judgment j
-JOIN evaluation_battle b ON b.id = j.battle_id
-JOIN evaluation_prompt p ON p.id = b.prompt_id
-WHERE j.campaign_id = %s AND NOT j.is_attention AND j.outcome <> ''
-  AND NOT (j.reviewer_id = ANY(%s)) AND p.category <> ''
-GROUP BY 1, 2, 3, 4
-"""
 
 
 def _category_ratings(campaign, ids, labels, excluded) -> dict[str, dict[str, float]]:
     index = {pk: n for n, pk in enumerate(ids)}
     by_category: dict[str, list] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(_CATEGORY_SQL, [campaign.pk, excluded])
-        for category, left, right, outcome, n in cursor.fetchall():
-            if left in index and right in index:
-                by_category.setdefault(category, []).append((index[left], index[right], outcome, n))
+    grouped = (
+        _judged(campaign, excluded)
+        .exclude(battle__prompt__category="")
+        .values_list(
+            "battle__prompt__category", "contestant_left_id", "contestant_right_id", "outcome"
+        )
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for category, left, right, outcome, n in grouped:
+        if left in index and right in index:
+            by_category.setdefault(category, []).append((index[left], index[right], outcome, n))
     out = {}
     for category, rows in sorted(by_category.items()):
         fit = R.fit_bradley_terry(R.grouped_counts(rows, k=len(ids)))
