@@ -17,6 +17,7 @@ from portal.forms import (
     SignupForm,
     UserCreateForm,
 )
+from portal.journey import journey_is_moving, project_journey
 from portal.models import Membership, Role, User
 
 
@@ -58,10 +59,18 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The project's page: links for the caller's roles and where the project stands (the
+    journey card refreshes itself while training or a dossier build runs)."""
     access = selectors.project_access_get(project_id=project_id, user=request.user)
-    return render(
-        request, "portal/project_detail.html", {"access": access, "project": access.project}
-    )
+    stages = project_journey(project=access.project, roles=set(access.roles))
+    context = {
+        "access": access,
+        "project": access.project,
+        "stages": stages,
+        "journey_moving": journey_is_moving(stages),
+    }
+    template = "portal/project_detail.html"
+    return render(request, f"{template}#journey" if request.htmx else template, context)
 
 
 @login_required

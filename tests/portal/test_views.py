@@ -136,3 +136,59 @@ def test_openapi_schema_and_docs_are_served(client, annotator):
 
     assert b"/api/v1/projects/" in client.get("/api/schema/").content
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_project_page_shows_where_the_project_stands_stage_by_stage(
+    client, project, member_of, tiny_model_dir
+):
+    from annotation.services.snapshots import snapshot_create
+    from tests.annotation.factories import DatasetFactory, classification_setup, gold_item
+    from training import services as training_services
+
+    engineer = member_of(Role.ENGINEER, "eng")
+    classification_setup(project)
+    dataset = DatasetFactory(project=project)
+    for i in range(10):
+        gold_item(dataset, {"text": f"t{i}"}, {"labels": ["pos"]})
+    snapshot = snapshot_create(actor=engineer, project=project, name="cls")
+    base = training_services.base_model_register(
+        actor=None, project=None, name="tiny", source="local", path=str(tiny_model_dir)
+    )
+    rows = tiny_model_dir.parent / "rows.jsonl"
+    rows.write_text('{"prompt": "a", "completion": "b"}\n')
+    training_services.training_job_create(
+        actor=engineer,
+        project=project,
+        name="first run",
+        kind="sft",
+        method="lora",
+        base_model=base,
+        values={"max_steps": 8},
+        train_file=str(rows),
+    )
+    client.force_login(engineer)
+
+    html = client.get(reverse("project_detail", args=[project.pk])).content.decode()
+
+    assert 'data-testid="stage-data" data-state="done"' in html
+    assert f"{snapshot} · 10 items · leakage not checked" in html
+    assert 'data-testid="stage-training" data-state="active"' in html
+    assert "first run: queued, step 0 of 8" in html
+    assert 'data-testid="stage-gate" data-state="todo"' in html
+    # While a job runs the card refreshes itself; an htmx request gets only the card.
+    assert 'data-moving="yes"' in html
+    fragment = client.get(
+        reverse("project_detail", args=[project.pk]), headers={"HX-Request": "true"}
+    ).content.decode()
+    assert fragment.lstrip().startswith('<section class="card" id="journey"')
+
+
+@pytest.mark.parametrize("role", [Role.REVIEWER, Role.ANNOTATOR, Role.ADJUDICATOR])
+def test_the_project_journey_is_not_shown_to_reviewers_or_annotators(
+    client, project, member_of, role
+):
+    client.force_login(member_of(role, "someone"))
+
+    html = client.get(reverse("project_detail", args=[project.pk])).content.decode()
+
+    assert 'data-testid="journey"' not in html
