@@ -1,4 +1,5 @@
 from celery import shared_task
+from django.conf import settings
 
 from portal import selectors, services
 
@@ -11,3 +12,22 @@ def notify_user_task(user_id: int, text: str, kind: str = "info") -> None:
 @shared_task(name="portal.ping")
 def ping_task() -> dict:
     return selectors.worker_health()
+
+
+# The demo chain waits on training and generation jobs: at most 720 retries.
+DEMO_RETRY_S = 10
+
+
+@shared_task(
+    name="portal.demo_pipeline_advance",
+    bind=True,
+    max_retries=720,
+    ignore_result=True,
+)
+def demo_pipeline_advance_task(self, project_id: int) -> None:
+    from portal.demo_pipeline import demo_pipeline_advance
+    from portal.models import Project
+
+    progress = demo_pipeline_advance(project=Project.objects.get(pk=project_id))
+    if not progress.done:
+        raise self.retry(countdown=getattr(settings, "PORTAL_DEMO_RETRY_SECONDS", DEMO_RETRY_S))

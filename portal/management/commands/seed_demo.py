@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand
 
 from portal.demo import demo_seed
 from portal.demo_annotation import EXTRA_ANNOTATORS, demo_seed_annotation
+from portal.demo_pipeline import SIMULATED_REVIEWERS, demo_pipeline_start
 from portal.models import User
 
 
@@ -11,12 +12,30 @@ class Command(BaseCommand):
         "safe to run again."
     )
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--base-model-dir",
+            default="",
+            help="Train the demo job on this local model instead of the packaged SmolLM2.",
+        )
+
+    def handle(self, *args, base_model_dir="", **options):
         project, logins = demo_seed()
         admin = User.objects.get(username="admin")
         dataset = demo_seed_annotation(project=project, admin=admin)
         self.stdout.write(f"Demo project: {project.name} (dataset: {dataset.row_count} items)")
+        job = demo_pipeline_start(project=project, base_model_dir=base_model_dir)
+        if job is None:
+            self.stdout.write("No packaged base model: the demo has no training job.")
+        else:
+            self.stdout.write(
+                f"Training job {job.name!r}: {job.get_status_display().lower()}. The demo "
+                "worker trains it, then generates, judges, gates, signs off and builds the "
+                "dossier; the project page shows how far it got."
+            )
         for login in logins:
             self.stdout.write(f"  {login.role:<12} {login.username} / {login.password}")
         for name in EXTRA_ANNOTATORS:
             self.stdout.write(f"  {'annotator':<12} {name} / {name}-demo")
+        for name in SIMULATED_REVIEWERS:
+            self.stdout.write(f"  {'reviewer':<12} {name} / {name}-demo (simulated judgments)")

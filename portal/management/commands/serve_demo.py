@@ -21,24 +21,10 @@ class Command(BaseCommand):
             subprocess.Popen(  # noqa: S603 - fixed argv
                 [python, "-m", "daphne", "-b", host, "-p", str(port), "portal.asgi:application"]
             ),
-            subprocess.Popen(  # noqa: S603 - fixed argv
-                [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "portal",
-                    "worker",
-                    "-Q",
-                    "default,gpu",
-                    "--concurrency",
-                    "1",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-l",
-                    "warning",
-                ]
-            ),
+            # Quick jobs (imports, checks, pushes) and the housekeeping schedule (beat)...
+            _worker(python, "default", queues="default", concurrency=2, beat=True),
+            # ...apart from training and generation, one at a time, as on a GPU machine.
+            _worker(python, "gpu", queues="gpu", concurrency=1),
         ]
         stop = False
 
@@ -69,3 +55,10 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     child.kill()
             self.stdout.write("Stopped.")
+
+
+def _worker(python: str, name: str, *, queues: str, concurrency: int, beat: bool = False):
+    argv = [python, "-m", "celery", "-A", "portal", "worker", "-n", f"{name}@%h", "-Q", queues]
+    argv += ["--concurrency", str(concurrency), "--without-gossip", "--without-mingle"]
+    argv += ["-l", "warning"] + (["-B"] if beat else [])
+    return subprocess.Popen(argv)  # noqa: S603 - fixed argv
