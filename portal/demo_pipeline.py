@@ -216,7 +216,7 @@ def demo_pipeline_advance(*, project: Project) -> Progress:
     campaign = Campaign.objects.filter(project=project, name=CAMPAIGN_NAME).first()
     if campaign is None:
         campaign = _campaign_with_judgments(project, engineer, prompt_set, base, tuned)
-    if not campaign.bootstraps.exists():
+    if not campaign.bootstraps.exclude(status="failed").exists():
         evaluation_services.ratings_bootstrap_start(actor=engineer, campaign=campaign)
 
     gate = Gate.objects.filter(project=project, name=GATE_NAME).first()
