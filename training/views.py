@@ -268,8 +268,18 @@ def playground(request: HttpRequest, project_id: int) -> HttpResponse:
     context = {"access": access, "project": project, "choices": choices, "runs": None}
     if request.method == "POST":
         prompt = request.POST.get("prompt", "").strip()
+        max_new_tokens = request.POST.get("max_new_tokens") or "64"
+        # The form comes back as it was sent, whatever happens next.
+        context.update(
+            prompt=prompt,
+            max_new_tokens=max_new_tokens,
+            left=request.POST.get("left", ""),
+            right=request.POST.get("right", ""),
+        )
         if not prompt:
             context["error"] = "Write a prompt."
+        elif not max_new_tokens.isdigit() or not 1 <= int(max_new_tokens) <= 1024:
+            context["error"] = "Max new tokens: a whole number from 1 to 1024."
         else:
             runs = []
             for side in ("left", "right"):
@@ -278,7 +288,7 @@ def playground(request: HttpRequest, project_id: int) -> HttpResponse:
                     base.pk,
                     version.pk if version else None,
                     [prompt],
-                    int(request.POST.get("max_new_tokens") or 64),
+                    int(max_new_tokens),
                 )
                 cache.set(
                     f"training:playground:{result.id}", request.user.pk, PLAYGROUND_RESULT_TTL_S

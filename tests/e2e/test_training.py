@@ -59,3 +59,31 @@ def test_engineer_launches_a_job_and_watches_the_loss_chart_grow_without_reloadi
     job = TrainingJob.objects.get(name="browser job")
     assert job.status == JobStatus.CANCELLED
     assert job.config["lora_target_modules"] == ["q_proj", "v_proj"]
+
+
+def test_engineer_tries_one_prompt_on_two_models_in_the_playground(
+    page, project, celery_worker, tiny_model_dir
+):
+    services.base_model_register(
+        actor=None, project=project, name="tiny-left", source="local", path=str(tiny_model_dir)
+    )
+    engineer = UserFactory(username="pat")
+    MembershipFactory(project=project, role=Role.ENGINEER, user=engineer)
+    reviewer = UserFactory(username="rory")
+    MembershipFactory(project=project, role=Role.REVIEWER, user=reviewer)
+    log_in(page, "pat", password_for("pat"))
+    page.goto(f"/projects/{project.pk}/training/playground/")
+
+    page.get_by_label("Prompt").fill("repeat cat")
+    page.get_by_label("Max new tokens").fill("many")
+    page.get_by_role("button", name="Generate both").click()
+    expect(page.get_by_test_id("playground-error")).to_contain_text("Max new tokens")
+
+    page.get_by_label("Max new tokens").fill("8")
+    page.get_by_role("button", name="Generate both").click()
+    expect(page.get_by_test_id("playground-output")).to_have_count(2, timeout=90_000)
+
+    page.context.clear_cookies()
+    log_in(page, "rory", password_for("rory"))
+    response = page.goto(f"/projects/{project.pk}/training/playground/")
+    assert response.status == 403
