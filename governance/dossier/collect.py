@@ -13,11 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from django.apps import apps
 from django.db.models import Q
 
 from annotation.agreement import LabelTable, agreement_summary
-from annotation.models import Annotation, Dataset, DatasetUpload, GoldLabel, LabelSchema
+from annotation.models import (
+    Annotation,
+    Dataset,
+    DatasetUpload,
+    GoldLabel,
+    Guideline,
+    Item,
+    LabelSchema,
+    SnapshotMember,
+)
 from annotation.schemas import agreement_key, metric_level
 from annotation.selectors import pseudonym, settings_for
 from evaluation import selectors as evaluation_selectors
@@ -36,17 +44,7 @@ from governance.models import (
 from training.models import BaseModel, ModelVersion, TrainingJob, TrainingMetric
 
 # Bump when the dossier's layout or rendering changes, so cached builds are not reused.
-DOSSIER_FORMAT = 1
-
-
-def _snapshot_models():
-    """annotation.Snapshot and SnapshotMember, or (None, None) where curation is absent."""
-    try:
-        return apps.get_model("annotation", "Snapshot"), apps.get_model(
-            "annotation", "SnapshotMember"
-        )
-    except LookupError:
-        return None, None
+DOSSIER_FORMAT = 2
 
 
 def _when(value) -> str | None:
@@ -76,27 +74,9 @@ class Lineage:
     snapshot_by_job: dict[int, Any] = field(default_factory=dict)
 
 
-def _job_snapshot(job: TrainingJob, snapshot_model) -> Any:
-    if snapshot_model is None:
-        return None
-    snapshot_id = getattr(job, "snapshot_id", None)
-    if snapshot_id:
-        return snapshot_model.objects.filter(pk=snapshot_id).first()
-    if job.manifest_sha256:
-        return (
-            snapshot_model.objects.filter(
-                project_id=job.project_id, manifest_sha256=job.manifest_sha256
-            )
-            .order_by("id")
-            .first()
-        )
-    return None
-
-
 def lineage_for(version: ModelVersion) -> Lineage:
     """The version and everything it came from: parent versions (and the reward model a GRPO
     job scored with), their jobs, base models, snapshots and the snapshots' datasets."""
-    snapshot_model, member_model = _snapshot_models()
     lineage = Lineage(version=version)
     seen: dict[int, ModelVersion] = {}
     todo = [version.pk]
@@ -127,15 +107,15 @@ def lineage_for(version: ModelVersion) -> Lineage:
     )
     snapshots: dict[int, Any] = {}
     for job in lineage.jobs:
-        snapshot = _job_snapshot(job, snapshot_model)
+        snapshot = job.snapshot
         if snapshot is not None:
             snapshots[snapshot.pk] = snapshot
             lineage.snapshot_by_job[job.pk] = snapshot
             lineage.edges.append((f"snapshot:{snapshot.pk}", f"job:{job.pk}", "training data"))
     lineage.snapshots = [snapshots[k] for k in sorted(snapshots)]
-    if lineage.snapshots and member_model is not None:
+    if lineage.snapshots:
         pairs = (
-            member_model.objects.filter(snapshot__in=lineage.snapshots)
+            SnapshotMember.objects.filter(snapshot__in=lineage.snapshots)
             .values_list("snapshot_id", "item__dataset_id")
             .distinct()
         )
@@ -422,7 +402,6 @@ def dossier_inputs(version: ModelVersion, *, signing_key_id: str) -> tuple[dict[
             "snapshots": [_snapshot_row(s) for s in lineage.snapshots],
             "datasets": [_dataset_row(d) for d in lineage.datasets],
             "edges": [list(e) for e in lineage.edges],
-            "snapshots_available": _snapshot_models()[0] is not None,
         },
         "licenses": [f.as_dict() for f in licenses],
         "evaluation": _evaluation(lineage),
@@ -441,10 +420,9 @@ def annotation_figures(snapshot, *, annotated_before=None) -> dict[str, Any]:
     """Who labelled the snapshot's items (as pseudonyms), under which schema and guideline
     versions, how well they agreed, and how disagreements were settled. Only answers given
     before the snapshot was taken count, so the figures do not drift afterwards."""
-    _, member_model = _snapshot_models()
     project = snapshot.project
     settings = settings_for(project)
-    members = member_model.objects.filter(snapshot=snapshot)
+    members = SnapshotMember.objects.filter(snapshot=snapshot)
     cutoff = annotated_before or snapshot.created_at
     rows = list(
         Annotation.objects.filter(
@@ -457,9 +435,7 @@ def annotation_figures(snapshot, *, annotated_before=None) -> dict[str, Any]:
         s.pk: s for s in LabelSchema.objects.filter(pk__in={r[3] for r in rows}).order_by("pk")
     }
     guideline_versions = dict(
-        apps.get_model("annotation", "Guideline")
-        .objects.filter(pk__in={r[4] for r in rows if r[4]})
-        .values_list("pk", "version")
+        Guideline.objects.filter(pk__in={r[4] for r in rows if r[4]}).values_list("pk", "version")
     )
     per_annotator = Counter(r[1] for r in rows)
     figures: dict[str, Any] = {
@@ -534,10 +510,9 @@ def _summary(table: LabelTable, level: str) -> dict[str, Any]:
 
 def disagreement_rows(snapshot) -> list[list[str]]:
     """One CSV row per snapshot item whose annotators disagreed, annotators as pseudonyms."""
-    _, member_model = _snapshot_models()
     settings = settings_for(snapshot.project)
     golds = GoldLabel.objects.filter(
-        item_id__in=member_model.objects.filter(snapshot=snapshot).values("item_id")
+        item_id__in=SnapshotMember.objects.filter(snapshot=snapshot).values("item_id")
     ).exclude(method=GoldLabel.Method.UNANIMOUS)
     gold_by_item = {
         g[0]: g[1:]
@@ -554,11 +529,7 @@ def disagreement_rows(snapshot) -> list[list[str]]:
         .values_list("item_id", "annotator_id", "value")
     ):
         labels[item_id].append((pseudonym(settings, annotator_id), value))
-    external = dict(
-        apps.get_model("annotation", "Item")
-        .objects.filter(pk__in=list(gold_by_item))
-        .values_list("pk", "external_id")
-    )
+    external = dict(Item.objects.filter(pk__in=list(gold_by_item)).values_list("pk", "external_id"))
     out = []
     for item_id in sorted(gold_by_item):
         method, value, decided_by, reason = gold_by_item[item_id]

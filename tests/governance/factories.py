@@ -7,10 +7,17 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 
-from django.apps import apps
 from django.utils import timezone
 
-from annotation.models import Annotation, GoldLabel, Item, LabelSchema, Lease
+from annotation.models import (
+    Annotation,
+    GoldLabel,
+    Item,
+    LabelSchema,
+    Lease,
+    Snapshot,
+    SnapshotMember,
+)
 from evaluation.models import Contestant, Gate, GateRun
 from governance.services import audit_record
 from tests.annotation.factories import DatasetFactory, classification_setup
@@ -18,14 +25,6 @@ from tests.portal.factories import UserFactory
 from training.models import BaseModel, ModelVersion, TrainingJob, TrainingMetric
 
 T0 = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
-
-
-def snapshots_available() -> bool:
-    try:
-        apps.get_model("annotation", "Snapshot")
-    except LookupError:
-        return False
-    return True
 
 
 @dataclass
@@ -106,11 +105,9 @@ def annotated_items(project, *, n_items, annotators, disagree_every=5, schema=No
 
 
 def snapshot_of(project, items, *, actor, schema: LabelSchema):
-    snapshot_model = apps.get_model("annotation", "Snapshot")
-    member_model = apps.get_model("annotation", "SnapshotMember")
     golds = dict(GoldLabel.objects.filter(item__in=items).values_list("item_id", "method"))
     manifest = hashlib.sha256("".join(i.content_hash for i in items).encode()).hexdigest()
-    snapshot = snapshot_model.objects.create(
+    snapshot = Snapshot.objects.create(
         project=project,
         name="support-v1",
         version=1,
@@ -124,9 +121,9 @@ def snapshot_of(project, items, *, actor, schema: LabelSchema):
         created_by=actor,
         created_at=timezone.now(),
     )
-    member_model.objects.bulk_create(
+    SnapshotMember.objects.bulk_create(
         (
-            member_model(
+            SnapshotMember(
                 snapshot=snapshot,
                 position=n,
                 item=item,
@@ -147,11 +144,7 @@ def lineage_fixture(project, engineer, *, n_items=20, n_annotators=3, per_item=2
     dataset, items, schema = annotated_items(
         project, n_items=n_items, annotators=annotators, per_item=per_item
     )
-    snapshot = (
-        snapshot_of(project, items, actor=engineer, schema=schema)
-        if snapshots_available()
-        else None
-    )
+    snapshot = snapshot_of(project, items, actor=engineer, schema=schema)
     base = BaseModel.objects.create(
         project=project,
         name="tiny-llama",
@@ -169,7 +162,8 @@ def lineage_fixture(project, engineer, *, n_items=20, n_annotators=3, per_item=2
         kind="sft",
         method="lora",
         base_model=base,
-        manifest_sha256=snapshot.manifest_sha256 if snapshot else "",
+        snapshot=snapshot,
+        manifest_sha256=snapshot.manifest_sha256,
         config={"learning_rate": 0.0002, "epochs": 2, "lora": {"r": 8}},
         seed=1234,
         status="succeeded",
@@ -178,8 +172,6 @@ def lineage_fixture(project, engineer, *, n_items=20, n_annotators=3, per_item=2
         created_by=engineer,
         finished_at=T0,
     )
-    if snapshot is not None and hasattr(job, "snapshot_id"):
-        TrainingJob.objects.filter(pk=job.pk).update(snapshot=snapshot)
     TrainingMetric.objects.bulk_create(
         TrainingMetric(job=job, step=step, values={"loss": 2.0 / step, "learning_rate": 2e-4})
         for step in range(1, 11)

@@ -14,7 +14,7 @@ from governance.dossier.verify import verify_bundle
 from governance.models import AuditEvent, Dossier
 from governance.services.approvals import signoff_record, use_declaration_set
 from governance.services.dossiers import dossier_request, dossier_verify
-from tests.governance.factories import gate_passed, lineage_fixture, snapshots_available
+from tests.governance.factories import gate_passed, lineage_fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -81,9 +81,8 @@ def test_manifest_predicate_matches_the_database(lineage, compliance):
     assert AuditEvent.objects.get(seq=head["seq"]).hash == head["hash"]
     assert head["seq"] >= (last.first().seq if last.exists() else 0)
     assert predicate["signing_key"]["keyid"] == keys.signing_key_id()
-    if snapshots_available():
-        assert predicate["snapshots"][0]["manifest_sha256"] == lineage.snapshot.manifest_sha256
-        assert predicate["datasets"][0]["file_sha256"] == lineage.dataset.file_sha256
+    assert predicate["snapshots"][0]["manifest_sha256"] == lineage.snapshot.manifest_sha256
+    assert predicate["datasets"][0]["file_sha256"] == lineage.dataset.file_sha256
 
 
 def test_training_config_seed_and_gate_results_come_from_the_database(lineage, compliance):
@@ -103,7 +102,6 @@ def test_training_config_seed_and_gate_results_come_from_the_database(lineage, c
     assert meta["base_model"] == "tiny-llama"
 
 
-@pytest.mark.skipif(not snapshots_available(), reason="annotation.Snapshot not built yet")
 def test_annotation_figures_and_disagreements_use_pseudonyms_only(lineage, compliance):
     _, data = _build(lineage.version, compliance)
     files = _files(data)
@@ -155,9 +153,8 @@ def test_license_conflict_is_reported(lineage, compliance):
 
     dossier, data = _build(lineage.version, compliance)
 
-    if snapshots_available():
-        assert any("non-commercial" in w for w in dossier.warnings)
-        assert b"non-commercial, but the declared use is commercial" in _files(data)["dossier.html"]
+    assert any("non-commercial" in w for w in dossier.warnings)
+    assert b"non-commercial, but the declared use is commercial" in _files(data)["dossier.html"]
 
 
 def test_verify_command_passes_a_good_dossier_and_names_a_changed_file(
