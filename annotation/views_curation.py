@@ -293,6 +293,18 @@ def snapshot_detail(request: HttpRequest, project_id: int, snapshot_id: int) -> 
             messages.error(request, _messages(error))
         else:
             return redirect("annotation:check", project_id=access.project.pk, check_id=check.pk)
+    if request.htmx:  # the checks card refreshing itself while leakage is checked
+        return render(
+            request,
+            "annotation/snapshot.html#checks",
+            {
+                "access": access,
+                "project": access.project,
+                "snapshot": snapshot,
+                "checks": selectors.snapshot_checks(snapshot=snapshot),
+                "leakage": selectors.snapshot_leakage_status(snapshot=snapshot),
+            },
+        )
     comparison = other = None
     if request.GET.get("compare"):
         other = selectors.snapshot_get(

@@ -83,6 +83,27 @@ class GenerationForm(forms.Form):
         self.fields["contestants"].queryset = selectors.contestant_list_runnable(project=project)
 
 
+class MetricRunForm(forms.Form):
+    prompt_set = forms.ModelChoiceField(
+        queryset=None, help_text="Its prompts need reference answers (e.g. from a snapshot)."
+    )
+    contestants = forms.ModelMultipleChoiceField(
+        queryset=None,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="One metric run per contestant, on its latest outputs for the prompt set.",
+    )
+    slice_field = forms.CharField(
+        required=False,
+        max_length=100,
+        help_text="Optional prompt metadata field (e.g. language) to compare groups on.",
+    )
+
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, prefix="metrics", **kwargs)
+        self.fields["prompt_set"].queryset = selectors.prompt_set_list_for_project(project=project)
+        self.fields["contestants"].queryset = selectors.contestant_list_for_project(project=project)
+
+
 CHECK_CHOICES = [
     ("", "— no check —"),
     ("rating_above_baseline", "Rating: candidate beats the baseline in a campaign"),

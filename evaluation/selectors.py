@@ -151,7 +151,7 @@ def campaign_grouped_counts(
     ids = contestant_ids or [c.pk for c in campaign_contestants(campaign=campaign)]
     index = {pk: n for n, pk in enumerate(ids)}
     grouped = (
-        _judged(campaign, excluded_reviewer_ids(campaign=campaign))
+        judged(campaign, excluded_reviewer_ids(campaign=campaign))
         .values_list("contestant_left_id", "contestant_right_id", "outcome")
         .annotate(n=Count("id"))
         .order_by()
@@ -164,9 +164,11 @@ def campaign_grouped_counts(
     return ids, R.grouped_counts(rows, k=len(ids))
 
 
-def _judged(campaign: Campaign, excluded: list[int]) -> QuerySet[Judgment]:
+def judged(campaign: Campaign, excluded: list[int] | None = None) -> QuerySet[Judgment]:
     """Submitted real judgments of the raters who count (grouping runs in the database, on
     PostgreSQL and on the demo's SQLite alike)."""
+    if excluded is None:
+        excluded = excluded_reviewer_ids(campaign=campaign)
     return (
         Judgment.objects.filter(campaign=campaign, is_attention=False)
         .exclude(outcome="")
@@ -403,7 +405,7 @@ def _category_ratings(campaign, ids, labels, excluded) -> dict[str, dict[str, fl
     index = {pk: n for n, pk in enumerate(ids)}
     by_category: dict[str, list] = {}
     grouped = (
-        _judged(campaign, excluded)
+        judged(campaign, excluded)
         .exclude(battle__prompt__category="")
         .values_list(
             "battle__prompt__category", "contestant_left_id", "contestant_right_id", "outcome"

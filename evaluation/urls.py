@@ -16,6 +16,7 @@ urlpatterns = [
     ),
     path("evaluation/contestants/", views.contestant_create, name="contestant_create"),
     path("evaluation/generations/", views.generation_start, name="generation_start"),
+    path("evaluation/metric-runs/", views.metric_runs_start, name="metric_runs_start"),
     path("evaluation/generations/jobs/", views.generation_jobs, name="generation_jobs"),
     path("evaluation/gates/", views.gate_create, name="gate_create"),
     path("evaluation/gates/run/", views.gate_run, name="gate_run"),

@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,6 +21,7 @@ from evaluation.forms import (
     GateForm,
     GateRunForm,
     GenerationForm,
+    MetricRunForm,
     PromptSetFromSnapshotForm,
     gate_check_formset,
 )
@@ -158,6 +160,7 @@ def _render_overview(
             snapshot_form=PromptSetFromSnapshotForm(project=project),
             contestant_form=ContestantForm(project=project),
             generation_form=GenerationForm(project=project),
+            metric_form=MetricRunForm(project=project),
             gate_form=GateForm(),
             gate_checks=gate_check_formset(project=project),
             gate_run_form=GateRunForm(project=project),
@@ -307,6 +310,31 @@ def generation_start(request: HttpRequest, project_id: int) -> HttpResponse:
         return _render_overview(request, access, generation_form=form)
     messages.success(request, f"{len(jobs)} generation job(s) queued.")
     return _back_to(access, "generations")
+
+
+@login_required
+@require_POST
+def metric_runs_start(request: HttpRequest, project_id: int) -> HttpResponse:
+    access = _engineer(request, project_id)
+    form = MetricRunForm(request.POST, project=access.project)
+
+    def start(data: dict[str, Any]) -> list[Any]:
+        with transaction.atomic():
+            return [
+                services.metric_run_start(
+                    actor=request.user,
+                    contestant=contestant,
+                    prompt_set=data["prompt_set"],
+                    slice_field=data["slice_field"],
+                )
+                for contestant in data["contestants"]
+            ]
+
+    runs = _submit(form, start)
+    if runs is None:
+        return _render_overview(request, access, metric_form=form)
+    messages.success(request, f"{len(runs)} metric run(s) queued.")
+    return _back_to(access, "metrics")
 
 
 @login_required

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from evaluation import metrics as M
 from evaluation import selectors
@@ -23,6 +24,9 @@ CHECK_KINDS = {
 }
 TEXT_METRICS = ("chrf", "bleu", "token_f1", "exact_match")
 GATED_STAGES = ("canary", "production")
+# A rating check on a handful of judgments says nothing: when one side wins every battle the
+# Bradley-Terry interval collapses. Below this many head-to-head judgments the check fails.
+MIN_RATING_JUDGMENTS = 20
 
 
 def _in_project(model: Any, project: Project, pk: Any) -> bool:
@@ -44,6 +48,10 @@ def _validate_checks(project: Project, checks: Any) -> list[dict]:
         missing = [k for k in CHECK_KINDS[check["kind"]] if k not in check]
         if missing:
             raise ValidationError({"checks": f"{where}: missing {', '.join(missing)}"})
+        if "min_judgments" in check and (
+            not isinstance(check["min_judgments"], int) or check["min_judgments"] < 1
+        ):
+            raise ValidationError({"checks": f"{where}: min_judgments must be a whole number ≥ 1"})
         if "metric" in check and check["metric"] not in TEXT_METRICS:
             raise ValidationError({"checks": f"{where}: metric must be one of {TEXT_METRICS}"})
         if "campaign" in check and not _in_project(Campaign, project, check["campaign"]):
@@ -138,6 +146,22 @@ def _check_rating(check, candidate, baseline) -> tuple[bool, dict, str]:
             {},
             f"{campaign.name} does not compare {candidate.label} with {baseline.label}",
         )
+    head_to_head = (
+        selectors.judged(campaign)
+        .filter(
+            Q(contestant_left=candidate, contestant_right=baseline)
+            | Q(contestant_left=baseline, contestant_right=candidate)
+        )
+        .count()
+    )
+    needed = int(check.get("min_judgments", MIN_RATING_JUDGMENTS))
+    if head_to_head < needed:
+        return (
+            False,
+            {"judgments": head_to_head, "min_judgments": needed},
+            f"only {head_to_head} judgment(s) between {candidate.label} and {baseline.label} "
+            f"in {campaign.name}; the check needs {needed}",
+        )
     c, b = ids.index(candidate.pk), ids.index(baseline.pk)
     boot = campaign.bootstraps.filter(status="succeeded").order_by("-created_at").first()
     base_upper = float(fit.upper[b])
@@ -145,7 +169,11 @@ def _check_rating(check, candidate, baseline) -> tuple[bool, dict, str]:
         base_upper = boot.intervals[str(baseline.pk)][1]
     rating = float(fit.rating[c])
     passed = math.isfinite(rating) and rating > base_upper
-    numbers = {"rating": round(rating, 1), "baseline_upper": round(base_upper, 1)}
+    numbers = {
+        "rating": round(rating, 1),
+        "baseline_upper": round(base_upper, 1),
+        "judgments": head_to_head,
+    }
     reason = f"rating {rating:.1f} vs baseline's upper bound {base_upper:.1f}"
     return passed, numbers, reason
 

@@ -147,7 +147,30 @@ def test_snapshot_page_shows_manifest_leakage_and_comparison(client, project, cu
     first_html = client.get(
         reverse("annotation:snapshot", args=[project.pk, first.pk])
     ).content.decode()
-    assert "none between splits" in first_html or "leaks between splits" in first_html
+    assert "none between splits" in first_html or "duplicates across splits" in first_html
+
+
+def test_snapshot_checks_card_refreshes_itself_while_leakage_is_checked(
+    client, project, curated, engineer
+):
+    from annotation.services import quality
+
+    client.force_login(engineer)
+    snapshot = snapshot_create(actor=engineer, project=project, name="v9", seed=9)
+    check = quality.quality_check_start(
+        actor=engineer, project=project, kind="leakage", snapshot=snapshot
+    )
+    url = reverse("annotation:snapshot", args=[project.pk, snapshot.pk])
+
+    card = client.get(url, headers={"HX-Request": "true"}).content.decode()
+
+    assert card.lstrip().startswith('<section class="card" id="snapshot-checks"')
+    assert 'hx-trigger="every 2s"' in card
+    assert "not checked yet</strong> (queued)" in card
+    quality.quality_check_run(check_id=check.pk)
+    card = client.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert "hx-trigger" not in card
+    assert "none between splits" in card or "duplicates across splits" in card
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -188,7 +188,7 @@ def test_a_dataset_travels_from_upload_to_a_verified_dossier(
     snapshot = Snapshot.objects.get(project=project, name="support-gold")
     page.goto(f"/projects/{project.pk}/snapshots/{snapshot.pk}/")
     status = page.get_by_test_id("leakage-status")
-    expect(status).to_contain_text("leaks between splits" if leaks else "none between splits")
+    expect(status).to_contain_text("duplicates across splits" if leaks else "none between splits")
 
     page.goto(f"/projects/{project.pk}/training/new/")
     page.locator("#id_name").fill("helpdesk-lora")

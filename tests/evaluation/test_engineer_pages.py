@@ -57,7 +57,7 @@ def runnable(project, engineer, tiny):
 @pytest.fixture
 def judged_campaign(project, engineer, member_of):
     """A campaign in which every reviewer verdict prefers contestant 0."""
-    campaign, made = build_campaign(engineer, project, prompts=8, contestants=3)
+    campaign, made = build_campaign(engineer, project, prompts=24, contestants=3)
     reviewer = member_of(Role.REVIEWER, "judge")
     while (j := services.judgment_next(campaign=campaign, reviewer=reviewer)) is not None:
         best = made[0].pk
@@ -86,6 +86,7 @@ FORMS = [
     "prompt_set_from_snapshot",
     "contestant_create",
     "generation_start",
+    "metric_runs_start",
     "gate_create",
     "gate_run",
 ]
@@ -305,6 +306,50 @@ def test_generate_outputs_starts_one_job_per_contestant(
     assert all(j.status == "queued" and j.total == 4 for j in jobs)
     assert all(j.decoding == {"max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0} for j in jobs)
     assert len(callbacks) == 2
+
+
+def test_score_outputs_starts_one_metric_run_per_contestant(
+    client, project, engineer, prompt_set, runnable, django_capture_on_commit_callbacks
+):
+    from evaluation.models import MetricRun
+
+    client.force_login(engineer)
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(
+            _url("metric_runs_start", project),
+            {
+                "metrics-prompt_set": prompt_set.pk,
+                "metrics-contestants": [c.pk for c in runnable],
+                "metrics-slice_field": "language",
+            },
+        )
+
+    assert response.status_code == 302
+    assert response["Location"] == _overview(project, "metrics")
+    runs = MetricRun.objects.filter(prompt_set=prompt_set).order_by("contestant__label")
+    assert [(r.contestant.label, r.slice_field) for r in runs] == [
+        ("plain", "language"),
+        ("templated", "language"),
+    ]
+    assert len(callbacks) == 2
+
+
+def test_scoring_a_prompt_set_without_references_is_refused(client, project, engineer, runnable):
+    from evaluation.models import MetricRun
+
+    bare = services.prompt_set_create(
+        actor=engineer, project=project, name="bare", rows=[{"prompt": "hi"}]
+    )
+    client.force_login(engineer)
+
+    response = client.post(
+        _url("metric_runs_start", project),
+        {"metrics-prompt_set": bare.pk, "metrics-contestants": [runnable[0].pk]},
+    )
+
+    assert response.status_code == 200
+    assert "has no reference answers" in response.content.decode()
+    assert not MetricRun.objects.exists()
 
 
 def test_the_generate_form_defaults_to_64_greedy_tokens_with_seed_0(client, project, engineer):

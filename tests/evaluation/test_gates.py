@@ -142,3 +142,37 @@ def test_gate_checks_are_validated(project, engineer):
             name="g",
             checks=[{"kind": "metric_not_worse", "metric": "chrf"}],
         )
+
+
+def test_a_rating_check_needs_enough_head_to_head_judgments(project, engineer, member_of):
+    from portal.models import Role
+    from tests.evaluation.factories import build_campaign
+
+    campaign, (candidate, baseline) = build_campaign(engineer, project, prompts=3, contestants=2)
+    reviewer = member_of(Role.REVIEWER, "judge")
+    while (j := services.judgment_next(campaign=campaign, reviewer=reviewer)) is not None:
+        outcome = "a" if j.contestant_left_id == candidate.pk else "b"
+        services.judgment_submit(
+            campaign=campaign, reviewer=reviewer, token=j.token, outcome=outcome
+        )
+    check = {"kind": "rating_above_baseline", "campaign": campaign.pk}
+    strict = services.gate_create(actor=engineer, project=project, name="strict", checks=[check])
+
+    run = services.gate_run(actor=engineer, gate=strict, candidate=candidate, baseline=baseline)
+
+    # Three wins out of three: the fit's interval collapses, but three judgments prove little.
+    assert not run.passed
+    assert run.results[0]["reason"] == (
+        f"only 3 judgment(s) between {candidate.label} and {baseline.label} in "
+        f"{campaign.name}; the check needs 20"
+    )
+    lenient = services.gate_create(
+        actor=engineer, project=project, name="lenient", checks=[{**check, "min_judgments": 3}]
+    )
+    assert services.gate_run(
+        actor=engineer, gate=lenient, candidate=candidate, baseline=baseline
+    ).passed
+    with pytest.raises(ValidationError, match="min_judgments must be a whole number"):
+        services.gate_create(
+            actor=engineer, project=project, name="bad", checks=[{**check, "min_judgments": 0}]
+        )

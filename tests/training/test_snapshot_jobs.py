@@ -132,3 +132,12 @@ def test_the_worker_trains_on_the_snapshot_export_and_records_its_lineage(
     assert job.data["validation"]["rows"] == splits["validation"]
     assert len(job.data["train"]["sha256"]) == 64
     assert job.metrics.exists()
+
+
+@pytest.mark.django_db
+def test_a_snapshot_whose_leakage_check_still_runs_says_so(engineer, project, tiny_base_model):
+    snapshot = _writing_snapshot(project, engineer)
+    quality.quality_check_start(actor=engineer, project=project, kind="leakage", snapshot=snapshot)
+
+    with pytest.raises(ValidationError, match="leakage check is still queued; launch once"):
+        _create(engineer, project, tiny_base_model, snapshot)

@@ -228,6 +228,13 @@ def _check_snapshot(snapshot: Any, fmt: str, accept_leakage: bool) -> dict[str, 
             }
         )
     leakage = snapshot_leakage_status(snapshot=snapshot)
+    if leakage["status"] in ("queued", "running"):
+        raise ValidationError(
+            {
+                "snapshot": f"{snapshot}'s leakage check is still {leakage['status']}; "
+                "launch once it has finished (the snapshot page shows it)."
+            }
+        )
     if not leakage["checked"]:
         raise ValidationError(
             {
