@@ -6,7 +6,7 @@ it got and the page to look at (links only for roles that may open that page).
 
 from dataclasses import dataclass
 
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.urls import reverse
 
 from portal.models import Project, Role
@@ -26,7 +26,7 @@ class Stage:
 
 def project_journey(*, project: Project, roles: set[str]) -> list[Stage]:
     from annotation.models import Dataset, Item, QualityCheck, Snapshot
-    from evaluation.models import Campaign, GateRun, Judgment
+    from evaluation.models import Campaign, GateRun, GenerationJob, Judgment
     from governance.models import Dossier
     from training.models import ModelVersion, TrainingJob
 
@@ -116,7 +116,22 @@ def project_journey(*, project: Project, roles: set[str]) -> list[Stage]:
             )
         )
     campaign = Campaign.objects.filter(project=project).order_by("-created_at").first()
-    if campaign is None:
+    generating = GenerationJob.objects.filter(
+        project=project, status__in=("queued", "running")
+    ).aggregate(done=Sum("done"), total=Sum("total"), jobs=Count("id"))
+    if campaign is None and generating["jobs"]:
+        done, total = generating["done"] or 0, generating["total"] or 0
+        stages.append(
+            Stage(
+                "evaluation",
+                "Blind evaluation",
+                "active",
+                f"generating answers to compare: {done} of {total}",
+                link("evaluation:overview") + "#generations",
+                round(100 * done / total) if total else None,
+            )
+        )
+    elif campaign is None:
         stages.append(Stage("evaluation", "Blind evaluation", "todo", "No campaign yet."))
     else:
         judged = Judgment.objects.filter(
@@ -172,5 +187,10 @@ def project_journey(*, project: Project, roles: set[str]) -> list[Stage]:
 
 
 def journey_is_moving(stages: list[Stage]) -> bool:
-    """Something runs on a worker (training, a dossier build): the card refreshes itself."""
-    return any(s.state == "active" and s.key in ("training", "approval") for s in stages)
+    """Something runs on a worker (training, generation, a dossier build): the card refreshes
+    itself."""
+    return any(
+        s.state == "active"
+        and (s.key in ("training", "approval") or (s.key == "evaluation" and s.percent is not None))
+        for s in stages
+    )

@@ -192,3 +192,26 @@ def test_the_project_journey_is_not_shown_to_reviewers_or_annotators(
     html = client.get(reverse("project_detail", args=[project.pk])).content.decode()
 
     assert 'data-testid="journey"' not in html
+
+
+def test_the_journey_shows_generation_progress_before_a_campaign_exists(client, project, member_of):
+    from evaluation import services as evaluation_services
+    from tests.evaluation.factories import base_model, prompt_rows
+
+    engineer = member_of(Role.ENGINEER, "eng")
+    prompts = evaluation_services.prompt_set_create(
+        actor=engineer, project=project, name="held out", rows=prompt_rows(5)
+    )
+    contestant = evaluation_services.contestant_create(
+        actor=engineer, project=project, label="base", base_model=base_model(project, "b")
+    )
+    evaluation_services.generation_job_start(
+        actor=engineer, contestant=contestant, prompt_set=prompts
+    )
+    client.force_login(engineer)
+
+    html = client.get(reverse("project_detail", args=[project.pk])).content.decode()
+
+    assert 'data-testid="stage-evaluation" data-state="active"' in html
+    assert "generating answers to compare: 0 of 5" in html
+    assert 'data-moving="yes"' in html
