@@ -88,6 +88,10 @@ def demo_pipeline_start(*, project: Project, base_model_dir: str = "") -> Traini
         job = _first_job(project, engineer, base_model_dir)
     elif job.status != JobStatus.SUCCEEDED:
         job = _restarted(job, engineer)
+    if job is not None and job.status == JobStatus.SUCCEEDED:
+        # Work an earlier demo's workers held when they were stopped goes back in the queue.
+        evaluation_services.work_requeue_abandoned(actor=engineer, project=project)
+        dossiers.dossier_builds_requeue_abandoned(actor=engineer, project=project)
     if job is not None and not Dossier.objects.filter(model_version__job=job).exists():
         from portal import tasks
 

@@ -20,6 +20,7 @@ from evaluation.services.prompts import (
     generations_import,
     prompt_set_create,
     prompt_set_create_from_snapshot,
+    work_requeue_abandoned,
 )
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "prompts",
     "rater_set_excluded",
     "ratings_bootstrap_start",
+    "work_requeue_abandoned",
 ]

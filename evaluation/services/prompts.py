@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -306,8 +307,10 @@ def generation_job_run(*, job_id: int) -> None:
         from training.services import inference  # noqa: PLC0415
 
         base_model, model_version = _inference_targets(job.contestant)
-        prompts = list(job.prompt_set.prompts.order_by("position"))
-        done = 0
+        # A requeued job (its worker was stopped) carries on after the prompts it answered.
+        answered = set(Generation.objects.filter(job=job).values_list("prompt_id", flat=True))
+        prompts = [p for p in job.prompt_set.prompts.order_by("position") if p.pk not in answered]
+        done = len(answered)
         for start in range(0, len(prompts), job.batch_size):
             batch = prompts[start : start + job.batch_size]
             outputs = inference.generate(
@@ -355,3 +358,34 @@ def generation_outputs(*, contestant: Contestant, prompt_set: PromptSet) -> dict
     if job is None:
         return {}
     return dict(job.generations.values_list("prompt_id", "output"))
+
+
+@transaction.atomic
+def work_requeue_abandoned(*, actor: User | None, project: Any) -> int:
+    """Generation jobs and metric runs left queued or running when the workers of an
+    embedded portal were stopped (their messages went with them): back in the queue, sent
+    again. Call it only while no worker runs, as `seed_demo` does before serving. A
+    generation job carries on after the prompts it had answered. Returns how many."""
+    from evaluation.models import MetricRun  # noqa: PLC0415 - offline imports this module
+
+    stuck = ("queued", "running")
+    generations = list(GenerationJob.objects.filter(project=project, status__in=stuck))
+    runs = list(MetricRun.objects.filter(project=project, status__in=stuck))
+    GenerationJob.objects.filter(pk__in=[j.pk for j in generations]).update(status="queued")
+    MetricRun.objects.filter(pk__in=[r.pk for r in runs]).update(status="queued")
+    for job in generations:
+        transaction.on_commit(partial(tasks.generation_run_task.delay, job.pk))
+    for run in runs:
+        transaction.on_commit(partial(tasks.metric_run_task.delay, run.pk))
+    if generations or runs:
+        audit_record(
+            actor=actor,
+            action="evaluation.work.requeue",
+            target=project,
+            data={
+                "generation_jobs": [j.pk for j in generations],
+                "metric_runs": [r.pk for r in runs],
+            },
+            project_id=project.pk,
+        )
+    return len(generations) + len(runs)

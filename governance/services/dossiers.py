@@ -5,6 +5,7 @@ import os
 import tempfile
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -197,3 +198,27 @@ def dossier_verify(*, data: bytes, check_chain: bool = True) -> VerifyReport:
         else:
             report.passed.append(f"audit head #{head['seq']} matches this portal's chain")
     return report
+
+
+@transaction.atomic
+def dossier_builds_requeue_abandoned(*, actor: User | None, project: Any) -> int:
+    """Dossier builds left queued or running when an embedded portal's workers stopped:
+    queued again and sent. Only while no worker runs (`seed_demo`). Returns how many."""
+    stuck = list(
+        Dossier.objects.filter(
+            project=project, status__in=(Dossier.Status.QUEUED, Dossier.Status.RUNNING)
+        )
+    )
+    Dossier.objects.filter(pk__in=[d.pk for d in stuck]).update(
+        status=Dossier.Status.QUEUED, progress=0, step=""
+    )
+    for dossier in stuck:
+        transaction.on_commit(partial(tasks.dossier_build_task.delay, dossier.pk))
+    if stuck:
+        audit_record(
+            actor=actor,
+            action="governance.dossier.requeue",
+            target=project,
+            data={"dossiers": [d.pk for d in stuck]},
+        )
+    return len(stuck)

@@ -128,3 +128,42 @@ def test_a_generation_job_started_from_the_form_succeeds_on_a_real_worker(
     assert Generation.objects.filter(job=job).count() == 3
     fragment = client.get(reverse("evaluation:generation_jobs", args=[project.pk]))
     assert 'data-testid="generation-job-status">Succeeded<' in fragment.content.decode()
+
+
+@pytest.mark.django_db
+def test_abandoned_generation_is_requeued_and_carries_on_after_its_answers(
+    project, engineer, tiny_model_dir, django_capture_on_commit_callbacks
+):
+    from evaluation.models import MetricRun
+    from governance.models import AuditEvent
+
+    base = base_model_register(
+        actor=None, project=project, name="tiny", source="local", path=str(tiny_model_dir)
+    )
+    prompt_set = services.prompt_set_create(
+        actor=engineer, project=project, name="p", rows=prompt_rows(4)
+    )
+    contestant = services.contestant_create(
+        actor=engineer, project=project, label="tiny", base_model=base
+    )
+    job = services.generation_job_start(
+        actor=engineer, contestant=contestant, prompt_set=prompt_set, max_new_tokens=4
+    )
+    first = prompt_set.prompts.order_by("position").first()
+    # Its worker was stopped after answering one prompt.
+    Generation.objects.create(job=job, prompt=first, output="kept")
+    GenerationJob.objects.filter(pk=job.pk).update(status="running", done=1)
+    run = services.metric_run_start(actor=engineer, contestant=contestant, prompt_set=prompt_set)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert services.work_requeue_abandoned(actor=engineer, project=project) == 2
+
+    assert len(callbacks) == 2  # both tasks sent again
+    assert GenerationJob.objects.get(pk=job.pk).status == "queued"
+    assert MetricRun.objects.get(pk=run.pk).status == "queued"
+    assert AuditEvent.objects.filter(action="evaluation.work.requeue").exists()
+    services.prompts.generation_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.done) == ("succeeded", 4)
+    assert Generation.objects.get(job=job, prompt=first).output == "kept"
+    assert Generation.objects.filter(job=job).count() == 4

@@ -215,3 +215,26 @@ def test_request_enqueues_the_build_only_after_commit(
     assert AuditEvent.objects.filter(action="governance.dossier.request").count() == 1
     again = dossier_request(actor=compliance, version=lineage.version)
     assert again.pk == dossier.pk  # the queued build with the same inputs is reused
+
+
+def test_a_build_abandoned_by_a_stopped_worker_is_requeued_and_then_builds(
+    lineage, compliance, django_capture_on_commit_callbacks
+):
+    from governance.services.dossiers import (
+        dossier_build_run,
+        dossier_builds_requeue_abandoned,
+    )
+
+    with django_capture_on_commit_callbacks():  # the build task is not run here
+        dossier = dossier_request(actor=compliance, version=lineage.version)
+    Dossier.objects.filter(pk=dossier.pk).update(status="running", progress=40, step="PDF")
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        requeued = dossier_builds_requeue_abandoned(actor=None, project=lineage.version.project)
+
+    assert requeued == 1
+    assert len(callbacks) == 1
+    dossier.refresh_from_db()
+    assert (dossier.status, dossier.progress) == ("queued", 0)
+    assert AuditEvent.objects.filter(action="governance.dossier.requeue").exists()
+    assert dossier_build_run(dossier_id=dossier.pk).status == "succeeded"
