@@ -344,6 +344,12 @@ def _campaign_with_judgments(project, engineer, prompt_set, base, tuned) -> Camp
         reviewer = _reviewer(project, name)
         while judgment := evaluation_services.judgment_next(campaign=campaign, reviewer=reviewer):
             pair = blind_pair_from_judgment(judgment=judgment, campaign=campaign)
+            if judgment.is_attention:  # an attentive rater: the intact answer (x) wins
+                outcome = "a" if judgment.left_is_x else "b"
+                evaluation_services.judgment_submit(
+                    campaign=campaign, reviewer=reviewer, token=pair.token, outcome=outcome
+                )
+                continue
             reference = references.get(pair.prompt, "")
             a = chrf.sentence_score(pair.response_a, [reference]).score
             b = chrf.sentence_score(pair.response_b, [reference]).score

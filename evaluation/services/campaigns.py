@@ -7,6 +7,7 @@ battles without waiting on each other.
 """
 
 import hashlib
+import math
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -434,6 +435,11 @@ def ratings_bootstrap_start(
     return bootstrap
 
 
+def _bound(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def ratings_bootstrap_run(*, bootstrap_id: int) -> None:
     """Runs on a worker; duplicate deliveries exit at the claim."""
     claimed = RatingsBootstrap.objects.filter(
@@ -446,8 +452,14 @@ def ratings_bootstrap_run(*, bootstrap_id: int) -> None:
     try:
         ids, counts, _ = selectors.campaign_fit(campaign=bootstrap.campaign)
         result = R.bootstrap_ratings(counts, rounds=bootstrap.rounds, seed=bootstrap_id)
+        # A contestant that wins (or loses) every resampled battle has an unbounded
+        # rating: JSON has no infinity, so the bound is stored as null (unbounded).
         intervals = {
-            str(pk): [float(result.lower[n]), float(result.upper[n]), float(result.median[n])]
+            str(pk): [
+                _bound(result.lower[n]),
+                _bound(result.upper[n]),
+                _bound(result.median[n]),
+            ]
             for n, pk in enumerate(ids)
         }
     except Exception as error:  # the row must say why it stopped, whatever broke

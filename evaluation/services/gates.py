@@ -166,7 +166,8 @@ def _check_rating(check, candidate, baseline) -> tuple[bool, dict, str]:
     boot = campaign.bootstraps.filter(status="succeeded").order_by("-created_at").first()
     base_upper = float(fit.upper[b])
     if boot and str(baseline.pk) in boot.intervals:
-        base_upper = boot.intervals[str(baseline.pk)][1]
+        upper = boot.intervals[str(baseline.pk)][1]
+        base_upper = math.inf if upper is None else upper
     rating = float(fit.rating[c])
     passed = math.isfinite(rating) and rating > base_upper
     numbers = {

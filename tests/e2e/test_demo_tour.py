@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 
 from annotation.models import Dataset, GoldLabel, Item, QualityCheck, Snapshot
 from evaluation import services as evaluation_services
-from evaluation.models import Campaign, GateRun, Generation, Judgment
+from evaluation.models import Campaign, CampaignRater, GateRun, Generation, Judgment
 from governance.models import Dossier, SignOff
 from governance.services import audit_chain_verify
 from governance.services.dossiers import dossier_verify
@@ -107,6 +107,9 @@ def test_the_demo_walks_every_stage_and_each_role_finds_its_work(
         )
     )
     assert set(judges) == set(demo_pipeline.SIMULATED_REVIEWERS)
+    # Attentive simulated raters: none flagged, so their judgments count in the ratings.
+    assert not CampaignRater.objects.filter(campaign=campaign, flagged=True).exists()
+    assert campaign.bootstraps.get().status == "succeeded"
     assert min(judges.values()) >= 3
     # The demo's own reviewer login still has pairs to judge by hand.
     reviewer = User.objects.get(username="reviewer")

@@ -167,3 +167,29 @@ def test_abandoned_generation_is_requeued_and_carries_on_after_its_answers(
     assert (job.status, job.done) == ("succeeded", 4)
     assert Generation.objects.get(job=job, prompt=first).output == "kept"
     assert Generation.objects.filter(job=job).count() == 4
+
+
+@pytest.mark.django_db
+def test_a_bootstrap_without_counted_judgments_stores_unbounded_limits(
+    project, engineer, django_capture_on_commit_callbacks
+):
+    # No judgment counts (none made, or every rater excluded): the ratings are undefined.
+    campaign, (winner, loser) = build_campaign(engineer, project, prompts=6, contestants=2)
+    with django_capture_on_commit_callbacks():
+        bootstrap = services.ratings_bootstrap_start(actor=engineer, campaign=campaign)
+
+    services.campaigns.ratings_bootstrap_run(bootstrap_id=bootstrap.pk)
+
+    bootstrap.refresh_from_db()
+    assert bootstrap.status == "succeeded", bootstrap.error
+    # JSON holds no NaN or infinity: an undefined limit is stored as null.
+    assert bootstrap.intervals[str(loser.pk)] == [None, None, None]
+    page = services.gate_create(
+        actor=engineer,
+        project=project,
+        name="ship",
+        checks=[{"kind": "rating_above_baseline", "campaign": campaign.pk, "min_judgments": 1}],
+    )
+    run = services.gate_run(actor=engineer, gate=page, candidate=winner, baseline=loser)
+    assert not run.passed
+    assert "judgment(s) between" in run.results[0]["reason"]
