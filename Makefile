@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(EXTRAS)
 DEMO_ENV := DEBUG=1 DJANGO_SETTINGS_MODULE=portal.settings
 TEST_ENV := DJANGO_SETTINGS_MODULE=portal.settings_test
 
-.PHONY: help install demo test lint pytest bench chromium pdflibs services clean
+.PHONY: help install demo test lint pytest bench screenshots chromium pdflibs services clean
 
 help:
 	@echo "make demo   install, migrate, load demo data and serve on http://127.0.0.1:8000"
@@ -58,6 +58,10 @@ pytest: install chromium pdflibs services
 	$(TEST_ENV) $(VENV)/bin/pytest -m "not bench" $(PYTEST_ARGS)
 
 test: lint pytest
+
+# Retake the README's screenshots (the demo walked on the tiny model, one per role).
+screenshots: install chromium pdflibs services
+	PORTAL_UPDATE_SCREENSHOTS=1 $(TEST_ENV) $(VENV)/bin/pytest tests/e2e/test_demo_tour.py -q
 
 bench: install pdflibs services
 	$(TEST_ENV) $(VENV)/bin/pytest tests/bench -m bench -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -1,3 +1,4 @@
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,7 +20,12 @@ from tests.e2e.conftest import log_in
 from training.models import ModelVersion, TrainingJob
 
 # The README shows these; the test that walks the demo takes them, so they stay true.
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# `make screenshots` writes them into docs/; other runs keep them with the test artifacts.
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("PORTAL_UPDATE_SCREENSHOTS")
+    else Path(__file__).resolve().parent / "artifacts" / "screenshots"
+)
 
 
 def _seed(tiny_model_dir):
