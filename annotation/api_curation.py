@@ -1,6 +1,5 @@
 """JSON API for snapshots, exports and quality checks."""
 
-from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -23,11 +22,6 @@ READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
 
 def _access(request: Request, project_id: int, *roles: str):
     return project_access_get(project_id=project_id, user=request.user).require(*roles)
-
-
-def _invalid(error: ValidationError) -> serializers.ValidationError:
-    detail = error.message_dict if hasattr(error, "error_dict") else {"detail": error.messages}
-    return serializers.ValidationError(detail)
 
 
 class SnapshotOutput(serializers.ModelSerializer):
@@ -69,21 +63,18 @@ class SnapshotListCreateApi(APIView):
         payload = SnapshotInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        try:
-            snapshot = snapshot_create(
-                actor=request.user,
-                project=access.project,
-                name=data["name"],
-                seed=data["seed"],
-                split_ratios=data.get("split_ratios"),
-                filter=data.get("filter"),
+        snapshot = snapshot_create(
+            actor=request.user,
+            project=access.project,
+            name=data["name"],
+            seed=data["seed"],
+            split_ratios=data.get("split_ratios"),
+            filter=data.get("filter"),
+        )
+        if data["check_leakage"]:
+            quality.quality_check_start(
+                actor=request.user, project=access.project, kind="leakage", snapshot=snapshot
             )
-            if data["check_leakage"]:
-                quality.quality_check_start(
-                    actor=request.user, project=access.project, kind="leakage", snapshot=snapshot
-                )
-        except ValidationError as error:
-            raise _invalid(error) from None
         return Response(SnapshotOutput(snapshot).data, status=status.HTTP_201_CREATED)
 
 
@@ -120,12 +111,9 @@ class SnapshotExportApi(APIView):
         snapshot = selectors.snapshot_get(project=access.project, snapshot_id=snapshot_id)
         if snapshot is None:
             raise NotFound("No such snapshot.")
-        try:
-            lines = export_lines(
-                snapshot=snapshot, fmt=fmt, split=request.query_params.get("split") or None
-            )
-        except ValidationError as error:
-            raise _invalid(error) from None
+        lines = export_lines(
+            snapshot=snapshot, fmt=fmt, split=request.query_params.get("split") or None
+        )
         response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
         response["X-Manifest-SHA256"] = snapshot.manifest_sha256
         return response
@@ -180,17 +168,14 @@ class CheckListCreateApi(APIView):
             snapshot = selectors.snapshot_get(project=access.project, snapshot_id=data["snapshot"])
             if snapshot is None:
                 raise serializers.ValidationError({"snapshot": "no such snapshot in this project"})
-        try:
-            check = quality.quality_check_start(
-                actor=request.user,
-                project=access.project,
-                kind=data["kind"],
-                dataset=dataset,
-                snapshot=snapshot,
-                params=data.get("params"),
-            )
-        except ValidationError as error:
-            raise _invalid(error) from None
+        check = quality.quality_check_start(
+            actor=request.user,
+            project=access.project,
+            kind=data["kind"],
+            dataset=dataset,
+            snapshot=snapshot,
+            params=data.get("params"),
+        )
         return Response(CheckOutput(check).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -23,12 +23,6 @@ def _access(request: Request, project_id: int, *roles: str):
     return project_access_get(project_id=project_id, user=request.user).require(*roles)
 
 
-def _invalid(error: ValidationError) -> serializers.ValidationError:
-    if hasattr(error, "error_dict"):
-        return serializers.ValidationError(error.message_dict)
-    return serializers.ValidationError({"detail": error.messages})
-
-
 def _ts(value) -> int | None:
     return int(value.timestamp()) if value else None
 
@@ -122,40 +116,37 @@ class JobListCreateApi(APIView):
         payload = JobInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        try:
-            base = selectors.base_model_get(project=project, base_model_id=data["model"])
-            versions = {
-                key: selectors.model_version_get(project=project, version_id=data[key])
-                for key in ("parent_version", "reward_version")
-                if data.get(key)
-            }
-            snapshot = _snapshot(project, data.get("snapshot"))
-            train = eval_ = None
-            if snapshot is None:
-                if not data.get("training_file"):
-                    raise ValidationError({"training_file": "Give a file id or a snapshot."})
-                train = services.training_file_path(project=project, file_id=data["training_file"])
-                if data.get("validation_file"):
-                    eval_ = services.training_file_path(
-                        project=project, file_id=data["validation_file"]
-                    )
-            job = services.training_job_create(
-                actor=request.user,
-                project=project,
-                name=data["name"],
-                kind=data["kind"],
-                method=data["method"],
-                base_model=base,
-                values=data["hyperparameters"],
-                preset=data.get("preset"),
-                snapshot=snapshot,
-                accept_leakage=data["accept_leakage"],
-                train_file=train,
-                eval_file=eval_,
-                **versions,
-            )
-        except ValidationError as error:
-            raise _invalid(error) from None
+        base = selectors.base_model_get(project=project, base_model_id=data["model"])
+        versions = {
+            key: selectors.model_version_get(project=project, version_id=data[key])
+            for key in ("parent_version", "reward_version")
+            if data.get(key)
+        }
+        snapshot = _snapshot(project, data.get("snapshot"))
+        train = eval_ = None
+        if snapshot is None:
+            if not data.get("training_file"):
+                raise ValidationError({"training_file": "Give a file id or a snapshot."})
+            train = services.training_file_path(project=project, file_id=data["training_file"])
+            if data.get("validation_file"):
+                eval_ = services.training_file_path(
+                    project=project, file_id=data["validation_file"]
+                )
+        job = services.training_job_create(
+            actor=request.user,
+            project=project,
+            name=data["name"],
+            kind=data["kind"],
+            method=data["method"],
+            base_model=base,
+            values=data["hyperparameters"],
+            preset=data.get("preset"),
+            snapshot=snapshot,
+            accept_leakage=data["accept_leakage"],
+            train_file=train,
+            eval_file=eval_,
+            **versions,
+        )
         return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -182,10 +173,7 @@ class JobCancelApi(APIView):
     def post(self, request: Request, project_id: int, job_id: int) -> Response:
         access = _access(request, project_id, *LAUNCHERS)
         job = selectors.job_get(project=access.project, job_id=job_id)
-        try:
-            job = services.training_job_cancel(actor=request.user, job=job)
-        except ValidationError as error:
-            raise _invalid(error) from None
+        job = services.training_job_cancel(actor=request.user, job=job)
         return Response(JobOutput(job).data)
 
 
