@@ -75,8 +75,16 @@ class SchemaForm(forms.Form):
     criteria = forms.CharField(
         required=False, help_text="Rating: one criterion per line (scored 1 to 5)."
     )
-    mode = forms.CharField(
-        required=False, help_text="Preference: best or rank. Writing: write or edit."
+    mode = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("", "— the task's default —"),
+            ("write", "Writing: write the response from scratch"),
+            ("edit", "Writing: improve a draft response"),
+            ("best", "Preference: pick the best response"),
+            ("rank", "Preference: rank every response"),
+        ],
+        help_text="For writing and preference tasks; the schema refuses a mode of another task.",
     )
     text_field = forms.CharField(
         required=False, help_text="Payload field holding the text to show."

@@ -112,7 +112,7 @@ def test_a_dataset_travels_from_upload_to_a_verified_dossier(
 
     page.goto(f"/projects/{project.pk}/annotation/setup/")
     page.get_by_label("Task type").select_option("writing")
-    page.get_by_label("Mode").fill("edit")
+    page.get_by_label("Mode").select_option("edit")
     page.get_by_role("button", name="Publish schema").click()
     expect(page.get_by_test_id("schema")).to_contain_text(
         "Label schema v1: Instruction and response writing"
