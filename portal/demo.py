@@ -20,9 +20,44 @@ class DemoLogin:
     username: str
     password: str
     role: str
+    note: str = ""
 
 
 DEMO_LOGINS = [DemoLogin(role.value, f"{role.value}-demo", role.value) for role in Role]
+# More people than one per role: two more annotators, so items get labels from different
+# people, and the two reviewers whose judgments the demo simulates.
+EXTRA_DEMO_LOGINS = [
+    DemoLogin("ana", "ana-demo", Role.ANNOTATOR.value),
+    DemoLogin("ben", "ben-demo", Role.ANNOTATOR.value),
+    DemoLogin("rita", "rita-demo", Role.REVIEWER.value, "simulated judgments"),
+    DemoLogin("sam", "sam-demo", Role.REVIEWER.value, "simulated judgments"),
+]
+
+
+def extra_demo_logins(role: str) -> list[DemoLogin]:
+    return [login for login in EXTRA_DEMO_LOGINS if login.role == role]
+
+
+def demo_login_lines() -> list[str]:
+    """What seed_demo and serve_demo print: every demo login, one line each."""
+    return [
+        f"  {login.role:<12} {login.username} / {login.password}"
+        + (f" ({login.note})" if login.note else "")
+        for login in DEMO_LOGINS + EXTRA_DEMO_LOGINS
+    ]
+
+
+def demo_member(*, project: Project, admin: User, login: DemoLogin) -> User:
+    """The login's user (created if missing) as a member of `project` in its role."""
+    user = User.objects.filter(username=login.username).first() or services.user_create(
+        username=login.username,
+        password=login.password,
+        email=f"{login.username}@demo.invalid",
+        created_by=admin,
+        validate=False,
+    )
+    services.membership_add(project=project, user=user, role=login.role, added_by=admin)
+    return user
 
 
 @transaction.atomic
@@ -41,12 +76,5 @@ def demo_seed() -> tuple[Project, list[DemoLogin]]:
         name=DEMO_PROJECT_NAME, description=DEMO_PROJECT_DESCRIPTION, created_by=admin
     )
     for login in DEMO_LOGINS:
-        user = User.objects.filter(username=login.username).first() or services.user_create(
-            username=login.username,
-            password=login.password,
-            email=f"{login.username}@demo.invalid",
-            created_by=admin,
-            validate=False,
-        )
-        services.membership_add(project=project, user=user, role=login.role, added_by=admin)
+        demo_member(project=project, admin=admin, login=login)
     return project, DEMO_LOGINS

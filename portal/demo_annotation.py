@@ -14,13 +14,11 @@ from django.db import transaction
 
 from annotation.models import Dataset, Item
 from annotation.services import configuration, datasets, queue, resolution
+from portal.demo import demo_member, extra_demo_logins
 from portal.models import Project, Role, User
 
 DATASET_FILE = Path(__file__).resolve().parent / "demo_data" / "support_instructions.jsonl"
 DATASET_NAME = "Inkwell help-desk answers"
-# Primary annotators beyond the `annotator` demo login, so items get k=2 labels from
-# different people and the agreement figures have pairs to compare.
-EXTRA_ANNOTATORS = ["ana", "ben"]
 GUIDELINE = """\
 # Improving help-desk answers
 
@@ -47,20 +45,6 @@ EXAMPLES = [
         "why": "The customer can fix this alone; tell them how.",
     },
 ]
-
-
-def _user(username: str, project: Project, admin: User, role: str) -> User:
-    from portal import services
-
-    user = User.objects.filter(username=username).first() or services.user_create(
-        username=username,
-        password=f"{username}-demo",
-        email=f"{username}@demo.invalid",
-        created_by=admin,
-        validate=False,
-    )
-    services.membership_add(project=project, user=user, role=role, added_by=admin)
-    return user
 
 
 def _reference(items_by_intent: dict[str, list[Item]], item: Item) -> str:
@@ -91,7 +75,8 @@ def demo_seed_annotation(*, project: Project, admin: User) -> Dataset:
     engineer = User.objects.get(username="engineer")
     adjudicator = User.objects.get(username="adjudicator")
     annotators = [User.objects.get(username="annotator")] + [
-        _user(name, project, admin, Role.ANNOTATOR) for name in EXTRA_ANNOTATORS
+        demo_member(project=project, admin=admin, login=login)
+        for login in extra_demo_logins(Role.ANNOTATOR)
     ]
     configuration.annotation_settings_update(
         project=project, changed_by=engineer, labels_per_item=2, order="sequential"

@@ -28,8 +28,8 @@ from evaluation.models import Campaign, Contestant, Gate, GenerationJob, MetricR
 from evaluation.selectors import blind_pair_from_judgment, gate_run_latest
 from governance.models import Dossier, SignOff, SignOffRole
 from governance.services import approvals, dossiers
+from portal.demo import demo_member, extra_demo_logins
 from portal.models import Project, Role, User
-from portal.services import membership_add, user_create
 from training import services as training_services
 from training.models import BaseModel, JobStatus, ModelVersion, TrainingJob
 
@@ -43,7 +43,7 @@ TUNED_LABEL = "Help-desk LoRA v1"
 CAMPAIGN_NAME = "Base vs help-desk LoRA"
 GATE_NAME = "No regression on held-out answers"
 # Two simulated reviewers judge every pair; the demo's `reviewer` login judges by hand.
-SIMULATED_REVIEWERS = ["rita", "sam"]
+SIMULATED_REVIEWERS = [login.username for login in extra_demo_logins(Role.REVIEWER)]
 # About 90 s of LoRA steps on two CPU cores (3 s a step at batch 8).
 JOB_VALUES = {
     "max_steps": 30,
@@ -81,8 +81,7 @@ def demo_pipeline_start(*, project: Project, base_model_dir: str = "") -> Traini
     Returns None when the packaged base model is not installed (the rest still works).
     `base_model_dir` trains a local model instead (the tests use a tiny random one)."""
     engineer = _user("engineer")
-    for name in SIMULATED_REVIEWERS:
-        _reviewer(project, name)
+    _simulated_reviewers(project)
     job = _latest_job(project)
     if job is None:
         job = _first_job(project, engineer, base_model_dir)
@@ -309,17 +308,12 @@ def _measured(engineer, contestant, prompt_set) -> bool:
     return run.status == MetricRun.Status.SUCCEEDED
 
 
-def _reviewer(project: Project, name: str) -> User:
+def _simulated_reviewers(project: Project) -> list[User]:
     admin = _user("admin")
-    user = User.objects.filter(username=name).first() or user_create(
-        username=name,
-        password=f"{name}-demo",
-        email=f"{name}@demo.invalid",
-        created_by=admin,
-        validate=False,
-    )
-    membership_add(project=project, user=user, role=Role.REVIEWER, added_by=admin)
-    return user
+    return [
+        demo_member(project=project, admin=admin, login=login)
+        for login in extra_demo_logins(Role.REVIEWER)
+    ]
 
 
 @transaction.atomic
@@ -340,8 +334,7 @@ def _campaign_with_judgments(project, engineer, prompt_set, base, tuned) -> Camp
     references = dict(prompt_set.prompts.values_list("text", "reference"))
     chrf = CHRF()
     rng = random.Random(11)  # noqa: S311 - reproducible demo judgments
-    for name in SIMULATED_REVIEWERS:
-        reviewer = _reviewer(project, name)
+    for reviewer in _simulated_reviewers(project):
         while judgment := evaluation_services.judgment_next(campaign=campaign, reviewer=reviewer):
             pair = blind_pair_from_judgment(judgment=judgment, campaign=campaign)
             if judgment.is_attention:  # an attentive rater: the intact answer (x) wins

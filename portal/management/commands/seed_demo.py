@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand
 
-from portal.demo import demo_seed
-from portal.demo_annotation import EXTRA_ANNOTATORS, demo_seed_annotation
-from portal.demo_pipeline import SIMULATED_REVIEWERS, demo_pipeline_start
+from portal.demo import demo_login_lines, demo_seed
+from portal.demo_annotation import demo_seed_annotation
+from portal.demo_pipeline import demo_pipeline_start
 from portal.models import User
 
 
@@ -20,7 +20,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, base_model_dir="", **options):
-        project, logins = demo_seed()
+        project, _ = demo_seed()
         admin = User.objects.get(username="admin")
         dataset = demo_seed_annotation(project=project, admin=admin)
         self.stdout.write(f"Demo project: {project.name} (dataset: {dataset.row_count} items)")
@@ -33,9 +33,5 @@ class Command(BaseCommand):
                 "worker trains it, then generates, judges, gates, signs off and builds the "
                 "dossier; the project page shows how far it got."
             )
-        for login in logins:
-            self.stdout.write(f"  {login.role:<12} {login.username} / {login.password}")
-        for name in EXTRA_ANNOTATORS:
-            self.stdout.write(f"  {'annotator':<12} {name} / {name}-demo")
-        for name in SIMULATED_REVIEWERS:
-            self.stdout.write(f"  {'reviewer':<12} {name} / {name}-demo (simulated judgments)")
+        for line in demo_login_lines():
+            self.stdout.write(line)

@@ -5,9 +5,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.demo import DEMO_LOGINS
-from portal.demo_annotation import EXTRA_ANNOTATORS
-from portal.demo_pipeline import SIMULATED_REVIEWERS
+from portal.demo import demo_login_lines
 
 
 class Command(BaseCommand):
@@ -38,12 +36,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, on_signal)
         self.stdout.write(self.style.SUCCESS(f"\nTuning Portal: http://{host}:{port}/"))
         self.stdout.write("Demo logins (username / password):")
-        for login in DEMO_LOGINS:
-            self.stdout.write(f"  {login.role:<12} {login.username} / {login.password}")
-        for name in EXTRA_ANNOTATORS:
-            self.stdout.write(f"  {'annotator':<12} {name} / {name}-demo")
-        for name in SIMULATED_REVIEWERS:
-            self.stdout.write(f"  {'reviewer':<12} {name} / {name}-demo (simulated judgments)")
+        for line in demo_login_lines():
+            self.stdout.write(line)
         self.stdout.write("Press Ctrl-C to stop the web server and the worker.\n")
         try:
             while not stop:
