@@ -255,7 +255,8 @@ class CampaignResults:
         }
 
 
-def _finite(v: float) -> float | None:
+def finite_or_none(v: float) -> float | None:
+    """JSON and the pages have no NaN or infinity: None stands for them."""
     return float(v) if math.isfinite(v) else None
 
 
@@ -301,7 +302,7 @@ def campaign_results(*, campaign: Campaign) -> CampaignResults:
         campaign=campaign,
         rows=rows,
         judgments=counts.total,
-        win_rate=[[_finite(v) for v in row] for row in rate],
+        win_rate=[[finite_or_none(v) for v in row] for row in rate],
         labels=labels,
         position_bias=R.position_bias(sides.get("a", 0), sides.get("b", 0)),
         agreement=_agreement(included),

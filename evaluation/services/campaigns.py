@@ -7,7 +7,6 @@ battles without waiting on each other.
 """
 
 import hashlib
-import math
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -435,11 +434,6 @@ def ratings_bootstrap_start(
     return bootstrap
 
 
-def _bound(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def ratings_bootstrap_run(*, bootstrap_id: int) -> None:
     """Runs on a worker; duplicate deliveries exit at the claim."""
     claimed = RatingsBootstrap.objects.filter(
@@ -456,9 +450,9 @@ def ratings_bootstrap_run(*, bootstrap_id: int) -> None:
         # rating: JSON has no infinity, so the bound is stored as null (unbounded).
         intervals = {
             str(pk): [
-                _bound(result.lower[n]),
-                _bound(result.upper[n]),
-                _bound(result.median[n]),
+                selectors.finite_or_none(result.lower[n]),
+                selectors.finite_or_none(result.upper[n]),
+                selectors.finite_or_none(result.median[n]),
             ]
             for n, pk in enumerate(ids)
         }
