@@ -9,7 +9,6 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -317,20 +316,7 @@ def generation_start(request: HttpRequest, project_id: int) -> HttpResponse:
 def metric_runs_start(request: HttpRequest, project_id: int) -> HttpResponse:
     access = _engineer(request, project_id)
     form = MetricRunForm(request.POST, project=access.project)
-
-    def start(data: dict[str, Any]) -> list[Any]:
-        with transaction.atomic():
-            return [
-                services.metric_run_start(
-                    actor=request.user,
-                    contestant=contestant,
-                    prompt_set=data["prompt_set"],
-                    slice_field=data["slice_field"],
-                )
-                for contestant in data["contestants"]
-            ]
-
-    runs = _submit(form, start)
+    runs = _submit(form, lambda data: services.metric_runs_start(actor=request.user, **data))
     if runs is None:
         return _render_overview(request, access, metric_form=form)
     messages.success(request, f"{len(runs)} metric run(s) queued.")

@@ -12,7 +12,7 @@ from evaluation.services.campaigns import (
     ratings_bootstrap_start,
 )
 from evaluation.services.gates import gate_create, gate_run, model_version_promote
-from evaluation.services.offline import metric_run_start
+from evaluation.services.offline import metric_run_start, metric_runs_start
 from evaluation.services.prompts import (
     contestant_create,
     generation_job_start,
@@ -38,6 +38,7 @@ __all__ = [
     "judgment_next",
     "judgment_submit",
     "metric_run_start",
+    "metric_runs_start",
     "model_version_promote",
     "offline",
     "prompt_set_create",

@@ -1,6 +1,8 @@
 """Offline metric runs on a contestant's outputs and a prompt set's references, with
 fairness slices."""
 
+from collections.abc import Iterable
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -49,6 +51,23 @@ def metric_run_start(
     )
     transaction.on_commit(lambda: tasks.metric_run_task.delay(run.pk))
     return run
+
+
+@transaction.atomic
+def metric_runs_start(
+    *,
+    actor: User,
+    contestants: Iterable[Contestant],
+    prompt_set: PromptSet,
+    slice_field: str = "",
+) -> list[MetricRun]:
+    """One run per contestant, all or none; nothing is enqueued before the batch commits."""
+    return [
+        metric_run_start(
+            actor=actor, contestant=contestant, prompt_set=prompt_set, slice_field=slice_field
+        )
+        for contestant in contestants
+    ]
 
 
 def _slice_value(prompt, field: str) -> str:
