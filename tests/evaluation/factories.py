@@ -23,8 +23,11 @@ def prompt_rows(n: int) -> list[dict]:
     ]
 
 
-def writing_snapshot(project, engineer, *, rows: int = 40, split_ratios=None, name="gold"):
-    """A snapshot of `rows` gold-labelled writing items: instruction in, response out."""
+def writing_snapshot(
+    project, engineer, *, rows: int = 40, split_ratios=None, name="gold", duplicate=False
+):
+    """A snapshot of `rows` gold-labelled writing items: instruction in, response out. With
+    `duplicate` every instruction is one text, so the splits leak."""
     LabelSchema.objects.get_or_create(
         project=project,
         version=1,
@@ -41,7 +44,8 @@ def writing_snapshot(project, engineer, *, rows: int = 40, split_ratios=None, na
     dataset = DatasetFactory(project=project)
     for i in range(rows):
         word = WORDS[i % len(WORDS)]
-        gold_item(dataset, {"instruction": f"repeat {word} {i}"}, {"response": f"{word} {word}"})
+        instruction = "repeat cat" if duplicate else f"repeat {word} {i}"
+        gold_item(dataset, {"instruction": instruction}, {"response": f"{word} {word}"})
     return snapshot_create(
         actor=engineer, project=project, name=name, seed=1, split_ratios=split_ratios
     )

@@ -4,31 +4,14 @@ splits were not checked for leakage (or leak) is refused before anything is queu
 import pytest
 from django.core.exceptions import ValidationError
 
-from annotation.models import LabelSchema
 from annotation.services import quality
 from annotation.services.snapshots import snapshot_create
 from governance.models import AuditEvent
 from tests.annotation.factories import DatasetFactory, classification_setup, gold_item
-from tests.training.conftest import QUICK, WORDS, wait_finished
+from tests.evaluation.factories import writing_snapshot
+from tests.training.conftest import QUICK, wait_finished
 from training import services
 from training.models import JobStatus, TrainingJob
-
-
-def _writing_snapshot(project, engineer, *, rows=40, duplicate=False):
-    LabelSchema.objects.create(
-        project=project,
-        version=1,
-        task_type="writing",
-        config={"mode": "write", "prompt_field": "instruction", "response_field": "response"},
-        created_by=engineer,
-    )
-    dataset = DatasetFactory(project=project)
-    for i in range(rows):
-        word = WORDS[i % len(WORDS)]
-        # Without `duplicate` every instruction is distinct; with it, all are one text.
-        instruction = "repeat cat" if duplicate else f"repeat {word} {i}"
-        gold_item(dataset, {"instruction": instruction}, {"response": f"{word} {word}"})
-    return snapshot_create(actor=engineer, project=project, name="sft data", seed=1)
 
 
 def _create(engineer, project, base, snapshot, **values):
@@ -46,7 +29,7 @@ def _create(engineer, project, base, snapshot, **values):
 
 @pytest.mark.django_db
 def test_a_snapshot_without_a_leakage_check_is_refused(engineer, project, tiny_base_model):
-    snapshot = _writing_snapshot(project, engineer)
+    snapshot = writing_snapshot(project, engineer)
 
     with pytest.raises(ValidationError, match="no finished leakage check"):
         _create(engineer, project, tiny_base_model, snapshot)
@@ -57,7 +40,7 @@ def test_a_snapshot_without_a_leakage_check_is_refused(engineer, project, tiny_b
 def test_a_leaking_snapshot_is_refused_with_the_count(
     engineer, project, tiny_base_model, django_capture_on_commit_callbacks
 ):
-    snapshot = _writing_snapshot(project, engineer, duplicate=True)
+    snapshot = writing_snapshot(project, engineer, duplicate=True)
     with django_capture_on_commit_callbacks(execute=True):
         check = quality.quality_check_start(
             actor=engineer, project=project, kind="leakage", snapshot=snapshot, run_now=True
@@ -117,7 +100,7 @@ def test_a_classification_snapshot_cannot_train_a_dpo_job(engineer, project, tin
 def test_the_worker_trains_on_the_snapshot_export_and_records_its_lineage(
     celery_worker, engineer, project, tiny_base_model
 ):
-    snapshot = _writing_snapshot(project, engineer)
+    snapshot = writing_snapshot(project, engineer)
     quality.quality_check_start(
         actor=engineer, project=project, kind="leakage", snapshot=snapshot, run_now=True
     )
@@ -136,7 +119,7 @@ def test_the_worker_trains_on_the_snapshot_export_and_records_its_lineage(
 
 @pytest.mark.django_db
 def test_a_snapshot_whose_leakage_check_still_runs_says_so(engineer, project, tiny_base_model):
-    snapshot = _writing_snapshot(project, engineer)
+    snapshot = writing_snapshot(project, engineer)
     quality.quality_check_start(actor=engineer, project=project, kind="leakage", snapshot=snapshot)
 
     with pytest.raises(ValidationError, match="leakage check is still queued; launch once"):
