@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from governance.fields import EncryptedJSONField
+
 
 class Dataset(models.Model):
     class Status(models.TextChoices):
@@ -202,7 +204,7 @@ class Item(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="items")
     row_number = models.IntegerField()
     external_id = models.CharField(max_length=200, blank=True)
-    payload = models.JSONField()
+    payload = EncryptedJSONField()
     content_hash = models.CharField(max_length=64)
     metadata = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=20, choices=State.choices, default=State.OPEN)
@@ -212,7 +214,7 @@ class Item(models.Model):
     assigned_count = models.PositiveSmallIntegerField(default=0)
     label_count = models.PositiveSmallIntegerField(default=0)
     is_gold = models.BooleanField(default=False)
-    gold_answer = models.JSONField(null=True, blank=True)
+    gold_answer = EncryptedJSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -60,11 +60,10 @@ def signing_key_id() -> str:
     return key_fingerprint(signing_key().public_key())
 
 
-def _fernet_keys() -> list[str]:
-    keys = list(settings.PORTAL_ENCRYPTION_KEYS)
-    if keys:
-        return keys
-    if settings.PORTAL_DEV_KEYS:
+def _fernet_keys(configured: tuple[str, ...], dev_keys: bool) -> list[str]:
+    if configured:
+        return list(configured)
+    if dev_keys:
         return [_dev_file("encryption_key", Fernet.generate_key()).decode().strip()]
     raise ImproperlyConfigured(
         "Set PORTAL_ENCRYPTION_KEYS (Fernet keys, newest first, comma separated); make one "
@@ -72,11 +71,10 @@ def _fernet_keys() -> list[str]:
     )
 
 
-def encryption_keys() -> MultiFernet:
-    """Every configured key; the first encrypts, any of them decrypts. Read on each call so
-    a rotation run sees the keys it was started with."""
+@functools.lru_cache(maxsize=8)
+def _multi_fernet(configured: tuple[str, ...], dev_keys: bool, var_dir: str) -> MultiFernet:
     fernets = []
-    for index, key in enumerate(_fernet_keys()):
+    for index, key in enumerate(_fernet_keys(configured, dev_keys)):
         try:
             fernets.append(Fernet(key))
         except (ValueError, TypeError):
@@ -87,6 +85,18 @@ def encryption_keys() -> MultiFernet:
     return MultiFernet(fernets)
 
 
+def encryption_keys() -> MultiFernet:
+    """Every configured key; the first encrypts, any of them decrypts. Looked up on each
+    call (item payloads decrypt through it several times a request, so the keys built from
+    one configuration are kept), so a rotation run sees the keys it was started with."""
+    return _multi_fernet(
+        tuple(settings.PORTAL_ENCRYPTION_KEYS),
+        bool(settings.PORTAL_DEV_KEYS),
+        str(settings.VAR_DIR),
+    )
+
+
 def clear_caches() -> None:
     """Forget the loaded signing key (tests that change settings call this)."""
     signing_key.cache_clear()
+    _multi_fernet.cache_clear()

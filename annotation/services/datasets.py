@@ -20,6 +20,7 @@ from django.utils.text import get_valid_filename
 from annotation import tasks
 from annotation.importing import ImportFormat, ImportRefused, ParsedRow, detect_format, iter_rows
 from annotation.models import Dataset, DatasetUpload, Item
+from governance.fields import encrypt_json
 from governance.models import canonical_json
 from governance.services import audit_record
 from governance.services.protection import stored_file_open_read, stored_file_open_write
@@ -264,11 +265,13 @@ def _insert_items(rows: Iterator[tuple], on_batch: Callable[[int], None]) -> int
 
 
 def _copy_ready(values: tuple) -> tuple:
-    """JSON columns go to COPY as JSON text."""
+    """JSON columns go to COPY as JSON text; the payload and a honeypot's answer go as
+    ciphertext, as their fields store them."""
     as_list = list(values)
-    for index in (4, 6, 13):  # payload, metadata, gold_answer
+    as_list[6] = canonical_json(as_list[6]).decode("utf-8")  # metadata
+    for index in (4, 13):  # payload, gold_answer
         if as_list[index] is not None:
-            as_list[index] = canonical_json(as_list[index]).decode("utf-8")
+            as_list[index] = encrypt_json(as_list[index])
     return tuple(as_list)
 
 

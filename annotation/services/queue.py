@@ -591,7 +591,7 @@ def _annotation_submit_fast(
     ):
         return _SLOW_PATH
     schema = _schema(schema_id)
-    clean = validate_answer(schema.task_type, schema.config, sql.json_value(payload), value)
+    clean = validate_answer(schema.task_type, schema.config, sql.payload_value(payload), value)
     server_seconds = (now - started_at).total_seconds()
     if seconds_spent is None or not 0 <= seconds_spent <= server_seconds + 5:
         seconds_spent = server_seconds

@@ -13,10 +13,13 @@ import psycopg
 from django.db import connection, transaction
 
 from annotation.models import Item
+from governance.fields import EncryptedJSONField
 
 ITEM_FIELDS = [f for f in Item._meta.concrete_fields]
 ITEM_ATTNAMES = [f.attname for f in ITEM_FIELDS]
 _JSON_ATTNAMES = {f.attname for f in ITEM_FIELDS if f.get_internal_type() == "JSONField"}
+_ENCRYPTED = {f.attname: f for f in ITEM_FIELDS if isinstance(f, EncryptedJSONField)}
+_PAYLOAD = Item._meta.get_field("payload")
 
 
 def item_columns(alias: str) -> str:
@@ -26,10 +29,19 @@ def item_columns(alias: str) -> str:
 def item_from_row(values: tuple) -> Item:
     """An Item from the columns `item_columns` selected, as the ORM would have built it."""
     values = tuple(
-        json.loads(v) if name in _JSON_ATTNAMES and isinstance(v, str) else v
+        _ENCRYPTED[name].decrypt(v)
+        if name in _ENCRYPTED
+        else json.loads(v)
+        if name in _JSON_ATTNAMES and isinstance(v, str)
+        else v
         for name, v in zip(ITEM_ATTNAMES, values, strict=True)
     )
     return Item.from_db(connection.alias, ITEM_ATTNAMES, values)
+
+
+def payload_value(value: str) -> Any:
+    """An item's payload column as selected by raw SQL (ciphertext) in plaintext."""
+    return _PAYLOAD.decrypt(value)
 
 
 def json_value(value: Any) -> Any:

@@ -269,8 +269,9 @@ def snapshot_create(
     if not strata_sizes:
         raise ValidationError({"filter": "no gold-labelled items match; nothing to snapshot"})
     seeded_order = MD5(Concat(Value(f"{seed}:"), F("item__content_hash")))
-    # JSON arrives as text and is decoded here once, without the ORM's per-field converters;
-    # labels repeat (a class name), so each distinct label is canonicalised once.
+    # Payloads are decrypted by their field's converter (they are ciphertext in the
+    # database). Labels arrive as text and are decoded here without the ORM's converters;
+    # they repeat (a class name), so each distinct label is canonicalised once.
     rows = (
         labels.annotate(
             stratum=stratum,
@@ -279,14 +280,13 @@ def snapshot_create(
                 partition_by=[stratum],
                 order_by=[seeded_order.asc(), F("item_id").asc()],
             ),
-            payload_text=Cast("item__payload", TextField()),
             label_text=Cast("value", TextField()),
             is_synthetic=Case(When(synthetic_q(), then=Value(True)), default=Value(False)),
         )
         .order_by("item_id")
         .values_list(
             "item_id",
-            "payload_text",
+            "item__payload",
             "label_text",
             "method",
             "stratum",
@@ -307,7 +307,7 @@ def snapshot_create(
     loads = json.loads
     for (
         item_id,
-        payload_text,
+        payload,
         raw_label,
         method,
         stratum_value,
@@ -319,7 +319,7 @@ def snapshot_create(
         split = (
             "test" if rank <= last_test else "validation" if rank <= last_validation else "train"
         )
-        digest = content_hash(loads(payload_text))
+        digest = content_hash(payload)
         known = canonical_labels.get(raw_label)
         if known is None:
             text = canonical_json(loads(raw_label))

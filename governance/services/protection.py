@@ -3,17 +3,22 @@ deleted after the retention period. Items, snapshots and every hash are kept."""
 
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from django.apps import apps
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from annotation.models import DatasetUpload
 from governance import at_rest, keys
+from governance.fields import EncryptedJSONField, rotate_token
 from governance.services import audit_record
+
+ROTATE_BATCH = 2000
 
 
 def stored_file_open_write(path: str | Path) -> BinaryIO:
@@ -33,11 +38,81 @@ def _stored_uploads():
             yield upload, path
 
 
-def encryption_rotate() -> Counter:
-    """Re-encrypt every stored upload under the first key of PORTAL_ENCRYPTION_KEYS (and
-    encrypt any written before encryption was on). Run after putting a new key first;
-    remove the old keys once this has finished. Safe to run again after an interruption:
-    each file is replaced atomically."""
+def encrypted_columns() -> list[tuple[type[models.Model], list[EncryptedJSONField]]]:
+    """Every model with values encrypted at rest, and those fields."""
+    found = []
+    for model in apps.get_models():
+        fields = [f for f in model._meta.concrete_fields if isinstance(f, EncryptedJSONField)]
+        if fields and not model._meta.proxy:
+            found.append((model, fields))
+    return found
+
+
+def _rotate_batch(model: type[models.Model], fields: list, after: Any) -> tuple[int, Any]:
+    """Re-encrypt the next ROTATE_BATCH rows after primary key `after`, under row locks,
+    so an edit made meanwhile is neither lost nor overwritten. Returns (rows, last key)."""
+    quote = connection.ops.quote_name
+    table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
+    columns = [quote(f.column) for f in fields]
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {pk}, {', '.join(columns)} FROM {table} "  # noqa: S608 - quoted names
+            f"{'' if after is None else f'WHERE {pk} > %s '}ORDER BY {pk} LIMIT %s{lock}",
+            [ROTATE_BATCH] if after is None else [after, ROTATE_BATCH],
+        )
+        rows = cursor.fetchall()
+        if not rows:
+            return 0, after
+        changed = [
+            [
+                *(
+                    None
+                    if value is None
+                    else rotate_token(value, where=f"{field.where} row {row[0]}")
+                    for field, value in zip(fields, row[1:], strict=True)
+                ),
+                row[0],
+            ]
+            for row in rows
+        ]
+        assignments = ", ".join(f"{c} = %s" for c in columns)
+        cursor.executemany(
+            f"UPDATE {table} SET {assignments} WHERE {pk} = %s",  # noqa: S608 - quoted names
+            changed,
+        )
+    return len(rows), rows[-1][0]
+
+
+def encrypted_columns_rotate(*, on_progress: Callable[[str, int], None] | None = None) -> Counter:
+    """Put every value encrypted at rest (item payloads, honeypot answers) under the first
+    key; plaintext written before encryption was turned on is encrypted. Batches commit
+    one by one: an interrupted run is finished by running it again."""
+    done: Counter = Counter()
+    for model, fields in encrypted_columns():
+        label = model._meta.label
+        after = None
+        while True:
+            count, after = _rotate_batch(model, fields, after)
+            if not count:
+                break
+            done[label] += count
+            if on_progress is not None:
+                on_progress(label, done[label])
+        audit_record(
+            actor=None,
+            action="governance.encryption.rekey_rows",
+            data={"model": label, "fields": [f.name for f in fields], "rows": done[label]},
+        )
+    return done
+
+
+def encryption_rotate(*, on_progress: Callable[[str, int], None] | None = None) -> Counter:
+    """Re-encrypt every stored upload and every value encrypted at rest under the first
+    key of PORTAL_ENCRYPTION_KEYS (and encrypt any written before encryption was on). Run
+    after putting a new key first; remove the old keys once this has finished. Safe to run
+    again after an interruption: each file is replaced atomically, rows in committed
+    batches."""
     fernets = keys.encryption_keys()
     done: Counter = Counter()
     for upload, path in _stored_uploads():
@@ -50,6 +125,8 @@ def encryption_rotate() -> Counter:
             project_id=upload.project_id,
             data={"outcome": outcome},
         )
+    rows = encrypted_columns_rotate(on_progress=on_progress)
+    done["rows"] = sum(rows.values())
     return done
 
 

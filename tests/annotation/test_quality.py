@@ -160,7 +160,8 @@ def test_redact_makes_a_new_version_and_keeps_gold_labels(project, engineer, pii
 
     (redacted,) = pii_apply(actor=engineer, check=check, action="redact")
 
-    texts = sorted(Item.objects.filter(dataset=redacted).values_list("payload__text", flat=True))
+    payloads = Item.objects.filter(dataset=redacted).values_list("payload", flat=True)
+    texts = sorted(p["text"] for p in payloads)
     assert texts == ["card [CREDIT_CARD]", "mail me at [EMAIL]", "no personal data here"]
     assert GoldLabel.objects.filter(item__dataset=redacted).count() == 3
     mail.refresh_from_db()
@@ -222,7 +223,8 @@ def test_leakage_between_splits_is_reported(project, engineer):
     assert result["leaks"] >= 1
     assert not result["clean"]
     leaked = {i for group in result["exact"] + result["near"] for i in group["items"]}
-    texts = set(Item.objects.filter(pk__in=leaked).values_list("payload__text", flat=True))
+    payloads = Item.objects.filter(pk__in=leaked).values_list("payload", flat=True)
+    texts = {p["text"] for p in payloads}
     assert all(t.startswith(BASE) for t in texts)
 
 

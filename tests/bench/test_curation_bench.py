@@ -1,3 +1,4 @@
+import hashlib
 import time
 
 import psutil
@@ -8,6 +9,7 @@ from annotation.models import QualityCheck
 from annotation.services.exports import export_lines
 from annotation.services.quality import quality_check_run, quality_check_start
 from annotation.services.snapshots import manifest_recompute, snapshot_create
+from governance.fields import encrypt_json
 from tests.annotation.factories import DatasetFactory, classification_setup
 
 pytestmark = pytest.mark.django_db
@@ -17,22 +19,40 @@ NEAR_ITEMS = 100_000
 
 
 def _fill(dataset, n, text_sql, *, gold=True):
-    """n items (and gold labels) written by the database itself: the bench measures the
-    snapshot and the export, not the set-up."""
+    """n items (and gold labels) whose texts the database itself makes; the payloads are
+    encrypted here, as the import encrypts them: the bench measures the snapshot and the
+    export, not the set-up."""
+    step = 100_000
+    columns = (
+        "project_id, dataset_id, row_number, external_id, payload, content_hash, metadata, "
+        "state, priority, random_key, assigned_count, label_count, is_gold"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO annotation_item (project_id, dataset_id, row_number, external_id,
-                payload, content_hash, metadata, state, priority, random_key,
-                assigned_count, label_count, is_gold)
-            SELECT %(project)s, %(dataset)s, g, '', jsonb_build_object('text', {text_sql}),
-                md5(g::text),
-                jsonb_build_object('lang', CASE WHEN g %% 3 = 0 THEN 'fr' ELSE 'en' END),
-                'resolved', 0, g, 0, 2, false
-            FROM generate_series(1, %(n)s) AS g
-            """,  # noqa: S608 - text_sql is a constant of this file
-            {"project": dataset.project_id, "dataset": dataset.pk, "n": n},
-        )
+        for first in range(1, n + 1, step):
+            cursor.execute(
+                f"SELECT g, {text_sql} FROM generate_series(%(first)s, %(last)s) AS g",  # noqa: S608 - a constant of this file
+                {"first": first, "last": min(first + step - 1, n)},
+            )
+            texts = cursor.fetchall()
+            with cursor.cursor.copy(f"COPY annotation_item ({columns}) FROM STDIN") as copy:
+                for g, text in texts:
+                    copy.write_row(
+                        (
+                            dataset.project_id,
+                            dataset.pk,
+                            g,
+                            "",
+                            encrypt_json({"text": text}),
+                            hashlib.md5(str(g).encode()).hexdigest(),  # noqa: S324 - a filler
+                            '{"lang": "fr"}' if g % 3 == 0 else '{"lang": "en"}',
+                            "resolved",
+                            0,
+                            g,
+                            0,
+                            2,
+                            False,
+                        )
+                    )
         if gold:
             cursor.execute(
                 """

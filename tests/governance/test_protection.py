@@ -1,15 +1,19 @@
 import datetime
 import io
+import json
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
-from django.core.management import call_command
+from django.core.exceptions import FieldError
+from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 
 from annotation.models import DatasetUpload, Item
 from annotation.services.datasets import dataset_import_run, dataset_upload_create
 from governance import at_rest
+from governance.fields import TOKEN_PREFIX, EncryptedValueError
 from governance.models import AuditEvent
 from governance.services.protection import stored_file_open_read
 from tests.annotation.test_datasets import PROVENANCE
@@ -55,6 +59,96 @@ def test_rotation_command_moves_uploads_to_a_new_key(project, engineer, settings
     settings.PORTAL_ENCRYPTION_KEYS = [old]
     with pytest.raises(at_rest.DecryptionError):
         stored_file_open_read(upload.stored_path).read()
+
+
+def _raw_item_columns(item_id):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT payload, gold_answer FROM annotation_item WHERE id = %s", [item_id])
+        return cursor.fetchone()
+
+
+def test_item_payloads_and_honeypot_answers_are_ciphertext_in_the_database(
+    project, engineer, settings
+):
+    key = Fernet.generate_key().decode()
+    settings.PORTAL_ENCRYPTION_KEYS = [key]
+    content = ROWS + b'{"text": "secret honeypot 5555", "gold_answer": {"label": "pos"}}\n'
+    upload = _upload(project, engineer, content=content)
+    items = list(Item.objects.filter(dataset=upload.dataset).order_by("row_number"))
+
+    for item in items:
+        raw_payload, raw_gold = _raw_item_columns(item.pk)
+        assert raw_payload.startswith(TOKEN_PREFIX)
+        assert "4111" not in raw_payload
+        assert "text" not in raw_payload
+        assert json.loads(Fernet(key).decrypt(raw_payload.encode())) == item.payload
+        assert (raw_gold is None) == (not item.is_gold)
+    assert items[0].payload == {"text": "my card number is 4111 1111 1111 1111"}
+    honeypot = items[2]
+    assert honeypot.is_gold
+    assert honeypot.gold_answer == {"label": "pos"}
+    assert "pos" not in _raw_item_columns(honeypot.pk)[1]
+    # Two rows with the same payload do not show it: Fernet tokens are randomised.
+    twin = Item.objects.create(
+        project=project, dataset=upload.dataset, row_number=9, payload=items[1].payload
+    )
+    assert _raw_item_columns(twin.pk)[0] != _raw_item_columns(items[1].pk)[0]
+
+
+def test_the_database_cannot_be_asked_about_encrypted_payloads(project):
+    with pytest.raises(FieldError):
+        list(Item.objects.filter(payload__text="hello"))
+    with pytest.raises(FieldError):
+        list(Item.objects.filter(payload={"text": "hello"}))
+
+
+def test_rotation_moves_item_payloads_to_the_new_key_and_encrypts_legacy_plaintext(
+    project, engineer, settings
+):
+    old = Fernet.generate_key().decode()
+    settings.PORTAL_ENCRYPTION_KEYS = [old]
+    upload = _upload(project, engineer)
+    first, second = Item.objects.filter(dataset=upload.dataset).order_by("row_number")
+    with connection.cursor() as cursor:  # a row written before encryption was turned on
+        cursor.execute(
+            "UPDATE annotation_item SET payload = %s WHERE id = %s",
+            ['{"text": "legacy"}', second.pk],
+        )
+    new = Fernet.generate_key().decode()
+
+    settings.PORTAL_ENCRYPTION_KEYS = [new, old]
+    err = io.StringIO()
+    call_command("rotate_encryption_key", stdout=io.StringIO(), stderr=err)
+    settings.PORTAL_ENCRYPTION_KEYS = [new]
+
+    assert "annotation.Item" in err.getvalue()
+    assert "2/2 rows" in err.getvalue()
+    by_pk = {i.pk: i.payload for i in Item.objects.filter(dataset=upload.dataset)}
+    assert by_pk == {
+        first.pk: {"text": "my card number is 4111 1111 1111 1111"},
+        second.pk: {"text": "legacy"},
+    }
+    assert _raw_item_columns(second.pk)[0].startswith(TOKEN_PREFIX)
+    event = AuditEvent.objects.get(action="governance.encryption.rekey_rows")
+    assert event.data == {
+        "model": "annotation.Item",
+        "fields": ["payload", "gold_answer"],
+        "rows": 2,
+    }
+    settings.PORTAL_ENCRYPTION_KEYS = [old]
+    with pytest.raises(EncryptedValueError, match="annotation_item.payload"):
+        Item.objects.get(pk=first.pk)
+
+
+def test_rotation_names_the_row_no_key_decrypts(project, engineer, settings):
+    settings.PORTAL_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    upload = _upload(project, engineer)
+    item = Item.objects.filter(dataset=upload.dataset).first()
+    DatasetUpload.objects.filter(pk=upload.pk).update(stored_path="")  # purged
+    settings.PORTAL_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the old key is lost
+
+    with pytest.raises(CommandError, match=f"annotation_item.payload row {item.pk}"):
+        call_command("rotate_encryption_key", stdout=io.StringIO(), stderr=io.StringIO())
 
 
 def test_retention_deletes_old_raw_uploads_and_keeps_items_and_hashes(project, engineer):

@@ -2,14 +2,15 @@ from cryptography.fernet import Fernet
 from django.core.management.base import BaseCommand, CommandError
 
 from governance.at_rest import DecryptionError
-from governance.services.protection import encryption_rotate
+from governance.fields import EncryptedValueError
+from governance.services.protection import encrypted_columns, encryption_rotate
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every stored upload under the first key of PORTAL_ENCRYPTION_KEYS. "
-        "Rotation: put a new key first (keep the old ones after it), run this, then drop the "
-        "old keys."
+        "Re-encrypt every stored upload and every item payload under the first key of "
+        "PORTAL_ENCRYPTION_KEYS, with a progress bar. Rotation: put a new key first (keep the "
+        "old ones after it), run this, then drop the old keys."
     )
 
     def add_arguments(self, parser):
@@ -21,13 +22,24 @@ class Command(BaseCommand):
         if generate:
             self.stdout.write(Fernet.generate_key().decode())
             return
+        self._totals = {
+            model._meta.label: model._default_manager.count() for model, _ in encrypted_columns()
+        }
         try:
-            done = encryption_rotate()
-        except DecryptionError as error:
+            done = encryption_rotate(on_progress=self._progress)
+        except (DecryptionError, EncryptedValueError) as error:
             raise CommandError(str(error)) from None
+        self.stderr.write("")
         self.stdout.write(
             self.style.SUCCESS(
                 f"re-encrypted {done['rotated']} files, encrypted {done['encrypted']} "
-                "plaintext files"
+                f"plaintext files, re-encrypted {done['rows']} rows"
             )
         )
+
+    def _progress(self, label: str, rows: int) -> None:
+        total = max(self._totals.get(label, rows), rows, 1)
+        filled = int(40 * rows / total)
+        bar = f"[{'#' * filled}{'.' * (40 - filled)}]"
+        self.stderr.write(f"\r{label} {bar} {rows}/{total} rows", ending="")
+        self.stderr.flush()

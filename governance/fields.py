@@ -1,0 +1,98 @@
+"""Model fields whose values are encrypted at rest.
+
+`EncryptedJSONField` keeps a JSON value as a Fernet token (text) under the first key of
+PORTAL_ENCRYPTION_KEYS; any configured key decrypts, and `rotate_encryption_key` puts every
+stored value under the newest one. The database sees only ciphertext, so it cannot filter,
+index or cast such a column: the field refuses every lookup but `isnull`, and code that
+needs the value reads it into Python (the ORM's converters decrypt it; raw SQL passes the
+column through `EncryptedJSONField.decrypt`).
+"""
+
+import json
+from typing import Any
+
+from cryptography.fernet import InvalidToken
+from django import forms
+from django.db import models
+
+from governance import keys
+
+# Every Fernet token starts with its version byte 0x80 and a 64-bit timestamp whose high
+# bytes are zero, which base64 writes as "gAAAAA"; JSON text never starts with a "g".
+TOKEN_PREFIX = "gAAAAA"  # noqa: S105 - a format marker, not a secret
+
+
+class EncryptedValueError(ValueError):
+    """A stored value that none of the configured keys decrypts."""
+
+
+def encrypt_json(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return keys.encryption_keys().encrypt(text.encode("utf-8")).decode("ascii")
+
+
+def decrypt_json(token: str | bytes | memoryview, *, where: str = "value") -> Any:
+    if isinstance(token, memoryview):
+        token = bytes(token)
+    raw = token.encode("ascii") if isinstance(token, str) else token
+    try:
+        return json.loads(keys.encryption_keys().decrypt(raw))
+    except InvalidToken:
+        raise EncryptedValueError(
+            f"{where}: cannot be decrypted with the configured PORTAL_ENCRYPTION_KEYS "
+            "(a key that encrypted it was removed, or the stored value was altered)"
+        ) from None
+
+
+def rotate_token(token: str, *, where: str = "value") -> str:
+    """The same value under the first configured key (plaintext JSON from before
+    encryption was on is encrypted)."""
+    if not token.startswith(TOKEN_PREFIX):
+        return encrypt_json(json.loads(token))
+    try:
+        return keys.encryption_keys().rotate(token.encode("ascii")).decode("ascii")
+    except InvalidToken:
+        raise EncryptedValueError(
+            f"{where}: cannot be decrypted with any of PORTAL_ENCRYPTION_KEYS"
+        ) from None
+
+
+class EncryptedJSONField(models.TextField):
+    description = "JSON, encrypted at rest (Fernet)"
+    empty_strings_allowed = False
+
+    @property
+    def where(self) -> str:
+        return f"{self.model._meta.db_table}.{self.column}"
+
+    def decrypt(self, value: str | bytes | None) -> Any:
+        """A raw column value (from SQL the ORM did not build) as the model holds it."""
+        return None if value is None else decrypt_json(value, where=self.where)
+
+    def from_db_value(self, value, expression, connection):
+        return self.decrypt(value)
+
+    def to_python(self, value):
+        return value
+
+    def get_prep_value(self, value):
+        if value is None:
+            return None
+        if hasattr(value, "resolve_expression"):
+            return value
+        return encrypt_json(value)
+
+    def value_to_string(self, obj) -> str:
+        return json.dumps(self.value_from_object(obj), ensure_ascii=False)
+
+    def get_lookup(self, lookup_name):
+        # Ciphertext is randomised: equal values do not compare equal, nor order, in SQL.
+        if lookup_name == "isnull":
+            return super().get_lookup(lookup_name)
+        return None
+
+    def get_transform(self, name):
+        return None
+
+    def formfield(self, **kwargs):
+        return super(models.TextField, self).formfield(**{"form_class": forms.JSONField, **kwargs})
