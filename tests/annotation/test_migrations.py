@@ -1,0 +1,47 @@
+import json
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from annotation.models import Item
+from governance.fields import TOKEN_PREFIX
+from tests.annotation.factories import DatasetFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _migrate(target):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate([target])
+
+
+def test_the_encryption_migration_encrypts_rows_written_before_it(project):
+    dataset = DatasetFactory(project=project)
+    _migrate(("annotation", "0003_curation"))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO annotation_item (project_id, dataset_id, row_number, external_id,
+                    payload, content_hash, metadata, state, priority, random_key,
+                    assigned_count, label_count, is_gold, gold_answer)
+                VALUES (%s, %s, 1, '', %s::jsonb, 'h', '{}'::jsonb, 'open', 0, 0, 0, 0, true,
+                    %s::jsonb)
+                RETURNING id
+                """,
+                [project.pk, dataset.pk, json.dumps({"text": "before"}), '{"label": "pos"}'],
+            )
+            (item_id,) = cursor.fetchone()
+    finally:
+        _migrate(("annotation", "0004_item_payload_encrypted"))
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT payload, gold_answer FROM annotation_item WHERE id = %s", [item_id])
+        raw_payload, raw_gold = cursor.fetchone()
+    assert raw_payload.startswith(TOKEN_PREFIX)
+    assert raw_gold.startswith(TOKEN_PREFIX)
+    item = Item.objects.get(pk=item_id)
+    assert item.payload == {"text": "before"}
+    assert item.gold_answer == {"label": "pos"}
