@@ -1,17 +1,21 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-# Django must be set up before anything imports models (the consumers do).
-django_asgi_app = get_asgi_application()
+# Django must be set up before anything imports models (the consumers do); this is what
+# get_asgi_application() does, with the handler that enters the middleware chain once.
+django.setup(set_prefix=False)
+
+from portal.asgi_threads import ReusedRequestThreads, SyncChainASGIHandler  # noqa: E402
+
+django_asgi_app = SyncChainASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from portal.asgi_threads import ReusedRequestThreads  # noqa: E402
 from portal.routing import websocket_urlpatterns  # noqa: E402
 
 # Load the URLconf (and with it every view module and what they import: scipy, pandas) now,

@@ -13,7 +13,8 @@ connection is per thread, and is handed back at request_finished in that same th
 
 from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.core.handlers.asgi import ASGIHandler
 
 
 class ReusedRequestThreads:
@@ -41,3 +42,23 @@ class ReusedRequestThreads:
             self.idle.append(executor)
         else:
             executor.shutdown(wait=False)
+
+
+class SyncChainASGIHandler(ASGIHandler):
+    """Django's ASGI handler with its middleware chain built as under WSGI: synchronous,
+    entered once per request on the request's thread.
+
+    Every middleware this project uses is synchronous code (Django's own MiddlewareMixin
+    classes run their hooks through sync_to_async even in async mode), and so is every
+    view. Under the stock handler the chain starts on the event loop, crosses to a thread
+    for the first sync-only middleware, back to the loop for the core handler, and to the
+    thread again for the view: three hand-overs where one does, each a thread wake-up and
+    a wait for the GIL. This handler builds the chain synchronously and enters it once.
+    The response is the same: the chain, the view and the exception handling are Django's.
+    """
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        super().load_middleware(is_async=False)
+
+    async def get_response_async(self, request):
+        return await sync_to_async(self.get_response, thread_sensitive=True)(request)

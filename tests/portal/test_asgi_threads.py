@@ -3,12 +3,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
 from asgiref.testing import ApplicationCommunicator
+from django.core.handlers.asgi import ASGIHandler
 from django.db import connection
 
 from portal.asgi import application
-from portal.asgi_threads import ReusedRequestThreads
+from portal.asgi_threads import ReusedRequestThreads, SyncChainASGIHandler
 
 SCOPE = {"type": "http", "method": "GET", "path": "/", "headers": []}
 
@@ -97,6 +98,41 @@ def test_the_portal_answers_through_the_pooled_threads():
         assert _run(get_health()) == [200, 200, 200]
     finally:
         # The request threads handed their connections back to this process's pool.
+        connection.close_pool()
+
+
+def test_the_middleware_chain_is_entered_once_per_request_not_three_times():
+    """Every middleware and view here is synchronous: the chain is built as under WSGI
+    (the stock ASGI handler builds an async chain that crosses to a thread and back around
+    each sync-only middleware and again for the view)."""
+    handler = SyncChainASGIHandler()
+
+    assert not iscoroutinefunction(handler._middleware_chain)
+    assert iscoroutinefunction(ASGIHandler()._middleware_chain)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pages_through_the_sync_chain_keep_the_middleware_answers():
+    async def get(path, headers=()):
+        communicator = ApplicationCommunicator(
+            application,
+            {**SCOPE, "path": path, "headers": [(b"host", b"127.0.0.1"), *headers]},
+        )
+        await communicator.send_input({"type": "http.request", "body": b""})
+        start = await communicator.receive_output(timeout=10)
+        await communicator.receive_output(timeout=10)
+        return start["status"], {k.lower(): v for k, v in start["headers"]}
+
+    try:
+        status, headers = _run(get("/healthz/"))
+        assert status == 200
+        assert b"content-security-policy" in headers  # django-csp
+        assert headers[b"x-frame-options"] == b"DENY"  # clickjacking middleware
+        assert b"HX-Request" in headers[b"vary"]  # ours
+        status, headers = _run(get("/"))  # login_required: the auth middleware ran
+        assert status == 302
+        assert headers[b"location"].startswith(b"/accounts/login/")
+    finally:
         connection.close_pool()
 
 
