@@ -208,6 +208,9 @@ class GuidelineListCreateApi(APIView):
 
 
 class ItemOutput(serializers.ModelSerializer):
+    # Stored encrypted (a text column of ciphertext); the model holds the decrypted JSON.
+    payload = serializers.JSONField(read_only=True)
+
     class Meta:
         model = Item
         fields = [

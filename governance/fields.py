@@ -82,8 +82,9 @@ class EncryptedJSONField(models.TextField):
             return value
         return encrypt_json(value)
 
-    def value_to_string(self, obj) -> str:
-        return json.dumps(self.value_from_object(obj), ensure_ascii=False)
+    def value_to_string(self, obj) -> Any:
+        # As JSONField does: serializers (dumpdata) carry the plaintext value itself.
+        return self.value_from_object(obj)
 
     def get_lookup(self, lookup_name):
         # Ciphertext is randomised: equal values do not compare equal, nor order, in SQL.

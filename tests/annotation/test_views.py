@@ -306,6 +306,18 @@ def test_disagreement_json_download(client, project, ready, adjudicator, enginee
     assert [row["item"] for row in data["rows"]] == [ready.pk]
 
 
+def test_item_api_returns_payloads_as_json_objects(project, engineer):
+    item = ItemFactory(project=project, dataset__project=project, payload={"text": "hi", "n": 2})
+    api = APIClient()
+    api.force_authenticate(engineer)
+
+    response = api.get(reverse("annotation-api:api-items", args=[project.pk]))
+
+    assert response.status_code == 200
+    (row,) = [r for r in response.json()["results"] if r["id"] == item.pk]
+    assert row["payload"] == {"text": "hi", "n": 2}
+
+
 def test_item_api_refuses_double_underscore_filters(project, engineer, ready):
     api = APIClient()
     api.force_authenticate(engineer)
