@@ -9,6 +9,8 @@ from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from governance.dossier.signing import (
     SigningKeyError,
@@ -85,18 +87,32 @@ def _multi_fernet(configured: tuple[str, ...], dev_keys: bool, var_dir: str) -> 
     return MultiFernet(fernets)
 
 
+_KEY_SETTINGS = frozenset({"PORTAL_ENCRYPTION_KEYS", "PORTAL_DEV_KEYS", "VAR_DIR"})
+_loaded: dict[str, MultiFernet] = {}
+
+
 def encryption_keys() -> MultiFernet:
-    """Every configured key; the first encrypts, any of them decrypts. Looked up on each
-    call (item payloads decrypt through it several times a request, so the keys built from
-    one configuration are kept), so a rotation run sees the keys it was started with."""
-    return _multi_fernet(
-        tuple(settings.PORTAL_ENCRYPTION_KEYS),
-        bool(settings.PORTAL_DEV_KEYS),
-        str(settings.VAR_DIR),
-    )
+    """Every configured key; the first encrypts, any of them decrypts. Built once per
+    process (item payloads decrypt through it a million times in a snapshot) and built
+    again when a test changes the settings it comes from."""
+    keys = _loaded.get("fernet")
+    if keys is None:
+        keys = _loaded["fernet"] = _multi_fernet(
+            tuple(settings.PORTAL_ENCRYPTION_KEYS),
+            bool(settings.PORTAL_DEV_KEYS),
+            str(settings.VAR_DIR),
+        )
+    return keys
+
+
+@receiver(setting_changed)
+def _forget_keys(*, setting: str, **kwargs) -> None:
+    if setting in _KEY_SETTINGS:
+        _loaded.clear()
 
 
 def clear_caches() -> None:
     """Forget the loaded signing key (tests that change settings call this)."""
     signing_key.cache_clear()
     _multi_fernet.cache_clear()
+    _loaded.clear()
