@@ -5,10 +5,18 @@ import subprocess
 import sys
 
 import pytest
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from governance.dossier.signing import private_key_pem
 from tests.support.servers import ROOT
 
 GOOD_KEY = "p4-" + "x9Qz" * 15
+FERNET_KEY = Fernet.generate_key().decode()
+PRODUCTION_KEYS = {
+    "PORTAL_ENCRYPTION_KEYS": FERNET_KEY,
+    "PORTAL_DOSSIER_SIGNING_KEY": private_key_pem(Ed25519PrivateKey.generate()).decode(),
+}
 
 
 def _manage(*args, **env):
@@ -45,10 +53,51 @@ def test_deploy_check_passes_with_production_settings():
         SECRET_KEY=GOOD_KEY,
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/portal",
         ALLOWED_HOSTS="portal.example.org",
+        **PRODUCTION_KEYS,
     )
 
     assert result.returncode == 0, result.stderr + result.stdout
     assert "no issues" in result.stdout
+
+
+def test_production_without_its_keys_stops_at_the_system_checks():
+    result = _manage(
+        "check",
+        SECRET_KEY=GOOD_KEY,
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/portal",
+        ALLOWED_HOSTS="portal.example.org",
+    )
+
+    assert result.returncode != 0
+    assert "governance.E001" in result.stderr
+    assert "Set PORTAL_ENCRYPTION_KEYS" in result.stderr
+    assert "governance.E002" in result.stderr
+    assert "PORTAL_DOSSIER_SIGNING_KEY" in result.stderr
+
+
+def test_a_malformed_encryption_key_is_named_at_start_up():
+    result = _manage(
+        "check",
+        SECRET_KEY=GOOD_KEY,
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/portal",
+        **{**PRODUCTION_KEYS, "PORTAL_ENCRYPTION_KEYS": f"{FERNET_KEY},not-a-key"},
+    )
+
+    assert result.returncode != 0
+    assert "governance.E001" in result.stderr
+    assert "key 2 is not a Fernet key" in result.stderr
+
+
+def test_the_key_commands_run_before_any_key_is_configured():
+    env = {"SECRET_KEY": GOOD_KEY, "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/portal"}
+
+    fernet = _manage("rotate_encryption_key", "--generate", **env)
+    signing = _manage("dossier_keygen", **env)
+
+    assert fernet.returncode == 0, fernet.stderr
+    assert len(fernet.stdout.strip()) == 44
+    assert signing.returncode == 0, signing.stderr
+    assert "PRIVATE KEY" in signing.stdout
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
 from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from governance.at_rest import DecryptionError
@@ -12,6 +13,9 @@ class Command(BaseCommand):
         "PORTAL_ENCRYPTION_KEYS, with a progress bar. Rotation: put a new key first (keep the "
         "old ones after it), run this, then drop the old keys."
     )
+
+    # --generate makes the first key: it must run before any key is configured.
+    requires_system_checks: list = []
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -27,7 +31,7 @@ class Command(BaseCommand):
         }
         try:
             done = encryption_rotate(on_progress=self._progress)
-        except (DecryptionError, EncryptedValueError) as error:
+        except (DecryptionError, EncryptedValueError, ImproperlyConfigured) as error:
             raise CommandError(str(error)) from None
         self.stderr.write("")
         self.stdout.write(
