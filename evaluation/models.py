@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from governance.fields import EncryptedJSONField
+
 
 def new_token() -> str:
     return secrets.token_urlsafe(18)
@@ -53,9 +55,11 @@ class PromptSet(models.Model):
 class Prompt(models.Model):
     prompt_set = models.ForeignKey(PromptSet, on_delete=models.CASCADE, related_name="prompts")
     position = models.IntegerField()
-    text = models.TextField()
+    # Prompts and references are often items' text (a snapshot's test split): encrypted at
+    # rest as item payloads are; each holds a JSON string.
+    text = EncryptedJSONField()
     category = models.CharField(max_length=100, blank=True)
-    reference = models.TextField(blank=True)
+    reference = EncryptedJSONField(blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
 
     class Meta:

@@ -29,7 +29,8 @@ def metric_run_start(
         raise ValidationError("The contestant and the prompt set belong to different projects.")
     if kind not in MetricRun.Kind.values:
         raise ValidationError({"kind": f"must be one of {', '.join(MetricRun.Kind.values)}"})
-    if not prompt_set.prompts.exclude(reference="").exists():
+    # References are encrypted at rest: the database cannot tell an empty one apart.
+    if not any(prompt_set.prompts.values_list("reference", flat=True)):
         raise ValidationError({"prompt_set": f"{prompt_set.name!r} has no reference answers."})
     if not 0 <= gap_threshold <= 1:
         raise ValidationError({"gap_threshold": "must be between 0 and 1"})
@@ -109,9 +110,7 @@ def _compute(run: MetricRun) -> tuple[dict, list, dict]:
             "run a generation job first"
         )
     prompts = [
-        p
-        for p in run.prompt_set.prompts.exclude(reference="").order_by("position")
-        if p.pk in outputs
+        p for p in run.prompt_set.prompts.order_by("position") if p.reference and p.pk in outputs
     ]
     preds = [outputs[p.pk] for p in prompts]
     refs = [p.reference for p in prompts]

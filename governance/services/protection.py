@@ -85,9 +85,10 @@ def _rotate_batch(model: type[models.Model], fields: list, after: Any) -> tuple[
 
 
 def encrypted_columns_rotate(*, on_progress: Callable[[str, int], None] | None = None) -> Counter:
-    """Put every value encrypted at rest (item payloads, honeypot answers) under the first
-    key; plaintext written before encryption was turned on is encrypted. Batches commit
-    one by one: an interrupted run is finished by running it again."""
+    """Put every value encrypted at rest (item payloads, honeypot answers, prompts and
+    references) under the first key; plaintext JSON written before encryption was turned
+    on is encrypted. Batches commit one by one: an interrupted run is finished by running
+    it again."""
     done: Counter = Counter()
     for model, fields in encrypted_columns():
         label = model._meta.label

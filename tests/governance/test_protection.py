@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from annotation.models import DatasetUpload, Item
 from annotation.services.datasets import dataset_import_run, dataset_upload_create
+from evaluation.services import prompt_set_create
 from governance import at_rest
 from governance.fields import TOKEN_PREFIX, EncryptedValueError
 from governance.models import AuditEvent
@@ -95,6 +96,26 @@ def test_item_payloads_and_honeypot_answers_are_ciphertext_in_the_database(
     assert _raw_item_columns(twin.pk)[0] != _raw_item_columns(items[1].pk)[0]
 
 
+def test_prompts_and_references_are_ciphertext_in_the_database(project, engineer):
+    prompt_set = prompt_set_create(
+        actor=engineer,
+        project=project,
+        name="held out",
+        rows=[{"prompt": "my iban is DE89 3704 0044 0532 0130 00", "reference": "noted"}],
+    )
+    prompt = prompt_set.prompts.get()
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT text, reference FROM evaluation_prompt WHERE id = %s", [prompt.pk])
+        raw_text, raw_reference = cursor.fetchone()
+    assert raw_text.startswith(TOKEN_PREFIX)
+    assert "DE89" not in raw_text
+    assert raw_reference.startswith(TOKEN_PREFIX)
+    assert "noted" not in raw_reference
+    assert prompt.text == "my iban is DE89 3704 0044 0532 0130 00"
+    assert prompt.reference == "noted"
+
+
 def test_the_database_cannot_be_asked_about_encrypted_payloads(project):
     with pytest.raises(FieldError):
         list(Item.objects.filter(payload__text="hello"))
@@ -129,7 +150,9 @@ def test_rotation_moves_item_payloads_to_the_new_key_and_encrypts_legacy_plainte
         second.pk: {"text": "legacy"},
     }
     assert _raw_item_columns(second.pk)[0].startswith(TOKEN_PREFIX)
-    event = AuditEvent.objects.get(action="governance.encryption.rekey_rows")
+    event = AuditEvent.objects.get(
+        action="governance.encryption.rekey_rows", data__model="annotation.Item"
+    )
     assert event.data == {
         "model": "annotation.Item",
         "fields": ["payload", "gold_answer"],

@@ -5,6 +5,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from annotation.models import Item
+from evaluation.services import prompt_set_create
 from governance.fields import TOKEN_PREFIX
 from tests.annotation.factories import DatasetFactory
 
@@ -45,3 +46,31 @@ def test_the_encryption_migration_encrypts_rows_written_before_it(project):
     item = Item.objects.get(pk=item_id)
     assert item.payload == {"text": "before"}
     assert item.gold_answer == {"label": "pos"}
+
+
+def _raw_prompt(prompt_id):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT text, reference FROM evaluation_prompt WHERE id = %s", [prompt_id])
+        return cursor.fetchone()
+
+
+def test_the_prompt_migration_decrypts_going_back_and_encrypts_going_forward(project, engineer):
+    prompt_set = prompt_set_create(
+        actor=engineer,
+        project=project,
+        name="held out",
+        rows=[{"prompt": "hello there", "reference": "general kenobi"}],
+    )
+    prompt = prompt_set.prompts.get()
+
+    _migrate(("evaluation", "0001_initial"))
+    try:
+        assert _raw_prompt(prompt.pk) == ("hello there", "general kenobi")
+    finally:
+        _migrate(("evaluation", "0002_prompt_text_encrypted"))
+
+    raw_text, raw_reference = _raw_prompt(prompt.pk)
+    assert raw_text.startswith(TOKEN_PREFIX)
+    assert raw_reference.startswith(TOKEN_PREFIX)
+    prompt.refresh_from_db()
+    assert (prompt.text, prompt.reference) == ("hello there", "general kenobi")
