@@ -9,28 +9,22 @@ from django.core.exceptions import ImproperlyConfigured
 
 from governance import keys
 
+_KEYS = [
+    (
+        keys.encryption_keys,
+        "governance.E001",
+        "Item payloads and uploads are encrypted at rest with these keys.",
+    ),
+    (keys.signing_key, "governance.E002", "Deployment dossiers are signed with this key."),
+]
+
 
 @register(Tags.security)
 def keys_configured(app_configs, **kwargs) -> list[Error]:
     errors = []
-    try:
-        keys.encryption_keys()
-    except ImproperlyConfigured as error:
-        errors.append(
-            Error(
-                str(error),
-                hint="Item payloads and uploads are encrypted at rest with these keys.",
-                id="governance.E001",
-            )
-        )
-    try:
-        keys.signing_key()
-    except ImproperlyConfigured as error:
-        errors.append(
-            Error(
-                str(error),
-                hint="Deployment dossiers are signed with this key.",
-                id="governance.E002",
-            )
-        )
+    for load, check_id, hint in _KEYS:
+        try:
+            load()
+        except ImproperlyConfigured as error:
+            errors.append(Error(str(error), hint=hint, id=check_id))
     return errors

@@ -31,12 +31,9 @@ def encrypt_json(value: Any) -> str:
     return keys.encryption_keys().encrypt(text.encode("utf-8")).decode("ascii")
 
 
-def decrypt_json(token: str | bytes | memoryview, *, where: str = "value") -> Any:
-    if isinstance(token, memoryview):
-        token = bytes(token)
-    raw = token.encode("ascii") if isinstance(token, str) else token
+def decrypt_json(token: str, *, where: str = "value") -> Any:
     try:
-        return json.loads(keys.encryption_keys().decrypt(raw))
+        return json.loads(keys.encryption_keys().decrypt(token.encode("ascii")))
     except InvalidToken:
         raise EncryptedValueError(
             f"{where}: cannot be decrypted with the configured PORTAL_ENCRYPTION_KEYS "
@@ -65,7 +62,7 @@ class EncryptedJSONField(models.TextField):
     def where(self) -> str:
         return f"{self.model._meta.db_table}.{self.column}"
 
-    def decrypt(self, value: str | bytes | None) -> Any:
+    def decrypt(self, value: str | None) -> Any:
         """A raw column value (from SQL the ORM did not build) as the model holds it."""
         return None if value is None else decrypt_json(value, where=self.where)
 

@@ -62,10 +62,11 @@ def signing_key_id() -> str:
     return key_fingerprint(signing_key().public_key())
 
 
-def _fernet_keys(configured: tuple[str, ...], dev_keys: bool) -> list[str]:
-    if configured:
-        return list(configured)
-    if dev_keys:
+def _fernet_keys() -> list[str]:
+    keys = list(settings.PORTAL_ENCRYPTION_KEYS)
+    if keys:
+        return keys
+    if settings.PORTAL_DEV_KEYS:
         return [_dev_file("encryption_key", Fernet.generate_key()).decode().strip()]
     raise ImproperlyConfigured(
         "Set PORTAL_ENCRYPTION_KEYS (Fernet keys, newest first, comma separated); make one "
@@ -73,10 +74,9 @@ def _fernet_keys(configured: tuple[str, ...], dev_keys: bool) -> list[str]:
     )
 
 
-@functools.lru_cache(maxsize=8)
-def _multi_fernet(configured: tuple[str, ...], dev_keys: bool, var_dir: str) -> MultiFernet:
+def _build_encryption_keys() -> MultiFernet:
     fernets = []
-    for index, key in enumerate(_fernet_keys(configured, dev_keys)):
+    for index, key in enumerate(_fernet_keys()):
         try:
             fernets.append(Fernet(key))
         except (ValueError, TypeError):
@@ -97,11 +97,7 @@ def encryption_keys() -> MultiFernet:
     again when a test changes the settings it comes from."""
     keys = _loaded.get("fernet")
     if keys is None:
-        keys = _loaded["fernet"] = _multi_fernet(
-            tuple(settings.PORTAL_ENCRYPTION_KEYS),
-            bool(settings.PORTAL_DEV_KEYS),
-            str(settings.VAR_DIR),
-        )
+        keys = _loaded["fernet"] = _build_encryption_keys()
     return keys
 
 
@@ -112,7 +108,6 @@ def _forget_keys(*, setting: str, **kwargs) -> None:
 
 
 def clear_caches() -> None:
-    """Forget the loaded signing key (tests that change settings call this)."""
+    """Forget the loaded keys (tests that change settings call this)."""
     signing_key.cache_clear()
-    _multi_fernet.cache_clear()
     _loaded.clear()

@@ -19,7 +19,6 @@ ITEM_FIELDS = [f for f in Item._meta.concrete_fields]
 ITEM_ATTNAMES = [f.attname for f in ITEM_FIELDS]
 _JSON_ATTNAMES = {f.attname for f in ITEM_FIELDS if f.get_internal_type() == "JSONField"}
 _ENCRYPTED = {f.attname: f for f in ITEM_FIELDS if isinstance(f, EncryptedJSONField)}
-_PAYLOAD = Item._meta.get_field("payload")
 
 
 def item_columns(alias: str) -> str:
@@ -41,7 +40,7 @@ def item_from_row(values: tuple) -> Item:
 
 def payload_value(value: str) -> Any:
     """An item's payload column as selected by raw SQL (ciphertext) in plaintext."""
-    return _PAYLOAD.decrypt(value)
+    return _ENCRYPTED["payload"].decrypt(value)
 
 
 def json_value(value: Any) -> Any:
