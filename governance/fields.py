@@ -9,11 +9,12 @@ column through `EncryptedJSONField.decrypt`).
 """
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.fernet import InvalidToken
 from django import forms
-from django.db import models
+from django.db import models, transaction
 
 from governance import keys
 
@@ -52,6 +53,62 @@ def rotate_token(token: str, *, where: str = "value") -> str:
         raise EncryptedValueError(
             f"{where}: cannot be decrypted with any of PORTAL_ENCRYPTION_KEYS"
         ) from None
+
+
+def rewrite_rows(
+    connection,
+    *,
+    table: str,
+    columns: list[str],
+    change: Callable[[str, str, Any], Any],
+    pk: str = "id",
+    batch: int = 2000,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Walk `table` in primary-key order, `batch` rows at a time, and write each non-null
+    value of `columns` back as `change(value, column, row_pk)`. Each batch is its own
+    transaction (a savepoint inside a migration's), its rows locked while rewritten, so an
+    edit made meanwhile is neither lost nor overwritten. Returns the rows walked; an
+    interrupted walk is finished by running it again. Raw SQL on table and column names, so
+    migrations use it as well as the key rotation."""
+    quote = connection.ops.quote_name
+    table, pk_column = quote(table), quote(pk)
+    quoted = [quote(c) for c in columns]
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    select = f"SELECT {pk_column}, {', '.join(quoted)} FROM {table} "  # noqa: S608 - quoted
+    update = (
+        f"UPDATE {table} SET {', '.join(f'{c} = %s' for c in quoted)} "  # noqa: S608 - quoted
+        f"WHERE {pk_column} = %s"
+    )
+    done, after = 0, None
+    while True:
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            if after is None:
+                cursor.execute(f"{select}ORDER BY {pk_column} LIMIT %s{lock}", [batch])
+            else:
+                cursor.execute(
+                    f"{select}WHERE {pk_column} > %s ORDER BY {pk_column} LIMIT %s{lock}",
+                    [after, batch],
+                )
+            rows = cursor.fetchall()
+            if not rows:
+                return done
+            cursor.executemany(
+                update,
+                [
+                    [
+                        *(
+                            None if value is None else change(value, column, row[0])
+                            for column, value in zip(columns, row[1:], strict=True)
+                        ),
+                        row[0],
+                    ]
+                    for row in rows
+                ],
+            )
+        done, after = done + len(rows), rows[-1][0]
+        if on_batch is not None:
+            on_batch(done)
 
 
 class EncryptedJSONField(models.TextField):

@@ -5,52 +5,37 @@ from django.db import migrations
 
 import governance.fields
 
-BATCH = 2000
-
-
-def _rewrite(schema_editor, change) -> None:
-    connection = schema_editor.connection
-    last = 0
-    with connection.cursor() as cursor:
-        while True:
-            cursor.execute(
-                "SELECT id, payload, gold_answer FROM annotation_item WHERE id > %s "
-                "ORDER BY id LIMIT %s",
-                [last, BATCH],
-            )
-            rows = cursor.fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            for pk, payload, gold in rows:
-                cursor.execute(
-                    "UPDATE annotation_item SET payload = %s, gold_answer = %s WHERE id = %s",
-                    [change(payload), change(gold), pk],
-                )
+COLUMNS = ["payload", "gold_answer"]
 
 
 def encrypt_existing(apps, schema_editor):
-    from governance.fields import TOKEN_PREFIX, rotate_token
+    from governance.fields import TOKEN_PREFIX, rewrite_rows, rotate_token
 
-    def encrypt(value):
-        if isinstance(value, str) and not value.startswith(TOKEN_PREFIX):
-            return rotate_token(value)
-        return value
-
-    _rewrite(schema_editor, encrypt)
+    rewrite_rows(
+        schema_editor.connection,
+        table="annotation_item",
+        columns=COLUMNS,
+        change=lambda value, column, pk: (
+            value if value.startswith(TOKEN_PREFIX) else rotate_token(value)
+        ),
+    )
 
 
 def decrypt_existing(apps, schema_editor):
     import json
 
-    from governance.fields import TOKEN_PREFIX, decrypt_json
+    from governance.fields import TOKEN_PREFIX, decrypt_json, rewrite_rows
 
-    def decrypt(value):
-        if isinstance(value, str) and value.startswith(TOKEN_PREFIX):
-            return json.dumps(decrypt_json(value, where="annotation_item"))
-        return value
-
-    _rewrite(schema_editor, decrypt)
+    rewrite_rows(
+        schema_editor.connection,
+        table="annotation_item",
+        columns=COLUMNS,
+        change=lambda value, column, pk: (
+            json.dumps(decrypt_json(value, where=f"annotation_item.{column} row {pk}"))
+            if value.startswith(TOKEN_PREFIX)
+            else value
+        ),
+    )
 
 
 class Migration(migrations.Migration):

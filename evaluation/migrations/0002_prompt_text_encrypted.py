@@ -6,40 +6,31 @@ from django.db import migrations
 
 import governance.fields
 
-BATCH = 2000
-
-
-def _rewrite(schema_editor, change) -> None:
-    connection = schema_editor.connection
-    last = 0
-    with connection.cursor() as cursor:
-        while True:
-            cursor.execute(
-                "SELECT id, text, reference FROM evaluation_prompt WHERE id > %s "
-                "ORDER BY id LIMIT %s",
-                [last, BATCH],
-            )
-            rows = cursor.fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            for pk, text, reference in rows:
-                cursor.execute(
-                    "UPDATE evaluation_prompt SET text = %s, reference = %s WHERE id = %s",
-                    [change(text), change(reference), pk],
-                )
+COLUMNS = ["text", "reference"]
 
 
 def encrypt_existing(apps, schema_editor):
-    from governance.fields import encrypt_json
+    from governance.fields import encrypt_json, rewrite_rows
 
-    _rewrite(schema_editor, lambda value: encrypt_json(value or ""))
+    rewrite_rows(
+        schema_editor.connection,
+        table="evaluation_prompt",
+        columns=COLUMNS,
+        change=lambda value, column, pk: encrypt_json(value),
+    )
 
 
 def decrypt_existing(apps, schema_editor):
-    from governance.fields import decrypt_json
+    from governance.fields import decrypt_json, rewrite_rows
 
-    _rewrite(schema_editor, lambda value: decrypt_json(value, where="evaluation_prompt"))
+    rewrite_rows(
+        schema_editor.connection,
+        table="evaluation_prompt",
+        columns=COLUMNS,
+        change=lambda value, column, pk: decrypt_json(
+            value, where=f"evaluation_prompt.{column} row {pk}"
+        ),
+    )
 
 
 class Migration(migrations.Migration):

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from django.apps import apps
 from django.conf import settings
@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from annotation.models import DatasetUpload
 from governance import at_rest, keys
-from governance.fields import EncryptedJSONField, rotate_token
+from governance.fields import EncryptedJSONField, rewrite_rows, rotate_token
 from governance.services import audit_record
 
 ROTATE_BATCH = 2000
@@ -48,42 +48,6 @@ def encrypted_columns() -> list[tuple[type[models.Model], list[EncryptedJSONFiel
     return found
 
 
-def _rotate_batch(model: type[models.Model], fields: list, after: Any) -> tuple[int, Any]:
-    """Re-encrypt the next ROTATE_BATCH rows after primary key `after`, under row locks,
-    so an edit made meanwhile is neither lost nor overwritten. Returns (rows, last key)."""
-    quote = connection.ops.quote_name
-    table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
-    columns = [quote(f.column) for f in fields]
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {pk}, {', '.join(columns)} FROM {table} "  # noqa: S608 - quoted names
-            f"{'' if after is None else f'WHERE {pk} > %s '}ORDER BY {pk} LIMIT %s{lock}",
-            [ROTATE_BATCH] if after is None else [after, ROTATE_BATCH],
-        )
-        rows = cursor.fetchall()
-        if not rows:
-            return 0, after
-        changed = [
-            [
-                *(
-                    None
-                    if value is None
-                    else rotate_token(value, where=f"{field.where} row {row[0]}")
-                    for field, value in zip(fields, row[1:], strict=True)
-                ),
-                row[0],
-            ]
-            for row in rows
-        ]
-        assignments = ", ".join(f"{c} = %s" for c in columns)
-        cursor.executemany(
-            f"UPDATE {table} SET {assignments} WHERE {pk} = %s",  # noqa: S608 - quoted names
-            changed,
-        )
-    return len(rows), rows[-1][0]
-
-
 def encrypted_columns_rotate(*, on_progress: Callable[[str, int], None] | None = None) -> Counter:
     """Put every value encrypted at rest (item payloads, honeypot answers, prompts and
     references) under the first key; plaintext JSON written before encryption was turned
@@ -91,15 +55,20 @@ def encrypted_columns_rotate(*, on_progress: Callable[[str, int], None] | None =
     it again."""
     done: Counter = Counter()
     for model, fields in encrypted_columns():
-        label = model._meta.label
-        after = None
-        while True:
-            count, after = _rotate_batch(model, fields, after)
-            if not count:
-                break
-            done[label] += count
-            if on_progress is not None:
-                on_progress(label, done[label])
+        label, table = model._meta.label, model._meta.db_table
+        done[label] = rewrite_rows(
+            connection,
+            table=table,
+            pk=model._meta.pk.column,
+            columns=[f.column for f in fields],
+            change=lambda token, column, pk, table=table: rotate_token(
+                token, where=f"{table}.{column} row {pk}"
+            ),
+            batch=ROTATE_BATCH,
+            on_batch=(
+                None if on_progress is None else lambda rows, label=label: on_progress(label, rows)
+            ),
+        )
         audit_record(
             actor=None,
             action="governance.encryption.rekey_rows",
