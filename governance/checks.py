@@ -2,9 +2,12 @@
 
 Without them it cannot store an item (payloads are encrypted) or sign a dossier; better
 that `migrate` and the server refuse to start, naming the setting, than that the first
-import fails."""
+import fails. A warning, too, for a system library pip cannot install and whose absence
+would go unnoticed."""
 
-from django.core.checks import Error, Tags, register
+import ctypes.util
+
+from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from governance import keys
@@ -28,3 +31,27 @@ def keys_configured(app_configs, **kwargs) -> list[Error]:
         except ImproperlyConfigured as error:
             errors.append(Error(str(error), hint=hint, id=check_id))
     return errors
+
+
+SYSTEM_LIBRARIES = [
+    (
+        "harfbuzz-subset",
+        "governance.W001",
+        "Without it WeasyPrint subsets the dossier PDF's fonts with fontTools, whose output "
+        "differs from one build to the next, so a rebuilt dossier is not byte-identical. "
+        "Install Debian's libharfbuzz-subset0 (scripts/ensure_pdf_libs.sh does).",
+    ),
+]
+
+
+def missing_libraries(libraries=SYSTEM_LIBRARIES) -> list[Warning]:
+    return [
+        Warning(f"The shared library lib{name} is not installed.", hint=hint, id=check_id)
+        for name, check_id, hint in libraries
+        if ctypes.util.find_library(name) is None
+    ]
+
+
+@register()
+def system_libraries_installed(app_configs, **kwargs) -> list[Warning]:
+    return missing_libraries()

@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from governance import keys
+from governance.checks import missing_libraries
 from governance.dossier.bundle import zip_bytes
 from governance.dossier.verify import verify_bundle
 from governance.models import AuditEvent, Dossier
@@ -238,3 +239,11 @@ def test_a_build_abandoned_by_a_stopped_worker_is_requeued_and_then_builds(
     assert (dossier.status, dossier.progress) == ("queued", 0)
     assert AuditEvent.objects.filter(action="governance.dossier.requeue").exists()
     assert dossier_build_run(dossier_id=dossier.pk).status == "succeeded"
+
+
+def test_the_system_checks_name_a_missing_pdf_library():
+    # Installed here (make test installs it): without it the rebuild test above fails.
+    assert missing_libraries() == []
+    warnings = missing_libraries([("no-such-portal-library", "governance.W001", "Install it.")])
+    assert [w.id for w in warnings] == ["governance.W001"]
+    assert "libno-such-portal-library is not installed" in warnings[0].msg
