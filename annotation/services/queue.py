@@ -156,40 +156,6 @@ def _offer(lease: Lease) -> LeaseOffer:
     return LeaseOffer(lease=lease, item=lease.item, schema=schema, guideline=guideline)
 
 
-_ORDER_SQL = {
-    AnnotationSettings.Order.SEQUENTIAL: "i.id",
-    AnnotationSettings.Order.RANDOM: "i.random_key, i.id",
-    AnnotationSettings.Order.PRIORITY: "i.priority DESC, i.id",
-}
-
-# Claim one item in one statement: pick it (skipping rows other annotators are claiming),
-# count the lease against k, and record the lease. The predicates match the partial
-# indexes item_queue_*.
-_CLAIM_SQL = """
-WITH candidate AS (
-    SELECT i.id FROM annotation_item i
-    WHERE i.project_id = %(project)s AND NOT i.is_gold AND i.state = 'open'
-      AND i.assigned_count < %(k)s
-      AND NOT EXISTS (
-          SELECT 1 FROM annotation_lease l
-          WHERE l.item_id = i.id AND l.annotator_id = %(user)s AND l.state <> 'expired')
-    ORDER BY {order}
-    LIMIT 1
-    FOR UPDATE OF i SKIP LOCKED
-), bumped AS (
-    UPDATE annotation_item i SET assigned_count = i.assigned_count + 1
-    FROM candidate c WHERE i.id = c.id
-    RETURNING i.id
-)
-INSERT INTO annotation_lease (project_id, item_id, annotator_id, kind, state, created_at,
-                              expires_at, skip_reason, schema_id, guideline_id)
-SELECT %(project)s, b.id, %(user)s, 'label', 'active', %(now)s, %(expires)s, '',
-       %(schema)s, %(guideline)s
-FROM bumped b
-RETURNING id, item_id
-"""
-
-
 def _queue_order(settings: AnnotationSettings) -> list:
     if settings.order == AnnotationSettings.Order.RANDOM:
         return ["random_key", "id"]
@@ -198,26 +164,74 @@ def _queue_order(settings: AnnotationSettings) -> list:
     return ["id"]
 
 
+def _label_lease(
+    *,
+    project: Project,
+    item: Item,
+    annotator: User,
+    schema_id,
+    guideline_id,
+    created_at,
+    expires_at,
+    pk: int | None = None,
+) -> Lease:
+    """An active label lease: one the database already holds (`pk` given) or one to save."""
+    lease = Lease(
+        pk=pk,
+        project=project,
+        item=item,
+        annotator=annotator,
+        kind=Lease.Kind.LABEL,
+        state=Lease.State.ACTIVE,
+        created_at=created_at,
+        expires_at=expires_at,
+        schema_id=schema_id,
+        guideline_id=guideline_id,
+    )
+    if pk is not None:
+        lease._state.adding = False
+        lease._state.db = connection.alias
+    return lease
+
+
 def _claim(
-    *, project: Project, annotator: User, config: QueueConfig, now, expires
-) -> tuple[int, int] | None:
-    """(lease id, item id) of a newly claimed item, or None."""
-    settings = config.settings
+    *,
+    project: Project,
+    annotator: User,
+    settings: AnnotationSettings,
+    schema_id: int,
+    guideline_id: int | None,
+    now,
+    expires,
+    run=sql.fetch_one,
+) -> Lease | None:
+    """A newly claimed item under a new lease, or None when nothing is left to claim.
+    `run` runs the statement: on its own (the fast path) or in the caller's transaction."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _CLAIM_SQL.format(order=_ORDER_SQL[settings.order]),
-                {
-                    "project": project.pk,
-                    "k": settings.labels_per_item,
-                    "user": annotator.pk,
-                    "now": now,
-                    "expires": expires,
-                    "schema": config.schema_id,
-                    "guideline": config.guideline_id,
-                },
-            )
-            return cursor.fetchone()
+        row = run(
+            sql.claim_sql(settings.order),
+            {
+                "project": project.pk,
+                "k": settings.labels_per_item,
+                "user": annotator.pk,
+                "now": now,
+                "expires": expires,
+                "schema": schema_id,
+                "guideline": guideline_id,
+            },
+        )
+        if row is None:
+            return None
+        return _label_lease(
+            pk=row[0],
+            project=project,
+            item=sql.item_from_row(row[1:-1]),
+            annotator=annotator,
+            schema_id=schema_id,
+            guideline_id=guideline_id,
+            created_at=now,
+            expires_at=expires,
+        )
     # The embedded SQLite demo: one writer at a time, so plain ORM steps are safe there.
     item = (
         Item.objects.filter(
@@ -233,17 +247,18 @@ def _claim(
     if item is None:
         return None
     Item.objects.filter(pk=item.pk).update(assigned_count=F("assigned_count") + 1)
-    lease = Lease.objects.create(
+    item.refresh_from_db(fields=["assigned_count"])
+    lease = _label_lease(
         project=project,
         item=item,
         annotator=annotator,
-        kind=Lease.Kind.LABEL,
+        schema_id=schema_id,
+        guideline_id=guideline_id,
         created_at=now,
         expires_at=expires,
-        schema_id=config.schema_id,
-        guideline_id=config.guideline_id,
     )
-    return lease.pk, item.pk
+    lease.save(force_insert=True)
+    return lease
 
 
 def _gold_turn(settings: AnnotationSettings, annotator: User, served: int) -> bool:
@@ -315,35 +330,27 @@ def _item_lease_next_locked(*, project: Project, annotator: User) -> LeaseOffer 
             .first()
         )
         if gold is not None:
-            lease = Lease.objects.create(
+            lease = _label_lease(
                 project=project,
                 item=gold,
                 annotator=annotator,
-                kind=Lease.Kind.LABEL,
-                created_at=now,
-                expires_at=expires,
                 schema_id=config.schema_id,
                 guideline_id=config.guideline_id,
+                created_at=now,
+                expires_at=expires,
             )
-            lease.project = project
+            lease.save(force_insert=True)
             return _offer(lease)
-    claimed = _claim(project=project, annotator=annotator, config=config, now=now, expires=expires)
-    if claimed is None:
-        return None
-    lease_id, item_id = claimed
-    lease = Lease(
-        pk=lease_id,
+    lease = _claim(
         project=project,
-        item=Item.objects.get(pk=item_id),
         annotator=annotator,
-        kind=Lease.Kind.LABEL,
-        state=Lease.State.ACTIVE,
-        created_at=now,
-        expires_at=expires,
+        settings=settings,
         schema_id=config.schema_id,
         guideline_id=config.guideline_id,
+        now=now,
+        expires=expires,
     )
-    return _offer(lease)
+    return None if lease is None else _offer(lease)
 
 
 def _lock_own_lease(*, lease_id: int, annotator: User, project: Project) -> Lease:
@@ -503,17 +510,15 @@ def _lease_next_fast(*, project: Project, annotator: User):
     k, order, lease_seconds, gold_rate, schema_id, guideline_id = row[:6]
     lease_id, created_at, expires_at, lease_schema_id, lease_guideline_id = row[6:11]
     if lease_id is not None:
-        lease = Lease(
+        lease = _label_lease(
             pk=lease_id,
             project=project,
             item=sql.item_from_row(row[11:]),
             annotator=annotator,
-            kind=Lease.Kind.LABEL,
-            state=Lease.State.ACTIVE,
-            created_at=created_at,
-            expires_at=expires_at,
             schema_id=lease_schema_id,
             guideline_id=lease_guideline_id,
+            created_at=created_at,
+            expires_at=expires_at,
         )
         return _offer(lease)
     if schema_id is None:
@@ -525,35 +530,17 @@ def _lease_next_fast(*, project: Project, annotator: User):
     if every <= 0 or clock - _last_sweep.get(project.pk, float("-inf")) >= every:
         with transaction.atomic():
             _leases_expire_now_and_then(project=project, now=now)
-    expires = now + timedelta(seconds=lease_seconds)
-    claimed = sql.run_alone(
-        sql.claim_sql(order),
-        {
-            "project": project.pk,
-            "k": k,
-            "user": annotator.pk,
-            "now": now,
-            "expires": expires,
-            "schema": schema_id,
-            "guideline": guideline_id,
-        },
-    )
-    if claimed is None:
-        return None
-    item = sql.item_from_row(claimed[1:-1])
-    lease = Lease(
-        pk=claimed[0],
+    lease = _claim(
         project=project,
-        item=item,
         annotator=annotator,
-        kind=Lease.Kind.LABEL,
-        state=Lease.State.ACTIVE,
-        created_at=now,
-        expires_at=expires,
+        settings=AnnotationSettings(labels_per_item=k, order=order),
         schema_id=schema_id,
         guideline_id=guideline_id,
+        now=now,
+        expires=now + timedelta(seconds=lease_seconds),
+        run=sql.run_alone,
     )
-    return _offer(lease)
+    return None if lease is None else _offer(lease)
 
 
 def _annotation_submit_fast(
