@@ -438,11 +438,13 @@ def annotation_figures(snapshot, *, annotated_before=None) -> dict[str, Any]:
         Guideline.objects.filter(pk__in={r[4] for r in rows if r[4]}).values_list("pk", "version")
     )
     per_annotator = Counter(r[1] for r in rows)
+    member_rows = list(members.values_list("split", "method"))
+    methods = Counter(method for _, method in member_rows)
     figures: dict[str, Any] = {
         "snapshot": snapshot.pk,
-        "items": members.count(),
-        "splits": dict(sorted(Counter(members.values_list("split", flat=True)).items())),
-        "gold_methods": dict(sorted(Counter(members.values_list("method", flat=True)).items())),
+        "items": len(member_rows),
+        "splits": dict(sorted(Counter(split for split, _ in member_rows).items())),
+        "gold_methods": dict(sorted(methods.items())),
         "annotations": len(rows),
         "annotators": len(per_annotator),
         "labels_per_annotator": sorted(
@@ -453,9 +455,8 @@ def annotation_figures(snapshot, *, annotated_before=None) -> dict[str, Any]:
         "guideline_versions": sorted(
             dict(Counter(guideline_versions.get(r[4]) for r in rows if r[4])).items()
         ),
-        "adjudicated": GoldLabel.objects.filter(
-            item_id__in=members.values("item_id"), method=GoldLabel.Method.ADJUDICATED
-        ).count(),
+        # As the snapshot recorded it, not as the gold label may read since.
+        "adjudicated": methods[GoldLabel.Method.ADJUDICATED],
         "agreement": _agreement(rows, schemas),
     }
     figures["schema_versions"] = [list(v) for v in figures["schema_versions"]]
@@ -511,9 +512,18 @@ def _summary(table: LabelTable, level: str) -> dict[str, Any]:
 def disagreement_rows(snapshot) -> list[list[str]]:
     """One CSV row per snapshot item whose annotators disagreed, annotators as pseudonyms."""
     settings = settings_for(snapshot.project)
-    golds = GoldLabel.objects.filter(
-        item_id__in=SnapshotMember.objects.filter(snapshot=snapshot).values("item_id")
-    ).exclude(method=GoldLabel.Method.UNANIMOUS)
+    # The contested items' ids are read first and passed as a list, not as a subquery: the
+    # planner knows a list's length, while a snapshot built since the table was last
+    # analysed looks empty to it, and a join planned for an empty snapshot took 22 s for
+    # 100,000 items (tests/bench/test_dossier_bench.py after the 1M-item benches).
+    contested = list(
+        SnapshotMember.objects.filter(snapshot=snapshot)
+        .exclude(method=GoldLabel.Method.UNANIMOUS)
+        .values_list("item_id", flat=True)
+    )
+    golds = GoldLabel.objects.filter(item_id__in=contested).exclude(
+        method=GoldLabel.Method.UNANIMOUS
+    )
     gold_by_item = {
         g[0]: g[1:]
         for g in golds.values_list("item_id", "method", "value", "decided_by_id", "reason")
