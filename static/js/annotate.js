@@ -7,26 +7,10 @@
 
   function form() { return document.getElementById("task-form"); }
 
-  function typing(target) {
-    return target && (target.tagName === "TEXTAREA" ||
-      (target.tagName === "INPUT" && /^(text|number|search|email)$/.test(target.type)));
-  }
-
   function choose(key) {
     var f = form();
     if (!f) return false;
-    // Rating: the number goes to the first criterion without a score yet.
-    var groups = f.querySelectorAll("fieldset.rating");
-    if (groups.length) {
-      for (var i = 0; i < groups.length; i++) {
-        if (!groups[i].querySelector("input:checked")) {
-          var input = groups[i].querySelector('input[data-key="' + key + '"]');
-          if (input) { input.checked = true; return true; }
-          return false;
-        }
-      }
-      return false;
-    }
+    if (f.querySelector("fieldset.rating")) return portal.keys.rateNext(f, key);
     var target = f.querySelector('input[data-key="' + key + '"]');
     if (!target) return false;
     target.checked = target.type === "checkbox" ? !target.checked : true;
@@ -56,14 +40,13 @@
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey && event.key === "Enter") { event.preventDefault(); submit(); return; }
     if (event.altKey || event.metaKey || event.ctrlKey) return;
-    if (typing(event.target)) {
+    if (portal.keys.typing(event.target)) {
       if (event.key === "Enter" && event.target.name === "skip_reason") {
         event.preventDefault(); submit("skip");
       }
       if (event.key === "Escape") event.target.blur();
       return;
     }
-    if (event.target.tagName === "TEXTAREA") return;
     if (/^[1-9]$/.test(event.key)) { if (choose(event.key)) event.preventDefault(); return; }
     if (event.key === "Enter") { event.preventDefault(); submit(); return; }
     if (event.key === "s" || event.key === "S") { event.preventDefault(); openSkip(); return; }
@@ -72,19 +55,12 @@
       if (undo) { event.preventDefault(); htmx.trigger(undo, "click"); }
       return;
     }
-    if (event.key === "?") {
-      var panel = document.getElementById("shortcuts");
-      if (panel) panel.hidden = !panel.hidden;
-    }
+    if (event.key === "?") portal.keys.toggleShortcuts();
   });
 
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-skip-open]")) openSkip();
     if (event.target.closest("[data-skip-confirm]")) submit("skip");
-    if (event.target.closest("[data-shortcuts-toggle]")) {
-      var panel = document.getElementById("shortcuts");
-      if (panel) panel.hidden = !panel.hidden;
-    }
   });
 
   // A click on Submit also reports the time spent.

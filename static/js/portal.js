@@ -43,7 +43,37 @@
     });
   }
 
+  // Shared by the keyboard-first screens (annotate.js, review.js).
+  var keys = {
+    // Keys typed into a text box are text, not shortcuts.
+    typing: function (target) {
+      return Boolean(target) && (target.tagName === "TEXTAREA" ||
+        (target.tagName === "INPUT" && /^(text|number|search|email)$/.test(target.type)));
+    },
+    // A number key scores the first criterion (fieldset.rating) that has no score yet.
+    rateNext: function (form, key) {
+      var groups = form.querySelectorAll("fieldset.rating");
+      for (var i = 0; i < groups.length; i++) {
+        if (!groups[i].querySelector("input:checked")) {
+          var input = groups[i].querySelector('input[data-key="' + key + '"]');
+          if (input) { input.checked = true; return true; }
+          return false;
+        }
+      }
+      return false;
+    },
+    toggleShortcuts: function () {
+      var panel = document.getElementById("shortcuts");
+      if (panel) panel.hidden = !panel.hidden;
+    },
+  };
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-shortcuts-toggle]")) keys.toggleShortcuts();
+  });
+
   window.portal = {
+    keys: keys,
     toast: toast,
     subscribe: function (projectId) {
       wanted.add(projectId);

@@ -8,11 +8,6 @@
 
   function form() { return document.getElementById("pair-form"); }
 
-  function typing(target) {
-    return target && (target.tagName === "TEXTAREA" ||
-      (target.tagName === "INPUT" && /^(text|number|search)$/.test(target.type)));
-  }
-
   function decide(outcome) {
     var f = form();
     if (!f || f.dataset.sent) return; // one verdict per pair render
@@ -26,24 +21,15 @@
 
   function rate(key) {
     var f = form();
-    if (!f) return false;
-    var groups = f.querySelectorAll("fieldset[data-rating]");
-    for (var i = 0; i < groups.length; i++) {
-      if (!groups[i].querySelector("input:checked")) {
-        var input = groups[i].querySelector('input[data-key="' + key + '"]');
-        if (input) { input.checked = true; return true; }
-        return false;
-      }
-    }
-    return false;
+    return Boolean(f) && portal.keys.rateNext(f, key);
   }
 
   document.addEventListener("keydown", function (event) {
-    if (event.ctrlKey && event.key === "Enter" && typing(event.target)) {
+    if (event.ctrlKey && event.key === "Enter" && portal.keys.typing(event.target)) {
       event.target.blur(); return;
     }
     if (event.altKey || event.metaKey || event.ctrlKey) return;
-    if (typing(event.target)) { if (event.key === "Escape") event.target.blur(); return; }
+    if (portal.keys.typing(event.target)) { if (event.key === "Escape") event.target.blur(); return; }
     var key = event.key.toLowerCase();
     if (KEYS[key]) { event.preventDefault(); decide(KEYS[key]); return; }
     if (/^[1-9]$/.test(key)) { if (rate(key)) event.preventDefault(); return; }
@@ -52,19 +38,12 @@
       if (box) { event.preventDefault(); box.focus(); }
       return;
     }
-    if (key === "?") {
-      var panel = document.getElementById("shortcuts");
-      if (panel) panel.hidden = !panel.hidden;
-    }
+    if (key === "?") portal.keys.toggleShortcuts();
   });
 
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-outcome]");
     if (button) decide(button.dataset.outcome);
-    if (event.target.closest("[data-shortcuts-toggle]")) {
-      var panel = document.getElementById("shortcuts");
-      if (panel) panel.hidden = !panel.hidden;
-    }
   });
 
   document.addEventListener("htmx:afterSettle", function (event) {

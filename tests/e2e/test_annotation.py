@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from annotation import services
-from annotation.models import Annotation, Dataset, GoldLabel, Item
+from annotation.models import Annotation, Dataset, GoldLabel, Item, LabelSchema
 from portal.models import Role
 from tests.annotation.factories import ItemFactory, classification_setup
 from tests.e2e.conftest import log_in
@@ -52,6 +52,37 @@ def test_annotator_labels_ten_items_with_the_keyboard_only(page, project):
     assert Annotation.objects.filter(annotator=annotator, undone=False).count() == 9
     page.keyboard.press("?")
     expect(page.get_by_test_id("shortcuts")).to_be_visible()
+    page.get_by_role("button", name="Shortcuts (?)").click()
+    expect(page.get_by_test_id("shortcuts")).to_be_hidden()
+
+
+def test_annotator_rates_criteria_with_number_keys(page, project):
+    classification_setup(project, k=2)
+    LabelSchema.objects.create(
+        project=project,
+        version=2,
+        task_type="rating",
+        config={
+            "criteria": ["helpfulness", "safety"],
+            "scale_min": 1,
+            "scale_max": 5,
+            "text_field": "text",
+        },
+        created_by=project.created_by,
+    )
+    ItemFactory.create_batch(2, project=project, dataset__project=project)
+    annotator = _member(project, Role.ANNOTATOR, "rae")
+    log_in(page, "rae", password_for("rae"))
+    page.goto(f"/projects/{project.pk}/annotate/")
+
+    # Each number scores the first criterion still without a score; a third has none left.
+    for key in ("4", "2", "5"):
+        page.keyboard.press(key)
+    page.keyboard.press("Enter")
+    expect(page.locator("body[data-task-loads='1']")).to_have_count(1)
+
+    answer = Annotation.objects.get(annotator=annotator)
+    assert answer.value == {"ratings": {"helpfulness": 4, "safety": 2}}
 
 
 def test_adjudicator_resolves_a_disagreement(page, project):

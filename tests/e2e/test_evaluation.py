@@ -45,6 +45,10 @@ def test_reviewer_completes_ten_blind_judgments_with_the_keyboard(page, project)
     html = page.content()
     assert all(c.label not in html for c in made)
     expect(page.get_by_test_id("progress")).to_contain_text("Judged: 10")
+    page.keyboard.press("?")
+    expect(page.get_by_test_id("shortcuts")).to_be_visible()
+    page.get_by_role("button", name="Shortcuts (?)").click()
+    expect(page.get_by_test_id("shortcuts")).to_be_hidden()
 
 
 def test_engineer_sees_the_ratings_chart(page, project):
