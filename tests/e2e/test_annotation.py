@@ -10,15 +10,10 @@ from annotation.models import Annotation, Dataset, GoldLabel, Item, LabelSchema
 from portal.models import Role
 from tests.annotation.factories import ItemFactory, classification_setup
 from tests.e2e.conftest import log_in
-from tests.portal.factories import MembershipFactory, UserFactory, password_for
+from tests.e2e.steps import member
+from tests.portal.factories import password_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _member(project, role, username):
-    user = UserFactory(username=username)
-    MembershipFactory(project=project, role=role, user=user)
-    return user
 
 
 def test_annotator_labels_ten_items_with_the_keyboard_only(page, project):
@@ -30,7 +25,7 @@ def test_annotator_labels_ten_items_with_the_keyboard_only(page, project):
     )
     dataset = ItemFactory(project=project, dataset__project=project).dataset
     ItemFactory.create_batch(11, project=project, dataset=dataset)
-    annotator = _member(project, Role.ANNOTATOR, "kim")
+    annotator = member(project, Role.ANNOTATOR, "kim")
     log_in(page, "kim", password_for("kim"))
     page.goto(f"/projects/{project.pk}/annotate/")
     expect(page.get_by_test_id("guideline")).to_contain_text("sentiment")
@@ -71,7 +66,7 @@ def test_annotator_rates_criteria_with_number_keys(page, project):
         created_by=project.created_by,
     )
     ItemFactory.create_batch(2, project=project, dataset__project=project)
-    annotator = _member(project, Role.ANNOTATOR, "rae")
+    annotator = member(project, Role.ANNOTATOR, "rae")
     log_in(page, "rae", password_for("rae"))
     page.goto(f"/projects/{project.pk}/annotate/")
 
@@ -91,7 +86,7 @@ def test_adjudicator_resolves_a_disagreement(page, project):
         project=project, dataset__project=project, payload={"text": "Great, another outage."}
     )
     for name, label in (("ann1", "pos"), ("ann2", "neg")):
-        user = _member(project, Role.ANNOTATOR, name)
+        user = member(project, Role.ANNOTATOR, name)
         offer = services.item_lease_next(project=project, annotator=user)
         services.annotation_submit(
             project=project,
@@ -101,7 +96,7 @@ def test_adjudicator_resolves_a_disagreement(page, project):
             submission_id=uuid.uuid4(),
         )
     assert Item.objects.get(pk=item.pk).state == Item.State.DISPUTED
-    _member(project, Role.ADJUDICATOR, "judge")
+    member(project, Role.ADJUDICATOR, "judge")
     log_in(page, "judge", password_for("judge"))
 
     page.goto(f"/projects/{project.pk}/adjudicate/")
@@ -120,7 +115,7 @@ def test_adjudicator_resolves_a_disagreement(page, project):
 
 
 def test_engineer_uploads_a_file_and_watches_the_progress(page, project, celery_worker, tmp_path):
-    _member(project, Role.ENGINEER, "eng")
+    member(project, Role.ENGINEER, "eng")
     rows = "".join(
         json.dumps({"id": f"r{i}", "text": f"row {i}", "meta": {"lang": "en"}}) + "\n"
         for i in range(3000)
@@ -146,7 +141,7 @@ def test_engineer_uploads_a_file_and_watches_the_progress(page, project, celery_
 
 
 def test_engineer_sees_a_refused_file_with_its_line(page, project, celery_worker, tmp_path):
-    _member(project, Role.ENGINEER, "eng2")
+    member(project, Role.ENGINEER, "eng2")
     path = tmp_path / "broken.jsonl"
     path.write_text('{"text": "fine"}\n{"text": broken}\n')
     log_in(page, "eng2", password_for("eng2"))

@@ -5,23 +5,18 @@ from evaluation import services
 from evaluation.models import Campaign, Contestant, GateRun, Judgment
 from portal.models import Role
 from tests.e2e.conftest import log_in
+from tests.e2e.steps import member, rating_gate_create_and_run
 from tests.evaluation.factories import build_campaign, writing_snapshot
-from tests.portal.factories import MembershipFactory, UserFactory, password_for
+from tests.portal.factories import password_for
 from training.services import base_model_register
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _member(project, role, username):
-    user = UserFactory(username=username)
-    MembershipFactory(project=project, role=role, user=user)
-    return user
-
-
 def test_reviewer_completes_ten_blind_judgments_with_the_keyboard(page, project):
-    engineer = _member(project, Role.ENGINEER, "eve")
+    engineer = member(project, Role.ENGINEER, "eve")
     campaign, made = build_campaign(engineer, project, prompts=8, contestants=3, attention_every=0)
-    reviewer = _member(project, Role.REVIEWER, "rita")
+    reviewer = member(project, Role.REVIEWER, "rita")
     log_in(page, "rita", password_for("rita"))
     page.goto(f"/projects/{project.pk}/review/{campaign.pk}/")
     keys = ["a", "b", "t", "x"]
@@ -52,9 +47,9 @@ def test_reviewer_completes_ten_blind_judgments_with_the_keyboard(page, project)
 
 
 def test_engineer_sees_the_ratings_chart(page, project):
-    engineer = _member(project, Role.ENGINEER, "erin")
+    engineer = member(project, Role.ENGINEER, "erin")
     campaign, made = build_campaign(engineer, project, prompts=6, contestants=3)
-    reviewer = _member(project, Role.REVIEWER, "ron")
+    reviewer = member(project, Role.REVIEWER, "ron")
     while (j := services.judgment_next(campaign=campaign, reviewer=reviewer)) is not None:
         best = made[0].pk
         outcome = (
@@ -86,7 +81,7 @@ def test_engineer_generates_outputs_runs_a_campaign_and_gates_the_candidate(
     tiny = base_model_register(
         actor=None, project=None, name="tiny-llama", source="local", path=str(tiny_model_dir)
     )
-    engineer = _member(project, Role.ENGINEER, "gina")
+    engineer = member(project, Role.ENGINEER, "gina")
     snapshot = writing_snapshot(project, engineer, rows=60, name="support gold")
     log_in(page, "gina", password_for("gina"))
     page.goto(f"/projects/{project.pk}/evaluation/")
@@ -133,7 +128,7 @@ def test_engineer_generates_outputs_runs_a_campaign_and_gates_the_candidate(
     expect(page.get_by_test_id("campaigns")).to_contain_text("tiny duel")
     campaign = Campaign.objects.get(name="tiny duel")
     candidate = Contestant.objects.get(label="tiny briefly")
-    reviewer = _member(project, Role.REVIEWER, "rhea")
+    reviewer = member(project, Role.REVIEWER, "rhea")
     while (j := services.judgment_next(campaign=campaign, reviewer=reviewer)) is not None:
         if j.is_attention:
             outcome = "a" if j.left_is_x else "b"  # x is the intact response
@@ -144,20 +139,13 @@ def test_engineer_generates_outputs_runs_a_campaign_and_gates_the_candidate(
         )
 
     # A gate with the rating check, then a run of it.
-    form = page.get_by_test_id("gate-form")
-    form.get_by_label("Name").fill("release gate")
-    form.get_by_label("Check 1: kind", exact=True).select_option("rating_above_baseline")
-    form.get_by_label("Check 1: campaign", exact=True).select_option(label="tiny duel")
-    form.get_by_test_id("create-gate").click()
-    expect(page.get_by_test_id("gates")).to_contain_text("release gate")
-
-    form = page.get_by_test_id("gate-run-form")
-    form.get_by_label("Gate").select_option(label="release gate")
-    form.get_by_label("Candidate").select_option(label="tiny briefly")
-    form.get_by_label("Baseline").select_option(label="tiny plain")
-    form.get_by_test_id("run-gate").click()
-    runs = page.get_by_test_id("gate-run")
-    expect(runs).to_have_count(1)
+    runs = rating_gate_create_and_run(
+        page,
+        name="release gate",
+        campaign="tiny duel",
+        candidate="tiny briefly",
+        baseline="tiny plain",
+    )
     run = GateRun.objects.get(gate__name="release gate")
     expect(runs.get_by_test_id("gate-run-outcome")).to_have_text(
         "passed" if run.passed else "failed"

@@ -3,6 +3,7 @@ from playwright.sync_api import expect
 
 from portal.models import Role
 from tests.e2e.conftest import log_in
+from tests.e2e.steps import dossier_build_download_verify
 from tests.governance.factories import gate_passed, lineage_fixture
 from tests.portal.factories import MembershipFactory, UserFactory, password_for
 
@@ -24,17 +25,6 @@ def test_compliance_user_finds_a_version_downloads_its_dossier_and_verifies_it(
     page.get_by_test_id("version-search").fill("support-bot")
     page.get_by_role("button", name="Search").click()
     page.get_by_role("link", name="support-bot v1").click()
-    page.get_by_test_id("build-dossier").click()
-    expect(page.get_by_test_id("dossier-status")).to_have_text("Ready", timeout=90_000)
-    with page.expect_download() as download_info:
-        page.get_by_test_id("download-dossier").click()
-    saved = tmp_path / "dossier.zip"
-    download_info.value.save_as(saved)
-
-    page.get_by_role("link", name="Verify a dossier").click()
-    page.get_by_test_id("verify-file").set_input_files(str(saved))
-    page.get_by_test_id("verify-submit").click()
-
-    expect(page.get_by_test_id("verify-result")).to_contain_text("Verified: dossier.zip")
+    dossier_build_download_verify(page, tmp_path / "dossier.zip", timeout=90_000)
     page.get_by_role("link", name="Access log").click()
     expect(page.get_by_test_id("downloads")).to_contain_text("cora")

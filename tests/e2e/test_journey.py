@@ -9,6 +9,7 @@ from evaluation.models import Campaign, Contestant, GateRun, GenerationJob, Judg
 from governance.models import Dossier, SignOff
 from portal.models import Role
 from tests.e2e.conftest import log_in
+from tests.e2e.steps import dossier_build_download_verify, rating_gate_create_and_run
 from tests.portal.factories import MembershipFactory, UserFactory, password_for
 from training.models import JobStatus, ModelVersion, TrainingJob
 from training.services import base_model_register
@@ -291,19 +292,13 @@ def test_a_dataset_travels_from_upload_to_a_verified_dossier(
     # 7. The engineer gates the new version on the campaign's ratings.
     _as(page, "eng")
     page.goto(f"/projects/{project.pk}/evaluation/")
-    form = page.get_by_test_id("gate-form")
-    form.get_by_label("Name").fill("helpdesk release gate")
-    form.get_by_label("Check 1: kind", exact=True).select_option("rating_above_baseline")
-    form.get_by_label("Check 1: campaign", exact=True).select_option(label="helpdesk duel")
-    form.get_by_test_id("create-gate").click()
-    expect(page.get_by_test_id("gates")).to_contain_text("helpdesk release gate")
-    form = page.get_by_test_id("gate-run-form")
-    form.get_by_label("Gate").select_option(label="helpdesk release gate")
-    form.get_by_label("Candidate").select_option(label=TUNED_LABEL)
-    form.get_by_label("Baseline").select_option(label=BASE_LABEL)
-    form.get_by_test_id("run-gate").click()
-    runs = page.get_by_test_id("gate-run")
-    expect(runs).to_have_count(1)
+    runs = rating_gate_create_and_run(
+        page,
+        name="helpdesk release gate",
+        campaign="helpdesk duel",
+        candidate=TUNED_LABEL,
+        baseline=BASE_LABEL,
+    )
     gate_run = GateRun.objects.get(gate__name="helpdesk release gate")
     outcome = "passed" if gate_run.passed else "failed"
     expect(runs.get_by_test_id("gate-run-outcome")).to_have_text(outcome)
@@ -328,17 +323,7 @@ def test_a_dataset_travels_from_upload_to_a_verified_dossier(
     expect(signed).to_contain_text("Compliance officer")
     expect(signed).to_contain_text("Approve")
     expect(signed.locator("td").nth(3)).to_have_text("comp")
-    page.get_by_test_id("build-dossier").click()
-    expect(page.get_by_test_id("dossier-status")).to_have_text("Ready", timeout=120_000)
-    with page.expect_download() as download_info:
-        page.get_by_test_id("download-dossier").click()
-    saved = tmp_path / "helpdesk-dossier.zip"
-    download_info.value.save_as(saved)
-    page.get_by_role("link", name="Verify a dossier").click()
-    page.get_by_test_id("verify-file").set_input_files(str(saved))
-    page.get_by_test_id("verify-submit").click()
-    result = page.get_by_test_id("verify-result")
-    expect(result).to_contain_text("Verified: helpdesk-dossier.zip")
+    result = dossier_build_download_verify(page, tmp_path / "helpdesk-dossier.zip", timeout=120_000)
     expect(result).to_contain_text(f"Model version {version.name} (candidate)")
 
     # What the journey left behind.
