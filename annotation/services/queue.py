@@ -156,10 +156,10 @@ def _offer(lease: Lease) -> LeaseOffer:
     return LeaseOffer(lease=lease, item=lease.item, schema=schema, guideline=guideline)
 
 
-def _queue_order(settings: AnnotationSettings) -> list:
-    if settings.order == AnnotationSettings.Order.RANDOM:
+def _queue_order(order: str) -> list:
+    if order == AnnotationSettings.Order.RANDOM:
         return ["random_key", "id"]
-    if settings.order == AnnotationSettings.Order.PRIORITY:
+    if order == AnnotationSettings.Order.PRIORITY:
         return [F("priority").desc(), "id"]
     return ["id"]
 
@@ -198,7 +198,8 @@ def _claim(
     *,
     project: Project,
     annotator: User,
-    settings: AnnotationSettings,
+    k: int,
+    order: str,
     schema_id: int,
     guideline_id: int | None,
     now,
@@ -209,10 +210,10 @@ def _claim(
     `run` runs the statement: on its own (the fast path) or in the caller's transaction."""
     if connection.vendor == "postgresql":
         row = run(
-            sql.claim_sql(settings.order),
+            sql.claim_sql(order),
             {
                 "project": project.pk,
-                "k": settings.labels_per_item,
+                "k": k,
                 "user": annotator.pk,
                 "now": now,
                 "expires": expires,
@@ -238,10 +239,10 @@ def _claim(
             project=project,
             state=Item.State.OPEN,
             is_gold=False,
-            assigned_count__lt=settings.labels_per_item,
+            assigned_count__lt=k,
         )
         .exclude(Exists(_seen_by(annotator)))
-        .order_by(*_queue_order(settings))
+        .order_by(*_queue_order(order))
         .first()
     )
     if item is None:
@@ -344,7 +345,8 @@ def _item_lease_next_locked(*, project: Project, annotator: User) -> LeaseOffer 
     lease = _claim(
         project=project,
         annotator=annotator,
-        settings=settings,
+        k=settings.labels_per_item,
+        order=settings.order,
         schema_id=config.schema_id,
         guideline_id=config.guideline_id,
         now=now,
@@ -533,7 +535,8 @@ def _lease_next_fast(*, project: Project, annotator: User):
     lease = _claim(
         project=project,
         annotator=annotator,
-        settings=AnnotationSettings(labels_per_item=k, order=order),
+        k=k,
+        order=order,
         schema_id=schema_id,
         guideline_id=guideline_id,
         now=now,

@@ -136,8 +136,14 @@ FROM leased, bumped i
 """
 
 
+_CLAIM_BY_ORDER = {
+    order: CLAIM_SQL.format(order=columns, item_columns=item_columns("i"))
+    for order, columns in ORDER_SQL.items()
+}
+
+
 def claim_sql(order: str) -> str:
-    return CLAIM_SQL.format(order=ORDER_SQL[order], item_columns=item_columns("i"))
+    return _CLAIM_BY_ORDER[order]
 
 
 # Everything a submit decides on, without locks: the statement that writes re-checks it.
