@@ -8,6 +8,7 @@ from annotation.models import Item
 from evaluation.services import prompt_set_create
 from governance.fields import TOKEN_PREFIX
 from tests.annotation.factories import DatasetFactory
+from tests.support.stored import stored_item, stored_prompt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,20 +39,12 @@ def test_the_encryption_migration_encrypts_rows_written_before_it(project):
     finally:
         _migrate(("annotation", "0004_item_payload_encrypted"))
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT payload, gold_answer FROM annotation_item WHERE id = %s", [item_id])
-        raw_payload, raw_gold = cursor.fetchone()
+    raw_payload, raw_gold = stored_item(item_id)
     assert raw_payload.startswith(TOKEN_PREFIX)
     assert raw_gold.startswith(TOKEN_PREFIX)
     item = Item.objects.get(pk=item_id)
     assert item.payload == {"text": "before"}
     assert item.gold_answer == {"label": "pos"}
-
-
-def _raw_prompt(prompt_id):
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT text, reference FROM evaluation_prompt WHERE id = %s", [prompt_id])
-        return cursor.fetchone()
 
 
 def test_the_prompt_migration_decrypts_going_back_and_encrypts_going_forward(project, engineer):
@@ -65,11 +58,11 @@ def test_the_prompt_migration_decrypts_going_back_and_encrypts_going_forward(pro
 
     _migrate(("evaluation", "0001_initial"))
     try:
-        assert _raw_prompt(prompt.pk) == ("hello there", "general kenobi")
+        assert stored_prompt(prompt.pk) == ("hello there", "general kenobi")
     finally:
         _migrate(("evaluation", "0002_prompt_text_encrypted"))
 
-    raw_text, raw_reference = _raw_prompt(prompt.pk)
+    raw_text, raw_reference = stored_prompt(prompt.pk)
     assert raw_text.startswith(TOKEN_PREFIX)
     assert raw_reference.startswith(TOKEN_PREFIX)
     prompt.refresh_from_db()

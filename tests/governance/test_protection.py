@@ -18,6 +18,7 @@ from governance.fields import TOKEN_PREFIX, EncryptedValueError
 from governance.models import AuditEvent
 from governance.services.protection import stored_file_open_read
 from tests.annotation.test_datasets import PROVENANCE
+from tests.support.stored import stored_item, stored_prompt
 
 pytestmark = pytest.mark.django_db
 
@@ -62,12 +63,6 @@ def test_rotation_command_moves_uploads_to_a_new_key(project, engineer, settings
         stored_file_open_read(upload.stored_path).read()
 
 
-def _raw_item_columns(item_id):
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT payload, gold_answer FROM annotation_item WHERE id = %s", [item_id])
-        return cursor.fetchone()
-
-
 def test_item_payloads_and_honeypot_answers_are_ciphertext_in_the_database(
     project, engineer, settings
 ):
@@ -78,7 +73,7 @@ def test_item_payloads_and_honeypot_answers_are_ciphertext_in_the_database(
     items = list(Item.objects.filter(dataset=upload.dataset).order_by("row_number"))
 
     for item in items:
-        raw_payload, raw_gold = _raw_item_columns(item.pk)
+        raw_payload, raw_gold = stored_item(item.pk)
         assert raw_payload.startswith(TOKEN_PREFIX)
         assert "4111" not in raw_payload
         assert "text" not in raw_payload
@@ -88,12 +83,12 @@ def test_item_payloads_and_honeypot_answers_are_ciphertext_in_the_database(
     honeypot = items[2]
     assert honeypot.is_gold
     assert honeypot.gold_answer == {"label": "pos"}
-    assert "pos" not in _raw_item_columns(honeypot.pk)[1]
+    assert "pos" not in stored_item(honeypot.pk)[1]
     # Two rows with the same payload do not show it: Fernet tokens are randomised.
     twin = Item.objects.create(
         project=project, dataset=upload.dataset, row_number=9, payload=items[1].payload
     )
-    assert _raw_item_columns(twin.pk)[0] != _raw_item_columns(items[1].pk)[0]
+    assert stored_item(twin.pk)[0] != stored_item(items[1].pk)[0]
 
 
 def test_prompts_and_references_are_ciphertext_in_the_database(project, engineer):
@@ -105,9 +100,7 @@ def test_prompts_and_references_are_ciphertext_in_the_database(project, engineer
     )
     prompt = prompt_set.prompts.get()
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT text, reference FROM evaluation_prompt WHERE id = %s", [prompt.pk])
-        raw_text, raw_reference = cursor.fetchone()
+    raw_text, raw_reference = stored_prompt(prompt.pk)
     assert raw_text.startswith(TOKEN_PREFIX)
     assert "DE89" not in raw_text
     assert raw_reference.startswith(TOKEN_PREFIX)
@@ -149,7 +142,7 @@ def test_rotation_moves_item_payloads_to_the_new_key_and_encrypts_legacy_plainte
         first.pk: {"text": "my card number is 4111 1111 1111 1111"},
         second.pk: {"text": "legacy"},
     }
-    assert _raw_item_columns(second.pk)[0].startswith(TOKEN_PREFIX)
+    assert stored_item(second.pk)[0].startswith(TOKEN_PREFIX)
     event = AuditEvent.objects.get(
         action="governance.encryption.rekey_rows", data__model="annotation.Item"
     )
