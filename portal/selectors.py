@@ -11,6 +11,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.http import Http404
 
+from portal.db import fetch_one
 from portal.models import Membership, Project, Role, User
 
 
@@ -79,9 +80,7 @@ def token_access_get(*, key: str, project_id: int) -> TokenAccess | None:
 
     For endpoints called many times a minute per user, where two ORM queries, compiled
     afresh each time, cost more than the work of the request."""
-    with connection.cursor() as cursor:
-        cursor.execute(_TOKEN_ACCESS_SQL, {"key": key, "project": project_id})
-        row = cursor.fetchone()
+    row = fetch_one(_TOKEN_ACCESS_SQL, {"key": key, "project": project_id})
     if row is None:
         return None
     user_fields = [f.attname for f in User._meta.concrete_fields]

@@ -122,7 +122,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
         "max_size": env_int("DATABASE_POOL_MAX", 16),
         "timeout": 30,
     }
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "DATABASE_PREPARED", default=True
+):
+    # Lets portal.db.fetch_one prepare the hot paths' statements (Django turns preparing off
+    # for the sake of transaction-mode poolers; set DATABASE_PREPARED=0 behind one that cannot
+    # prepare). The threshold is never reached: Django's own queries go through client-side
+    # binding cursors, which psycopg never prepares, and only fetch_one asks for it.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 2**31
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process read while the worker writes.
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;",

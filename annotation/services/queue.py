@@ -36,6 +36,7 @@ from annotation.services.resolution import (
     item_resolve_by_agreement,
 )
 from governance.services import audit_append_sql, audit_record, event_draft
+from portal.db import fetch_one, run_alone
 from portal.models import Project, User
 
 
@@ -204,7 +205,7 @@ def _claim(
     guideline_id: int | None,
     now,
     expires,
-    run=sql.fetch_one,
+    run=fetch_one,
 ) -> Lease | None:
     """A newly claimed item under a new lease, or None when nothing is left to claim.
     `run` runs the statement: on its own (the fast path) or in the caller's transaction."""
@@ -504,9 +505,7 @@ _EXPIRY_MARGIN = timedelta(seconds=5)
 
 def _lease_next_fast(*, project: Project, annotator: User):
     now = timezone.now()
-    row = sql.fetch_one(
-        sql.NEXT_READ_SQL, {"project": project.pk, "user": annotator.pk, "now": now}
-    )
+    row = fetch_one(sql.NEXT_READ_SQL, {"project": project.pk, "user": annotator.pk, "now": now})
     if row is None:  # no settings row yet: the locked path creates it
         return _SLOW_PATH
     k, order, lease_seconds, gold_rate, schema_id, guideline_id = row[:6]
@@ -541,7 +540,7 @@ def _lease_next_fast(*, project: Project, annotator: User):
         guideline_id=guideline_id,
         now=now,
         expires=now + timedelta(seconds=lease_seconds),
-        run=sql.run_alone,
+        run=run_alone,
     )
     return None if lease is None else _offer(lease)
 
@@ -556,7 +555,7 @@ def _annotation_submit_fast(
     seconds_spent: float | None,
 ):
     now = timezone.now()
-    row = sql.fetch_one(
+    row = fetch_one(
         sql.SUBMIT_READ_SQL,
         {"lease": lease_id, "project": project.pk, "submission": submission_id},
     )
@@ -670,7 +669,7 @@ def _annotation_submit_fast(
     audit_sql, audit_params = audit_append_sql(events, gate="answer")
     statement = sql.SUBMIT_WRITE_SQL.format(gold=gold_sql, audit=audit_sql)
     try:
-        written = sql.run_alone(statement, {**params, **audit_params})
+        written = run_alone(statement, {**params, **audit_params})
     except IntegrityError:
         # A retry of this very submission raced this one and won.
         existing = Annotation.objects.filter(submission_id=submission_id).first()

@@ -9,8 +9,7 @@ its locks and changes nothing when one no longer holds; the service then reads a
 import json
 from typing import Any
 
-import psycopg
-from django.db import connection, transaction
+from django.db import connection
 
 from annotation.models import Item
 from governance.fields import EncryptedJSONField
@@ -46,27 +45,6 @@ def payload_value(value: str) -> Any:
 def json_value(value: Any) -> Any:
     """jsonb and json columns reach raw cursors as text (Django's psycopg setup)."""
     return json.loads(value) if isinstance(value, str) else value
-
-
-def fetch_one(sql: str, params: dict) -> tuple | None:
-    """Run a statement as a prepared statement of this connection, and return its first
-    row. Planning these CTEs cost the database more than running them; Django's cursors
-    send every query as fresh text, so this one goes to psycopg directly (with Django's
-    translation of database errors)."""
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
-        return cursor.fetchone()
-
-
-def run_alone(sql: str, params: dict) -> tuple | None:
-    """Run one statement as its own transaction and return its first row. Inside a
-    caller's transaction it runs under a savepoint, so that a refused statement (a unique
-    violation) leaves the caller's work usable."""
-    if connection.in_atomic_block:
-        with transaction.atomic():
-            return fetch_one(sql, params)
-    return fetch_one(sql, params)
 
 
 # The annotator's open lease and the project's queue settings, in one round trip.

@@ -255,3 +255,25 @@ def test_queue_round_trip_by_token(project, annotator, token_client):
     assert first.json() == retry.json()
     assert Annotation.objects.count() == 1
     assert api.post(f"{base}/next/", {}, format="json").status_code == 204
+
+
+def test_the_queue_statements_and_the_token_lookup_run_prepared(project):
+    """Django turns server-side preparing off; without prepare_threshold in the database
+    OPTIONS, psycopg ignores prepare=True and PostgreSQL plans each statement afresh."""
+    classification_setup(project, k=2)
+    ItemFactory(project=project, dataset__project=project)
+    (user,) = _annotators(project, 1)
+    token = user_api_token_rotate(user=user)
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    response = client.post(f"/api/v1/projects/{project.pk}/queue/next/", format="json")
+    assert response.status_code == 200
+    # The test client keeps the request's connection: the statements it prepared are listed.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+
+    assert any("FROM authtoken_token t" in statement for statement in prepared)
+    assert any("FROM annotation_annotationsettings s" in statement for statement in prepared)
+    assert any("WITH candidate AS" in statement for statement in prepared)
