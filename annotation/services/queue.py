@@ -31,7 +31,6 @@ from annotation.schemas import validate_answer
 from annotation.services import queue_sql as sql
 from annotation.services.configuration import annotation_settings_get
 from annotation.services.resolution import (
-    _push_stage_change,
     agreement_outcome,
     item_resolve_by_agreement,
 )
@@ -682,8 +681,6 @@ def _annotation_submit_fast(
         # row yet, which the locked path creates).
         return _RETRY
     assert appended == len(events)  # noqa: S101 - `locked` checked the head row exists
-    if resolved_state is not None:
-        _push_stage_change(project.pk, item_id, resolved_state)
     annotation = Annotation(
         pk=annotation_id,
         project=project,

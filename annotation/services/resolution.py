@@ -22,19 +22,9 @@ from annotation.models import (
 )
 from annotation.schemas import agreement_key, validate_answer
 from governance.services import audit_record
-from portal import realtime
 from portal.models import Project, User
 
 ADJUDICATION_LEASE = timedelta(minutes=15)
-
-
-def _push_stage_change(project_id: int, item_id: int, state: str) -> None:
-    transaction.on_commit(
-        lambda: realtime.push_to_project(
-            project_id=project_id,
-            event={"type": "annotation.item", "item": item_id, "state": state},
-        )
-    )
 
 
 @dataclass(frozen=True)
@@ -85,7 +75,6 @@ def item_resolve_by_agreement(
             target=item,
             data={"labels": len(annotations), "distinct": outcome.distinct},
         )
-        _push_stage_change(item.project_id, item.pk, Item.State.DISPUTED)
         return None
     agreeing = [annotations[i] for i in outcome.agreeing]
     gold = GoldLabel.objects.create(
@@ -102,7 +91,6 @@ def item_resolve_by_agreement(
         target=gold,
         data={"item": item.pk, "method": method, "votes": votes, "labels": len(annotations)},
     )
-    _push_stage_change(item.project_id, item.pk, Item.State.RESOLVED)
     return gold
 
 
@@ -195,7 +183,6 @@ def adjudication_resolve(
         project_id=project.pk,
         data={"item": item.pk, "value": clean, "reason": reason},
     )
-    _push_stage_change(project.pk, item.pk, Item.State.RESOLVED)
     return gold
 
 
