@@ -6,7 +6,11 @@ import pytest
 from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
 from asgiref.testing import ApplicationCommunicator
 from django.core.handlers.asgi import ASGIHandler
+from django.core.signals import request_finished, request_started
 from django.db import connection
+from django.http import HttpResponse, StreamingHttpResponse
+from django.test import override_settings
+from django.urls import path
 
 from portal.asgi import application
 from portal.asgi_threads import ReusedRequestThreads, SyncChainASGIHandler
@@ -134,6 +138,89 @@ def test_pages_through_the_sync_chain_keep_the_middleware_answers():
         assert headers[b"location"].startswith(b"/accounts/login/")
     finally:
         connection.close_pool()
+
+
+def _stream(request):
+    yield b"one "
+    yield b"two"
+
+
+def _whole(request):
+    return HttpResponse(b"whole")
+
+
+urlpatterns = [
+    path("whole/", _whole),
+    path("stream/", lambda request: StreamingHttpResponse(_stream(request))),
+]
+
+
+def _serve(path: str) -> list[tuple[str, object]]:
+    """What happens, in order, while SyncChainASGIHandler serves `path`: the request
+    signals (with the thread they ran on) and the messages sent to the server."""
+    events = []
+    signals = ("started", "finished")
+
+    def started(**kwargs):
+        events.append(("started", threading.get_ident()))
+
+    def finished(**kwargs):
+        events.append(("finished", threading.get_ident()))
+
+    async def run():
+        body = [{"type": "http.request", "body": b""}]
+
+        async def receive():
+            return body.pop() if body else {"type": "http.disconnect"}
+
+        async def send(message):
+            events.append((message["type"], message.get("body")))
+
+        await SyncChainASGIHandler()(
+            {**SCOPE, "path": path, "headers": [(b"host", b"127.0.0.1")]}, receive, send
+        )
+        return threading.get_ident()
+
+    request_started.connect(started)
+    request_finished.connect(finished)
+    try:
+        loop_thread = _run(run())
+    finally:
+        request_started.disconnect(started)
+        request_finished.disconnect(finished)
+    assert all(thread != loop_thread for name, thread in events if name in signals)
+    return events
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_a_whole_response_is_made_and_closed_in_one_go_on_the_request_thread():
+    """Django's handler hands over to the request's thread three times: for
+    request_started, for the view and for close() after sending. A response already in
+    memory needs one: it is closed (request_finished, the database connection back to the
+    pool) before its bytes go out."""
+    events = _serve("/whole/")
+
+    assert [name for name, _ in events] == [
+        "started",
+        "finished",
+        "http.response.start",
+        "http.response.body",
+    ]
+    assert events[0][1] == events[1][1]
+    assert events[3][1] == b"whole"
+
+
+@override_settings(ROOT_URLCONF=__name__)
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume synchronous iterators")
+def test_a_streamed_response_is_closed_after_its_last_part():
+    events = _serve("/stream/")
+
+    names = [name for name, _ in events]
+    assert names[0] == "started"
+    assert names[-1] == "finished"
+    assert b"".join(body or b"" for name, body in events if name == "http.response.body") == (
+        b"one two"
+    )
 
 
 async def _ignore(message):
