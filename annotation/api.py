@@ -289,7 +289,7 @@ class QueueNextApi(APIView):
         offer = services.item_lease_next(project=access.project, annotator=request.user)
         if offer is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(TaskOutput(_task_data(offer)).data)
+        return Response(_task_data(offer))
 
 
 class SubmitInput(serializers.Serializer):
