@@ -107,6 +107,10 @@ _canonical_encode = json.JSONEncoder(
 ).encode
 
 
+def canonical_text(value: Any) -> str:
+    return _canonical_encode(value)
+
+
 def content_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(_canonical_encode(payload).encode("utf-8")).hexdigest()
 
@@ -271,6 +275,51 @@ def _hash(payload: dict[str, Any], refuse: partial[ImportRefused]) -> str:
         raise refuse(reason="contains an unpaired UTF-16 surrogate escape") from None
 
 
+def jsonl_row(
+    number: int,
+    raw: bytes,
+    filename: str,
+    required: Sequence[str],
+    metadata_fields: Sequence[str],
+) -> ParsedRow | None:
+    """Line `number` of a JSON Lines file as a row; None for a blank line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _not_utf8(filename, number, raw, error) from None
+    if text.isspace():
+        return None
+    refuse = partial(ImportRefused, file=filename, line=number)
+    try:
+        record = _json_decode(text)
+    except json.JSONDecodeError as error:
+        raise refuse(reason=_malformed(error)) from None
+    except _NonStandardNumber as error:
+        raise refuse(reason=f"{error} is not a JSON value; use null or a string") from None
+    if type(record) is not dict:
+        kind = _JSON_TYPE_NAMES.get(type(record), type(record).__name__)
+        raise refuse(reason=f"expected a JSON object, got {kind}")
+    # The substring test is a cheap filter; only a hit pays for the walk.
+    if "\\u0000" in text and _contains_nul(record):
+        raise refuse(reason=_NUL_REASON)
+    metadata, external_id = _take_metadata(
+        record,
+        record.pop("meta", None),
+        record.pop("id", None),
+        metadata_fields=metadata_fields,
+        refuse=refuse,
+    )
+    if required:
+        _check_required(record, metadata, external_id, required, refuse)
+    return ParsedRow(number, record, metadata, _hash(record, refuse), external_id)
+
+
+def jsonl_lines(stream: BinaryIO, filename: str, max_bytes: int | None) -> Iterator[bytes]:
+    """The raw lines of a JSON Lines file (a leading BOM dropped), refusing a file over
+    `max_bytes` as soon as it is passed."""
+    return _raw_lines(stream, filename, max_bytes)
+
+
 def _iter_jsonl(
     stream: BinaryIO,
     filename: str,
@@ -279,35 +328,9 @@ def _iter_jsonl(
     max_bytes: int | None,
 ) -> Iterator[ParsedRow]:
     for number, raw in enumerate(_raw_lines(stream, filename, max_bytes), start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise _not_utf8(filename, number, raw, error) from None
-        if text.isspace():
-            continue
-        refuse = partial(ImportRefused, file=filename, line=number)
-        try:
-            record = _json_decode(text)
-        except json.JSONDecodeError as error:
-            raise refuse(reason=_malformed(error)) from None
-        except _NonStandardNumber as error:
-            raise refuse(reason=f"{error} is not a JSON value; use null or a string") from None
-        if type(record) is not dict:
-            kind = _JSON_TYPE_NAMES.get(type(record), type(record).__name__)
-            raise refuse(reason=f"expected a JSON object, got {kind}")
-        # The substring test is a cheap filter; only a hit pays for the walk.
-        if "\\u0000" in text and _contains_nul(record):
-            raise refuse(reason=_NUL_REASON)
-        metadata, external_id = _take_metadata(
-            record,
-            record.pop("meta", None),
-            record.pop("id", None),
-            metadata_fields=metadata_fields,
-            refuse=refuse,
-        )
-        if required:
-            _check_required(record, metadata, external_id, required, refuse)
-        yield ParsedRow(number, record, metadata, _hash(record, refuse), external_id)
+        row = jsonl_row(number, raw, filename, required, metadata_fields)
+        if row is not None:
+            yield row
 
 
 def _csv_header(reader: Iterator[list[str]], filename: str) -> list[str]:

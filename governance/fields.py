@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from cryptography.fernet import InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django import forms
 from django.db import models, transaction
 
@@ -27,9 +27,14 @@ class EncryptedValueError(ValueError):
     """A stored value that none of the configured keys decrypts."""
 
 
-def encrypt_json(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return keys.encryption_keys().encrypt(text.encode("utf-8")).decode("ascii")
+_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def encrypt_json(value: Any, fernet: Fernet | MultiFernet | None = None) -> str:
+    """`value` as a token under the first configured key (or under `fernet`, for a process
+    that has no settings)."""
+    fernet = fernet or keys.encryption_keys()
+    return fernet.encrypt(_compact_json(value).encode("utf-8")).decode("ascii")
 
 
 def decrypt_json(token: str, *, where: str = "value") -> Any:

@@ -101,6 +101,12 @@ def encryption_keys() -> MultiFernet:
     return keys
 
 
+def primary_encryption_key() -> str:
+    """The key that encrypts (the first configured one), for a worker process that
+    encrypts without the settings: passed to it over a pipe, never on its command line."""
+    return _fernet_keys()[0]
+
+
 @receiver(setting_changed)
 def _forget_keys(*, setting: str, **kwargs) -> None:
     if setting in _KEY_SETTINGS:

@@ -2,6 +2,7 @@
 imports it in one transaction (COPY on PostgreSQL), so a refused file leaves nothing."""
 
 import hashlib
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,11 +18,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
-from annotation import tasks
-from annotation.importing import ImportFormat, ImportRefused, ParsedRow, detect_format, iter_rows
+from annotation import import_workers, tasks
+from annotation.importing import ImportFormat, ImportRefused, detect_format, iter_rows, jsonl_lines
+from annotation.item_rows import ITEM_COLUMNS, ItemRows
 from annotation.models import Dataset, DatasetUpload, Item
-from governance.fields import encrypt_json
-from governance.models import canonical_json
+from governance import keys
 from governance.services import audit_record
 from governance.services.protection import stored_file_open_read, stored_file_open_write
 from portal import realtime
@@ -29,22 +30,6 @@ from portal.models import Project, User
 
 SPDX_PROPRIETARY = "proprietary"
 PROGRESS_EVERY_ROWS = 20_000
-ITEM_COLUMNS = (
-    "project_id",
-    "dataset_id",
-    "row_number",
-    "external_id",
-    "payload",
-    "content_hash",
-    "metadata",
-    "state",
-    "priority",
-    "random_key",
-    "assigned_count",
-    "label_count",
-    "is_gold",
-    "gold_answer",
-)
 
 
 @dataclass(frozen=True)
@@ -203,51 +188,15 @@ class _CountingReader:
             yield line
 
 
-def _random_key(sha256: str, row_number: int) -> int:
-    digest = hashlib.blake2b(f"{sha256}:{row_number}".encode(), digest_size=7).digest()
-    return int.from_bytes(digest, "big")
-
-
-def _item_values(row: ParsedRow, *, project_id: int, dataset_id: int, sha256: str) -> tuple:
-    payload, content_hash = row.payload, row.content_hash
-    gold_answer = None
-    if "gold_answer" in payload:  # a honeypot row carries its known answer
-        payload = dict(payload)
-        gold_answer = payload.pop("gold_answer")
-        content_hash = hashlib.sha256(canonical_json(payload)).hexdigest()
-    priority = row.metadata.get("priority")
-    try:
-        priority = float(priority) if priority not in (None, "") else 0.0
-    except ValueError:
-        raise ImportRefused(
-            file=None, line=row.row_number, field="priority", reason="is not a number"
-        ) from None
-    return (
-        project_id,
-        dataset_id,
-        row.row_number,
-        row.external_id or "",
-        payload,
-        content_hash,
-        row.metadata,
-        Item.State.OPEN,
-        priority,
-        _random_key(sha256, row.row_number),
-        0,
-        0,
-        gold_answer is not None,
-        gold_answer,
-    )
-
-
 def _insert_items(rows: Iterator[tuple], on_batch: Callable[[int], None]) -> int:
-    """COPY on PostgreSQL (fast, streamed); batched INSERTs elsewhere (the SQLite demo)."""
+    """COPY on PostgreSQL (fast, streamed; `rows` are COPY rows, ItemRows.copy_row);
+    batched INSERTs elsewhere (the SQLite demo; `rows` are ItemRows.values)."""
     count = 0
     if connection.vendor == "postgresql":
         sql = f"COPY annotation_item ({', '.join(ITEM_COLUMNS)}) FROM STDIN"
         with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
             for values in rows:
-                copy.write_row(_copy_ready(values))
+                copy.write_row(values)
                 count += 1
                 if count % PROGRESS_EVERY_ROWS == 0:
                     on_batch(count)
@@ -262,17 +211,6 @@ def _insert_items(rows: Iterator[tuple], on_batch: Callable[[int], None]) -> int
             on_batch(count)
     Item.objects.bulk_create(batch)
     return count
-
-
-def _copy_ready(values: tuple) -> tuple:
-    """JSON columns go to COPY as JSON text; the payload and a honeypot's answer go as
-    ciphertext, as their fields store them."""
-    as_list = list(values)
-    as_list[6] = canonical_json(as_list[6]).decode("utf-8")  # metadata
-    for index in (4, 13):  # payload, gold_answer
-        if as_list[index] is not None:
-            as_list[index] = encrypt_json(as_list[index])
-    return tuple(as_list)
 
 
 def dataset_import_run(
@@ -296,6 +234,49 @@ def dataset_import_run(
     _finish_owned_file(upload)
     _push_upload(upload, dataset=dataset)
     return upload
+
+
+def import_workers_for(fmt: ImportFormat, file_bytes: int) -> int:
+    """How many worker processes parse a file: none for a small one, for CSV and Label
+    Studio exports (records may span lines, or the file is one document), or on one core."""
+    if (
+        fmt != ImportFormat.JSONL
+        or connection.vendor != "postgresql"
+        or file_bytes < settings.PORTAL_IMPORT_PARALLEL_MIN_BYTES
+    ):
+        return 0
+    workers = min(settings.PORTAL_IMPORT_WORKERS, os.cpu_count() or 1)
+    return workers if workers > 1 else 0
+
+
+def _item_rows(
+    upload: DatasetUpload, dataset: Dataset, fmt: ImportFormat, reader: IO[bytes]
+) -> Iterator[tuple]:
+    options = upload.options
+    workers = import_workers_for(fmt, upload.file_bytes)
+    if workers:
+        job = import_workers.Job(
+            filename=upload.file_name,
+            required=tuple(options["required_fields"]),
+            metadata_fields=tuple(options["metadata_fields"]),
+            project_id=upload.project_id,
+            dataset_id=dataset.pk,
+            sha256=options["sha256"],
+            key=keys.primary_encryption_key(),
+        )
+        lines = jsonl_lines(reader, upload.file_name, max_upload_bytes())
+        return import_workers.copy_rows(lines, job, workers=workers)
+    rows = ItemRows(upload.project_id, dataset.pk, options["sha256"])
+    make = rows.copy_row if connection.vendor == "postgresql" else rows.values
+    parsed = iter_rows(
+        reader,
+        filename=upload.file_name,
+        fmt=fmt,
+        required_fields=options["required_fields"],
+        metadata_fields=options["metadata_fields"],
+        max_bytes=max_upload_bytes(),
+    )
+    return (make(row) for row in parsed)
 
 
 def _import_all(upload: DatasetUpload, on_progress: Callable[[int, float], None] | None) -> Dataset:
@@ -337,23 +318,7 @@ def _import_all(upload: DatasetUpload, on_progress: Callable[[int, float], None]
                 if on_progress is not None:
                     on_progress(count, percent)
 
-            parsed = iter_rows(
-                reader,
-                filename=upload.file_name,
-                fmt=ImportFormat(fmt),
-                required_fields=options["required_fields"],
-                metadata_fields=options["metadata_fields"],
-                max_bytes=max_upload_bytes(),
-            )
-            values = (
-                _item_values(
-                    row,
-                    project_id=upload.project_id,
-                    dataset_id=dataset.pk,
-                    sha256=options["sha256"],
-                )
-                for row in parsed
-            )
+            values = _item_rows(upload, dataset, ImportFormat(fmt), reader)
             try:
                 count = _insert_items(values, on_batch)
             except ImportRefused as refused:
