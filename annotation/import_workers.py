@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 from cryptography.fernet import Fernet
 
-from annotation.importing import ImportRefused, jsonl_row
+from annotation.importing import ImportRefused, jsonl_rows
 from annotation.item_rows import ItemRows
 
 _HEADER = struct.Struct(">Q")
@@ -64,12 +64,10 @@ def _receive(stream: BinaryIO) -> Any:
 
 def chunk_rows(job: Job, rows: ItemRows, first_line: int, lines: list[bytes]) -> list[tuple]:
     """COPY rows for `lines`, the first of which is line `first_line` of the file."""
-    out = []
-    for number, raw in enumerate(lines, start=first_line):
-        row = jsonl_row(number, raw, job.filename, job.required, job.metadata_fields)
-        if row is not None:
-            out.append(rows.copy_row(row))
-    return out
+    parsed = jsonl_rows(
+        lines, job.filename, job.required, job.metadata_fields, first_line=first_line
+    )
+    return [rows.copy_row(row) for row in parsed]
 
 
 def _serve(incoming: BinaryIO, outgoing: BinaryIO) -> None:

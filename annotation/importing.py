@@ -275,7 +275,7 @@ def _hash(payload: dict[str, Any], refuse: partial[ImportRefused]) -> str:
         raise refuse(reason="contains an unpaired UTF-16 surrogate escape") from None
 
 
-def jsonl_row(
+def _jsonl_row(
     number: int,
     raw: bytes,
     filename: str,
@@ -320,6 +320,22 @@ def jsonl_lines(stream: BinaryIO, filename: str, max_bytes: int | None) -> Itera
     return _raw_lines(stream, filename, max_bytes)
 
 
+def jsonl_rows(
+    lines: Iterable[bytes],
+    filename: str,
+    required: Sequence[str],
+    metadata_fields: Sequence[str],
+    *,
+    first_line: int = 1,
+) -> Iterator[ParsedRow]:
+    """The rows of raw JSON Lines `lines`, the first of which is line `first_line` of the
+    file (an import's worker process parses a chunk from the middle); blank lines count."""
+    for number, raw in enumerate(lines, start=first_line):
+        row = _jsonl_row(number, raw, filename, required, metadata_fields)
+        if row is not None:
+            yield row
+
+
 def _iter_jsonl(
     stream: BinaryIO,
     filename: str,
@@ -327,10 +343,7 @@ def _iter_jsonl(
     metadata_fields: Sequence[str],
     max_bytes: int | None,
 ) -> Iterator[ParsedRow]:
-    for number, raw in enumerate(_raw_lines(stream, filename, max_bytes), start=1):
-        row = jsonl_row(number, raw, filename, required, metadata_fields)
-        if row is not None:
-            yield row
+    return jsonl_rows(_raw_lines(stream, filename, max_bytes), filename, required, metadata_fields)
 
 
 def _csv_header(reader: Iterator[list[str]], filename: str) -> list[str]:
