@@ -118,11 +118,14 @@ def _current_guideline(project: Project) -> Guideline | None:
 _last_sweep: dict[int, float] = {}
 
 
-def _leases_expire_now_and_then(*, project: Project, now: datetime) -> None:
-    clock = time.monotonic()
+def _sweep_due(project: Project) -> bool:
     every = django_settings.PORTAL_LEASE_SWEEP_SECONDS
-    if every <= 0 or clock - _last_sweep.get(project.pk, float("-inf")) >= every:
-        _last_sweep[project.pk] = clock
+    return every <= 0 or time.monotonic() - _last_sweep.get(project.pk, float("-inf")) >= every
+
+
+def _leases_expire_now_and_then(*, project: Project, now: datetime) -> None:
+    if _sweep_due(project):
+        _last_sweep[project.pk] = time.monotonic()
         leases_expire(project=project, now=now)
 
 
@@ -525,9 +528,8 @@ def _lease_next_fast(*, project: Project, annotator: User):
         raise ValidationError({"schema": "this project has no label schema yet"})
     if gold_rate > 0:
         return _SLOW_PATH
-    clock = time.monotonic()
-    every = django_settings.PORTAL_LEASE_SWEEP_SECONDS
-    if every <= 0 or clock - _last_sweep.get(project.pk, float("-inf")) >= every:
+    # Checked here too, so that a request with no sweep due opens no transaction.
+    if _sweep_due(project):
         with transaction.atomic():
             _leases_expire_now_and_then(project=project, now=now)
     lease = _claim(
