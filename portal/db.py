@@ -6,9 +6,9 @@ the API token lookup, planning cost the database more than running them. These s
 go to psycopg directly as server-side prepared statements of the pooled connection, with
 Django's translation of database errors.
 
-Preparing needs `prepare_threshold` set in the database OPTIONS (settings.py does so with
-the per-process pool, DATABASE_PREPARED=0 turns it off, e.g. behind a transaction-mode
-pooler without prepared-statement support); without it these run unprepared, as before."""
+Preparing needs `prepare_threshold` set in the database OPTIONS (settings.py sets it for
+PostgreSQL; DATABASE_PREPARED=0 leaves it unset, e.g. behind a transaction-mode pooler
+without prepared-statement support); without it these run unprepared."""
 
 import psycopg
 from django.db import connection, transaction
