@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF
 
-from portal.env import env_bool, env_int, env_list, env_secret, env_str
+from portal.env import env_bool, env_int, env_list, env_networks, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
@@ -34,6 +34,10 @@ SECRET_KEY = (
     if not DEBUG
     else env_str("SECRET_KEY", "") or (_development_secret_key())
 )
+
+# Proxies (IPs or CIDR networks) whose X-Forwarded-For is believed; default none, so a
+# client cannot choose the address the lockout and the access log record.
+PORTAL_TRUSTED_PROXIES = env_networks("PORTAL_TRUSTED_PROXIES")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -159,7 +163,8 @@ AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15) / 60
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = env_int("AXES_PROXY_COUNT", 0)
+# The lockout key's address comes from the one function that decides client addresses.
+AXES_CLIENT_IP_CALLABLE = "portal.client_ip.client_ip_get"
 AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
