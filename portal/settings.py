@@ -52,7 +52,6 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
@@ -260,9 +259,11 @@ TRAINING_MODEL_CACHE = env_str("TRAINING_MODEL_CACHE", str(VAR_DIR / "models"))
 TRAINING_HEARTBEAT_STALE_SECONDS = env_int("TRAINING_HEARTBEAT_STALE_SECONDS", 90)
 
 REST_FRAMEWORK = {
+    # API keys first: DRF answers a failed authentication with the first class's scheme,
+    # so a missing, expired or revoked key gets 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -319,6 +320,10 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
 # Portal-specific knobs.
+# API keys expire after this many days unless their maker asks for another term (at most
+# PORTAL_API_KEY_MAX_DAYS).
+PORTAL_API_KEY_DAYS = env_int("PORTAL_API_KEY_DAYS", 90)
+PORTAL_API_KEY_MAX_DAYS = env_int("PORTAL_API_KEY_MAX_DAYS", 365)
 PORTAL_SIGNUP_DEFAULT_OPEN = env_bool("PORTAL_SIGNUP_OPEN", default=False)
 
 LOGGING = {
