@@ -1,5 +1,4 @@
 import http.client
-import os
 import re
 import sys
 import time
@@ -44,9 +43,11 @@ def _request_meta(peer, forwarded=None):
         ("10.0.0.2", "10.0.0.7", "10.0.0.7"),
     ],
 )
-def test_client_ip_believes_forwarded_for_only_from_trusted_proxies(peer, forwarded, expected):
-    networks = env_networks_of("10.0.0.0/8")
-    with override_settings(PORTAL_TRUSTED_PROXIES=networks):
+def test_client_ip_believes_forwarded_for_only_from_trusted_proxies(
+    monkeypatch, peer, forwarded, expected
+):
+    monkeypatch.setenv("PORTAL_TRUSTED_PROXIES", "10.0.0.0/8")
+    with override_settings(PORTAL_TRUSTED_PROXIES=env_networks("PORTAL_TRUSTED_PROXIES")):
         assert client_ip_get(_request_meta(peer, forwarded)) == expected
 
 
@@ -54,17 +55,11 @@ def test_client_ip_ignores_forwarded_for_by_default():
     assert client_ip_get(_request_meta("127.0.0.1", "203.0.113.5")) == "127.0.0.1"
 
 
-def env_networks_of(value):
-    os.environ["PORTAL_TEST_NETWORKS"] = value
-    try:
-        return env_networks("PORTAL_TEST_NETWORKS")
-    finally:
-        del os.environ["PORTAL_TEST_NETWORKS"]
+def test_trusted_proxies_setting_refuses_a_malformed_entry(monkeypatch):
+    monkeypatch.setenv("PORTAL_TRUSTED_PROXIES", "10.0.0.1, not-a-net")
 
-
-def test_trusted_proxies_setting_refuses_a_malformed_entry():
     with pytest.raises(ImproperlyConfigured, match="not-a-net"):
-        env_networks_of("10.0.0.1, not-a-net")
+        env_networks("PORTAL_TRUSTED_PROXIES")
 
 
 # --- the production web server, over real HTTP --------------------------------------------
