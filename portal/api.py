@@ -181,7 +181,11 @@ class ApiKeyListCreateApi(APIView):
         payload.is_valid(raise_exception=True)
         key, raw = services.api_key_create(user=request.user, **payload.validated_data)
         key.key = raw
-        return Response(ApiKeyCreatedOutput(key).data, status=status.HTTP_201_CREATED)
+        return Response(
+            ApiKeyCreatedOutput(key).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Cache-Control": "no-store"},
+        )
 
 
 class ApiKeyDetailApi(APIView):

@@ -5,6 +5,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation import selectors as annotation_selectors
@@ -225,6 +226,7 @@ def account(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/account.html", {**_account_context(request), "form": form})
 
 
+@never_cache  # the answer holds a secret: no cache, no back-button copy
 @login_required
 @require_POST
 def api_key_create(request: HttpRequest) -> HttpResponse:

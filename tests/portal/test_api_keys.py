@@ -175,6 +175,7 @@ def test_the_api_creates_a_key_once_and_lists_it_without_secrets(annotator):
     listed = api.get("/api/v1/me/keys/")
 
     assert created.status_code == 201
+    assert created["Cache-Control"] == "no-store"
     raw = created.json()["key"]
     assert _key_client(raw).get("/api/v1/me/").status_code == 200
     assert listed.status_code == 200
@@ -278,6 +279,7 @@ def test_the_account_page_shows_a_new_key_once(client, annotator):
     page = created.content.decode()
     secret = page.split('data-testid="api-key-secret">')[1].split("<")[0]
     assert created.status_code == 200
+    assert "no-store" in created["Cache-Control"]
     assert 'id="api-keys"' in page
     assert "<html" not in page  # the partial
     assert hashlib.sha256(secret.encode()).hexdigest() == key.key_hash
