@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 from portal.env import env_bool, env_int, env_list, env_networks, env_secret, env_str
 
@@ -38,6 +39,11 @@ SECRET_KEY = (
 # Proxies (IPs or CIDR networks) whose X-Forwarded-For is believed; default none, so a
 # client cannot choose the address the lockout and the access log record.
 PORTAL_TRUSTED_PROXIES = env_networks("PORTAL_TRUSTED_PROXIES")
+if env_str("AXES_PROXY_COUNT", ""):
+    # The old setting counted X-Forwarded-For entries whoever sent them; refuse to guess.
+    raise ImproperlyConfigured(
+        "AXES_PROXY_COUNT is gone: name your proxies in PORTAL_TRUSTED_PROXIES instead."
+    )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
