@@ -35,7 +35,7 @@ def _access(request: Request, project_id: int, *roles: str):
 
 # The queue endpoints are the ones an annotator's client calls for every item: their token
 # check reads the caller's roles in the project in the same query.
-QUEUE_AUTHENTICATION = [SessionAuthentication, ProjectTokenAuthentication]
+QUEUE_AUTHENTICATION = [ProjectTokenAuthentication, SessionAuthentication]
 
 
 class DatasetOutput(serializers.ModelSerializer):

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -20,6 +19,7 @@ from governance import keys, selectors
 from governance.dossier.signing import public_key_pem
 from governance.models import Dossier, SignOffRole
 from governance.services import approvals, dossiers
+from portal.client_ip import client_ip_get
 from portal.models import Role
 from portal.selectors import project_access_get
 
@@ -34,16 +34,6 @@ def _version_or_404(request, version_id):
         raise Http404("No such model version.")
     access = project_access_get(project_id=row.version.project_id, user=request.user)
     return row, access
-
-
-def _client_ip(request: HttpRequest) -> str | None:
-    """The caller's address; behind N trusted proxies (AXES_PROXY_COUNT), the Nth entry of
-    X-Forwarded-For from the right, as django-axes reads it."""
-    proxies = getattr(settings, "AXES_IPWARE_PROXY_COUNT", 0)
-    forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-    if proxies and len([p for p in forwarded if p]) >= proxies:
-        return forwarded[-proxies] or None
-    return request.META.get("REMOTE_ADDR") or None
 
 
 @login_required
@@ -211,7 +201,7 @@ def dossier_download(request: HttpRequest, dossier_id: int) -> FileResponse:
     dossiers.dossier_download_record(
         actor=request.user,
         dossier=dossier,
-        ip_address=_client_ip(request),
+        ip_address=client_ip_get(request),
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
     )
     return FileResponse(

@@ -4,6 +4,7 @@ Each helper fails loudly with ImproperlyConfigured instead of guessing, so a
 mistyped deployment variable stops the process at start-up, not at 3 a.m.
 """
 
+import ipaddress
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -53,6 +54,20 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated IP addresses or CIDR networks (`10.0.0.5, 10.1.0.0/16`); unset or
+    empty: none. A malformed entry stops start-up rather than silently trusting nothing."""
+    networks = []
+    for part in env_list(name, []):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {part!r} is not an IP address or CIDR network."
+            ) from None
+    return networks
 
 
 def validate_secret_key(value: str, *, name: str = "SECRET_KEY") -> str:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import dj_database_url
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import env_bool, env_int, env_list, env_secret, env_str
+from portal.env import env_bool, env_int, env_list, env_networks, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
@@ -35,6 +36,15 @@ SECRET_KEY = (
     else env_str("SECRET_KEY", "") or (_development_secret_key())
 )
 
+# Proxies (IPs or CIDR networks) whose X-Forwarded-For is believed; default none, so a
+# client cannot choose the address the lockout and the access log record.
+PORTAL_TRUSTED_PROXIES = env_networks("PORTAL_TRUSTED_PROXIES")
+if env_str("AXES_PROXY_COUNT", ""):
+    # The old setting counted X-Forwarded-For entries whoever sent them; refuse to guess.
+    raise ImproperlyConfigured(
+        "AXES_PROXY_COUNT is gone: name your proxies in PORTAL_TRUSTED_PROXIES instead."
+    )
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -48,7 +58,6 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
@@ -159,7 +168,8 @@ AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15) / 60
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = env_int("AXES_PROXY_COUNT", 0)
+# The lockout key's address comes from the one function that decides client addresses.
+AXES_CLIENT_IP_CALLABLE = "portal.client_ip.client_ip_get"
 AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
@@ -255,9 +265,11 @@ TRAINING_MODEL_CACHE = env_str("TRAINING_MODEL_CACHE", str(VAR_DIR / "models"))
 TRAINING_HEARTBEAT_STALE_SECONDS = env_int("TRAINING_HEARTBEAT_STALE_SECONDS", 90)
 
 REST_FRAMEWORK = {
+    # API keys first: DRF answers a failed authentication with the first class's scheme,
+    # so a missing, expired or revoked key gets 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -314,6 +326,10 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
 # Portal-specific knobs.
+# API keys expire after this many days unless their maker asks for another term (at most
+# PORTAL_API_KEY_MAX_DAYS).
+PORTAL_API_KEY_DAYS = env_int("PORTAL_API_KEY_DAYS", 90)
+PORTAL_API_KEY_MAX_DAYS = env_int("PORTAL_API_KEY_MAX_DAYS", 365)
 PORTAL_SIGNUP_DEFAULT_OPEN = env_bool("PORTAL_SIGNUP_OPEN", default=False)
 
 LOGGING = {
