@@ -4,11 +4,13 @@ from django.conf import settings
 from django.db import models
 
 from governance.chain import GENESIS_HASH, canonical_json, event_hash
+from governance.checkpoint import CHECKPOINT_FORMAT
 
 __all__ = [
     "GENESIS_HASH",
     "ApprovalPolicy",
     "AuditChainHead",
+    "AuditCheckpoint",
     "AuditEvent",
     "Dossier",
     "DossierDownload",
@@ -81,6 +83,40 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"head #{self.seq}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement of the chain's size and head hash (see governance.checkpoint).
+
+    The database copy of what `audit_checkpoint_sign` also appends to a file outside the
+    database; both are append-only (triggers refuse UPDATE, DELETE and TRUNCATE here too).
+    """
+
+    tree_size = models.BigIntegerField(unique=True)
+    head_hash = models.CharField(max_length=64)
+    timestamp = models.CharField(max_length=40)  # ISO 8601 in UTC, exactly as signed
+    key_id = models.CharField(max_length=64)
+    public_key = models.TextField()
+    signature = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tree_size"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.tree_size}"
+
+    def entry(self) -> dict[str, Any]:
+        """The checkpoint as the JSON object the file holds and the verifier reads."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "tree_size": self.tree_size,
+            "head_hash": self.head_hash,
+            "timestamp": self.timestamp,
+            "key_id": self.key_id,
+            "public_key": self.public_key,
+            "signature": self.signature,
+        }
 
 
 class SignOffRole(models.TextChoices):
