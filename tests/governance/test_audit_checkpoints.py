@@ -347,6 +347,7 @@ def test_dossier_embeds_the_latest_checkpoint_and_its_verifier_holds_the_chain_t
     assert json.loads(files[AUDIT_CHECKPOINT]) == checkpoint.entry()
     predicate = json.loads(files["manifest.json"])["predicate"]
     assert predicate["audit_checkpoint"]["tree_size"] == checkpoint.tree_size
+    assert "signed checkpoint of its whole audit log" in files["dossier.html"].decode()
     report = dossier_verify(data=data)
     assert report.ok, report.problem
     assert any(f"checkpoint of tree size {checkpoint.tree_size}" in p for p in report.passed)
@@ -358,3 +359,8 @@ def test_dossier_embeds_the_latest_checkpoint_and_its_verifier_holds_the_chain_t
     report = dossier_verify(data=data)
     assert not report.ok
     assert "the audit log was rewritten or truncated" in report.problem
+    checkpoint_file().unlink()  # the attacker reached the file too; the reader's copy is left
+    kept = checkpoint_file().parent / "from_the_dossier.json"
+    kept.write_bytes(files[AUDIT_CHECKPOINT])
+    with pytest.raises(CommandError, match=r"from_the_dossier\.json fails: event #\d+ has hash"):
+        call_command("verify_audit_log", "--checkpoint", str(kept))
