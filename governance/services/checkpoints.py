@@ -155,6 +155,7 @@ def audit_checkpoint_sign(*, chunk_size: int = 5000) -> AuditCheckpoint | None:
         return None
     seq, head_hash = head
     latest = _latest_trusted(trusted)
+    problem = ""
     if latest is not None and latest["tree_size"] >= seq:
         stored = AuditCheckpoint.objects.filter(tree_size=latest["tree_size"]).first()
         if latest["tree_size"] > seq:

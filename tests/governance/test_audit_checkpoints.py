@@ -152,6 +152,21 @@ def test_sign_again_only_after_the_chain_grows(admin, project):
     call_command("verify_audit_log")
 
 
+def test_a_checkpoint_only_the_file_kept_is_signed_into_the_database_again(admin, project):
+    _events(admin, project)
+    first = audit_checkpoint_sign()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute("DELETE FROM governance_auditcheckpoint")
+        cursor.execute("SET LOCAL session_replication_role = origin")
+
+    again = audit_checkpoint_sign()
+
+    assert (again.tree_size, again.head_hash) == (first.tree_size, first.head_hash)
+    assert len(_file_entries()) == 2
+    assert audit_log_verify().ok
+
+
 def test_empty_chain_is_not_signed():
     assert audit_checkpoint_sign() is None
     assert not checkpoint_file().exists()
