@@ -25,9 +25,10 @@ __all__ = [
 class AuditEvent(models.Model):
     """An append-only, hash-chained record of one write.
 
-    The database refuses UPDATE and DELETE on this table (a trigger installed by the
-    migrations), and `hash` covers the event's canonical JSON and the previous hash, so
-    a change made with the trigger out of the way is still caught by verify_audit_log.
+    The database refuses UPDATE, DELETE and TRUNCATE on this table (triggers installed by
+    the migrations), and `hash` covers the event's canonical JSON and the previous hash, so
+    a change made with the triggers out of the way is still caught by verify_audit_log;
+    a whole chain recomputed from scratch is caught by the signed AuditCheckpoints.
     """
 
     seq = models.BigIntegerField(unique=True)
@@ -76,7 +77,8 @@ class AuditEvent(models.Model):
 
 
 class AuditChainHead(models.Model):
-    """The newest event's seq and hash; its row lock serialises appends to the chain."""
+    """The newest event's seq and hash; its row lock serialises appends to the chain. The
+    database lets it only move forward (governance 0005)."""
 
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default=GENESIS_HASH)
