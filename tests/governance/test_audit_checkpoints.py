@@ -12,6 +12,7 @@ from django.db import DatabaseError, connection, transaction
 from governance import keys
 from governance.chain import GENESIS_HASH, event_hash
 from governance.checkpoint import checkpoint_problem, checkpoint_sign
+from governance.checks import keys_configured
 from governance.dossier.bundle import bundle_build, json_bytes
 from governance.dossier.signing import private_key_pem
 from governance.dossier.verify import AUDIT_CHECKPOINT, verify_bundle
@@ -317,6 +318,18 @@ def test_checkpoint_key_is_configured_apart_or_falls_back_to_the_dossier_key(set
 
     assert fallback == dossier_key.public_key()
     assert own == checkpoint_key.public_key()
+
+
+def test_a_malformed_checkpoint_key_stops_the_system_checks(settings):
+    settings.PORTAL_AUDIT_CHECKPOINT_KEY = "not a key"
+    keys.clear_caches()
+    try:
+        errors = keys_configured(None)
+    finally:
+        keys.clear_caches()
+
+    assert [e.id for e in errors] == ["governance.E003"]
+    assert "PORTAL_AUDIT_CHECKPOINT_KEY is not a readable" in errors[0].msg
 
 
 def _bundle_with_checkpoint(checkpoint, events=b""):
