@@ -252,10 +252,16 @@ CELERY_TASK_ROUTES = {
     "evaluation.generate": {"queue": "gpu"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# How often (seconds) Celery beat signs a checkpoint of the audit chain.
+PORTAL_AUDIT_CHECKPOINT_SECONDS = env_int("PORTAL_AUDIT_CHECKPOINT_SECONDS", 3600)
 # Housekeeping run by `celery beat` (embedded in the demo's default worker with -B).
 CELERY_BEAT_SCHEDULE = {
     "training-jobs-sweep-stale": {"task": "training.sweep_stale_jobs", "schedule": 60.0},
     "purge-raw-uploads": {"task": "governance.purge_raw_uploads", "schedule": 24 * 3600.0},
+    "audit-checkpoint-sign": {
+        "task": "governance.audit_checkpoint_sign",
+        "schedule": float(PORTAL_AUDIT_CHECKPOINT_SECONDS),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -360,6 +366,16 @@ PORTAL_LEASE_SWEEP_SECONDS = float(env_str("PORTAL_LEASE_SWEEP_SECONDS", "2"))
 # Governance. The Ed25519 key that signs deployment dossiers: PEM text, or a file holding it.
 PORTAL_DOSSIER_SIGNING_KEY = env_str("PORTAL_DOSSIER_SIGNING_KEY", "")
 PORTAL_DOSSIER_SIGNING_KEY_FILE = env_str("PORTAL_DOSSIER_SIGNING_KEY_FILE", "")
+# The Ed25519 key that signs audit-log checkpoints (PEM text, or a file holding it). Unset,
+# checkpoints are signed with a development key under var/dev_keys when PORTAL_DEV_KEYS,
+# else with the dossier signing key (a payload type of their own keeps the two apart).
+PORTAL_AUDIT_CHECKPOINT_KEY = env_str("PORTAL_AUDIT_CHECKPOINT_KEY", "")
+PORTAL_AUDIT_CHECKPOINT_KEY_FILE = env_str("PORTAL_AUDIT_CHECKPOINT_KEY_FILE", "")
+# Where signed checkpoints are appended outside the database (checkpoints.jsonl): put it
+# on storage the database's administrators cannot write, shared by beat and verifiers.
+PORTAL_AUDIT_CHECKPOINT_DIR = Path(
+    env_str("PORTAL_AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "audit_checkpoints"))
+)
 # Fernet keys for files at rest, newest first: the first encrypts, all decrypt (rotation).
 PORTAL_ENCRYPTION_KEYS = env_list("PORTAL_ENCRYPTION_KEYS", [])
 # Without the keys above, DEBUG runs and tests generate per-checkout keys under var/dev_keys.

@@ -17,6 +17,11 @@ os.environ.setdefault("PORTAL_TEST_RUN_ID", uuid.uuid4().hex[:10])
 os.environ.setdefault("CELERY_KEY_PREFIX", f"t{os.environ['PORTAL_TEST_RUN_ID']}:")
 os.environ.setdefault("CHANNELS_PREFIX", f"t{os.environ['PORTAL_TEST_RUN_ID']}")
 os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="portal-test-media-"))
+# Signed audit checkpoints go outside the database; tests that sign point this at their
+# own directory (tests/governance/conftest.py), since the file outlives a rolled-back test.
+os.environ.setdefault(
+    "PORTAL_AUDIT_CHECKPOINT_DIR", tempfile.mkdtemp(prefix="portal-test-checkpoints-")
+)
 
 from portal.settings import *  # noqa: E402, F403
 
