@@ -120,7 +120,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env_int("DATABASE_POOL_MIN", 1),
         "max_size": env_int("DATABASE_POOL_MAX", 16),
-        "timeout": 30,
+        # How long a request waits for a connection. While PostgreSQL is down (a restart)
+        # requests wait this long and then answer 503 with Retry-After (portal.api_errors),
+        # so keep it short: a client that is told to retry beats one left hanging.
+        # Connections a restart broke are dropped: Django passes the pool a check
+        # (CONN_HEALTH_CHECKS), and the pool reopens them once the server is back.
+        "timeout": env_int("DATABASE_POOL_TIMEOUT", 5),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
     "DATABASE_PREPARED", default=True
