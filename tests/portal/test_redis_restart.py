@@ -1,13 +1,17 @@
+import asyncio
 import json
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 from celery import Celery
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.test import Client as DjangoClient
+from redis.exceptions import RedisError
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
@@ -200,3 +204,21 @@ def test_no_task_outlives_the_brokers_visibility_timeout():
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
     assert "training.run_job" in limits
     assert {name: limit for name, limit in limits.items() if limit >= visibility} == {}
+
+
+def test_an_idle_socket_outlives_the_layers_blocking_read():
+    # A consumer waits in the layer's BZPOPMIN; with nothing to deliver the read must end
+    # with Redis's empty answer, not with the client's socket timeout.
+    layer = get_channel_layer()
+
+    async def wait_idle() -> BaseException:
+        channel = await layer.new_channel()
+        try:
+            await asyncio.wait_for(layer.receive(channel), layer.brpop_timeout + 1.5)
+        except (TimeoutError, RedisError) as error:
+            return error
+        raise AssertionError("nobody sent anything, yet a message came")
+
+    with ThreadPoolExecutor(1) as pool:  # a fresh event loop, off any loop of this thread
+        error = pool.submit(asyncio.run, wait_idle()).result()
+    assert type(error) is TimeoutError, repr(error)  # our wait_for, not redis-py's read
