@@ -258,6 +258,15 @@ CELERY_TASK_ROUTES = {
     "evaluation.generate": {"queue": "gpu"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Jobs are enqueued after their row commits; if Redis is restarting then, Celery's default
+# (3 quick retries, under half a second) gave up and left a job queued in the database and
+# nowhere in Redis. Keep trying for about 20 s, longer than a Redis restart takes.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 12,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 2,
+}
 # When the broker connection drops (a Redis restart) running tasks go on: cancelling would
 # throw away hours of training for a blip. If the acknowledgement is lost with the connection,
 # the message comes back after the visibility timeout and the job's claim turns it away.

@@ -25,6 +25,9 @@ from tests.support.private_services import PrivateRedis
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# How long Redis stays down while a job is being created (a restart takes about a second).
+OUTAGE_S = 3
+
 
 def wait_until(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
@@ -183,6 +186,21 @@ def test_queued_jobs_and_live_events_survive_a_redis_restart(
             30,
             lambda: f"their events ({listener.connections} connections, {listener.events})",
         )
+
+        # 3. Redis is down for a few seconds when a job is created: the web server holds
+        # the job's message until Redis is back, rather than failing after the commit and
+        # leaving a job that is queued in the database but nowhere in Redis.
+        redis.stop()
+        before = DatasetUpload.objects.count()
+        with ThreadPoolExecutor(1) as pool:
+            posted = pool.submit(_upload, base_url, token, project.pk, 7)
+            wait_until(lambda: DatasetUpload.objects.count() > before, 20, "the committed job")
+            outage_ends = time.monotonic() + OUTAGE_S
+            wait_until(lambda: time.monotonic() > outage_ends, OUTAGE_S + 1, "the outage")
+            redis.start()
+            during = posted.result(timeout=60)
+        wait_until(imported([during]), 60, "the import created during the outage")
+        assert DatasetUpload.objects.get(pk=during).status == "succeeded"
         worker.check_alive()
         server.check_alive()
     finally:
