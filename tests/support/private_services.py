@@ -5,6 +5,7 @@ starts its own, on a free port in a temp dir, and removes it at the end."""
 
 import contextlib
 import glob
+import os
 import shutil
 import subprocess
 import tempfile
@@ -28,13 +29,15 @@ def _version_key(path: str) -> int:
 
 
 class PrivatePostgres:
-    """A PostgreSQL cluster of its own (trust auth, user postgres), run by the `postgres`
-    OS user, as initdb and the server refuse to run as root."""
+    """A PostgreSQL cluster of its own: trust auth, superuser `postgres`."""
 
     def __init__(self, bin_dir: Path):
         self.bin_dir = bin_dir
         self.dir = Path(tempfile.mkdtemp(prefix="portal-pg-"))
-        shutil.chown(self.dir, "postgres")
+        # PostgreSQL refuses to run as root: as root, run it as the `postgres` OS user.
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.dir, "postgres")
         self.data = self.dir / "data"
         self.log = self.dir / "server.log"
         self.port = free_port()
@@ -46,7 +49,7 @@ class PrivatePostgres:
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run(  # noqa: S603 - fixed argv of the installed PostgreSQL
-            ["runuser", "-u", "postgres", "--", str(self.bin_dir / tool), *args],  # noqa: S607
+            [*self.as_user, str(self.bin_dir / tool), *args],
             check=True,
             capture_output=True,
             timeout=60,
