@@ -129,7 +129,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env_int("DATABASE_POOL_MIN", 1),
         "max_size": env_int("DATABASE_POOL_MAX", 16),
-        "timeout": 30,
+        # How long a request waits for a connection. While PostgreSQL is down (a restart)
+        # requests wait this long and then answer 503 with Retry-After (portal.api_errors),
+        # so keep it short: a client that is told to retry beats one left hanging.
+        # Connections a restart broke are dropped: Django passes the pool a check
+        # (CONN_HEALTH_CHECKS), and the pool reopens them once the server is back.
+        "timeout": env_int("DATABASE_POOL_TIMEOUT", 5),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
     "DATABASE_PREPARED", default=True
@@ -197,14 +202,25 @@ REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
     CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
-    # A key prefix lets several portals (or test runs) share one Redis without crosstalk.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": env_str("CELERY_KEY_PREFIX", "")}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A key prefix lets several portals (or test runs) share one Redis without crosstalk.
+        "global_keyprefix": env_str("CELERY_KEY_PREFIX", ""),
+        # Tasks that ack late stay in Redis until they finish; one unacked for longer than
+        # this is handed to another worker. Redis's default (1 h) is shorter than a
+        # training job (12 h + 5 min hard limit), so a running job would be delivered a
+        # second time. Longer than the longest time_limit (tests/portal/test_redis_restart.py
+        # checks every registered task).
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 13 * 3600),
+    }
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 reads with a 5 s socket timeout by default, as long as the
+                # layer's blocking BZPOPMIN (5 s): with nothing to deliver for 5 s the read
+                # timed out, and the consumer, and with it the browser's socket, died.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
                 "prefix": env_str("CHANNELS_PREFIX", "portal"),
             },
         }
@@ -254,6 +270,19 @@ CELERY_TASK_ROUTES = {
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # How often (seconds) Celery beat signs a checkpoint of the audit chain.
 PORTAL_AUDIT_CHECKPOINT_SECONDS = env_int("PORTAL_AUDIT_CHECKPOINT_SECONDS", 3600)
+# Jobs are enqueued after their row commits; if Redis is restarting then, Celery's default
+# (3 quick retries, under half a second) gave up and left a job queued in the database and
+# nowhere in Redis. Keep trying for about 20 s, longer than a Redis restart takes.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 12,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 2,
+}
+# When the broker connection drops (a Redis restart) running tasks go on: cancelling would
+# throw away hours of training for a blip. If the acknowledgement is lost with the connection,
+# the message comes back after the visibility timeout and the job's claim turns it away.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Housekeeping run by `celery beat` (embedded in the demo's default worker with -B).
 CELERY_BEAT_SCHEDULE = {
     "training-jobs-sweep-stale": {"task": "training.sweep_stale_jobs", "schedule": 60.0},

@@ -1,3 +1,5 @@
+import sys
+
 from django.contrib import messages
 from django.contrib.auth import login, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
@@ -6,10 +8,13 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
+from django.template.loader import render_to_string
+from django.views import defaults
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation import selectors as annotation_selectors
 from portal import selectors, services
+from portal.api_errors import RETRY_AFTER_SECONDS, DatabaseUnavailable, database_unavailable
 from portal.forms import (
     ApiKeyCreateForm,
     MemberAddForm,
@@ -29,6 +34,21 @@ def _form_errors_from(form, error: ValidationError) -> None:
             form.add_error(field if field in form.fields else None, errs)
     else:
         form.add_error(None, error.messages)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's 500 handler (handler500), which also sees errors raised in middleware.
+    A database out of reach answers 503 with Retry-After instead: a plain page for
+    browsers (the usual one needs the database), the API's error shape under /api/."""
+    exc = sys.exc_info()[1]
+    if exc is None or not database_unavailable(exc):
+        return defaults.server_error(request)
+    retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if request.path.startswith("/api/"):
+        detail = {"detail": DatabaseUnavailable.default_detail}
+        return JsonResponse(detail, status=503, headers=retry)
+    page = render_to_string("503.html", {"retry_after": RETRY_AFTER_SECONDS})
+    return HttpResponse(page, status=503, headers=retry)
 
 
 @require_GET
