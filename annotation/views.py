@@ -376,7 +376,10 @@ def disagreements(request: HttpRequest, project_id: int) -> HttpResponse:
     access = project_access_get(project_id=project_id, user=request.user)
     access.require(*LOG_READERS)
     filters = {k: v for k, v in request.GET.items() if k in selectors.DISAGREEMENT_FILTERS}
-    rows = selectors.disagreement_log(project=access.project, filters=filters)
+    try:
+        rows = selectors.disagreement_log(project=access.project, filters=filters)
+    except ValidationError as error:
+        return HttpResponse(_messages(error), status=400, content_type="text/plain; charset=utf-8")
     fmt = request.GET.get("format")
     if fmt == "json":
         return JsonResponse(
