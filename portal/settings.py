@@ -251,6 +251,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Converted base models (the packaged GGUF model becomes safetensors once) live here.
 TRAINING_MODEL_CACHE = env_str("TRAINING_MODEL_CACHE", str(VAR_DIR / "models"))
+# The only folders a "local directory" base model may come from (comma separated), besides
+# the cache above; never the portal's own training output under MEDIA_ROOT.
+TRAINING_MODEL_ROOTS = env_list("TRAINING_MODEL_ROOTS", [str(VAR_DIR / "models" / "local")])
 # A started job whose worker sent no heartbeat for this long is marked failed (resumable).
 TRAINING_HEARTBEAT_STALE_SECONDS = env_int("TRAINING_HEARTBEAT_STALE_SECONDS", 90)
 

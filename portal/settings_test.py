@@ -20,6 +20,8 @@ os.environ.setdefault("PORTAL_TEST_RUN_ID", uuid.uuid4().hex[:10])
 os.environ.setdefault("CELERY_KEY_PREFIX", f"t{os.environ['PORTAL_TEST_RUN_ID']}:")
 os.environ.setdefault("CHANNELS_PREFIX", f"t{os.environ['PORTAL_TEST_RUN_ID']}")
 os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="portal-test-media-"))
+# Local base models (the tiny test model among them) are registered from here only.
+os.environ.setdefault("TRAINING_MODEL_ROOTS", tempfile.mkdtemp(prefix="portal-test-models-"))
 
 from portal.settings import *  # noqa: E402, F403
 
