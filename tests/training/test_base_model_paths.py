@@ -234,3 +234,32 @@ def test_a_version_page_names_its_weights_relative_to_the_media_folder(
 
     assert "training/jobs/7/final" in body
     assert str(media) not in body
+
+
+def test_a_base_model_row_outside_the_roots_cannot_start_a_job(project, engineer, tmp_path):
+    legacy = BaseModel.objects.create(
+        project=project,
+        name="registered before roots",
+        source="local",
+        path=str(_model_dir(tmp_path)),
+        architecture="LlamaForCausalLM",
+        parameter_count=1,
+        tokenizer="t",
+        weights_sha256="a" * 64,
+    )
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+
+    with pytest.raises(ValidationError) as caught:
+        services.training_job_create(
+            actor=engineer,
+            project=project,
+            name="steal",
+            kind="sft",
+            method="lora",
+            base_model=legacy,
+            train_file=str(rows),
+        )
+
+    assert "TRAINING_MODEL_ROOTS" in caught.value.message_dict["base_model"][0]
+    assert str(tmp_path) not in str(caught.value)
