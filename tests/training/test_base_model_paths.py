@@ -17,6 +17,7 @@ from portal.models import Role
 from tests.portal.factories import MembershipFactory
 from training import services
 from training.models import BaseModel, ModelVersion
+from training.services.base_models import scrub_paths
 
 pytestmark = pytest.mark.django_db
 
@@ -263,3 +264,12 @@ def test_a_base_model_row_outside_the_roots_cannot_start_a_job(project, engineer
 
     assert "TRAINING_MODEL_ROOTS" in caught.value.message_dict["base_model"][0]
     assert str(tmp_path) not in str(caught.value)
+
+
+def test_runner_errors_show_paths_relative_to_their_folder():
+    media = Path(settings.MEDIA_ROOT).resolve()
+    text = f"OSError: {media}/training/jobs/3/final/x.bin and /etc/passwd; see https://hf.co/a/b"
+
+    shown = scrub_paths(text)
+
+    assert shown == "OSError: training/jobs/3/final/x.bin and passwd; see https://hf.co/a/b"

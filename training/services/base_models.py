@@ -64,7 +64,8 @@ def display_path(path: str | Path) -> str:
     return real.name
 
 
-_ABSOLUTE = re.compile(r"(?<![\w.])/[^\s'\"`:,;)\]}]+")
+# An absolute path in free text; not the slashes of a URL ("https://host/x").
+_ABSOLUTE = re.compile(r"(?<![\w.:/])/[^\s'\"`:,;)\]}]+")
 
 
 def scrub_paths(text: str) -> str:
@@ -123,7 +124,10 @@ def model_dir_resolve(path: str) -> Path:
     if not (real / "config.json").is_file():
         raise ValidationError({"path": f"{shown} is not a model directory (no config.json)."})
     for count, entry in enumerate(real.rglob("*")):
-        target = entry.resolve()
+        try:
+            target = entry.resolve()
+        except (OSError, RuntimeError):  # a link loop
+            target = Path("/")
         escapes = not any(_inside(target, root) for root in roots)
         if count >= MAX_MODEL_FILES or escapes or _in_portal_output(target):
             raise ValidationError(
