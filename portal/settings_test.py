@@ -8,6 +8,8 @@ from pathlib import Path
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
+# Local base models (the tiny test model among them) are registered from here only.
+os.environ.setdefault("TRAINING_MODEL_ROOTS", tempfile.mkdtemp(prefix="portal-test-models-"))
 # A fresh key per session (inherited by the worker and server it starts): a fixed one
 # would be a published key that production must refuse.
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
@@ -20,8 +22,6 @@ os.environ.setdefault("PORTAL_TEST_RUN_ID", uuid.uuid4().hex[:10])
 os.environ.setdefault("CELERY_KEY_PREFIX", f"t{os.environ['PORTAL_TEST_RUN_ID']}:")
 os.environ.setdefault("CHANNELS_PREFIX", f"t{os.environ['PORTAL_TEST_RUN_ID']}")
 os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="portal-test-media-"))
-# Local base models (the tiny test model among them) are registered from here only.
-os.environ.setdefault("TRAINING_MODEL_ROOTS", tempfile.mkdtemp(prefix="portal-test-models-"))
 
 from portal.settings import *  # noqa: E402, F403
 
