@@ -3,7 +3,6 @@ log and the access log; dossier download and verification. Compliance users read
 and sign off; every other write here needs the engineer or admin role (the services check
 it too)."""
 
-import csv
 import io
 import json
 
@@ -22,6 +21,7 @@ from governance.services import approvals, dossiers
 from portal.client_ip import client_ip_get
 from portal.models import Role
 from portal.selectors import project_access_get
+from portal.spreadsheets import csv_writer
 
 PROMOTERS = (Role.ENGINEER, Role.ADMIN)
 DOSSIER_REQUESTERS = (Role.COMPLIANCE, Role.ENGINEER, Role.ADMIN)
@@ -286,7 +286,7 @@ def _audit_export(events, fmt: str) -> HttpResponse:
     rows = events.order_by("seq").values_list(*AUDIT_EXPORT_FIELDS)
     out = io.StringIO()
     if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv_writer(out, lineterminator="\n")
         writer.writerow(AUDIT_EXPORT_FIELDS)
         for row in rows.iterator(chunk_size=2000):
             writer.writerow([json.dumps(v) if isinstance(v, dict) else v for v in row])

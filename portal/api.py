@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal import selectors, services
-from portal.models import ApiKey, Membership, Project, Role, User
+from portal.models import ApiKey, Membership, Project, Role
 
 
 class ProjectOutput(serializers.ModelSerializer):
@@ -101,8 +101,7 @@ class ProjectDetailApi(APIView):
         return Response(ProjectOutput(project, context=context).data)
 
 
-# Who may see a project's member list: those who manage or audit it.
-MEMBERSHIP_READERS = (Role.ADMIN, Role.ENGINEER, Role.COMPLIANCE)
+MEMBERSHIP_READERS = selectors.MEMBER_LIST_READERS
 
 
 class MembershipListCreateApi(APIView):
@@ -123,9 +122,9 @@ class MembershipListCreateApi(APIView):
         access.require(Role.ADMIN)
         payload = self.MembershipCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        user = User.objects.filter(
-            username__iexact=payload.validated_data["username"], is_active=True
-        ).first()
+        user = selectors.user_addable_get(
+            username=payload.validated_data["username"], by=request.user
+        )
         if user is None:
             raise serializers.ValidationError({"username": "No active account has that username."})
         membership = services.membership_add(

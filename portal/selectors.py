@@ -9,7 +9,7 @@ from datetime import datetime
 
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -199,6 +199,25 @@ def memberships_by_user_for_project(*, project: Project) -> list[tuple[User, lis
     for m in membership_list_for_project(project=project):
         grouped.setdefault(m.user_id, (m.user, []))[1].append(m)
     return list(grouped.values())
+
+
+# Who may see a project's member list: those who manage or audit it.
+MEMBER_LIST_READERS = (Role.ADMIN, Role.ENGINEER, Role.COMPLIANCE)
+
+
+def user_addable_get(*, username: str, by: User) -> User | None:
+    """The active account `by` may add to a project by its username: for staff any; for
+    others an account in a project where `by` sees the member list, or in no project yet
+    (a new account waiting to be placed). None otherwise, the same answer as for a name
+    nobody has, so adding members is no way to list the portal's other usernames."""
+    users = User.objects.filter(username__iexact=username, is_active=True)
+    if not by.is_staff:
+        visible = Membership.objects.filter(user_id=by.pk, role__in=MEMBER_LIST_READERS)
+        users = users.filter(
+            Q(memberships__project_id__in=visible.values("project_id"))
+            | Q(memberships__isnull=True)
+        )
+    return users.distinct().first()
 
 
 def user_list_active() -> QuerySet[User]:

@@ -271,6 +271,10 @@ def membership_remove(*, membership: Membership, removed_by: User) -> None:
         data={"user": membership.user.get_username(), "role": membership.role},
     )
     membership.delete()
+    user_id, project_id = membership.user_id, membership.project_id
+    transaction.on_commit(
+        lambda: realtime.membership_changed(user_id=user_id, project_id=project_id)
+    )
 
 
 def site_settings_get() -> SiteSettings:

@@ -24,7 +24,7 @@ from portal.forms import (
     UserCreateForm,
 )
 from portal.journey import journey_is_moving, project_journey
-from portal.models import Membership, Role, User
+from portal.models import Membership, Role
 
 
 def _form_errors_from(form, error: ValidationError) -> None:
@@ -128,9 +128,7 @@ def project_members(request: HttpRequest, project_id: int) -> HttpResponse:
     access.require(Role.ADMIN)
     form = MemberAddForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = User.objects.filter(
-            username__iexact=form.cleaned_data["username"], is_active=True
-        ).first()
+        user = selectors.user_addable_get(username=form.cleaned_data["username"], by=request.user)
         if user is None:
             form.add_error("username", "No active account has that username.")
         else:

@@ -3,6 +3,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.db.backends.postgresql.operations import DatabaseOperations
 
@@ -146,11 +147,13 @@ def asgi_server_2_workers(test_database_url, server_log_dir):
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
+def tiny_model_dir() -> Path:
     """A random 2-layer Llama with a character tokenizer, built once per session and shared
     by every app's tests (training, evaluation, the demo and the browser journeys)."""
     from training.services.base_models import runner_call
 
-    directory = tmp_path_factory.mktemp("tiny-model") / "tiny"
+    # Under the test settings' model root: only folders there may become base models.
+    root = Path(settings.TRAINING_MODEL_ROOTS[0])
+    directory = Path(tempfile.mkdtemp(prefix="tiny-model-", dir=root)) / "tiny"
     runner_call("build-tiny", str(directory))
     return directory
