@@ -242,9 +242,15 @@ CELERY_TASK_ROUTES = {
     "evaluation.generate": {"queue": "gpu"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Housekeeping run by `celery beat` (embedded in the demo's default worker with -B).
+# Housekeeping run by `celery beat` (the compose stack's one `beat` service; embedded in the
+# demo's default worker with -B); no page view runs any of it. The sweep fails background
+# jobs whose worker died, so it runs often: a dead job is failed within this many seconds.
+PORTAL_JOB_SWEEP_SECONDS = env_int("PORTAL_JOB_SWEEP_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
-    "training-jobs-sweep-stale": {"task": "training.sweep_stale_jobs", "schedule": 60.0},
+    "sweep-dead-jobs": {
+        "task": "portal.sweep_dead_jobs",
+        "schedule": float(PORTAL_JOB_SWEEP_SECONDS),
+    },
     "purge-raw-uploads": {"task": "governance.purge_raw_uploads", "schedule": 24 * 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from governance.models import AuditEvent
+from portal.jobs import job_lock
 from tests.training.conftest import QUICK
 from training import presets, selectors, services
 from training.models import JobStatus, ModelVersion, TrainingCheckpoint, TrainingJob
@@ -133,7 +134,12 @@ def test_running_jobs_without_heartbeat_are_marked_failed_and_resumable(
     checkpoint.mkdir()
     TrainingCheckpoint.objects.create(job=job, step=6, path=str(checkpoint), files={})
 
-    assert services.training_jobs_sweep_stale(project=project) == 1
+    # Both locks are held, as by a live worker (`fresh`) and by a machine that vanished but
+    # whose connection the server has not dropped yet (`job`): heartbeats tell them apart.
+    with job_lock(TrainingJob, fresh.pk) as fresh_held, job_lock(TrainingJob, job.pk) as held:
+        assert fresh_held
+        assert held
+        assert services.training_jobs_sweep_stale(project=project) == 1
 
     job.refresh_from_db()
     fresh.refresh_from_db()
@@ -144,6 +150,22 @@ def test_running_jobs_without_heartbeat_are_marked_failed_and_resumable(
     resumed = services.training_job_resume(actor=engineer, job=job)
     assert resumed.resumed_from == job
     assert resumed.data["resume_from_checkpoint"] == str(checkpoint)
+
+
+def test_a_running_job_whose_worker_process_is_gone_is_failed_before_its_heartbeat_stales(
+    engineer, project, tiny_base_model, data_files
+):
+    job = _create(engineer, project, tiny_base_model, data_files)
+    TrainingJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now()
+    )
+
+    assert services.training_jobs_sweep_stale(project=project) == 1
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "process is gone" in job.error
+    assert AuditEvent.objects.filter(target_id=str(job.pk), action="training.job.lost").exists()
 
 
 def test_set_stage_records_the_move(engineer, project, tiny_base_model):
