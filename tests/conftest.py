@@ -111,6 +111,47 @@ def celery_worker(test_database_url, server_log_dir):
     child.stop()
 
 
+@pytest.fixture
+def killable_workers(test_database_url, server_log_dir):
+    """Start Celery workers this test may kill (`kill -9` of the whole process group). The
+    session worker, if one runs, stops taking tasks meanwhile, so every task goes to these."""
+    import signal
+    import uuid
+
+    session_node = f"test-{os.environ['PORTAL_TEST_RUN_ID']}@localhost"
+    for queue in ("default", "gpu"):
+        celery_app.control.cancel_consumer(queue, destination=[session_node], reply=True)
+    started = []
+
+    def start(**env: str) -> servers.ChildProcess:
+        tag = uuid.uuid4().hex[:8]
+        child = servers.start_celery_worker(
+            servers.child_env(test_database_url, **env),
+            server_log_dir,
+            celery_app,
+            f"fault-{tag}@localhost",
+            name=f"celery-fault-{tag}",
+            new_session=True,
+        )
+        started.append(child)
+        return child
+
+    def kill(child: servers.ChildProcess) -> None:
+        os.killpg(child.proc.pid, signal.SIGKILL)
+        child.proc.wait(timeout=10)
+
+    start.kill = kill
+    yield start
+    for child in started:
+        if child.proc.poll() is None:
+            kill(child)
+        child.stop()
+    for queue in ("default", "gpu"):
+        celery_app.control.add_consumer(
+            queue, exchange=queue, routing_key=queue, destination=[session_node], reply=True
+        )
+
+
 @pytest.fixture(scope="session")
 def asgi_server(test_database_url, server_log_dir):
     """The portal served by uvicorn (HTTP and websockets) on the test database."""
