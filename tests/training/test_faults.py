@@ -1,6 +1,7 @@
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from tests.support import servers
 from tests.training.conftest import QUICK, wait_finished, wait_for
 from training import services
 from training.models import JobStatus, ModelVersion, TrainingJob
-from training.services.jobs import sha256_path
+from training.services.jobs import job_workdir, sha256_path
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery]
 
@@ -109,3 +110,50 @@ def _alive(pid: int | None) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.fixture
+def small_disk():
+    """Mount a tmpfs of `size` at `folder` (root only, as here and in CI); unmounted after."""
+    mounted = []
+
+    def mount(folder: Path, size: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(  # noqa: S603 - fixed argv
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small disk here (needs root): {done.stderr.strip()}")
+        mounted.append(folder)
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)  # noqa: S603, S607
+
+
+def test_a_full_disk_while_saving_a_checkpoint_fails_the_job_naming_it_and_keeps_the_last_one(
+    killable_workers, small_disk, engineer, project, tiny_base_model, data_files
+):
+    job = _sft(engineer, project, tiny_base_model, data_files, max_steps=12, save_steps=4)
+    # Room for one checkpoint of the tiny model (about 140 KiB), not for two.
+    small_disk(job_workdir(job) / "checkpoints", "200k")
+    killable_workers()
+
+    job = wait_finished(job, timeout=180)
+
+    assert job.status == JobStatus.FAILED
+    assert (
+        "No space left on device while saving the checkpoint at step 8 to "
+        "checkpoints/checkpoint-8 in the job's folder"
+    ) in job.error
+    assert "checkpoint-4 is intact" in job.error
+    assert "Resumable from the checkpoint at step 4." in job.error
+    assert list(job.checkpoints.values_list("step", flat=True)) == [4]
+    kept = job.checkpoints.get()
+    for name, digest in kept.files.items():
+        assert sha256_path(Path(kept.path) / name) == digest
+    assert not (job_workdir(job) / "checkpoints" / "checkpoint-8").exists()
+    assert not ModelVersion.objects.filter(job=job).exists()
