@@ -168,6 +168,55 @@ def test_a_running_job_whose_worker_process_is_gone_is_failed_before_its_heartbe
     assert AuditEvent.objects.filter(target_id=str(job.pk), action="training.job.lost").exists()
 
 
+def _lost_with_checkpoint(job, folder):
+    TrainingJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now()
+    )
+    folder.mkdir()
+    (folder / "adapter_model.safetensors").write_bytes(b"weights")
+    TrainingCheckpoint.objects.create(
+        job=job, step=4, path=str(folder), files={"adapter_model.safetensors": "sha"}
+    )
+
+
+def test_the_beat_sweep_resumes_a_lost_job_from_its_checkpoint_once(
+    engineer, project, tiny_base_model, data_files, tmp_path
+):
+    job = _create(engineer, project, tiny_base_model, data_files)
+    _lost_with_checkpoint(job, tmp_path / "checkpoint-4")
+
+    assert services.training_jobs_sweep_stale(requeue=True) == 1
+
+    resumed = TrainingJob.objects.get(resumed_from=job)
+    assert resumed.status == JobStatus.QUEUED
+    assert resumed.created_by == engineer
+    assert resumed.data["resume_from_checkpoint"] == str(tmp_path / "checkpoint-4")
+    assert resumed.data["automatic_resume"] is True
+    assert AuditEvent.objects.get(target_id=str(resumed.pk), action="training.job.requeue")
+
+    _lost_with_checkpoint(resumed, tmp_path / "again")
+
+    assert services.training_jobs_sweep_stale(requeue=True) == 1
+    resumed.refresh_from_db()
+    assert resumed.status == JobStatus.FAILED
+    assert not TrainingJob.objects.filter(resumed_from=resumed).exists()  # once only
+
+
+def test_a_checkpoint_missing_a_file_is_not_resumed_from(
+    engineer, project, tiny_base_model, data_files, tmp_path
+):
+    job = _create(engineer, project, tiny_base_model, data_files)
+    _lost_with_checkpoint(job, tmp_path / "checkpoint-4")
+    (tmp_path / "checkpoint-4" / "adapter_model.safetensors").unlink()
+
+    assert services.training_jobs_sweep_stale(requeue=True) == 1
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "Not resumed: The job saved no intact checkpoint" in job.error
+    assert not TrainingJob.objects.filter(resumed_from=job).exists()
+
+
 def test_set_stage_records_the_move(engineer, project, tiny_base_model):
     version = ModelVersion.objects.create(
         project=project,
