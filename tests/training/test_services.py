@@ -156,8 +156,10 @@ def test_a_running_job_whose_worker_process_is_gone_is_failed_before_its_heartbe
     engineer, project, tiny_base_model, data_files
 ):
     job = _create(engineer, project, tiny_base_model, data_files)
+    # Its last heartbeat is 20 s old: well short of the 90 s stale limit, but long enough
+    # past the worker's 2 s beat, and no process holds its lock.
     TrainingJob.objects.filter(pk=job.pk).update(
-        status=JobStatus.RUNNING, heartbeat_at=timezone.now()
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(seconds=20)
     )
 
     assert services.training_jobs_sweep_stale(project=project) == 1
@@ -168,9 +170,24 @@ def test_a_running_job_whose_worker_process_is_gone_is_failed_before_its_heartbe
     assert AuditEvent.objects.filter(target_id=str(job.pk), action="training.job.lost").exists()
 
 
-def _lost_with_checkpoint(job, folder):
+def test_a_free_lock_is_not_enough_while_the_worker_still_sends_heartbeats(
+    engineer, project, tiny_base_model, data_files
+):
+    # The worker lives but its lock connection dropped (a database restart).
+    job = _create(engineer, project, tiny_base_model, data_files)
     TrainingJob.objects.filter(pk=job.pk).update(
         status=JobStatus.RUNNING, heartbeat_at=timezone.now()
+    )
+
+    assert services.training_jobs_sweep_stale(project=project) == 0
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
+
+
+def _lost_with_checkpoint(job, folder):
+    TrainingJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(seconds=20)
     )
     folder.mkdir()
     (folder / "adapter_model.safetensors").write_bytes(b"weights")

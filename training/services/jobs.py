@@ -29,6 +29,9 @@ from training.models import (
 )
 
 HEARTBEAT_STALE_S = 90
+# The worker beats every 2 s (execution.HEARTBEAT_S); this much silence plus a free lock
+# means its process is gone.
+LOCK_LOST_QUIET_S = 10
 
 
 def jobs_root() -> Path:
@@ -366,7 +369,12 @@ def training_jobs_sweep_stale(
             if job is None:
                 continue
             silent = job.heartbeat_at is None or job.heartbeat_at < cutoff
-            if job_owner_gone(TrainingJob, job.pk):
+            # A live worker whose lock connection dropped (a database restart) keeps sending
+            # heartbeats: a free lock counts only once the heartbeats stopped too.
+            quiet = job.heartbeat_at is None or job.heartbeat_at < timezone.now() - timedelta(
+                seconds=min(stale_s, LOCK_LOST_QUIET_S)
+            )
+            if quiet and job_owner_gone(TrainingJob, job.pk):
                 reason = "The worker running the job died (its process is gone)."
             elif silent and job.heartbeat_at is not None:
                 reason = (
