@@ -14,6 +14,8 @@ class DatasetAdmin(ReadOnlyAdmin):
 @admin.register(DatasetUpload)
 class DatasetUploadAdmin(ReadOnlyAdmin):
     list_display = ["file_name", "project", "status", "rows_done", "created_at"]
+    # An import error may quote a line of the file; the stored path is the server's.
+    content_fields = ("error", "stored_path")
 
 
 @admin.register(LabelSchema)
@@ -30,8 +32,10 @@ class ItemAdmin(ReadOnlyAdmin):
 @admin.register(Annotation)
 class AnnotationAdmin(ReadOnlyAdmin):
     list_display = ["id", "item", "annotator", "submitted_at", "undone"]
+    content_fields = ("value",)
 
 
 @admin.register(GoldLabel)
 class GoldLabelAdmin(ReadOnlyAdmin):
     list_display = ["item", "method", "decided_by", "created_at"]
+    content_fields = ("value", "reason")

@@ -5,7 +5,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +17,7 @@ from annotation.models import Dataset, DatasetUpload, Guideline, Item, LabelSche
 from annotation.services.datasets import Provenance, dataset_upload_create, upload_progress
 from portal.authentication import ProjectTokenAuthentication, project_access_for_request
 from portal.models import Role
+from portal.pagination import PortalPagination
 from portal.selectors import project_access_get
 
 DATA_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
@@ -35,7 +35,7 @@ def _access(request: Request, project_id: int, *roles: str):
 
 # The queue endpoints are the ones an annotator's client calls for every item: their token
 # check reads the caller's roles in the project in the same query.
-QUEUE_AUTHENTICATION = [SessionAuthentication, ProjectTokenAuthentication]
+QUEUE_AUTHENTICATION = [ProjectTokenAuthentication, SessionAuthentication]
 
 
 class DatasetOutput(serializers.ModelSerializer):
@@ -243,7 +243,7 @@ class ItemListApi(APIView):
                 }
             )
         filters = {k: v for k, v in request.query_params.items() if k in selectors.ITEM_FILTERS}
-        paginator = LimitOffsetPagination()
+        paginator = PortalPagination()
         items = selectors.item_list(project=access.project, filters=filters)
         if not access.has(Role.ENGINEER):  # unredacted originals are for engineers only
             items = items.exclude(

@@ -9,6 +9,7 @@ from typing import Any
 
 import markdown as markdown_lib
 import nh3
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
@@ -103,13 +104,24 @@ def upload_list_recent(*, project: Project, limit: int = 10) -> list[DatasetUplo
     return list(DatasetUpload.objects.filter(project=project)[:limit])
 
 
+def _filter_id(name: str, value: str) -> int:
+    """An id from a query string; ValidationError naming the parameter (a 400), never the
+    database's own error (a 500) for "abc" or a number past bigint."""
+    if not value.isascii() or not value.isdigit() or not 0 < int(value) < 2**63:
+        raise ValidationError({name: f"{value[:40]!r} is not an id (a positive whole number)."})
+    return int(value)
+
+
 def item_list(*, project: Project, filters: dict[str, str]) -> QuerySet[Item]:
+    """Raises ValidationError naming a filter whose value has the wrong type."""
     items = Item.objects.filter(project=project)
     for name, value in filters.items():
         if name not in ITEM_FILTERS:
             raise ValueError(f"cannot filter items by {name!r}")
         if name == "is_gold":
             value = value.lower() in ("1", "true", "yes")
+        elif name == "dataset":
+            value = _filter_id(name, value)
         items = items.filter(**{name: value})
     return items.order_by("id")
 
@@ -190,7 +202,8 @@ DISAGREEMENT_FILTERS = ("state", "method", "dataset")
 
 def disagreement_log(*, project: Project, filters: dict[str, str] | None = None) -> list[dict]:
     """Items whose annotators disagreed: their labels, pseudonymous annotators and, once
-    decided, the adjudication and its reason."""
+    decided, the adjudication and its reason. Raises ValidationError naming a filter whose
+    value has the wrong type."""
     items = Item.objects.filter(project=project).filter(
         Q(state=Item.State.DISPUTED)
         | Q(gold_label__method=GoldLabel.Method.ADJUDICATED)
@@ -205,7 +218,7 @@ def disagreement_log(*, project: Project, filters: dict[str, str] | None = None)
         if name == "method":
             items = items.filter(gold_label__method=value)
         elif name == "dataset":
-            items = items.filter(dataset_id=value)
+            items = items.filter(dataset_id=_filter_id(name, value))
         else:
             items = items.filter(state=value)
     items = items.select_related("gold_label", "gold_label__decided_by").order_by("id")

@@ -1,4 +1,3 @@
-import csv
 import io
 import json
 import uuid
@@ -27,6 +26,7 @@ from annotation.schemas import shortcut_choices
 from annotation.services.datasets import Provenance, dataset_upload_create, upload_progress
 from portal.models import Role
 from portal.selectors import project_access_get
+from portal.spreadsheets import csv_writer
 
 DATA_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
 LOG_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE, Role.ADJUDICATOR)
@@ -366,12 +366,8 @@ def dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(request, template, context)
 
 
-def _spreadsheet_safe(value: object) -> str:
-    """Cells a spreadsheet would run as a formula get a leading apostrophe (CSV injection)."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    if text and text[0] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
+def _csv_text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 @login_required
@@ -380,7 +376,10 @@ def disagreements(request: HttpRequest, project_id: int) -> HttpResponse:
     access = project_access_get(project_id=project_id, user=request.user)
     access.require(*LOG_READERS)
     filters = {k: v for k, v in request.GET.items() if k in selectors.DISAGREEMENT_FILTERS}
-    rows = selectors.disagreement_log(project=access.project, filters=filters)
+    try:
+        rows = selectors.disagreement_log(project=access.project, filters=filters)
+    except ValidationError as error:
+        return HttpResponse(_messages(error), status=400, content_type="text/plain; charset=utf-8")
     fmt = request.GET.get("format")
     if fmt == "json":
         return JsonResponse(
@@ -390,14 +389,14 @@ def disagreements(request: HttpRequest, project_id: int) -> HttpResponse:
 
         def lines():
             buffer = io.StringIO()
-            writer = csv.writer(buffer)
+            writer = csv_writer(buffer)
             writer.writerow(
                 ["item", "external_id", "state", "labels", "gold", "method", "decided_by", "reason"]
             )
             for row in rows:
                 writer.writerow(
                     [
-                        _spreadsheet_safe(row[k]) if k != "item" else row[k]
+                        _csv_text(row[k]) if k != "item" else row[k]
                         for k in (
                             "item",
                             "external_id",

@@ -8,7 +8,6 @@ Reviewer endpoints serialize `BlindPair` only: a token, the prompt, "response_a"
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,6 +24,7 @@ from evaluation.models import (
     PromptSet,
 )
 from portal.models import Role
+from portal.pagination import PortalPagination
 from portal.selectors import project_access_get
 
 RESULT_READERS = (Role.ENGINEER, Role.COMPLIANCE, Role.ADMIN)
@@ -271,7 +271,7 @@ class GenerationJobListCreateApi(APIView):
     def get(self, request: Request, project_id: int) -> Response:
         """The project's generation jobs, newest first (`limit`/`offset` to page)."""
         access = _access(request, project_id, *RESULT_READERS)
-        paginator = LimitOffsetPagination()
+        paginator = PortalPagination()
         jobs = selectors.generation_job_list_for_project(project=access.project)
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(GenerationJobOutput(page, many=True).data)

@@ -1,19 +1,13 @@
 from django.contrib import admin
 
 from governance.models import AuditEvent
+from portal.admin import ReadOnlyAdmin
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["seq", "created_at", "actor_username", "action", "target_type", "target_id"]
     list_filter = ["action"]
     search_fields = ["actor_username", "action", "target_id"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    # Event data may quote content; the audit screens show it to the project's members.
+    content_fields = ("data",)

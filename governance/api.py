@@ -1,6 +1,5 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -8,6 +7,7 @@ from rest_framework.views import APIView
 from governance.models import AuditEvent
 from governance.selectors import AUDIT_FILTER_FIELDS, audit_event_list_for_project
 from portal.models import Role
+from portal.pagination import PortalPagination
 from portal.selectors import project_access_get
 
 AUDIT_READERS = (Role.COMPLIANCE, Role.ADMIN)
@@ -47,6 +47,6 @@ class AuditEventListApi(APIView):
             )
         filters = {k: v for k, v in request.query_params.items() if k in AUDIT_FILTER_FIELDS}
         events = audit_event_list_for_project(project=access.project, filters=filters)
-        paginator = LimitOffsetPagination()
+        paginator = PortalPagination()
         page = paginator.paginate_queryset(events, request, view=self)
         return paginator.get_paginated_response(AuditEventOutput(page, many=True).data)

@@ -19,6 +19,11 @@ _KEYS = [
         "Item payloads and uploads are encrypted at rest with these keys.",
     ),
     (keys.signing_key, "governance.E002", "Deployment dossiers are signed with this key."),
+    (
+        keys.audit_checkpoint_key,
+        "governance.E003",
+        "Checkpoints of the audit log are signed with this key.",
+    ),
 ]
 
 

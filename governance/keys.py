@@ -1,6 +1,7 @@
-"""The portal's own keys: the Ed25519 key that signs dossiers and the Fernet keys that
-encrypt stored files. Both come from the environment (see portal/settings.py); DEBUG runs
-and tests without them get per-checkout keys under var/, as the dev SECRET_KEY does."""
+"""The portal's own keys: the Ed25519 keys that sign dossiers and audit checkpoints and
+the Fernet keys that encrypt stored files. All come from the environment (see
+portal/settings.py); DEBUG runs and tests without them get per-checkout keys under var/,
+as the dev SECRET_KEY does."""
 
 import functools
 from pathlib import Path
@@ -62,6 +63,37 @@ def signing_key_id() -> str:
     return key_fingerprint(signing_key().public_key())
 
 
+def _checkpoint_pem() -> tuple[bytes, str] | None:
+    if settings.PORTAL_AUDIT_CHECKPOINT_KEY:
+        return settings.PORTAL_AUDIT_CHECKPOINT_KEY.encode(), "PORTAL_AUDIT_CHECKPOINT_KEY"
+    if settings.PORTAL_AUDIT_CHECKPOINT_KEY_FILE:
+        path = Path(settings.PORTAL_AUDIT_CHECKPOINT_KEY_FILE)
+        try:
+            return path.read_bytes(), f"PORTAL_AUDIT_CHECKPOINT_KEY_FILE ({path})"
+        except OSError as error:
+            raise ImproperlyConfigured(
+                f"PORTAL_AUDIT_CHECKPOINT_KEY_FILE: cannot read {path}: {error}"
+            ) from None
+    if settings.PORTAL_DEV_KEYS:
+        pem = _dev_file("audit_checkpoint_key.pem", private_key_pem(Ed25519PrivateKey.generate()))
+        return pem, "the development checkpoint key under var/dev_keys"
+    return None
+
+
+@functools.cache
+def audit_checkpoint_key() -> Ed25519PrivateKey:
+    """The key that signs audit checkpoints: its own when configured, else the dossier key
+    (the checkpoint's payload type keeps the two kinds of signature apart)."""
+    found = _checkpoint_pem()
+    if found is None:
+        return signing_key()
+    pem, where = found
+    try:
+        return private_key_from_pem(pem, where=where)
+    except SigningKeyError as error:
+        raise ImproperlyConfigured(str(error)) from None
+
+
 def _fernet_keys() -> list[str]:
     keys = list(settings.PORTAL_ENCRYPTION_KEYS)
     if keys:
@@ -116,4 +148,5 @@ def _forget_keys(*, setting: str, **kwargs) -> None:
 def clear_caches() -> None:
     """Forget the loaded keys (tests that change settings call this)."""
     signing_key.cache_clear()
+    audit_checkpoint_key.cache_clear()
     _loaded.clear()

@@ -4,11 +4,13 @@ from django.conf import settings
 from django.db import models
 
 from governance.chain import GENESIS_HASH, canonical_json, event_hash
+from governance.checkpoint import CHECKPOINT_FORMAT
 
 __all__ = [
     "GENESIS_HASH",
     "ApprovalPolicy",
     "AuditChainHead",
+    "AuditCheckpoint",
     "AuditEvent",
     "Dossier",
     "DossierDownload",
@@ -23,9 +25,10 @@ __all__ = [
 class AuditEvent(models.Model):
     """An append-only, hash-chained record of one write.
 
-    The database refuses UPDATE and DELETE on this table (a trigger installed by the
-    migrations), and `hash` covers the event's canonical JSON and the previous hash, so
-    a change made with the trigger out of the way is still caught by verify_audit_log.
+    The database refuses UPDATE, DELETE and TRUNCATE on this table (triggers installed by
+    the migrations), and `hash` covers the event's canonical JSON and the previous hash, so
+    a change made with the triggers out of the way is still caught by verify_audit_log;
+    a whole chain recomputed from scratch is caught by the signed AuditCheckpoints.
     """
 
     seq = models.BigIntegerField(unique=True)
@@ -74,13 +77,48 @@ class AuditEvent(models.Model):
 
 
 class AuditChainHead(models.Model):
-    """The newest event's seq and hash; its row lock serialises appends to the chain."""
+    """The newest event's seq and hash; its row lock serialises appends to the chain. The
+    database lets it only move forward (governance 0005)."""
 
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default=GENESIS_HASH)
 
     def __str__(self) -> str:
         return f"head #{self.seq}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement of the chain's size and head hash (see governance.checkpoint).
+
+    The database copy of what `audit_checkpoint_sign` also appends to a file outside the
+    database; both are append-only (triggers refuse UPDATE, DELETE and TRUNCATE here too).
+    """
+
+    tree_size = models.BigIntegerField(unique=True)
+    head_hash = models.CharField(max_length=64)
+    timestamp = models.CharField(max_length=40)  # ISO 8601 in UTC, exactly as signed
+    key_id = models.CharField(max_length=64)
+    public_key = models.TextField()
+    signature = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tree_size"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.tree_size}"
+
+    def entry(self) -> dict[str, Any]:
+        """The checkpoint as the JSON object the file holds and the verifier reads."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "tree_size": self.tree_size,
+            "head_hash": self.head_hash,
+            "timestamp": self.timestamp,
+            "key_id": self.key_id,
+            "public_key": self.public_key,
+            "signature": self.signature,
+        }
 
 
 class SignOffRole(models.TextChoices):

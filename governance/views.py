@@ -3,11 +3,9 @@ log and the access log; dossier download and verification. Compliance users read
 and sign off; every other write here needs the engineer or admin role (the services check
 it too)."""
 
-import csv
 import io
 import json
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -20,8 +18,10 @@ from governance import keys, selectors
 from governance.dossier.signing import public_key_pem
 from governance.models import Dossier, SignOffRole
 from governance.services import approvals, dossiers
+from portal.client_ip import client_ip_get
 from portal.models import Role
 from portal.selectors import project_access_get
+from portal.spreadsheets import csv_writer
 
 PROMOTERS = (Role.ENGINEER, Role.ADMIN)
 DOSSIER_REQUESTERS = (Role.COMPLIANCE, Role.ENGINEER, Role.ADMIN)
@@ -34,16 +34,6 @@ def _version_or_404(request, version_id):
         raise Http404("No such model version.")
     access = project_access_get(project_id=row.version.project_id, user=request.user)
     return row, access
-
-
-def _client_ip(request: HttpRequest) -> str | None:
-    """The caller's address; behind N trusted proxies (AXES_PROXY_COUNT), the Nth entry of
-    X-Forwarded-For from the right, as django-axes reads it."""
-    proxies = getattr(settings, "AXES_IPWARE_PROXY_COUNT", 0)
-    forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-    if proxies and len([p for p in forwarded if p]) >= proxies:
-        return forwarded[-proxies] or None
-    return request.META.get("REMOTE_ADDR") or None
 
 
 @login_required
@@ -211,7 +201,7 @@ def dossier_download(request: HttpRequest, dossier_id: int) -> FileResponse:
     dossiers.dossier_download_record(
         actor=request.user,
         dossier=dossier,
-        ip_address=_client_ip(request),
+        ip_address=client_ip_get(request),
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
     )
     return FileResponse(
@@ -296,7 +286,7 @@ def _audit_export(events, fmt: str) -> HttpResponse:
     rows = events.order_by("seq").values_list(*AUDIT_EXPORT_FIELDS)
     out = io.StringIO()
     if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv_writer(out, lineterminator="\n")
         writer.writerow(AUDIT_EXPORT_FIELDS)
         for row in rows.iterator(chunk_size=2000):
             writer.writerow([json.dumps(v) if isinstance(v, dict) else v for v in row])

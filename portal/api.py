@@ -1,12 +1,13 @@
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal import selectors, services
-from portal.models import Membership, Project, Role, User
+from portal.models import ApiKey, Membership, Project, Role
 
 
 class ProjectOutput(serializers.ModelSerializer):
@@ -100,8 +101,7 @@ class ProjectDetailApi(APIView):
         return Response(ProjectOutput(project, context=context).data)
 
 
-# Who may see a project's member list: those who manage or audit it.
-MEMBERSHIP_READERS = (Role.ADMIN, Role.ENGINEER, Role.COMPLIANCE)
+MEMBERSHIP_READERS = selectors.MEMBER_LIST_READERS
 
 
 class MembershipListCreateApi(APIView):
@@ -122,9 +122,9 @@ class MembershipListCreateApi(APIView):
         access.require(Role.ADMIN)
         payload = self.MembershipCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        user = User.objects.filter(
-            username__iexact=payload.validated_data["username"], is_active=True
-        ).first()
+        user = selectors.user_addable_get(
+            username=payload.validated_data["username"], by=request.user
+        )
         if user is None:
             raise serializers.ValidationError({"username": "No active account has that username."})
         membership = services.membership_add(
@@ -143,4 +143,53 @@ class MembershipDetailApi(APIView):
         access.require(Role.ADMIN)
         membership = get_object_or_404(Membership, pk=membership_id, project=access.project)
         services.membership_remove(membership=membership, removed_by=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ApiKeyOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
+
+
+class ApiKeyCreatedOutput(ApiKeyOutput):
+    key = serializers.CharField(help_text="The secret; shown this once, never stored.")
+
+    class Meta(ApiKeyOutput.Meta):
+        fields = [*ApiKeyOutput.Meta.fields, "key"]
+
+
+class ApiKeyListCreateApi(APIView):
+    """The caller's own API keys: list them (never their secrets) or make one."""
+
+    class ApiKeyCreateInput(serializers.Serializer):
+        name = serializers.CharField(max_length=services.API_KEY_NAME_MAX)
+        expires_in_days = serializers.IntegerField(min_value=1, required=False)
+
+    @extend_schema(responses=ApiKeyOutput(many=True))
+    def get(self, request: Request) -> Response:
+        keys = selectors.api_key_list_for_user(user=request.user)
+        return Response(ApiKeyOutput(keys, many=True).data)
+
+    @extend_schema(request=ApiKeyCreateInput, responses={201: ApiKeyCreatedOutput})
+    def post(self, request: Request) -> Response:
+        if request.auth is not None:
+            # A leaked key must not be able to outlive its expiry by minting successors.
+            raise PermissionDenied("Create API keys from a signed-in session, not with a key.")
+        payload = self.ApiKeyCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        key, raw = services.api_key_create(user=request.user, **payload.validated_data)
+        key.key = raw
+        return Response(
+            ApiKeyCreatedOutput(key).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Cache-Control": "no-store"},
+        )
+
+
+class ApiKeyDetailApi(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, key_id: int) -> Response:
+        key = selectors.api_key_get_for_user(user=request.user, key_id=key_id)
+        services.api_key_revoke(key=key, revoked_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

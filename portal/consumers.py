@@ -3,16 +3,31 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from portal.realtime import project_group, user_group
+from portal.models import Role
+from portal.realtime import member_group, project_group, user_group
 from portal.selectors import project_access_get
 
 # Close codes in the 4000 range are ours: the browser script reads them.
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_ACCESS_LOST = 4403
+# Who may hear a project's events: job progress and logs, dataset uploads, quality checks
+# and dossier builds, which the pages behind them show to these roles only.
+PROJECT_EVENT_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
+
+
+def _may_hear_project(*, project_id, user) -> int | None:
+    """The project's id if `user` holds a role that hears its events, else None."""
+    try:
+        access = project_access_get(project_id=project_id, user=user)
+    except (Http404, PermissionDenied):
+        return None
+    return access.project.pk if access.has(*PROJECT_EVENT_READERS) else None
 
 
 class EventsConsumer(AsyncJsonWebsocketConsumer):
     """One socket per browser tab. It always hears its user's events and, after
-    `{"subscribe": <project id>}`, the events of projects the user is a member of."""
+    `{"subscribe": <project id>}`, the events of projects where the user holds a role
+    that reads them. A socket whose user loses that role is closed."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -21,6 +36,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             return
         self.user = user
         self.groups_joined: set[str] = set()
+        self.projects: set[int] = set()
         await self._join(user_group(user.pk))
         await self.accept()
 
@@ -34,18 +50,30 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content, **kwargs) -> None:
         project_id = content.get("subscribe") if isinstance(content, dict) else None
-        if project_id is None:
+        if isinstance(project_id, bool) or not isinstance(project_id, int | str):
             await self.send_json({"type": "error", "message": 'Send {"subscribe": project_id}.'})
             return
-        try:
-            access = await database_sync_to_async(project_access_get)(
-                project_id=project_id, user=self.user
-            )
-        except (Http404, PermissionDenied):
+        # Listen for membership changes before checking, so a removal racing the check
+        # still reaches this socket.
+        if str(project_id).isdigit():
+            await self._join(member_group(self.user.pk, int(project_id)))
+        pk = await database_sync_to_async(_may_hear_project)(project_id=project_id, user=self.user)
+        if pk is None:
             await self.send_json({"type": "error", "message": "No such project."})
             return
-        await self._join(project_group(access.project.pk))
-        await self.send_json({"type": "subscribed", "project": access.project.pk})
+        self.projects.add(pk)
+        await self._join(project_group(pk))
+        await self.send_json({"type": "subscribed", "project": pk})
 
     async def portal_event(self, message) -> None:
         await self.send_json(message["event"])
+
+    async def portal_membership(self, message) -> None:
+        project_id = message["event"]["project"]
+        if project_id not in self.projects:
+            return
+        still = await database_sync_to_async(_may_hear_project)(
+            project_id=project_id, user=self.user
+        )
+        if still is None:
+            await self.close(code=CLOSE_ACCESS_LOST)

@@ -8,7 +8,12 @@ Django's translation of database errors.
 
 Preparing needs `prepare_threshold` set in the database OPTIONS (settings.py sets it for
 PostgreSQL; DATABASE_PREPARED=0 leaves it unset, e.g. behind a transaction-mode pooler
-without prepared-statement support); without it these run unprepared."""
+without prepared-statement support); without it these run unprepared.
+
+Prepared statements live and die with their connection, and psycopg keeps its record of
+them on the connection object too, so the two never disagree: a server restart breaks the
+connection, the pool's check (CONN_HEALTH_CHECKS) drops it, and the next connection
+prepares afresh (tests/portal/test_postgres_restart.py runs the queue across restarts)."""
 
 import psycopg
 from django.db import connection, transaction

@@ -100,7 +100,10 @@ def demo_pipeline_start(*, project: Project, base_model_dir: str = "") -> Traini
 
 def _base_model(engineer: User, base_model_dir: str) -> BaseModel | None:
     if base_model_dir:
-        found = BaseModel.objects.filter(project=None, path=base_model_dir).first()
+        # Registered paths are stored resolved (symlinks and .. followed).
+        found = BaseModel.objects.filter(
+            project=None, path=str(Path(base_model_dir).resolve())
+        ).first()
         return found or training_services.base_model_register(
             actor=engineer,
             project=None,

@@ -4,6 +4,7 @@ Each helper fails loudly with ImproperlyConfigured instead of guessing, so a
 mistyped deployment variable stops the process at start-up, not at 3 a.m.
 """
 
+import ipaddress
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -14,6 +15,10 @@ _FALSE = {"0", "false", "no", "off", ""}
 # Keys that have been published somewhere (tutorials, our own docs, Django's
 # startproject template prefix). A deployment using one is as good as keyless.
 KNOWN_PUBLIC_KEYS = {"changeme", "secret", "change-me", "your-secret-key", "insecure"}
+# Published prefixes and fragments: Django's startproject key, the fixed test key this
+# repository used to carry, the placeholder in docker/env.example ("replace-me-...").
+KNOWN_PUBLIC_PREFIXES = ("django-insecure", "tests-only-")
+KNOWN_PUBLIC_FRAGMENTS = ("replace-me", "changeme", "change-me")
 SECRET_KEY_MIN_LENGTH = 50
 
 
@@ -55,11 +60,30 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated IP addresses or CIDR networks (`10.0.0.5, 10.1.0.0/16`); unset or
+    empty: none. A malformed entry stops start-up rather than silently trusting nothing."""
+    networks = []
+    for part in env_list(name, []):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {part!r} is not an IP address or CIDR network."
+            ) from None
+    return networks
+
+
 def validate_secret_key(value: str, *, name: str = "SECRET_KEY") -> str:
     """Raise unless `value` is long, not a published default and not Django's insecure key."""
     if not value:
         raise ImproperlyConfigured(f"Set {name}: production settings refuse to start without it.")
-    if value.lower() in KNOWN_PUBLIC_KEYS or value.startswith("django-insecure"):
+    lowered = value.lower()
+    if (
+        lowered in KNOWN_PUBLIC_KEYS
+        or lowered.startswith(KNOWN_PUBLIC_PREFIXES)
+        or any(fragment in lowered for fragment in KNOWN_PUBLIC_FRAGMENTS)
+    ):
         raise ImproperlyConfigured(f"{name} is a published default; generate a new one.")
     if len(value) < SECRET_KEY_MIN_LENGTH:
         raise ImproperlyConfigured(

@@ -39,6 +39,16 @@ class SignupForm(forms.Form):
     password = forms.CharField(widget=forms.PasswordInput)
 
 
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What or who will use it.")
+    expires_in_days = forms.IntegerField(
+        min_value=1,
+        required=False,
+        label="Expires after (days)",
+        help_text="Default 90.",
+    )
+
+
 class PortalPasswordChangeForm(PasswordChangeForm):
     """Django's form for validation only; the write goes through user_password_change."""
 

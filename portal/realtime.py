@@ -1,8 +1,9 @@
 """Pushes to connected browsers over the Channels layer.
 
 Group names: `user.<id>` for one person, `project.<id>` for everyone watching a
-project. Call these from `transaction.on_commit` so nobody is told of a write that
-rolled back.
+project, `member.<user id>.<project id>` for one person's sockets subscribed to one
+project (told when their membership there changes). Call these from
+`transaction.on_commit` so nobody is told of a write that rolled back.
 """
 
 import asyncio
@@ -21,11 +22,15 @@ def project_group(project_id: int) -> str:
     return f"project.{project_id}"
 
 
-def _send(group: str, event: dict[str, Any]) -> None:
+def member_group(user_id: int, project_id: int) -> str:
+    return f"member.{user_id}.{project_id}"
+
+
+def _send(group: str, event: dict[str, Any], message_type: str = "portal.event") -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "portal.event", "event": event}
+    message = {"type": message_type, "event": event}
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -43,3 +48,9 @@ def push_to_user(*, user_id: int, event: dict[str, Any]) -> None:
 
 def push_to_project(*, project_id: int, event: dict[str, Any]) -> None:
     _send(project_group(project_id), event)
+
+
+def membership_changed(*, user_id: int, project_id: int) -> None:
+    """Make the user's sockets subscribed to the project check their roles again (they
+    close when the user may no longer hear its events)."""
+    _send(member_group(user_id, project_id), {"project": project_id}, "portal.membership")

@@ -1,6 +1,7 @@
 """Reads shared by pages and the API. Every project-scoped read goes through
 `project_access_get`, so a guessed id from another project reaches nothing."""
 
+import hashlib
 import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -8,11 +9,12 @@ from datetime import datetime
 
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from portal.db import fetch_one
-from portal.models import Membership, Project, Role, User
+from portal.models import ApiKey, Membership, Project, Role, User
 
 
 @dataclass(frozen=True)
@@ -52,15 +54,15 @@ def project_access_get(*, project_id: int | str, user: User) -> ProjectAccess:
     )
 
 
-_TOKEN_ACCESS_SQL = """
-SELECT t.created, {user_columns},
+_KEY_ACCESS_SQL = """
+SELECT k.id, k.created_at, k.last_used_at, {user_columns},
        (SELECT array_agg(m.role) FROM portal_membership m
         WHERE m.user_id = u.id AND m.project_id = %(project)s),
        {project_columns}
-FROM authtoken_token t
-JOIN portal_user u ON u.id = t.user_id
+FROM portal_apikey k
+JOIN portal_user u ON u.id = k.user_id
 LEFT JOIN portal_project p ON p.id = %(project)s
-WHERE t.key = %(key)s
+WHERE k.key_hash = %(key_hash)s AND k.revoked_at IS NULL AND k.expires_at > %(now)s
 """.format(  # noqa: S608 - column names only; values are parameters
     user_columns=", ".join(f'u."{f.column}"' for f in User._meta.concrete_fields),
     project_columns=", ".join(f'p."{f.column}"' for f in Project._meta.concrete_fields),
@@ -70,29 +72,82 @@ WHERE t.key = %(key)s
 @dataclass(frozen=True)
 class TokenAccess:
     user: User
-    token_created: datetime
+    key_id: int
+    key_created: datetime
+    key_last_used: datetime | None
     access: ProjectAccess | None  # None: not a member of the project asked about
 
 
-def token_access_get(*, key: str, project_id: int) -> TokenAccess | None:
-    """The owner of an API token and their access to one project, in one query (the
-    token's user, then what project_access_get would answer). None: no such token.
+def token_access_get(*, key: str, project_id: int | None) -> TokenAccess | None:
+    """The owner of a live (unexpired, unrevoked) API key and their access to one project,
+    in one query (the key's user, then what project_access_get would answer; no project
+    for project_id None). None: no such live key.
 
     For endpoints called many times a minute per user, where two ORM queries, compiled
     afresh each time, cost more than the work of the request."""
-    row = fetch_one(_TOKEN_ACCESS_SQL, {"key": key, "project": project_id})
+    now = timezone.now()
+    if project_id is None or connection.vendor != "postgresql":
+        return _token_access_by_orm(key=key, project_id=project_id, now=now)
+    row = fetch_one(
+        _KEY_ACCESS_SQL,
+        {"key_hash": api_key_hash(key), "project": project_id, "now": now},
+    )
     if row is None:
         return None
     user_fields = [f.attname for f in User._meta.concrete_fields]
     project_fields = [f.attname for f in Project._meta.concrete_fields]
     n = len(user_fields)
-    user = User.from_db(connection.alias, user_fields, row[1 : 1 + n])
-    roles, project_row = row[1 + n], row[2 + n :]
+    user = User.from_db(connection.alias, user_fields, row[3 : 3 + n])
+    roles, project_row = row[3 + n], row[4 + n :]
     access = None
     if roles and project_row[0] is not None:
         project = Project.from_db(connection.alias, project_fields, project_row)
         access = ProjectAccess(project=project, roles=frozenset(roles))
-    return TokenAccess(user=user, token_created=row[0], access=access)
+    return TokenAccess(
+        user=user, key_id=row[0], key_created=row[1], key_last_used=row[2], access=access
+    )
+
+
+def _token_access_by_orm(*, key: str, project_id: int | None, now: datetime) -> TokenAccess | None:
+    """token_access_get without a project (one query), or on the embedded SQLite demo."""
+    found = (
+        ApiKey.objects.select_related("user")
+        .filter(key_hash=api_key_hash(key), revoked_at__isnull=True, expires_at__gt=now)
+        .first()
+    )
+    if found is None:
+        return None
+    access = None
+    if project_id is not None:
+        try:
+            access = project_access_get(project_id=project_id, user=found.user)
+        except Http404:
+            access = None
+    return TokenAccess(
+        user=found.user,
+        key_id=found.pk,
+        key_created=found.created_at,
+        key_last_used=found.last_used_at,
+        access=access,
+    )
+
+
+def api_key_hash(raw: str) -> str:
+    """What is stored for a key: its SHA-256 (services make keys; this only looks them up)."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def api_key_list_for_user(*, user: User) -> QuerySet[ApiKey]:
+    """The user's own keys, newest first (revoked and expired ones too, marked so)."""
+    return ApiKey.objects.filter(user_id=user.pk).order_by("-created_at", "-id")
+
+
+def api_key_get_for_user(*, user: User, key_id: int | str) -> ApiKey:
+    """One of the user's own keys; 404 for anyone else's, so ids reveal nothing."""
+    try:
+        return ApiKey.objects.get(pk=int(key_id), user_id=user.pk)
+    except (ValueError, TypeError, ApiKey.DoesNotExist):
+        raise Http404("No such API key.") from None
 
 
 def project_get_for_user(
@@ -144,6 +199,25 @@ def memberships_by_user_for_project(*, project: Project) -> list[tuple[User, lis
     for m in membership_list_for_project(project=project):
         grouped.setdefault(m.user_id, (m.user, []))[1].append(m)
     return list(grouped.values())
+
+
+# Who may see a project's member list: those who manage or audit it.
+MEMBER_LIST_READERS = (Role.ADMIN, Role.ENGINEER, Role.COMPLIANCE)
+
+
+def user_addable_get(*, username: str, by: User) -> User | None:
+    """The active account `by` may add to a project by its username: for staff any; for
+    others an account in a project where `by` sees the member list, or in no project yet
+    (a new account waiting to be placed). None otherwise, the same answer as for a name
+    nobody has, so adding members is no way to list the portal's other usernames."""
+    users = User.objects.filter(username__iexact=username, is_active=True)
+    if not by.is_staff:
+        visible = Membership.objects.filter(user_id=by.pk, role__in=MEMBER_LIST_READERS)
+        users = users.filter(
+            Q(memberships__project_id__in=visible.values("project_id"))
+            | Q(memberships__isnull=True)
+        )
+    return users.distinct().first()
 
 
 def user_list_active() -> QuerySet[User]:

@@ -1,16 +1,20 @@
 """Every write to users, projects, memberships and site settings; each is audited."""
 
+import secrets
 from collections.abc import Iterable
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import models, transaction
+from django.utils import timezone
 from django.utils.text import slugify
-from rest_framework.authtoken.models import Token
 
 from governance.services import audit_record
 from portal import realtime, tasks
-from portal.models import Membership, Project, Role, SiteSettings, User
+from portal.models import ApiKey, Membership, Project, Role, SiteSettings, User
+from portal.selectors import api_key_hash
 
 
 @transaction.atomic
@@ -62,28 +66,109 @@ def user_signup(*, username: str, password: str, email: str) -> User:
 
 @transaction.atomic
 def user_set_active(*, user: User, active: bool, changed_by: User) -> User:
+    """Activate or deactivate an account; deactivating revokes its API keys."""
     user = User.objects.select_for_update().get(pk=user.pk)
     user.is_active = active
     user.save(update_fields=["is_active"])
     audit_record(actor=changed_by, action="user.set_active", target=user, data={"active": active})
+    if not active:
+        api_keys_revoke_for_user(user=user, revoked_by=changed_by, reason="deactivated")
     return user
 
 
 @transaction.atomic
 def user_password_change(*, user: User, new_password: str) -> None:
+    """Set a new password and revoke every API key of the account: whoever learnt the old
+    password may have made keys with it."""
     validate_password(new_password, user)
     user.set_password(new_password)
     user.save(update_fields=["password"])
     audit_record(actor=user, action="user.password_change", target=user)
+    api_keys_revoke_for_user(user=user, revoked_by=user, reason="password_change")
+
+
+# A new key is "tp_" + 43 URL-safe characters (256 random bits); SHA-256 of a secret that
+# strong needs no salt or slow hash. The first characters stay visible as its prefix.
+API_KEY_PREFIX_LENGTH = 11
+API_KEY_NAME_MAX = 100
 
 
 @transaction.atomic
-def user_api_token_rotate(*, user: User) -> Token:
-    """Replace the user's API token; the old one stops working at once."""
-    Token.objects.filter(user=user).delete()
-    token = Token.objects.create(user=user)
-    audit_record(actor=user, action="user.api_token_rotate", target=user)
-    return token
+def api_key_create(
+    *, user: User, name: str, expires_in_days: int | None = None
+) -> tuple[ApiKey, str]:
+    """Make an API key for `user`; returns it with its secret, which is never stored and
+    cannot be shown again. Expires after PORTAL_API_KEY_DAYS unless asked for fewer or more
+    days (at most PORTAL_API_KEY_MAX_DAYS)."""
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Give the key a name (what or who uses it)."})
+    if len(name) > API_KEY_NAME_MAX:
+        raise ValidationError({"name": f"At most {API_KEY_NAME_MAX} characters."})
+    days = settings.PORTAL_API_KEY_DAYS if expires_in_days is None else expires_in_days
+    if not 1 <= days <= settings.PORTAL_API_KEY_MAX_DAYS:
+        raise ValidationError(
+            {"expires_in_days": f"Between 1 and {settings.PORTAL_API_KEY_MAX_DAYS} days."}
+        )
+    raw = "tp_" + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        user=user,
+        name=name,
+        prefix=raw[:API_KEY_PREFIX_LENGTH],
+        key_hash=api_key_hash(raw),
+        expires_at=timezone.now() + timedelta(days=days),
+    )
+    audit_record(
+        actor=user,
+        action="api_key.create",
+        target=key,
+        data={"prefix": key.prefix, "name": name, "expires_at": key.expires_at.isoformat()},
+    )
+    return key, raw
+
+
+@transaction.atomic
+def api_key_revoke(*, key: ApiKey, revoked_by: User) -> ApiKey:
+    """Revoke one key at once. Precondition: the caller checked that `revoked_by` may (the
+    selectors only hand users their own keys). Revoking a revoked key changes nothing."""
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        audit_record(
+            actor=revoked_by, action="api_key.revoke", target=key, data={"prefix": key.prefix}
+        )
+    return key
+
+
+@transaction.atomic
+def api_keys_revoke_for_user(*, user: User, revoked_by: User | None, reason: str) -> int:
+    """Revoke every live key of `user` (password changed, account deactivated); returns
+    how many were revoked."""
+    live = list(
+        ApiKey.objects.select_for_update()
+        .filter(user=user, revoked_at__isnull=True)
+        .values_list("pk", "prefix")
+    )
+    if not live:
+        return 0
+    ApiKey.objects.filter(pk__in=[pk for pk, _ in live]).update(revoked_at=timezone.now())
+    audit_record(
+        actor=revoked_by,
+        action="api_key.revoke_all",
+        target=user,
+        data={"reason": reason, "prefixes": [prefix for _, prefix in live]},
+    )
+    return len(live)
+
+
+def api_key_touch(*, key_id: int) -> None:
+    """Note that a key was used. At most once a minute per key, so that authenticating an
+    API call stays a read; bookkeeping like last_login, not an audited change."""
+    ApiKey.objects.filter(pk=key_id).filter(
+        models.Q(last_used_at__isnull=True)
+        | models.Q(last_used_at__lt=timezone.now() - timedelta(seconds=60))
+    ).update(last_used_at=timezone.now())
 
 
 def _unique_slug(name: str) -> str:
@@ -186,6 +271,10 @@ def membership_remove(*, membership: Membership, removed_by: User) -> None:
         data={"user": membership.user.get_username(), "role": membership.role},
     )
     membership.delete()
+    user_id, project_id = membership.user_id, membership.project_id
+    transaction.on_commit(
+        lambda: realtime.membership_changed(user_id=user_id, project_id=project_id)
+    )
 
 
 def site_settings_get() -> SiteSettings:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import dj_database_url
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import env_bool, env_int, env_list, env_secret, env_str
+from portal.env import env_bool, env_int, env_list, env_networks, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
@@ -35,6 +36,15 @@ SECRET_KEY = (
     else env_str("SECRET_KEY", "") or (_development_secret_key())
 )
 
+# Proxies (IPs or CIDR networks) whose X-Forwarded-For is believed; default none, so a
+# client cannot choose the address the lockout and the access log record.
+PORTAL_TRUSTED_PROXIES = env_networks("PORTAL_TRUSTED_PROXIES")
+if env_str("AXES_PROXY_COUNT", ""):
+    # The old setting counted X-Forwarded-For entries whoever sent them; refuse to guess.
+    raise ImproperlyConfigured(
+        "AXES_PROXY_COUNT is gone: name your proxies in PORTAL_TRUSTED_PROXIES instead."
+    )
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -48,7 +58,6 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
@@ -120,7 +129,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env_int("DATABASE_POOL_MIN", 1),
         "max_size": env_int("DATABASE_POOL_MAX", 16),
-        "timeout": 30,
+        # How long a request waits for a connection. While PostgreSQL is down (a restart)
+        # requests wait this long and then answer 503 with Retry-After (portal.api_errors),
+        # so keep it short: a client that is told to retry beats one left hanging.
+        # Connections a restart broke are dropped: Django passes the pool a check
+        # (CONN_HEALTH_CHECKS), and the pool reopens them once the server is back.
+        "timeout": env_int("DATABASE_POOL_TIMEOUT", 5),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
     "DATABASE_PREPARED", default=True
@@ -159,7 +173,8 @@ AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15) / 60
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = env_int("AXES_PROXY_COUNT", 0)
+# The lockout key's address comes from the one function that decides client addresses.
+AXES_CLIENT_IP_CALLABLE = "portal.client_ip.client_ip_get"
 AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
@@ -187,14 +202,25 @@ REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
     CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
-    # A key prefix lets several portals (or test runs) share one Redis without crosstalk.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": env_str("CELERY_KEY_PREFIX", "")}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A key prefix lets several portals (or test runs) share one Redis without crosstalk.
+        "global_keyprefix": env_str("CELERY_KEY_PREFIX", ""),
+        # Tasks that ack late stay in Redis until they finish; one unacked for longer than
+        # this is handed to another worker. Redis's default (1 h) is shorter than a
+        # training job (12 h + 5 min hard limit), so a running job would be delivered a
+        # second time. Longer than the longest time_limit (tests/portal/test_redis_restart.py
+        # checks every registered task).
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 13 * 3600),
+    }
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 reads with a 5 s socket timeout by default, as long as the
+                # layer's blocking BZPOPMIN (5 s): with nothing to deliver for 5 s the read
+                # timed out, and the consumer, and with it the browser's socket, died.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
                 "prefix": env_str("CHANNELS_PREFIX", "portal"),
             },
         }
@@ -242,6 +268,21 @@ CELERY_TASK_ROUTES = {
     "evaluation.generate": {"queue": "gpu"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# How often (seconds) Celery beat signs a checkpoint of the audit chain.
+PORTAL_AUDIT_CHECKPOINT_SECONDS = env_int("PORTAL_AUDIT_CHECKPOINT_SECONDS", 3600)
+# Jobs are enqueued after their row commits; if Redis is restarting then, Celery's default
+# (3 quick retries, under half a second) gave up and left a job queued in the database and
+# nowhere in Redis. Keep trying for about 20 s, longer than a Redis restart takes.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 12,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 2,
+}
+# When the broker connection drops (a Redis restart) running tasks go on: cancelling would
+# throw away hours of training for a blip. If the acknowledgement is lost with the connection,
+# the message comes back after the visibility timeout and the job's claim turns it away.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Housekeeping run by `celery beat` (the compose stack's one `beat` service; embedded in the
 # demo's default worker with -B); no page view runs any of it. The sweep fails background
 # jobs whose worker died, so it runs often: a dead job is failed within this many seconds.
@@ -252,22 +293,31 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(PORTAL_JOB_SWEEP_SECONDS),
     },
     "purge-raw-uploads": {"task": "governance.purge_raw_uploads", "schedule": 24 * 3600.0},
+    "audit-checkpoint-sign": {
+        "task": "governance.audit_checkpoint_sign",
+        "schedule": float(PORTAL_AUDIT_CHECKPOINT_SECONDS),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Converted base models (the packaged GGUF model becomes safetensors once) live here.
 TRAINING_MODEL_CACHE = env_str("TRAINING_MODEL_CACHE", str(VAR_DIR / "models"))
+# The only folders a "local directory" base model may come from (comma separated), besides
+# the cache above; never the portal's own training output under MEDIA_ROOT.
+TRAINING_MODEL_ROOTS = env_list("TRAINING_MODEL_ROOTS", [str(VAR_DIR / "models" / "local")])
 # A started job whose worker sent no heartbeat for this long is marked failed (resumable).
 TRAINING_HEARTBEAT_STALE_SECONDS = env_int("TRAINING_HEARTBEAT_STALE_SECONDS", 90)
 
 REST_FRAMEWORK = {
+    # API keys first: DRF answers a failed authentication with the first class's scheme,
+    # so a missing, expired or revoked key gets 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "portal.pagination.PortalPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "portal.api_errors.portal_exception_handler",
 }
@@ -320,6 +370,10 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
 # Portal-specific knobs.
+# API keys expire after this many days unless their maker asks for another term (at most
+# PORTAL_API_KEY_MAX_DAYS).
+PORTAL_API_KEY_DAYS = env_int("PORTAL_API_KEY_DAYS", 90)
+PORTAL_API_KEY_MAX_DAYS = env_int("PORTAL_API_KEY_MAX_DAYS", 365)
 PORTAL_SIGNUP_DEFAULT_OPEN = env_bool("PORTAL_SIGNUP_OPEN", default=False)
 
 LOGGING = {
@@ -350,6 +404,16 @@ PORTAL_LEASE_SWEEP_SECONDS = float(env_str("PORTAL_LEASE_SWEEP_SECONDS", "2"))
 # Governance. The Ed25519 key that signs deployment dossiers: PEM text, or a file holding it.
 PORTAL_DOSSIER_SIGNING_KEY = env_str("PORTAL_DOSSIER_SIGNING_KEY", "")
 PORTAL_DOSSIER_SIGNING_KEY_FILE = env_str("PORTAL_DOSSIER_SIGNING_KEY_FILE", "")
+# The Ed25519 key that signs audit-log checkpoints (PEM text, or a file holding it). Unset,
+# checkpoints are signed with a development key under var/dev_keys when PORTAL_DEV_KEYS,
+# else with the dossier signing key (a payload type of their own keeps the two apart).
+PORTAL_AUDIT_CHECKPOINT_KEY = env_str("PORTAL_AUDIT_CHECKPOINT_KEY", "")
+PORTAL_AUDIT_CHECKPOINT_KEY_FILE = env_str("PORTAL_AUDIT_CHECKPOINT_KEY_FILE", "")
+# Where signed checkpoints are appended outside the database (checkpoints.jsonl): put it
+# on storage the database's administrators cannot write, shared by beat and verifiers.
+PORTAL_AUDIT_CHECKPOINT_DIR = Path(
+    env_str("PORTAL_AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "audit_checkpoints"))
+)
 # Fernet keys for files at rest, newest first: the first encrypts, all decrypt (rotation).
 PORTAL_ENCRYPTION_KEYS = env_list("PORTAL_ENCRYPTION_KEYS", [])
 # Without the keys above, DEBUG runs and tests generate per-checkout keys under var/dev_keys.

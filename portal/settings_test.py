@@ -1,13 +1,18 @@
 """Test settings: the real PostgreSQL and Redis on 127.0.0.1, overridable by environment."""
 
 import os
+import secrets
 import tempfile
 import uuid
 from pathlib import Path
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
-os.environ.setdefault("SECRET_KEY", "tests-only-" + "k3y-" * 12)
+# Local base models (the tiny test model among them) are registered from here only.
+os.environ.setdefault("TRAINING_MODEL_ROOTS", tempfile.mkdtemp(prefix="portal-test-models-"))
+# A fresh key per session (inherited by the worker and server it starts): a fixed one
+# would be a published key that production must refuse.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
 # Playwright's sync API keeps an event loop on the test thread; the ORM calls the tests
 # make there are still synchronous.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -17,6 +22,11 @@ os.environ.setdefault("PORTAL_TEST_RUN_ID", uuid.uuid4().hex[:10])
 os.environ.setdefault("CELERY_KEY_PREFIX", f"t{os.environ['PORTAL_TEST_RUN_ID']}:")
 os.environ.setdefault("CHANNELS_PREFIX", f"t{os.environ['PORTAL_TEST_RUN_ID']}")
 os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="portal-test-media-"))
+# Signed audit checkpoints go outside the database; tests that sign point this at their
+# own directory (tests/governance/conftest.py), since the file outlives a rolled-back test.
+os.environ.setdefault(
+    "PORTAL_AUDIT_CHECKPOINT_DIR", tempfile.mkdtemp(prefix="portal-test-checkpoints-")
+)
 
 from portal.settings import *  # noqa: E402, F403
 

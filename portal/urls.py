@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.permissions import IsAuthenticated
 
 from annotation.urls import api_urlpatterns as annotation_api
 from evaluation.urls import api_urlpatterns as evaluation_api
@@ -11,6 +14,8 @@ from training.urls import api_urlpatterns as training_api
 
 api_v1 = [
     path("me/", api.MeApi.as_view(), name="api-me"),
+    path("me/keys/", api.ApiKeyListCreateApi.as_view(), name="api-keys"),
+    path("me/keys/<int:key_id>/", api.ApiKeyDetailApi.as_view(), name="api-key"),
     path("projects/", api.ProjectListCreateApi.as_view(), name="api-projects"),
     path("projects/<int:project_id>/", api.ProjectDetailApi.as_view(), name="api-project"),
     path(
@@ -40,7 +45,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/", views.account, name="account"),
-    path("accounts/token/", views.api_token_rotate, name="api_token_rotate"),
+    path("accounts/keys/", views.api_key_create, name="api_key_create"),
+    path("accounts/keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     path("people/", views.people, name="people"),
     path("people/signup/", views.signup_toggle, name="signup_toggle"),
     path("projects/new/", views.project_create, name="project_create"),
@@ -55,8 +61,26 @@ urlpatterns = [
     path("projects/<int:project_id>/", include("evaluation.urls")),
     path("projects/<int:project_id>/", include("training.urls")),
     path("governance/", include("governance.urls")),
+    # The admin is read-only; a password changes on the account page, which also revokes
+    # the account's API keys and writes the audit log.
+    path("admin/password_change/", RedirectView.as_view(pattern_name="account")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    # The schema maps every endpoint and parameter: for signed-in people and API clients only.
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]),
+        name="api-schema",
+    ),
+    path(
+        "api/docs/",
+        login_required(
+            SpectacularSwaggerSplitView.as_view(
+                url_name="api-schema", permission_classes=[IsAuthenticated]
+            )
+        ),
+        name="api-docs",
+    ),
 ]
+
+handler500 = "portal.views.server_error"

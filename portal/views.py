@@ -1,3 +1,5 @@
+import sys
+
 from django.contrib import messages
 from django.contrib.auth import login, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
@@ -5,12 +7,16 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.views import defaults
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from rest_framework.authtoken.models import Token
 
 from annotation import selectors as annotation_selectors
 from portal import selectors, services
+from portal.api_errors import RETRY_AFTER_SECONDS, DatabaseUnavailable, database_unavailable
 from portal.forms import (
+    ApiKeyCreateForm,
     MemberAddForm,
     PortalPasswordChangeForm,
     ProjectForm,
@@ -18,7 +24,7 @@ from portal.forms import (
     UserCreateForm,
 )
 from portal.journey import journey_is_moving, project_journey
-from portal.models import Membership, Role, User
+from portal.models import Membership, Role
 
 
 def _form_errors_from(form, error: ValidationError) -> None:
@@ -28,6 +34,21 @@ def _form_errors_from(form, error: ValidationError) -> None:
             form.add_error(field if field in form.fields else None, errs)
     else:
         form.add_error(None, error.messages)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's 500 handler (handler500), which also sees errors raised in middleware.
+    A database out of reach answers 503 with Retry-After instead: a plain page for
+    browsers (the usual one needs the database), the API's error shape under /api/."""
+    exc = sys.exc_info()[1]
+    if exc is None or not database_unavailable(exc):
+        return defaults.server_error(request)
+    retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if request.path.startswith("/api/"):
+        detail = {"detail": DatabaseUnavailable.default_detail}
+        return JsonResponse(detail, status=503, headers=retry)
+    page = render_to_string("503.html", {"retry_after": RETRY_AFTER_SECONDS})
+    return HttpResponse(page, status=503, headers=retry)
 
 
 @require_GET
@@ -107,9 +128,7 @@ def project_members(request: HttpRequest, project_id: int) -> HttpResponse:
     access.require(Role.ADMIN)
     form = MemberAddForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = User.objects.filter(
-            username__iexact=form.cleaned_data["username"], is_active=True
-        ).first()
+        user = selectors.user_addable_get(username=form.cleaned_data["username"], by=request.user)
         if user is None:
             form.add_error("username", "No active account has that username.")
         else:
@@ -197,6 +216,20 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "registration/signup.html", {"form": form})
 
 
+def _account_context(request: HttpRequest, **extra) -> dict:
+    return {
+        "form": PortalPasswordChangeForm(request.user),
+        "key_form": ApiKeyCreateForm(),
+        "api_keys": selectors.api_key_list_for_user(user=request.user),
+        **extra,
+    }
+
+
+def _render_account(request: HttpRequest, status: int = 200, **extra) -> HttpResponse:
+    template = "portal/account.html#api-keys" if request.htmx else "portal/account.html"
+    return render(request, template, _account_context(request, **extra), status=status)
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def account(request: HttpRequest) -> HttpResponse:
@@ -206,23 +239,31 @@ def account(request: HttpRequest) -> HttpResponse:
             user=request.user, new_password=form.cleaned_data["new_password1"]
         )
         update_session_auth_hash(request, request.user)
-        messages.success(request, "Password changed.")
+        messages.success(request, "Password changed; your API keys were revoked.")
         return redirect("account")
-    token = Token.objects.filter(user=request.user).first()
-    return render(request, "portal/account.html", {"form": form, "token": token})
+    return render(request, "portal/account.html", {**_account_context(request), "form": form})
+
+
+@never_cache  # the answer holds a secret: no cache, no back-button copy
+@login_required
+@require_POST
+def api_key_create(request: HttpRequest) -> HttpResponse:
+    """Make a key and show its secret this once (it is stored only as a hash)."""
+    key_form = ApiKeyCreateForm(request.POST)
+    if key_form.is_valid():
+        try:
+            key, raw = services.api_key_create(user=request.user, **key_form.cleaned_data)
+        except ValidationError as error:
+            _form_errors_from(key_form, error)
+        else:
+            return _render_account(request, new_key=key, new_secret=raw)
+    # htmx swaps only 2xx answers; a plain form post gets the 400 it deserves.
+    return _render_account(request, status=200 if request.htmx else 400, key_form=key_form)
 
 
 @login_required
 @require_POST
-def api_token_rotate(request: HttpRequest) -> HttpResponse:
-    token = services.user_api_token_rotate(user=request.user)
-    messages.success(request, "New API token created; the old one no longer works.")
-    return render(
-        request,
-        "portal/account.html",
-        {
-            "form": PortalPasswordChangeForm(request.user),
-            "token": token,
-            "token_fresh": True,
-        },
-    )
+def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = selectors.api_key_get_for_user(user=request.user, key_id=key_id)
+    services.api_key_revoke(key=key, revoked_by=request.user)
+    return _render_account(request)

@@ -5,7 +5,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
+from django.db.backends.postgresql.operations import DatabaseOperations
 
 from portal.celery import app as celery_app
 from portal.models import Role
@@ -13,6 +15,20 @@ from tests.portal.factories import MembershipFactory, ProjectFactory, UserFactor
 from tests.support import servers
 
 ROLES = [r.value for r in Role]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_past_audit_triggers():
+    """The audit tables refuse TRUNCATE (governance 0005). Between transactional tests the
+    flush empties them as only a superuser can: with triggers off for its transaction."""
+    original = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        return original(self, ["SET LOCAL session_replication_role = replica", *sql_list])
+
+    DatabaseOperations.execute_sql_flush = execute_sql_flush
+    yield
+    DatabaseOperations.execute_sql_flush = original
 
 
 @pytest.fixture
@@ -180,11 +196,13 @@ def asgi_server_2_workers(test_database_url, server_log_dir):
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
+def tiny_model_dir() -> Path:
     """A random 2-layer Llama with a character tokenizer, built once per session and shared
     by every app's tests (training, evaluation, the demo and the browser journeys)."""
     from training.services.base_models import runner_call
 
-    directory = tmp_path_factory.mktemp("tiny-model") / "tiny"
+    # Under the test settings' model root: only folders there may become base models.
+    root = Path(settings.TRAINING_MODEL_ROOTS[0])
+    directory = Path(tempfile.mkdtemp(prefix="tiny-model-", dir=root)) / "tiny"
     runner_call("build-tiny", str(directory))
     return directory

@@ -14,6 +14,7 @@ from portal.models import Role
 from portal.selectors import project_access_get
 from training import presets, selectors, services
 from training.models import JobKind, JobMethod, ModelVersion, TrainingJob
+from training.services.base_models import display_path, scrub_paths
 
 READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
 LAUNCHERS = (Role.ENGINEER,)
@@ -63,6 +64,18 @@ class JobOutput(serializers.ModelSerializer):
 
     def get_object(self, job) -> str:
         return "fine_tuning.job"
+
+    def to_representation(self, job) -> dict:
+        """Server paths (training files, tracebacks) are shown relative to their folder."""
+        body = super().to_representation(job)
+        body["data"] = {
+            key: {**value, "path": display_path(value["path"])}
+            if isinstance(value, dict) and value.get("path")
+            else value
+            for key, value in (body["data"] or {}).items()
+        }
+        body["error"] = scrub_paths(body["error"] or "")
+        return body
 
     def get_model(self, job) -> str:
         return job.base_model.name
@@ -203,7 +216,7 @@ class JobEventsApi(APIView):
                 "id": f"log-{line.pk}",
                 "created_at": _ts(line.created_at),
                 "level": line.level,
-                "message": line.message,
+                "message": scrub_paths(line.message),
                 "type": "message",
                 "data": {},
                 "_order": line.created_at,
@@ -293,6 +306,13 @@ class ModelVersionOutput(serializers.ModelSerializer):
             "stage",
             "created_at",
         ]
+
+    def to_representation(self, version) -> dict:
+        """Weights are named relative to the portal's folders, never by server path."""
+        body = super().to_representation(version)
+        for key in ("path", "merged_path"):
+            body[key] = display_path(body[key]) if body[key] else ""
+        return body
 
 
 class ModelVersionListApi(APIView):

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 # Snapshots are immutable once created: the database itself refuses UPDATE and DELETE on
 # both tables, whoever asks (the ORM, raw SQL, the admin). TRUNCATE stays possible for
-# the owner (test flushes), as for the audit log.
+# the owner (test flushes); the audit log refuses it too (governance 0005).
 POSTGRES_UP = """
 CREATE OR REPLACE FUNCTION annotation_snapshot_refuse_change() RETURNS trigger AS $$
 BEGIN

@@ -7,7 +7,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from governance.dossier.bundle import bundle_build, sha256_hex
+from governance.dossier.bundle import bundle_build, json_bytes, sha256_hex
 from governance.dossier.collect import (
     DOSSIER_FORMAT,
     annotation_figures,
@@ -17,6 +17,7 @@ from governance.dossier.collect import (
 )
 from governance.dossier.render import render_files
 from governance.dossier.signing import key_fingerprint
+from governance.dossier.verify import AUDIT_CHECKPOINT
 from training.models import ModelVersion
 
 Progress = Callable[[int, str], None]
@@ -34,6 +35,12 @@ def dossier_key(version: ModelVersion, key: Ed25519PrivateKey) -> str:
     """The cache key: the hash of everything the dossier is built from."""
     inputs, _ = dossier_inputs(version, signing_key_id=key_fingerprint(key.public_key()))
     return inputs_sha256(inputs)
+
+
+def _checkpoint_summary(checkpoint: dict[str, Any] | None) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    return {k: checkpoint[k] for k in ("tree_size", "head_hash", "timestamp", "key_id")}
 
 
 def _predicate(inputs: dict[str, Any], key_sha: str) -> dict[str, Any]:
@@ -64,6 +71,7 @@ def _predicate(inputs: dict[str, Any], key_sha: str) -> dict[str, Any]:
             {k: d[k] for k in ("id", "name", "file_sha256", "license")} for d in lineage["datasets"]
         ],
         "audit_chain_head": inputs["audit"]["head"],
+        "audit_checkpoint": _checkpoint_summary(inputs["audit"]["checkpoint"]),
         "license_findings": [f for f in inputs["licenses"] if f["severity"] != "ok"],
     }
 
@@ -80,6 +88,8 @@ def dossier_build(
         figures.append(annotation_figures(snapshot))
         disagreements.extend(disagreement_rows(snapshot))
     files = render_files(inputs, figures, disagreements, progress=progress)
+    if inputs["audit"]["checkpoint"] is not None:
+        files[AUDIT_CHECKPOINT] = json_bytes(inputs["audit"]["checkpoint"])
     progress(90, "Signing")
     data = bundle_build(files, _predicate(inputs, key_sha), key)
     warnings = [

@@ -34,6 +34,7 @@ from governance.chain import canonical_json
 from governance.dossier.licenses import license_check
 from governance.models import (
     ApprovalPolicy,
+    AuditCheckpoint,
     AuditEvent,
     DossierDownload,
     SignOff,
@@ -360,6 +361,13 @@ def _access_log(version: ModelVersion, until) -> list[dict[str, Any]]:
     ]
 
 
+def _latest_checkpoint() -> dict[str, Any] | None:
+    """The newest signed checkpoint of the whole audit chain: a reader who keeps the dossier
+    can later hold the portal's log to it (verify_audit_log --checkpoint)."""
+    row = AuditCheckpoint.objects.order_by("-tree_size").first()
+    return row.entry() if row else None
+
+
 def dossier_inputs(version: ModelVersion, *, signing_key_id: str) -> tuple[dict[str, Any], Lineage]:
     """The small facts of a dossier as JSON-ready data. Its canonical hash is the cache key:
     any change to the lineage, evaluation, approvals or their audit trail changes it."""
@@ -406,7 +414,7 @@ def dossier_inputs(version: ModelVersion, *, signing_key_id: str) -> tuple[dict[
         "licenses": [f.as_dict() for f in licenses],
         "evaluation": _evaluation(lineage),
         "approvals": _approvals(version),
-        "audit": {"head": anchor, "events": events},
+        "audit": {"head": anchor, "events": events, "checkpoint": _latest_checkpoint()},
         "access_log": _access_log(version, until),
     }
     return inputs, lineage

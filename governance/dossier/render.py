@@ -1,7 +1,6 @@
 """The dossier's files, rendered from the collected data: the report (HTML and PDF), the
 model card and the machine-readable parts. Every file is a function of its input alone."""
 
-import csv
 import io
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +14,7 @@ from governance.dossier.bundle import json_bytes
 from governance.dossier.graph import lineage_svg
 from governance.dossier.pdf import html_to_pdf
 from portal import charts
+from portal.spreadsheets import csv_writer
 
 DISAGREEMENT_HEADER = [
     "snapshot",
@@ -155,7 +155,7 @@ def _training_yaml(jobs: list[dict[str, Any]]) -> bytes:
 
 def _csv(header: list[str], rows: list[list[str]]) -> bytes:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
     return out.getvalue().encode()

@@ -15,6 +15,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from governance.chain import EVENT_PAYLOAD_FIELDS, GENESIS_HASH, event_hash
+from governance.checkpoint import checkpoint_problem, describe
 from governance.dossier.bundle import (
     ENVELOPE,
     MANIFEST,
@@ -32,6 +33,7 @@ from governance.dossier.signing import (
 )
 
 AUDIT_EXCERPT = "audit/events.jsonl"
+AUDIT_CHECKPOINT = "audit/checkpoint.json"
 
 
 @dataclass
@@ -176,11 +178,37 @@ def check_audit_excerpt(raw: bytes, anchor: Any) -> int:
     return count
 
 
+def check_audit_checkpoint(
+    raw: bytes, excerpt: bytes, trusted_keys: Sequence[Ed25519PublicKey] | None
+) -> str:
+    """The embedded checkpoint of the whole chain must be signed by a trusted key (None: the
+    key it carries), and if the excerpt holds the event at its tree size, name its hash."""
+    try:
+        entry = json.loads(raw)
+    except ValueError as error:
+        raise _Failed(f"{AUDIT_CHECKPOINT}: is not valid JSON ({error})") from None
+    problem = checkpoint_problem(entry, trusted_keys)
+    if problem:
+        raise _Failed(f"{AUDIT_CHECKPOINT}: the {describe(entry)} is not valid: {problem}")
+    for line in excerpt.splitlines():
+        event = json.loads(line)  # check_audit_excerpt has parsed each line already
+        if event["seq"] == entry["tree_size"] and event["hash"] != entry["head_hash"]:
+            raise _Failed(
+                f"{AUDIT_CHECKPOINT}: the {describe(entry)} does not match event "
+                f"#{event['seq']} of {AUDIT_EXCERPT} ({event['hash'][:12]}…)"
+            )
+    return f"{describe(entry)} signed by key {entry['key_id'][:16]}…"
+
+
 def verify_bundle(
-    data: bytes, *, trusted_keys: Sequence[Ed25519PublicKey] | None = None
+    data: bytes,
+    *,
+    trusted_keys: Sequence[Ed25519PublicKey] | None = None,
+    trusted_checkpoint_keys: Sequence[Ed25519PublicKey] | None = None,
 ) -> VerifyReport:
     """Verify a dossier. `trusted_keys` None trusts the key inside the bundle (say so when
-    reporting); the portal passes its own key."""
+    reporting); the portal passes its own key. The same for `trusted_checkpoint_keys` and
+    the audit checkpoint's key."""
     report = VerifyReport()
     try:
         entries = _entries(data)
@@ -202,6 +230,14 @@ def verify_bundle(
                 entries[AUDIT_EXCERPT], predicate.get("audit_chain_head")
             )
             report.passed.append(f"{report.events} audit events hash and link")
+        if AUDIT_CHECKPOINT in entries:
+            report.passed.append(
+                check_audit_checkpoint(
+                    entries[AUDIT_CHECKPOINT],
+                    entries.get(AUDIT_EXCERPT, b""),
+                    trusted_checkpoint_keys,
+                )
+            )
         rebuilt = zip_bytes(entries)
         if rebuilt != data:
             at = next(

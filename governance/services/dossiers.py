@@ -193,9 +193,31 @@ def dossier_download_record(
 def dossier_verify(*, data: bytes, check_chain: bool = True) -> VerifyReport:
     """Verify against this portal's signing key; with `check_chain`, also require that each
     audit event in the excerpt is the one this portal's chain holds at that position."""
-    report = verify_bundle(data, trusted_keys=[keys.signing_key().public_key()])
+    report = verify_bundle(
+        data,
+        trusted_keys=[keys.signing_key().public_key()],
+        trusted_checkpoint_keys=[keys.audit_checkpoint_key().public_key()],
+    )
     if not report.ok or not check_chain:
         return report
+    checkpoint = report.predicate.get("audit_checkpoint") or {}
+    if checkpoint.get("tree_size"):
+        stored = (
+            AuditEvent.objects.filter(seq=checkpoint["tree_size"])
+            .values_list("hash", flat=True)
+            .first()
+        )
+        if stored != checkpoint.get("head_hash"):
+            report.ok = False
+            report.problem = (
+                f"the dossier's audit checkpoint signed event #{checkpoint['tree_size']} as "
+                f"{checkpoint.get('head_hash')}, but this portal's chain has "
+                f"{stored or 'no such event'}: the audit log was rewritten or truncated"
+            )
+            return report
+        report.passed.append(
+            f"audit checkpoint #{checkpoint['tree_size']} matches this portal's chain"
+        )
     head = report.predicate.get("audit_chain_head") or {}
     if head.get("seq"):
         stored = AuditEvent.objects.filter(seq=head["seq"]).values_list("hash", flat=True).first()

@@ -24,8 +24,12 @@
     socket = new WebSocket(scheme + location.host + path);
     socket.addEventListener("open", function () {
       retry = 500;
+      var reopened = document.body.dataset.wsStatus === "closed";
       document.body.dataset.wsStatus = "open";
       wanted.forEach(function (id) { socket.send(JSON.stringify({ subscribe: id })); });
+      // Events sent while the socket was down (a server or Redis restart) are gone:
+      // live regions fetch their state again.
+      if (reopened) document.body.dispatchEvent(new CustomEvent("portal:refresh"));
     });
     socket.addEventListener("message", function (message) {
       var event = JSON.parse(message.data);

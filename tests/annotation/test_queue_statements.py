@@ -10,10 +10,9 @@ from annotation import services
 from annotation.models import Annotation, GoldLabel, Item, Lease
 from governance.models import AuditEvent
 from governance.services import audit_chain_verify
-from portal.services import user_api_token_rotate
 from tests.annotation.factories import ItemFactory, classification_setup
 from tests.conftest import ROLES
-from tests.portal.factories import MembershipFactory, UserFactory
+from tests.portal.factories import MembershipFactory, UserFactory, api_key_for
 
 pytestmark = pytest.mark.django_db
 
@@ -195,7 +194,7 @@ def token_client(project):
 
     def make(user):
         api = APIClient()
-        api.credentials(HTTP_AUTHORIZATION=f"Token {user_api_token_rotate(user=user).key}")
+        api.credentials(HTTP_AUTHORIZATION=f"Token {api_key_for(user)}")
         return api
 
     return make
@@ -229,8 +228,8 @@ def test_queue_refuses_an_unknown_token_and_an_inactive_user(project, annotator,
 
     for client in (api, unknown):
         response = client.post(f"/api/v1/projects/{project.pk}/queue/next/", {}, format="json")
-        # As everywhere in the API (session authentication comes first, so DRF says 403).
-        assert response.status_code == client.get("/api/v1/me/").status_code == 403
+        # As everywhere in the API: 401 with the Token scheme.
+        assert response.status_code == client.get("/api/v1/me/").status_code == 401
         assert (
             "token" in response.json()["detail"].lower()
             or "inactive" in response.json()["detail"].lower()
@@ -263,10 +262,8 @@ def test_the_queue_statements_and_the_token_lookup_run_prepared(project):
     classification_setup(project, k=2)
     ItemFactory(project=project, dataset__project=project)
     (user,) = _annotators(project, 1)
-    token = user_api_token_rotate(user=user)
-
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_key_for(user)}")
     response = client.post(f"/api/v1/projects/{project.pk}/queue/next/", format="json")
     assert response.status_code == 200
     # The test client keeps the request's connection: the statements it prepared are listed.
@@ -274,6 +271,6 @@ def test_the_queue_statements_and_the_token_lookup_run_prepared(project):
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
 
-    assert any("FROM authtoken_token t" in statement for statement in prepared)
+    assert any("FROM portal_apikey k" in statement for statement in prepared)
     assert any("FROM annotation_annotationsettings s" in statement for statement in prepared)
     assert any("WITH candidate AS" in statement for statement in prepared)

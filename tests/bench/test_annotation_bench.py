@@ -16,9 +16,8 @@ from annotation.agreement import LabelTable, agreement_summary
 from annotation.models import Annotation, DatasetUpload, Item
 from annotation.services.datasets import Provenance, dataset_import_run, dataset_upload_create
 from governance.services import audit_chain_verify
-from portal.services import user_api_token_rotate
 from tests.annotation.factories import classification_setup
-from tests.portal.factories import MembershipFactory, UserFactory
+from tests.portal.factories import MembershipFactory, UserFactory, api_key_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -117,7 +116,7 @@ def test_import_and_annotate_a_million_item_project(
     for i in range(17):
         user = UserFactory(username=f"bench-annotator-{i}")
         MembershipFactory(project=project, user=user, role="annotator")
-        tokens.append(user_api_token_rotate(user=user).key)
+        tokens.append(api_key_for(user))
 
     # Sequential: one annotator, next + submit, p95 of the round trip.
     single = Client(asgi_server, tokens[16], project.pk)

@@ -1,6 +1,9 @@
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 
 from evaluation import services
@@ -45,11 +48,13 @@ def test_bootstrap_runs_on_a_real_worker(celery_worker, project, engineer, membe
 
 @pytest.mark.django_db
 def test_generation_job_records_outputs_decoding_and_seed(
-    project, engineer, tmp_path, django_capture_on_commit_callbacks
+    project, engineer, django_capture_on_commit_callbacks
 ):
-    runner_call("build-tiny", str(tmp_path / "tiny"))
+    # A model of its own (its outputs are checked), under the test model root.
+    tiny = Path(tempfile.mkdtemp(dir=settings.TRAINING_MODEL_ROOTS[0])) / "tiny"
+    runner_call("build-tiny", str(tiny))
     base = base_model_register(
-        actor=None, project=project, name="tiny", source="local", path=str(tmp_path / "tiny")
+        actor=None, project=project, name="tiny", source="local", path=str(tiny)
     )
     prompt_set = services.prompt_set_create(
         actor=engineer, project=project, name="p", rows=prompt_rows(5)

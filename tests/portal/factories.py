@@ -1,6 +1,7 @@
 import factory
 
 from portal.models import Membership, Project, Role, User
+from portal.services import api_key_create
 
 PASSWORD_SUFFIX = "-pass-123"
 
@@ -40,3 +41,8 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     user = factory.SubFactory(UserFactory)
     project = factory.SubFactory(ProjectFactory)
     role = Role.ANNOTATOR
+
+
+def api_key_for(user: User, name: str = "tests") -> str:
+    """A new API key's secret for `user`, made the one way keys are made."""
+    return api_key_create(user=user, name=name)[1]

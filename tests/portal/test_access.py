@@ -7,9 +7,8 @@ from rest_framework.test import APIClient
 
 from governance.models import AuditEvent
 from portal.models import Membership, Project, Role
-from portal.services import user_api_token_rotate
 from tests.conftest import ROLES
-from tests.portal.factories import UserFactory
+from tests.portal.factories import UserFactory, api_key_for
 
 pytestmark = pytest.mark.django_db
 
@@ -169,9 +168,8 @@ def test_project_list_shows_only_own_projects(project, annotator, outsider):
 
 
 def test_token_auth_reaches_the_api(annotator):
-    token = user_api_token_rotate(user=annotator)
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_key_for(annotator)}")
 
     assert api.get("/api/v1/me/").json()["username"] == "ann"
 

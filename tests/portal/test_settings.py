@@ -12,6 +12,11 @@ from governance.dossier.signing import private_key_pem
 from tests.support.servers import ROOT
 
 GOOD_KEY = "p4-" + "x9Qz" * 15
+ENV_EXAMPLE_KEY = next(
+    line.split("=", 1)[1].strip()
+    for line in (ROOT / "docker" / "env.example").read_text().splitlines()
+    if line.startswith("SECRET_KEY=")
+)
 FERNET_KEY = Fernet.generate_key().decode()
 PRODUCTION_KEYS = {
     "PORTAL_ENCRYPTION_KEYS": FERNET_KEY,
@@ -109,6 +114,12 @@ def test_the_key_commands_run_before_any_key_is_configured():
         ("django-insecure-" + "a1b2c3" * 10, "published default"),
         ("changeme", "published default"),
         ("a" * 64, "distinct characters"),
+        # The fixed key the test settings used to carry, and variants of its pattern.
+        ("tests-only-" + "k3y-" * 12, "published default"),
+        ("tests-only-" + "x9Qz" * 15, "published default"),
+        # docker/env.example's placeholder, also when lengthened to pass the length rule.
+        (ENV_EXAMPLE_KEY, "published default"),
+        (ENV_EXAMPLE_KEY + "-" + "x9Qz" * 10, "published default"),
     ],
 )
 def test_production_refuses_weak_secret_key(key, complaint):

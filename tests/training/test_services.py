@@ -1,6 +1,8 @@
+import tempfile
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -39,10 +41,12 @@ def test_base_model_registration_records_architecture_size_tokenizer_and_hash(ti
     assert tiny_base_model.info["num_layers"] == 2
 
 
-def test_registering_a_directory_without_a_model_is_refused(tmp_path, db):
+def test_registering_a_directory_without_a_model_is_refused(db):
+    empty = tempfile.mkdtemp(dir=settings.TRAINING_MODEL_ROOTS[0])
+
     with pytest.raises(ValidationError, match="no config.json"):
         services.base_model_register(
-            actor=None, project=None, name="nothing", source="local", path=str(tmp_path)
+            actor=None, project=None, name="nothing", source="local", path=empty
         )
 
 

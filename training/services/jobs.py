@@ -27,6 +27,7 @@ from training.models import (
     TrainingCheckpoint,
     TrainingJob,
 )
+from training.services.base_models import model_dir_resolve
 
 HEARTBEAT_STALE_S = 90
 # The worker beats every 2 s (execution.HEARTBEAT_S); this much silence plus a free lock
@@ -100,6 +101,22 @@ def _data_from_file(path: str | None, label: str) -> dict[str, Any] | None:
     return {"path": str(file), "sha256": sha256_path(file), "name": file.name}
 
 
+def _check_base_model_folder(base_model: BaseModel) -> None:
+    """A local base model still lies under a model root (a row registered before roots
+    existed, or a folder swapped for a link since, is refused at launch too)."""
+    if base_model.source == BaseModel.Source.HUB:
+        return
+    try:
+        model_dir_resolve(base_model.path)
+    except ValidationError:
+        raise ValidationError(
+            {
+                "base_model": f"{base_model.name} is not in the server's model folders "
+                "(TRAINING_MODEL_ROOTS) any more; register it again from there."
+            }
+        ) from None
+
+
 def _check_lineage(*, project: Project, kind: str, base_model: BaseModel, parent, reward) -> None:
     errors = {}
     if parent is not None:
@@ -148,6 +165,7 @@ def training_job_create(
     """
     if base_model.project_id not in (None, project.pk):
         raise ValidationError({"base_model": "That base model belongs to another project."})
+    _check_base_model_folder(base_model)
     try:
         config = presets.resolve_config(
             kind=kind, method=method, values=dict(values or {}), preset=preset

@@ -16,7 +16,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--base-model-dir",
             default="",
-            help="Train the demo job on this local model instead of the packaged SmolLM2.",
+            help="Train the demo job on this local model instead of the packaged SmolLM2 "
+            "(a folder under TRAINING_MODEL_ROOTS).",
         )
 
     def handle(self, *args, base_model_dir="", **options):
