@@ -283,9 +283,15 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 # throw away hours of training for a blip. If the acknowledgement is lost with the connection,
 # the message comes back after the visibility timeout and the job's claim turns it away.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
-# Housekeeping run by `celery beat` (embedded in the demo's default worker with -B).
+# Housekeeping run by `celery beat` (the compose stack's one `beat` service; embedded in the
+# demo's default worker with -B); no page view runs any of it. The sweep fails background
+# jobs whose worker died, so it runs often: a dead job is failed within this many seconds.
+PORTAL_JOB_SWEEP_SECONDS = env_int("PORTAL_JOB_SWEEP_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
-    "training-jobs-sweep-stale": {"task": "training.sweep_stale_jobs", "schedule": 60.0},
+    "sweep-dead-jobs": {
+        "task": "portal.sweep_dead_jobs",
+        "schedule": float(PORTAL_JOB_SWEEP_SECONDS),
+    },
     "purge-raw-uploads": {"task": "governance.purge_raw_uploads", "schedule": 24 * 3600.0},
     "audit-checkpoint-sign": {
         "task": "governance.audit_checkpoint_sign",

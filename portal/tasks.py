@@ -1,12 +1,18 @@
 from celery import shared_task
 from django.conf import settings
 
-from portal import selectors, services
+from portal import housekeeping, selectors, services
 
 
 @shared_task(name="portal.notify_user", ignore_result=True)
 def notify_user_task(user_id: int, text: str, kind: str = "info") -> None:
     services.notification_push(user_id=user_id, text=text, kind=kind)
+
+
+@shared_task(name="portal.sweep_dead_jobs")
+def sweep_dead_jobs_task() -> dict[str, int]:
+    """Beat runs this every PORTAL_JOB_SWEEP_SECONDS; the counts go to the result backend."""
+    return housekeeping.background_jobs_sweep()
 
 
 @shared_task(name="portal.ping")

@@ -1,5 +1,7 @@
 import os
+import signal
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -125,6 +127,53 @@ def celery_worker(test_database_url, server_log_dir):
     )
     yield child
     child.stop()
+
+
+class KillableWorkers:
+    """Celery workers in sessions of their own, so a test can `kill -9` one whole (the main
+    process and its pool) as the kernel's OOM killer or an operator would."""
+
+    def __init__(self, database_url: str, log_dir: Path):
+        self.database_url = database_url
+        self.log_dir = log_dir
+        self.started: list[servers.ChildProcess] = []
+
+    def __call__(self, **env: str) -> servers.ChildProcess:
+        tag = uuid.uuid4().hex[:8]
+        child = servers.start_celery_worker(
+            servers.child_env(self.database_url, **env),
+            self.log_dir,
+            celery_app,
+            f"fault-{tag}@localhost",
+            name=f"celery-fault-{tag}",
+            new_session=True,
+        )
+        self.started.append(child)
+        return child
+
+    @staticmethod
+    def kill(child: servers.ChildProcess) -> None:
+        os.killpg(child.proc.pid, signal.SIGKILL)
+        child.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def killable_workers(test_database_url, server_log_dir):
+    """Start workers this test may kill. The session worker, if one runs, stops taking tasks
+    meanwhile, so every task goes to these."""
+    session_node = f"test-{os.environ['PORTAL_TEST_RUN_ID']}@localhost"
+    for queue in ("default", "gpu"):
+        celery_app.control.cancel_consumer(queue, destination=[session_node], reply=True)
+    workers = KillableWorkers(test_database_url, server_log_dir)
+    yield workers
+    for child in workers.started:
+        if child.proc.poll() is None:
+            workers.kill(child)
+        child.stop()
+    for queue in ("default", "gpu"):
+        celery_app.control.add_consumer(
+            queue, exchange=queue, routing_key=queue, destination=[session_node], reply=True
+        )
 
 
 @pytest.fixture(scope="session")

@@ -25,11 +25,15 @@ def train(spec_path: str) -> int:
     from training.ml.data import DataError
     from training.ml.events import EventWriter
     from training.ml.methods import MethodError
-    from training.ml.train import run_job
+    from training.ml.train import CheckpointSaveError, run_job
 
     spec = json.loads(Path(spec_path).read_text())
     try:
         run_job(spec)
+    except CheckpointSaveError as error:  # its message is complete as it stands
+        EventWriter(spec.get("events_file")).emit("error", message=str(error))
+        traceback.print_exc()
+        return 1
     except (DataError, MethodError, ValueError) as error:
         EventWriter(spec.get("events_file")).emit("error", message=str(error), bad_input=True)
         traceback.print_exc()

@@ -20,13 +20,6 @@ def training_job_run_task(job_id: int) -> None:
     execution.training_job_execute(job_id=job_id)
 
 
-@shared_task(name="training.sweep_stale_jobs", ignore_result=True)
-def training_jobs_sweep_task() -> int:
-    from training.services import jobs
-
-    return jobs.training_jobs_sweep_stale()
-
-
 @shared_task(
     name="training.generate",
     soft_time_limit=INFERENCE_SOFT_LIMIT_S,

@@ -42,7 +42,6 @@ def _snapshots(project):
 @require_GET
 def job_list(request: HttpRequest, project_id: int) -> HttpResponse:
     access = _access(request, project_id, *READERS)
-    services.training_jobs_sweep_stale(project=access.project)
     context = {
         "access": access,
         "project": access.project,

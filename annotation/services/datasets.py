@@ -26,6 +26,7 @@ from governance import keys
 from governance.services import audit_record
 from governance.services.protection import stored_file_open_read, stored_file_open_write
 from portal import realtime
+from portal.jobs import runs_under_job_lock
 from portal.models import Project, User
 
 SPDX_PROPRIETARY = "proprietary"
@@ -213,6 +214,7 @@ def _insert_items(rows: Iterator[tuple], on_batch: Callable[[int], None]) -> int
     return count
 
 
+@runs_under_job_lock(DatasetUpload, "upload_id")
 def dataset_import_run(
     *, upload_id: uuid.UUID | str, on_progress: Callable[[int, float], None] | None = None
 ) -> DatasetUpload:
@@ -370,6 +372,13 @@ def _import_failed(upload: DatasetUpload, message: str) -> DatasetUpload:
     _finish_owned_file(upload)
     _push_upload(upload)
     return upload
+
+
+def dataset_upload_lost_cleanup(upload: DatasetUpload) -> None:
+    """After the housekeeping sweep failed an upload whose worker died: its rows were never
+    committed (one transaction), so only the stored file and the live progress remain."""
+    _finish_owned_file(upload)
+    _push_upload(upload)
 
 
 def _finish_owned_file(upload: DatasetUpload) -> None:

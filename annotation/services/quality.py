@@ -33,6 +33,7 @@ from annotation.models import (
 from governance.models import canonical_json
 from governance.services import audit_record
 from portal import realtime
+from portal.jobs import runs_under_job_lock
 from portal.models import Project, User
 
 PROGRESS_EVERY = 2000
@@ -113,6 +114,7 @@ def quality_check_start(
     return check
 
 
+@runs_under_job_lock(QualityCheck, "check_id")
 def quality_check_run(*, check_id: int) -> QualityCheck:
     """Run a queued check; a duplicate delivery finds it claimed and returns."""
     claimed = QualityCheck.objects.filter(pk=check_id, status=QualityCheck.Status.QUEUED).update(

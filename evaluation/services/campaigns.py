@@ -32,6 +32,7 @@ from evaluation.models import (
 )
 from evaluation.services.prompts import generation_outputs
 from governance.services import audit_record
+from portal.jobs import runs_under_job_lock
 from portal.models import Project, User
 
 # Sides come from the OS entropy pool: a seeded PRNG would let someone who knows the seed
@@ -434,6 +435,7 @@ def ratings_bootstrap_start(
     return bootstrap
 
 
+@runs_under_job_lock(RatingsBootstrap, "bootstrap_id")
 def ratings_bootstrap_run(*, bootstrap_id: int) -> None:
     """Runs on a worker; duplicate deliveries exit at the claim."""
     claimed = RatingsBootstrap.objects.filter(

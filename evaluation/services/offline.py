@@ -12,6 +12,7 @@ from evaluation import tasks
 from evaluation.models import Contestant, MetricRun, PromptSet
 from evaluation.services.prompts import generation_outputs
 from governance.services import audit_record
+from portal.jobs import runs_under_job_lock
 from portal.models import User
 
 
@@ -78,6 +79,7 @@ def _slice_value(prompt, field: str) -> str:
     return "(none)" if value in (None, "") else str(value)
 
 
+@runs_under_job_lock(MetricRun, "run_id")
 def metric_run_execute(*, run_id: int) -> None:
     """Runs on a worker; duplicate deliveries exit at the claim."""
     claimed = MetricRun.objects.filter(pk=run_id, status=MetricRun.Status.QUEUED).update(

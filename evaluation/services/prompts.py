@@ -13,6 +13,7 @@ from annotation.services.exports import export_lines
 from evaluation import tasks
 from evaluation.models import Contestant, Generation, GenerationJob, Prompt, PromptSet
 from governance.services import audit_record
+from portal.jobs import runs_under_job_lock
 from portal.models import Project, User
 
 MAX_PROMPTS = 100_000
@@ -292,6 +293,7 @@ def generation_jobs_start(
     return jobs
 
 
+@runs_under_job_lock(GenerationJob, "job_id")
 def generation_job_run(*, job_id: int) -> None:
     """Runs on a GPU worker; duplicate deliveries exit at the claim."""
     claimed = GenerationJob.objects.filter(pk=job_id, status=GenerationJob.Status.QUEUED).update(

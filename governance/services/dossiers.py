@@ -17,6 +17,7 @@ from governance.dossier.verify import VerifyReport, verify_bundle
 from governance.models import AuditEvent, Dossier, DossierDownload
 from governance.services import audit_record
 from portal import realtime
+from portal.jobs import runs_under_job_lock
 from portal.models import User
 from training.models import ModelVersion
 
@@ -85,14 +86,20 @@ def _progress(dossier: Dossier, percent: int, step: str) -> None:
     )
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
+def _building_prefix(dossier: Dossier) -> str:
+    return f".building-{dossier.pk}-"
+
+
+def _write_atomically(target: Path, data: bytes, prefix: str) -> None:
+    """The bundle appears whole or not at all: written beside, then renamed over."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".building-")
+    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=prefix)
     with os.fdopen(handle, "wb") as out:
         out.write(data)
     os.replace(temp, target)
 
 
+@runs_under_job_lock(Dossier, "dossier_id")
 def dossier_build_run(*, dossier_id: int) -> Dossier:
     """Runs on a worker; a duplicate delivery exits at the claim. Progress is written to the
     row as the build goes, outside any transaction, so pages can show it."""
@@ -115,7 +122,7 @@ def dossier_build_run(*, dossier_id: int) -> Dossier:
             # about what it holds by filing it under its own inputs.
             dossier.inputs_sha256 = built.inputs_sha256
         path = dossier_dir() / str(dossier.project_id) / dossier.file_name
-        _write_atomically(path, built.data)
+        _write_atomically(path, built.data, _building_prefix(dossier))
     except Exception as error:  # noqa: BLE001 - any failure is recorded on the row and re-raised
         with transaction.atomic():
             Dossier.objects.filter(pk=dossier_id).update(
@@ -151,6 +158,14 @@ def dossier_build_run(*, dossier_id: int) -> Dossier:
     dossier.refresh_from_db()
     _progress(dossier, 100, "Ready")
     return dossier
+
+
+def dossier_lost_cleanup(dossier: Dossier) -> None:
+    """After the housekeeping sweep failed a build whose worker died: remove a bundle it
+    was part-way through writing (never under the final name), then tell the pages."""
+    for temp in (dossier_dir() / str(dossier.project_id)).glob(f"{_building_prefix(dossier)}*"):
+        temp.unlink(missing_ok=True)
+    _progress(dossier, dossier.progress, "Failed: the worker died")
 
 
 @transaction.atomic

@@ -42,12 +42,27 @@ def child_env(database: str, **extra: str) -> dict[str, str]:
 
 
 class ChildProcess:
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path):
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        new_session: bool = False,
+    ):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        # In a session of its own, a fault test can kill the child and all of its processes
+        # (os.killpg) without touching pytest.
         self.proc = subprocess.Popen(  # noqa: S603 - fixed argv of our own tools
-            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
         )
 
     def log_tail(self, chars: int = 4000) -> str:
@@ -110,7 +125,15 @@ def start_asgi_server(
         time.sleep(0.1)
 
 
-def start_celery_worker(env: dict[str, str], log_dir: Path, app, node: str) -> ChildProcess:
+def start_celery_worker(
+    env: dict[str, str],
+    log_dir: Path,
+    app,
+    node: str,
+    *,
+    name: str = "celery",
+    new_session: bool = False,
+) -> ChildProcess:
     args = [
         sys.executable,
         "-m",
@@ -129,7 +152,7 @@ def start_celery_worker(env: dict[str, str], log_dir: Path, app, node: str) -> C
         "-l",
         "info",
     ]
-    child = ChildProcess("celery", args, env, log_dir)
+    child = ChildProcess(name, args, env, log_dir, new_session=new_session)
     deadline = time.monotonic() + 90
     while True:
         child.check_alive()
@@ -138,3 +161,13 @@ def start_celery_worker(env: dict[str, str], log_dir: Path, app, node: str) -> C
         if time.monotonic() > deadline:
             child.stop()
             raise RuntimeError(f"celery worker did not answer within 90 s:\n{child.log_tail()}")
+
+
+def start_celery_beat(env: dict[str, str], log_dir: Path, name: str = "beat") -> ChildProcess:
+    """The scheduler, as the compose stack runs it; its schedule file in a temp folder."""
+    schedule = log_dir / f"{name}-schedule"
+    args = [sys.executable, "-m", "celery", "-A", "portal", "beat", "-l", "info"]
+    args += ["--schedule", str(schedule)]
+    child = ChildProcess(name, args, env, log_dir)
+    child.check_alive()
+    return child

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from governance.models import AuditEvent
+from portal.jobs import job_lock
 from tests.training.conftest import QUICK
 from training import presets, selectors, services
 from training.models import JobStatus, ModelVersion, TrainingCheckpoint, TrainingJob
@@ -137,7 +138,12 @@ def test_running_jobs_without_heartbeat_are_marked_failed_and_resumable(
     checkpoint.mkdir()
     TrainingCheckpoint.objects.create(job=job, step=6, path=str(checkpoint), files={})
 
-    assert services.training_jobs_sweep_stale(project=project) == 1
+    # Both locks are held, as by a live worker (`fresh`) and by a machine that vanished but
+    # whose connection the server has not dropped yet (`job`): heartbeats tell them apart.
+    with job_lock(TrainingJob, fresh.pk) as fresh_held, job_lock(TrainingJob, job.pk) as held:
+        assert fresh_held
+        assert held
+        assert services.training_jobs_sweep_stale(project=project) == 1
 
     job.refresh_from_db()
     fresh.refresh_from_db()
@@ -148,6 +154,88 @@ def test_running_jobs_without_heartbeat_are_marked_failed_and_resumable(
     resumed = services.training_job_resume(actor=engineer, job=job)
     assert resumed.resumed_from == job
     assert resumed.data["resume_from_checkpoint"] == str(checkpoint)
+
+
+def test_a_running_job_whose_worker_process_is_gone_is_failed_before_its_heartbeat_stales(
+    engineer, project, tiny_base_model, data_files
+):
+    job = _create(engineer, project, tiny_base_model, data_files)
+    # Its last heartbeat is 20 s old: well short of the 90 s stale limit, but long enough
+    # past the worker's 2 s beat, and no process holds its lock.
+    TrainingJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(seconds=20)
+    )
+
+    assert services.training_jobs_sweep_stale(project=project) == 1
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "process is gone" in job.error
+    assert AuditEvent.objects.filter(target_id=str(job.pk), action="training.job.lost").exists()
+
+
+def test_a_free_lock_is_not_enough_while_the_worker_still_sends_heartbeats(
+    engineer, project, tiny_base_model, data_files
+):
+    # The worker lives but its lock connection dropped (a database restart).
+    job = _create(engineer, project, tiny_base_model, data_files)
+    TrainingJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now()
+    )
+
+    assert services.training_jobs_sweep_stale(project=project) == 0
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
+
+
+def _lost_with_checkpoint(job, folder):
+    TrainingJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(seconds=20)
+    )
+    folder.mkdir()
+    (folder / "adapter_model.safetensors").write_bytes(b"weights")
+    TrainingCheckpoint.objects.create(
+        job=job, step=4, path=str(folder), files={"adapter_model.safetensors": "sha"}
+    )
+
+
+def test_the_beat_sweep_resumes_a_lost_job_from_its_checkpoint_once(
+    engineer, project, tiny_base_model, data_files, tmp_path
+):
+    job = _create(engineer, project, tiny_base_model, data_files)
+    _lost_with_checkpoint(job, tmp_path / "checkpoint-4")
+
+    assert services.training_jobs_sweep_stale(requeue=True) == 1
+
+    resumed = TrainingJob.objects.get(resumed_from=job)
+    assert resumed.status == JobStatus.QUEUED
+    assert resumed.created_by == engineer
+    assert resumed.data["resume_from_checkpoint"] == str(tmp_path / "checkpoint-4")
+    assert resumed.data["automatic_resume"] is True
+    assert AuditEvent.objects.get(target_id=str(resumed.pk), action="training.job.requeue")
+
+    _lost_with_checkpoint(resumed, tmp_path / "again")
+
+    assert services.training_jobs_sweep_stale(requeue=True) == 1
+    resumed.refresh_from_db()
+    assert resumed.status == JobStatus.FAILED
+    assert not TrainingJob.objects.filter(resumed_from=resumed).exists()  # once only
+
+
+def test_a_checkpoint_missing_a_file_is_not_resumed_from(
+    engineer, project, tiny_base_model, data_files, tmp_path
+):
+    job = _create(engineer, project, tiny_base_model, data_files)
+    _lost_with_checkpoint(job, tmp_path / "checkpoint-4")
+    (tmp_path / "checkpoint-4" / "adapter_model.safetensors").unlink()
+
+    assert services.training_jobs_sweep_stale(requeue=True) == 1
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "Not resumed: The job saved no intact checkpoint" in job.error
+    assert not TrainingJob.objects.filter(resumed_from=job).exists()
 
 
 def test_set_stage_records_the_move(engineer, project, tiny_base_model):

@@ -1,5 +1,8 @@
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from portal.models import Role
 from tests.training.conftest import QUICK
@@ -212,3 +215,16 @@ def test_api_refuses_a_file_id_of_another_project(
 
     assert response.status_code == 400
     assert not TrainingJob.objects.exists()
+
+
+def test_opening_the_jobs_page_changes_no_job(client, engineer, project, job):
+    # A running job whose worker is gone: only the beat sweep may fail it, not a page view.
+    TrainingJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=10)
+    )
+    client.force_login(engineer)
+
+    assert client.get(reverse("training:jobs", args=[project.pk])).status_code == 200
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING

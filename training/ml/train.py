@@ -6,6 +6,7 @@ plus paths: base_path, output_dir, train_file, eval_file, events_file, cancel_fi
 when they apply, parent_path / parent_kind, reward_model_path, resume_from_checkpoint.
 """
 
+import errno
 import math
 import os
 import platform
@@ -34,6 +35,51 @@ LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "
 
 class Cancelled(Exception):
     pass
+
+
+class CheckpointSaveError(RuntimeError):
+    """Saving a checkpoint failed part-way; the message says where and why, in words."""
+
+
+def _disk_was_full(error: BaseException, folder: Path, last_saved: str | None) -> bool:
+    """torch reports a short write as "unexpected pos ..." and safetensors wraps ENOSPC in
+    its own error, so besides an ENOSPC down the exception chain, a disk with less room
+    left than one more checkpoint (or 1 MiB) counts as full. Call before cleaning up."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    needed = 1 << 20
+    if last_saved and Path(last_saved).is_dir():
+        needed = max(needed, sum(f.stat().st_size for f in Path(last_saved).rglob("*")))
+    return shutil.disk_usage(folder).free < needed
+
+
+def checkpoint_save_failure(
+    error: BaseException, out_dir: Path, step: int, last_saved: str | None
+) -> CheckpointSaveError | None:
+    """When training stopped while a checkpoint was being written (its folder exists but was
+    never reported saved), remove the half-written folder, so nothing resumes from it and
+    the disk gets its space back, and describe the failure. Earlier checkpoints are left as
+    they are. None when the error happened elsewhere."""
+    folder = out_dir / "checkpoints" / f"checkpoint-{step}"
+    if not folder.is_dir() or str(folder) == last_saved:
+        return None
+    disk_full = _disk_was_full(error, folder, last_saved)
+    shutil.rmtree(folder, ignore_errors=True)
+    where = folder.relative_to(out_dir)
+    previous = f" The checkpoint {Path(last_saved).name} is intact." if last_saved else ""
+    if disk_full:
+        free = shutil.disk_usage(folder.parent).free
+        return CheckpointSaveError(
+            f"No space left on device while saving the checkpoint at step {step} to {where} "
+            f"in the job's folder ({free // 1024} KiB free on that disk).{previous}"
+        )
+    return CheckpointSaveError(
+        f"Saving the checkpoint at step {step} to {where} failed: "
+        f"{type(error).__name__}: {error}.{previous}"
+    )
 
 
 def environment() -> dict[str, Any]:
@@ -475,7 +521,15 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         callbacks.append(EarlyStoppingCallback(int(cfg["early_stopping_patience"])))
     trainer = build_trainer(spec, model, tokenizer, train_ds, eval_ds, callbacks, precision)
     events.emit("state", state="running")
-    output = trainer.train(resume_from_checkpoint=spec.get("resume_from_checkpoint") or None)
+    try:
+        output = trainer.train(resume_from_checkpoint=spec.get("resume_from_checkpoint") or None)
+    except Exception as error:
+        failure = checkpoint_save_failure(
+            error, out_dir, trainer.state.global_step, checkpoint_cb.last
+        )
+        if failure is None:
+            raise
+        raise failure from error
     if cancel_cb.cancelled or cancel_cb.orphaned:
         events.emit("cancelled", checkpoint=checkpoint_cb.last)
         return {"status": "cancelled", "checkpoint": checkpoint_cb.last}

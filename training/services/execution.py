@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from governance.services import audit_record
+from portal.jobs import runs_under_job_lock
 from training.models import (
     JobStatus,
     TrainingCheckpoint,
@@ -270,6 +271,7 @@ def _describe_exit(code: int) -> str:
     return f"The runner process exited with status {code}."
 
 
+@runs_under_job_lock(TrainingJob, "job_id")
 def training_job_execute(*, job_id: int) -> None:
     """Run one job to its end. Duplicate deliveries return at the claim."""
     if not _claim(job_id):

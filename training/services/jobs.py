@@ -15,6 +15,7 @@ from django.utils.text import get_valid_filename
 
 from governance.services import audit_record
 from portal import realtime
+from portal.jobs import job_owner_gone
 from portal.models import Project, User
 from training import presets, tasks
 from training.models import (
@@ -23,11 +24,15 @@ from training.models import (
     JobKind,
     JobStatus,
     ModelVersion,
+    TrainingCheckpoint,
     TrainingJob,
 )
 from training.services.base_models import model_dir_resolve
 
 HEARTBEAT_STALE_S = 90
+# The worker beats every 2 s (execution.HEARTBEAT_S); this much silence plus a free lock
+# means its process is gone.
+LOCK_LOST_QUIET_S = 10
 
 
 def jobs_root() -> Path:
@@ -135,7 +140,7 @@ def _check_lineage(*, project: Project, kind: str, base_model: BaseModel, parent
 @transaction.atomic
 def training_job_create(
     *,
-    actor: User,
+    actor: User | None,
     project: Project,
     name: str,
     kind: str,
@@ -150,6 +155,7 @@ def training_job_create(
     reward_version: ModelVersion | None = None,
     resumed_from: TrainingJob | None = None,
     accept_leakage: bool = False,
+    owner: User | None = None,
 ) -> TrainingJob:
     """Validate the settings against the base model and the data, then queue the job.
 
@@ -210,7 +216,7 @@ def training_job_create(
         config=config,
         seed=config["seed"],
         snapshot=snapshot,
-        created_by=actor,
+        created_by=owner or actor,
     )
     audit_record(
         actor=actor,
@@ -298,18 +304,23 @@ def training_job_cancel(*, actor: User, job: TrainingJob) -> TrainingJob:
     return job
 
 
-def training_job_resume(*, actor: User, job: TrainingJob) -> TrainingJob:
-    """A new job with the same settings that continues from the failed job's last
-    checkpoint."""
+def training_job_resume(
+    *, actor: User | None, job: TrainingJob, automatic: bool = False
+) -> TrainingJob:
+    """A new job with the same settings that continues from the failed job's last intact
+    checkpoint. `automatic` marks the one resume
+    the housekeeping sweep makes by itself (actor None; the new job belongs to the old one's
+    owner)."""
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise ValidationError("Only a failed or cancelled job can be resumed.")
-    checkpoint = job.checkpoints.order_by("-step").first()
-    if checkpoint is None or not Path(checkpoint.path).is_dir():
-        raise ValidationError("The job saved no checkpoint to resume from.")
+    checkpoint = next((c for c in job.checkpoints.order_by("-step") if _checkpoint_intact(c)), None)
+    if checkpoint is None:
+        raise ValidationError("The job saved no intact checkpoint to resume from.")
     values = {k: v for k, v in job.config.items() if k in presets.FIELDS}
     with transaction.atomic():
         resumed = training_job_create(
             actor=actor,
+            owner=job.created_by,
             project=job.project,
             name=f"{job.name} (resumed)",
             kind=job.kind,
@@ -324,49 +335,97 @@ def training_job_resume(*, actor: User, job: TrainingJob) -> TrainingJob:
             reward_version=job.reward_version,
             resumed_from=job,
         )
-        resumed.data = {**resumed.data, "resume_from_checkpoint": checkpoint.path}
+        resumed.data = {
+            **resumed.data,
+            "resume_from_checkpoint": checkpoint.path,
+            "automatic_resume": automatic,
+        }
         resumed.save(update_fields=["data"])
+        if automatic:
+            audit_record(
+                actor=None,
+                action="training.job.requeue",
+                target=resumed,
+                data={"resumed_from": job.pk, "checkpoint_step": checkpoint.step},
+            )
     return resumed
 
 
+def _checkpoint_intact(checkpoint: TrainingCheckpoint) -> bool:
+    """The folder and every file the runner reported are there. The runner reports a
+    checkpoint only once it is saved whole, so one cut short by a full disk or a kill has no
+    row; this catches folders removed since (rotation, cleanup)."""
+    folder = Path(checkpoint.path)
+    return folder.is_dir() and all((folder / name).is_file() for name in checkpoint.files or {})
+
+
 def training_jobs_sweep_stale(
-    *, project: Project | None = None, stale_s: float | None = None
+    *, project: Project | None = None, stale_s: float | None = None, requeue: bool = False
 ) -> int:
-    """Mark failed every started job whose worker stopped sending heartbeats (a dead worker
-    or machine). Returns how many were marked. Their last checkpoint stays resumable."""
+    """Mark failed every started job whose worker is gone: its process no longer holds the
+    job's lock (killed, out of memory) or it stopped sending heartbeats (a lost machine).
+    Returns how many were marked. Their last checkpoint stays resumable; with `requeue`
+    (the beat task), a job that saved one is resumed automatically, once: a resumed job
+    that dies too stays failed."""
     stale_s = (
         stale_s
         if stale_s is not None
         else getattr(settings, "TRAINING_HEARTBEAT_STALE_SECONDS", HEARTBEAT_STALE_S)
     )
     cutoff = timezone.now() - timedelta(seconds=stale_s)
-    stale = TrainingJob.objects.filter(
-        status__in=(JobStatus.PREFLIGHT, JobStatus.RUNNING), heartbeat_at__lt=cutoff
-    )
+    started = TrainingJob.objects.filter(status__in=(JobStatus.PREFLIGHT, JobStatus.RUNNING))
     if project is not None:
-        stale = stale.filter(project=project)
+        started = started.filter(project=project)
     marked = 0
-    for job_id in list(stale.values_list("pk", flat=True)):
+    for job_id in list(started.values_list("pk", flat=True)):
         with transaction.atomic():
             job = (
                 TrainingJob.objects.select_for_update()
                 .filter(pk=job_id, status__in=(JobStatus.PREFLIGHT, JobStatus.RUNNING))
                 .first()
             )
-            if job is None or job.heartbeat_at is None or job.heartbeat_at >= cutoff:
+            if job is None:
+                continue
+            silent = job.heartbeat_at is None or job.heartbeat_at < cutoff
+            # A live worker whose lock connection dropped (a database restart) keeps sending
+            # heartbeats: a free lock counts only once the heartbeats stopped too.
+            quiet = job.heartbeat_at is None or job.heartbeat_at < timezone.now() - timedelta(
+                seconds=min(stale_s, LOCK_LOST_QUIET_S)
+            )
+            if quiet and job_owner_gone(TrainingJob, job.pk):
+                reason = "The worker running the job died (its process is gone)."
+            elif silent and job.heartbeat_at is not None:
+                reason = (
+                    "The worker stopped sending heartbeats "
+                    f"(last at {job.heartbeat_at:%H:%M:%S} UTC)."
+                )
+            else:
                 continue
             last = job.checkpoints.order_by("-step").first()
             job.status = JobStatus.FAILED
             job.finished_at = timezone.now()
-            job.error = (
-                f"The worker stopped sending heartbeats (last at {job.heartbeat_at:%H:%M:%S} UTC)."
-                + (f" Resumable from the checkpoint at step {last.step}." if last else "")
+            job.runner_pid = None
+            job.error = reason + (
+                f" Resumable from the checkpoint at step {last.step}." if last else ""
             )
-            job.save(update_fields=["status", "finished_at", "error", "updated_at"])
+            job.save(update_fields=["status", "finished_at", "error", "runner_pid", "updated_at"])
             audit_record(actor=None, action="training.job.lost", target=job)
             transaction.on_commit(lambda job=job: job_push(job, "training.status"))
             marked += 1
+            if requeue and last is not None and not job.data.get("automatic_resume"):
+                _requeue_once(job)
     return marked
+
+
+def _requeue_once(job: TrainingJob) -> None:
+    """Resume a lost job from its last checkpoint, in a savepoint: a job that cannot be
+    resumed (its checkpoint is gone or damaged) just stays failed."""
+    try:
+        with transaction.atomic():
+            training_job_resume(actor=None, job=job, automatic=True)
+    except ValidationError as error:
+        note = " ".join(error.messages)
+        TrainingJob.objects.filter(pk=job.pk).update(error=f"{job.error} Not resumed: {note}")
 
 
 def job_workdir(job: TrainingJob) -> Path:
