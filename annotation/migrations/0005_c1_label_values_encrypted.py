@@ -83,6 +83,13 @@ def _members_writable(schema_editor, writable: bool) -> None:
             schema_editor.execute(f"DROP TRIGGER IF EXISTS {MEMBERS}_no_{op};")
 
 
+def _fire_deferred_checks(schema_editor) -> None:
+    """The rows' deferred foreign-key checks run now: PostgreSQL refuses to ALTER a table
+    with trigger events pending, and the next operations alter these tables."""
+    schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    schema_editor.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
 def _json(value):
     return json.loads(value) if isinstance(value, str) else value
 
@@ -117,10 +124,23 @@ def split_existing(apps, schema_editor):
         change=lambda value, column, pk: encrypt_json(value),
     )
     if connection.vendor == "postgresql":
+        _fire_deferred_checks(schema_editor)
         _members_writable(schema_editor, False)
+
+
+def install_member_guard(apps, schema_editor):
+    """Last, because SQLite drops a table's triggers whenever a migration rebuilds it."""
+    if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(POSTGRES_MEMBER_GUARD, params=None)
     else:
         _sqlite_member_triggers(schema_editor, fixed_columns=MEMBER_FIXED)
+
+
+def restore_member_guard(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(POSTGRES_MEMBER_GUARD_UNDO, params=None)
+    else:
+        _sqlite_member_triggers(schema_editor, fixed_columns=None)
 
 
 def join_existing(apps, schema_editor):
@@ -161,9 +181,8 @@ def join_existing(apps, schema_editor):
         reasons = [(decrypt_json(reason), pk) for pk, reason in cursor.fetchall()]
         cursor.executemany("UPDATE annotation_goldlabel SET reason = %s WHERE id = %s", reasons)
     if connection.vendor == "postgresql":
-        schema_editor.execute(POSTGRES_MEMBER_GUARD_UNDO, params=None)
-    else:
-        _sqlite_member_triggers(schema_editor, fixed_columns=None)
+        _fire_deferred_checks(schema_editor)
+        _members_writable(schema_editor, False)
 
 
 def _split_fields(model_name):
@@ -187,6 +206,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunPython(migrations.RunPython.noop, restore_member_guard),
         *_split_fields("annotation"),
         *_split_fields("goldlabel"),
         *_split_fields("snapshotmember"),
@@ -209,4 +229,5 @@ class Migration(migrations.Migration):
         migrations.RemoveField(model_name="annotation", name="value"),
         migrations.RemoveField(model_name="goldlabel", name="value"),
         migrations.RemoveField(model_name="snapshotmember", name="label"),
+        migrations.RunPython(install_member_guard, migrations.RunPython.noop),
     ]
