@@ -315,7 +315,8 @@ class Lease(models.Model):
     )
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
-    skip_reason = models.CharField(max_length=500, blank=True)
+    # Encrypted: the annotator's own words (they may quote the item); NULL when not skipped.
+    skip_reason = EncryptedJSONField(null=True, blank=True)
 
     class Meta:
         indexes = [

@@ -1,7 +1,8 @@
 """Answers, gold labels and snapshot members stop holding free text in clear: each label
 value is split into `choice` (plain jsonb: only what the label schema fixes, which
 agreement and stratified splits read in SQL) and `free_text` (a Fernet token, under the
-keys and rotation of item payloads). Gold-label reasons are encrypted too. Rows written
+keys and rotation of item payloads). Gold-label reasons and skip reasons are encrypted
+too (a lease that was not skipped has NULL). Rows written
 before are split and encrypted in place, batch by batch (governance.fields.rewrite_rows).
 
 Snapshot members stay immutable: the new trigger lets an UPDATE change `free_text` only,
@@ -123,6 +124,12 @@ def split_existing(apps, schema_editor):
         columns=["reason"],
         change=lambda value, column, pk: encrypt_json(value),
     )
+    rewrite_rows(
+        connection,
+        table="annotation_lease",
+        columns=["skip_reason"],
+        change=lambda value, column, pk: encrypt_json(value) if value else None,
+    )
     if connection.vendor == "postgresql":
         _fire_deferred_checks(schema_editor)
         _members_writable(schema_editor, False)
@@ -144,7 +151,7 @@ def restore_member_guard(apps, schema_editor):
 
 
 def join_existing(apps, schema_editor):
-    from governance.fields import decrypt_json
+    from governance.fields import decrypt_json, rewrite_rows
 
     connection = schema_editor.connection
     _members_writable(schema_editor, True)
@@ -176,10 +183,19 @@ def join_existing(apps, schema_editor):
                     ],
                 )
             after = rows[-1][0]
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT id, reason FROM annotation_goldlabel")
-        reasons = [(decrypt_json(reason), pk) for pk, reason in cursor.fetchall()]
-        cursor.executemany("UPDATE annotation_goldlabel SET reason = %s WHERE id = %s", reasons)
+    rewrite_rows(
+        connection,
+        table="annotation_goldlabel",
+        columns=["reason"],
+        change=lambda value, column, pk: decrypt_json(value),
+    )
+    rewrite_rows(
+        connection,
+        table="annotation_lease",
+        columns=["skip_reason"],
+        change=lambda value, column, pk: decrypt_json(value),
+    )
+    schema_editor.execute("UPDATE annotation_lease SET skip_reason = '' WHERE skip_reason IS NULL")
     if connection.vendor == "postgresql":
         _fire_deferred_checks(schema_editor)
         _members_writable(schema_editor, False)
@@ -224,6 +240,11 @@ class Migration(migrations.Migration):
             model_name="goldlabel",
             name="reason",
             field=governance.fields.EncryptedJSONField(blank=True, default=""),
+        ),
+        migrations.AlterField(
+            model_name="lease",
+            name="skip_reason",
+            field=governance.fields.EncryptedJSONField(blank=True, null=True),
         ),
         migrations.RunPython(split_existing, join_existing),
         migrations.RemoveField(model_name="annotation", name="value"),

@@ -109,7 +109,7 @@ WITH candidate AS (
     INSERT INTO annotation_lease (project_id, item_id, annotator_id, kind, state, created_at,
                                   expires_at, skip_reason, schema_id, guideline_id)
     SELECT %(project)s::bigint, b.id, %(user)s::bigint, 'label', 'active',
-           %(now)s::timestamptz, %(expires)s::timestamptz, '', %(schema)s::bigint,
+           %(now)s::timestamptz, %(expires)s::timestamptz, NULL, %(schema)s::bigint,
            %(guideline)s::bigint
     FROM bumped b
     RETURNING id

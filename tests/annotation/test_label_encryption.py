@@ -15,6 +15,7 @@ from annotation.models import (
     AnnotationSettings,
     GoldLabel,
     LabelSchema,
+    Lease,
     SnapshotMember,
 )
 from annotation.schemas import normalize_config
@@ -118,6 +119,20 @@ def test_classification_answers_need_no_decryption(project):
 
     assert stored_annotation(answer.pk) == ('{"labels": ["neg"]}', None)
     assert Annotation.objects.get().value == {"labels": ["neg"]}
+
+
+def test_a_skip_reason_is_encrypted_and_a_lease_not_skipped_has_none(project):
+    classification_setup(project, k=1)
+    ItemFactory.create_batch(2, project=project)
+    user = MembershipFactory(project=project, role="annotator").user
+    offer = services.item_lease_next(project=project, annotator=user)
+
+    services.item_skip(project=project, lease_id=offer.lease.pk, annotator=user, reason=SECRET)
+    current = services.item_lease_next(project=project, annotator=user)
+
+    assert "Jane Roe" not in stored_rows_text("annotation_lease")
+    assert Lease.objects.get(pk=offer.lease.pk).skip_reason == SECRET
+    assert Lease.objects.get(pk=current.lease.pk).skip_reason is None
 
 
 def test_an_adjudicators_response_and_reason_are_encrypted(project, adjudicator):
