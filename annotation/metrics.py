@@ -11,7 +11,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from annotation import agreement
-from annotation.models import Annotation, Item, LabelSchema, TaskType
+from annotation.models import Annotation, Item, LabelSchema, TaskType, answer_join
 from annotation.schemas import agreement_key, metric_level
 from annotation.selectors import (
     current_schema,
@@ -28,11 +28,13 @@ from portal.models import Project, User
 
 def _rows(project: Project, schema: LabelSchema) -> list[tuple[int, int, Any, Any]]:
     """(item, annotator, value, submitted_at) for every live answer on a regular item."""
-    return list(
-        Annotation.objects.filter(
+    # Choice-only answers (every measured task type) have no free text to decrypt.
+    return [
+        (item_id, annotator_id, answer_join(choice, free_text), submitted_at)
+        for item_id, annotator_id, choice, free_text, submitted_at in Annotation.objects.filter(
             project=project, undone=False, item__is_gold=False, schema__task_type=schema.task_type
-        ).values_list("item_id", "annotator_id", "value", "submitted_at")
-    )
+        ).values_list("item_id", "annotator_id", "choice", "free_text", "submitted_at")
+    ]
 
 
 def _tables(rows, task_type: str, config: dict) -> dict[str, agreement.LabelTable]:

@@ -10,6 +10,46 @@ from django.db.models import Q
 
 from governance.fields import EncryptedJSONField
 
+# An answer (annotations, gold labels, snapshot members) is stored in two columns:
+# `choice`, plain jsonb, holds only what the label schema fixes (class names from its
+# choices, match / no_match / unsure, the index or ranking of responses, 1-5 scores on the
+# schema's criteria), so agreement, stratified splits and label counts run in SQL or over
+# plain values; `free_text`, encrypted at rest like item payloads, holds whatever an
+# annotator or adjudicator writes themselves (written and edited responses, a preference's
+# reason), which can carry personal data. An answer without free text has free_text NULL
+# and costs no decryption.
+FREE_TEXT_KEYS = ("response", "steps", "reason")
+
+
+def answer_split(value: dict | None) -> tuple[dict | None, dict | None]:
+    """(choice, free_text) of an answer; either is None when it has no such part."""
+    if value is None:
+        return None, None
+    choice = {k: v for k, v in value.items() if k not in FREE_TEXT_KEYS}
+    text = {k: v for k, v in value.items() if k in FREE_TEXT_KEYS}
+    return choice or None, text or None
+
+
+def answer_join(choice: dict | None, free_text: dict | None) -> dict | None:
+    """The answer `answer_split` split (key order aside; hashes use canonical JSON)."""
+    if choice is None and free_text is None:
+        return None
+    return {**(choice or {}), **(free_text or {})}
+
+
+def _answer_property() -> property:
+    """`value` (or `label`) as one dict over the `choice` and `free_text` columns. Setting
+    it splits it; Django's constructors accept a property as a keyword, so
+    `GoldLabel(value=...)` and `objects.create(value=...)` work as with one column."""
+
+    def get(obj) -> dict | None:
+        return answer_join(obj.choice, obj.free_text)
+
+    def put(obj, value: dict | None) -> None:
+        obj.choice, obj.free_text = answer_split(value)
+
+    return property(get, put)
+
 
 class Dataset(models.Model):
     class Status(models.TextChoices):
@@ -275,7 +315,8 @@ class Lease(models.Model):
     )
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
-    skip_reason = models.CharField(max_length=500, blank=True)
+    # Encrypted: the annotator's own words (they may quote the item); NULL when not skipped.
+    skip_reason = EncryptedJSONField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -309,7 +350,10 @@ class Annotation(models.Model):
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
-    value = models.JSONField()
+    # Plain: schema choices only. Encrypted: what the annotator wrote (see FREE_TEXT_KEYS).
+    choice = models.JSONField(null=True, blank=True)
+    free_text = EncryptedJSONField(null=True, blank=True)
+    value = _answer_property()
     schema = models.ForeignKey(LabelSchema, on_delete=models.PROTECT, related_name="+")
     guideline = models.ForeignKey(Guideline, on_delete=models.PROTECT, null=True, related_name="+")
     # The client's id for this submission: a retried or double-clicked submit stores one row.
@@ -347,12 +391,16 @@ class GoldLabel(models.Model):
 
     project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
     item = models.OneToOneField(Item, on_delete=models.PROTECT, related_name="gold_label")
-    value = models.JSONField()
+    # Plain: schema choices only. Encrypted: a written or edited response, a reason.
+    choice = models.JSONField(null=True, blank=True)
+    free_text = EncryptedJSONField(null=True, blank=True)
+    value = _answer_property()
     method = models.CharField(max_length=20, choices=Method.choices)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    reason = models.TextField(blank=True)
+    # Encrypted: the adjudicator's own words, which often quote the item.
+    reason = EncryptedJSONField(blank=True, default="")
     annotation_ids = models.JSONField(default=list)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -406,7 +454,12 @@ class SnapshotMember(models.Model):
     position = models.IntegerField()
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
     content_hash = models.CharField(max_length=64)
-    label = models.JSONField()
+    # The gold label as frozen: plain schema choices, encrypted free text. The database lets
+    # an UPDATE change free_text only, to another Fernet token (key rotation); the
+    # snapshot's manifest hash covers the whole label, so any other change is caught.
+    choice = models.JSONField(null=True, blank=True)
+    free_text = EncryptedJSONField(null=True, blank=True)
+    label = _answer_property()
     method = models.CharField(max_length=20)
     split = models.CharField(max_length=10, choices=Split.choices)
 

@@ -26,6 +26,7 @@ from annotation.models import (
     PiiRule,
     QualityCheck,
     Snapshot,
+    answer_join,
 )
 from annotation.schemas import agreement_key
 from governance.models import canonical_json
@@ -169,9 +170,10 @@ def gold_accuracy_by_annotator(*, project: Project) -> dict[int, tuple[int, int]
         return {}
     result: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     rows = Annotation.objects.filter(project=project, item__is_gold=True, undone=False).values_list(
-        "annotator_id", "value", "item__gold_answer", "schema__task_type"
+        "annotator_id", "choice", "free_text", "item__gold_answer", "schema__task_type"
     )
-    for annotator_id, value, answer, task_type in rows:
+    for annotator_id, choice, free_text, answer, task_type in rows:
+        value = answer_join(choice, free_text)
         try:
             correct = agreement_key(task_type, value) == agreement_key(task_type, answer)
         except (KeyError, TypeError):
@@ -349,15 +351,17 @@ def snapshot_compare(*, old: Snapshot, new: Snapshot) -> SnapshotComparison:
     def members(snapshot: Snapshot) -> dict[str, tuple[str, str, str]]:
         # Curated versions are new items; they are matched to the item they came from.
         rows = snapshot.members.values_list(
-            "item_id", "item__metadata", "content_hash", "label", "split"
+            "item_id", "item__metadata", "content_hash", "choice", "free_text", "split"
         )
         return {
             lineage_key(item_id, metadata): (
                 content,
-                hashlib.sha256(canonical_json(label)).hexdigest(),
+                hashlib.sha256(canonical_json(answer_join(choice, free_text))).hexdigest(),
                 split,
             )
-            for item_id, metadata, content, label, split in rows.iterator(chunk_size=20_000)
+            for item_id, metadata, content, choice, free_text, split in rows.iterator(
+                chunk_size=20_000
+            )
         }
 
     before, after = members(old), members(new)

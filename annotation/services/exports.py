@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from annotation.models import Snapshot, SnapshotMember, TaskType
+from annotation.models import Snapshot, SnapshotMember, TaskType, answer_join
 
 EXPORT_FORMATS = ("sft", "prompt_completion", "preference", "classification", "entity_pairs")
 # Which task types each format can be made from.
@@ -171,13 +171,15 @@ def export_lines(*, snapshot: Snapshot, fmt: str, split: str | None = None) -> I
         if split not in SnapshotMember.Split.values:
             raise ValidationError({"split": f"is one of {', '.join(SnapshotMember.Split.values)}"})
         members = members.filter(split=split)
-    rows = members.order_by("position").values_list("item_id", "item__payload", "label")
+    rows = members.order_by("position").values_list(
+        "item_id", "item__payload", "choice", "free_text"
+    )
     return _lines(rows, build)
 
 
 def _lines(rows, build) -> Iterator[bytes]:
-    for item_id, payload, label in rows.iterator(chunk_size=CHUNK):
-        for row in build(item_id, payload, label):
+    for item_id, payload, choice, free_text in rows.iterator(chunk_size=CHUNK):
+        for row in build(item_id, payload, answer_join(choice, free_text)):
             yield (_encode(row) + "\n").encode("utf-8")
 
 

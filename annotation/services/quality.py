@@ -306,8 +306,9 @@ def _run_distributions(check: QualityCheck, report: Callable[[int], None]) -> di
     items = scope_items(project=check.project, dataset=check.dataset)
     _set_total(check, items.count())
     count_tokens, tokenizer = token_counter(check.params.get("tokenizer_path"))
+    # Label names come from the plain schema choices; free text shows as "(free text)".
     labels_of = dict(
-        GoldLabel.objects.filter(item__in=items).values_list("item_id", "value").iterator(CHUNK)
+        GoldLabel.objects.filter(item__in=items).values_list("item_id", "choice").iterator(CHUNK)
     )
     chars: list[int] = []
     tokens: list[int] = []

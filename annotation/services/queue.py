@@ -26,6 +26,7 @@ from annotation.models import (
     Item,
     LabelSchema,
     Lease,
+    answer_split,
 )
 from annotation.schemas import validate_answer
 from annotation.services import queue_sql as sql
@@ -34,6 +35,7 @@ from annotation.services.resolution import (
     agreement_outcome,
     item_resolve_by_agreement,
 )
+from governance.fields import encrypt_json
 from governance.services import audit_append_sql, audit_record, event_draft
 from portal.db import fetch_one, run_alone
 from portal.models import Project, User
@@ -496,6 +498,15 @@ def _annotation_submit_locked(
     return annotation
 
 
+def _answer_params(prefix: str, value: dict) -> dict[str, str | None]:
+    """An answer as the raw statements write it: choice as JSON, free text encrypted."""
+    choice, free_text = answer_split(value)
+    return {
+        f"{prefix}choice": None if choice is None else json.dumps(choice),
+        f"{prefix}free_text": None if free_text is None else encrypt_json(free_text),
+    }
+
+
 # The fast paths answer one of these when they leave the case to the locked path.
 _SLOW_PATH = object()
 _RETRY = object()
@@ -585,7 +596,10 @@ def _annotation_submit_fast(
     server_seconds = (now - started_at).total_seconds()
     if seconds_spent is None or not 0 <= seconds_spent <= server_seconds + 5:
         seconds_spent = server_seconds
-    others = [(pk, sql.json_value(v)) for pk, v in sql.json_value(others or "[]")]
+    others = [
+        (pk, sql.answer_value(choice, free_text))
+        for pk, choice, free_text in sql.json_value(others or "[]")
+    ]
     events = [
         event_draft(
             actor=annotator,
@@ -609,7 +623,7 @@ def _annotation_submit_fast(
         "new_state": item_state,
         "annotation": annotation_id,
         "project": project.pk,
-        "value": json.dumps(clean),
+        **_answer_params("", clean),
         "schema": schema_id,
         # The guideline the annotator was shown (schema and guideline travel together).
         "guideline": guideline_id,
@@ -646,7 +660,8 @@ def _annotation_submit_fast(
             gold_sql = sql.GOLD_INSERT_SQL
             params.update(
                 gold=gold_id,
-                gold_value=json.dumps(agreeing[0][1]),
+                **_answer_params("gold_", agreeing[0][1]),
+                gold_reason=encrypt_json(""),
                 method=outcome.method,
                 gold_ids=json.dumps([pk for pk, _ in agreeing]),
             )

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import connection
 
-from annotation.models import Item
+from annotation.models import Annotation, Item, answer_join
 from governance.fields import EncryptedJSONField
 
 ITEM_FIELDS = [f for f in Item._meta.concrete_fields]
@@ -45,6 +45,14 @@ def payload_value(value: str) -> Any:
 def json_value(value: Any) -> Any:
     """jsonb and json columns reach raw cursors as text (Django's psycopg setup)."""
     return json.loads(value) if isinstance(value, str) else value
+
+
+_FREE_TEXT = Annotation._meta.get_field("free_text")
+
+
+def answer_value(choice: Any, free_text: str | None) -> dict | None:
+    """An answer from its raw columns: plain choice (JSON) and encrypted free text."""
+    return answer_join(json_value(choice), _FREE_TEXT.decrypt(free_text))
 
 
 # The annotator's open lease and the project's queue settings, in one round trip.
@@ -101,7 +109,7 @@ WITH candidate AS (
     INSERT INTO annotation_lease (project_id, item_id, annotator_id, kind, state, created_at,
                                   expires_at, skip_reason, schema_id, guideline_id)
     SELECT %(project)s::bigint, b.id, %(user)s::bigint, 'label', 'active',
-           %(now)s::timestamptz, %(expires)s::timestamptz, '', %(schema)s::bigint,
+           %(now)s::timestamptz, %(expires)s::timestamptz, NULL, %(schema)s::bigint,
            %(guideline)s::bigint
     FROM bumped b
     RETURNING id
@@ -132,7 +140,8 @@ SELECT l.annotator_id, l.state, l.item_id, l.schema_id, l.guideline_id, l.create
        l.expires_at, i.payload, i.is_gold, i.state, i.label_count,
        s.labels_per_item, s.agreement_rule, s.majority_min,
        (SELECT a.lease_id FROM annotation_annotation a WHERE a.submission_id = %(submission)s),
-       (SELECT json_agg(json_build_array(a.id, a.value) ORDER BY a.submitted_at, a.id)
+       (SELECT json_agg(json_build_array(a.id, a.choice, a.free_text)
+                 ORDER BY a.submitted_at, a.id)
         FROM annotation_annotation a WHERE a.item_id = l.item_id AND NOT a.undone),
        nextval(pg_get_serial_sequence('annotation_annotation', 'id')),
        CASE WHEN NOT i.is_gold AND l.state = 'active'
@@ -173,13 +182,13 @@ WITH standing AS (
     FROM locked WHERE l.id = locked.id
     RETURNING l.id
 ), answer AS (
-    INSERT INTO annotation_annotation (id, project_id, item_id, annotator_id, value,
-        schema_id, guideline_id, submission_id, lease_id, started_at, submitted_at,
-        seconds_spent, undone)
+    INSERT INTO annotation_annotation (id, project_id, item_id, annotator_id, choice,
+        free_text, schema_id, guideline_id, submission_id, lease_id, started_at,
+        submitted_at, seconds_spent, undone)
     SELECT %(annotation)s::bigint, %(project)s::bigint, locked.item_id, %(user)s::bigint,
-           %(value)s::jsonb, %(schema)s::bigint, %(guideline)s::bigint, %(submission)s::uuid,
-           locked.id, %(started)s::timestamptz, %(now)s::timestamptz, %(seconds)s::float8,
-           false
+           %(choice)s::jsonb, %(free_text)s::text, %(schema)s::bigint, %(guideline)s::bigint,
+           %(submission)s::uuid, locked.id, %(started)s::timestamptz, %(now)s::timestamptz,
+           %(seconds)s::float8, false
     FROM locked
     RETURNING id
 ){gold},
@@ -188,10 +197,11 @@ SELECT (SELECT count(*) FROM answer), (SELECT count(*) FROM audit_rows)
 """
 
 GOLD_INSERT_SQL = """, gold AS (
-    INSERT INTO annotation_goldlabel (id, project_id, item_id, value, method, decided_by_id,
-        reason, annotation_ids, created_at)
+    INSERT INTO annotation_goldlabel (id, project_id, item_id, choice, free_text, method,
+        decided_by_id, reason, annotation_ids, created_at)
     SELECT %(gold)s::bigint, %(project)s::bigint, answer_item.item_id,
-           %(gold_value)s::jsonb, %(method)s::text, NULL::bigint, '', %(gold_ids)s::jsonb,
+           %(gold_choice)s::jsonb, %(gold_free_text)s::text, %(method)s::text, NULL::bigint,
+           %(gold_reason)s::text, %(gold_ids)s::jsonb,
            %(now)s::timestamptz
     FROM answer, locked answer_item
     RETURNING id

@@ -19,6 +19,7 @@ from annotation.models import (
     Item,
     LabelSchema,
     Lease,
+    answer_join,
 )
 from annotation.schemas import agreement_key, validate_answer
 from governance.services import audit_record
@@ -195,11 +196,13 @@ def label_model_apply(*, project: Project, applied_by: User, min_confidence: flo
         raise ValidationError(
             {"task_type": "the label model works on classification and entity matching only"}
         )
-    rows = list(
-        Annotation.objects.filter(project=project, undone=False, item__is_gold=False).values_list(
-            "pk", "item_id", "annotator_id", "value"
-        )
-    )
+    # Classification and matching answers are schema choices only: plain, no decryption.
+    rows = [
+        (pk, item_id, annotator_id, answer_join(choice, free_text))
+        for pk, item_id, annotator_id, choice, free_text in Annotation.objects.filter(
+            project=project, undone=False, item__is_gold=False
+        ).values_list("pk", "item_id", "annotator_id", "choice", "free_text")
+    ]
     if not rows:
         return 0
     items = {item_id: i for i, item_id in enumerate(dict.fromkeys(r[1] for r in rows))}

@@ -32,6 +32,7 @@ from annotation.models import (
     Snapshot,
     SnapshotMember,
     TaskType,
+    answer_join,
 )
 from annotation.schemas import normalize_config
 from governance.models import canonical_json
@@ -43,7 +44,17 @@ SPLITS = ("train", "validation", "test")
 FILTER_KEYS = ("datasets", "metadata", "synthetic", "methods", "item_ids")
 SYNTHETIC_CHOICES = ("include", "exclude", "only")
 BATCH = 20_000
-MEMBER_COLUMNS = ("snapshot_id", "position", "item_id", "content_hash", "label", "method", "split")
+MEMBER_COLUMNS = (
+    "snapshot_id",
+    "position",
+    "item_id",
+    "content_hash",
+    "choice",
+    "free_text",
+    "method",
+    "split",
+)
+_FREE_TEXT = GoldLabel._meta.get_field("free_text")
 TRUTHY = {"1", "true", "yes", "y", "synthetic"}
 # Copies made only for human review (spot checks) never become training data.
 REVIEW_ONLY = ("spot_check",)
@@ -117,13 +128,14 @@ def filter_validated(project: Project, raw: dict[str, Any] | None) -> dict[str, 
 
 
 def stratum_expression(task_type: str):
-    """What the split is stratified by: the discrete label where there is one."""
+    """What the split is stratified by: the discrete label where there is one (a schema
+    choice, so it is plain in the database)."""
     if task_type == TaskType.CLASSIFICATION:
-        return KeyTextTransform("labels", "value")
+        return KeyTextTransform("labels", "choice")
     if task_type == TaskType.ENTITY_MATCHING:
-        return KeyTextTransform("match", "value")
+        return KeyTextTransform("match", "choice")
     if task_type == TaskType.PREFERENCE:
-        return Coalesce(KeyTextTransform("best", "value"), Value(""), output_field=TextField())
+        return Coalesce(KeyTextTransform("best", "choice"), Value(""), output_field=TextField())
     return Value("", output_field=TextField())
 
 
@@ -203,9 +215,10 @@ def _write_members(rows: list[tuple]) -> None:
                 position=r[1],
                 item_id=r[2],
                 content_hash=r[3],
-                label=json.loads(r[4]),
-                method=r[5],
-                split=r[6],
+                choice=None if r[4] is None else json.loads(r[4]),
+                free_text=_FREE_TEXT.decrypt(r[5]),
+                method=r[6],
+                split=r[7],
             )
             for r in rows
         ]
@@ -270,8 +283,10 @@ def snapshot_create(
         raise ValidationError({"filter": "no gold-labelled items match; nothing to snapshot"})
     seeded_order = MD5(Concat(Value(f"{seed}:"), F("item__content_hash")))
     # Payloads are decrypted by their field's converter (they are ciphertext in the
-    # database). Labels arrive as text and are decoded here without the ORM's converters;
-    # they repeat (a class name), so each distinct label is canonicalised once.
+    # database). Labels arrive as text and are decoded here without the ORM's converters:
+    # a label of schema choices only repeats (a class name), so each distinct one is
+    # canonicalised once; free text is decrypted only to hash it, and the member keeps the
+    # gold label's own token.
     rows = (
         labels.annotate(
             stratum=stratum,
@@ -280,14 +295,16 @@ def snapshot_create(
                 partition_by=[stratum],
                 order_by=[seeded_order.asc(), F("item_id").asc()],
             ),
-            label_text=Cast("value", TextField()),
+            choice_text=Cast("choice", TextField()),
+            free_token=Cast("free_text", TextField()),
             is_synthetic=Case(When(synthetic_q(), then=Value(True)), default=Value(False)),
         )
         .order_by("item_id")
         .values_list(
             "item_id",
             "item__payload",
-            "label_text",
+            "choice_text",
+            "free_token",
             "method",
             "stratum",
             "rank",
@@ -298,7 +315,7 @@ def snapshot_create(
     bounds = {
         key: _split_bounds(n, ratios) for key, n in strata_sizes.items()
     }  # stratum -> (last test rank, last validation rank)
-    canonical_labels: dict[str, tuple[str, str]] = {}
+    canonical_labels: dict[str | None, tuple[str | None, str]] = {}
     snapshot_id = _allocate_snapshot_id()
     manifest = hashlib.sha256()
     counts: dict[str, Counter] = defaultdict(Counter)
@@ -308,7 +325,8 @@ def snapshot_create(
     for (
         item_id,
         payload,
-        raw_label,
+        raw_choice,
+        free_token,
         method,
         stratum_value,
         rank,
@@ -320,15 +338,21 @@ def snapshot_create(
             "test" if rank <= last_test else "validation" if rank <= last_validation else "train"
         )
         digest = content_hash(payload)
-        known = canonical_labels.get(raw_label)
+        known = None if free_token is not None else canonical_labels.get(raw_choice)
         if known is None:
-            text = canonical_json(loads(raw_label))
-            known = (text.decode("utf-8"), hashlib.sha256(text).hexdigest())
-            if len(canonical_labels) < 100_000:
-                canonical_labels[raw_label] = known
-        label_text, label_hash = known
+            choice = None if raw_choice is None else loads(raw_choice)
+            text = canonical_json(answer_join(choice, _FREE_TEXT.decrypt(free_token)))
+            known = (
+                None if choice is None else canonical_json(choice).decode("utf-8"),
+                hashlib.sha256(text).hexdigest(),
+            )
+            if free_token is None and len(canonical_labels) < 100_000:
+                canonical_labels[raw_choice] = known
+        choice_text, label_hash = known
         manifest.update(manifest_line(digest, label_hash, split))
-        batch.append((snapshot_id, position, item_id, digest, label_text, method, split))
+        batch.append(
+            (snapshot_id, position, item_id, digest, choice_text, free_token, method, split)
+        )
         position += 1
         counts["split"][split] += 1
         counts["method"][method] += 1
@@ -405,9 +429,11 @@ def _labels_by_split(strata: Counter) -> dict[str, dict[str, int]]:
 def manifest_recompute(*, snapshot: Snapshot) -> str:
     """The manifest hash from the stored members, for verification."""
     digest = hashlib.sha256()
-    members = snapshot.members.order_by("position").values_list("content_hash", "label", "split")
-    for content, label, split in members.iterator(chunk_size=BATCH):
-        digest.update(manifest_line(content, label_sha256(label), split))
+    members = snapshot.members.order_by("position").values_list(
+        "content_hash", "choice", "free_text", "split"
+    )
+    for content, choice, free_text, split in members.iterator(chunk_size=BATCH):
+        digest.update(manifest_line(content, label_sha256(answer_join(choice, free_text)), split))
     return digest.hexdigest()
 
 
@@ -536,8 +562,8 @@ def _pairs_dataset_create(
 def snapshot_members_by_hash(*, snapshot: Snapshot) -> dict[int, tuple[str, str]]:
     """{item id: (content hash, label sha256)} for comparisons."""
     return {
-        item_id: (content, label_sha256(label))
-        for item_id, content, label in snapshot.members.values_list(
-            "item_id", "content_hash", "label"
+        item_id: (content, label_sha256(answer_join(choice, free_text)))
+        for item_id, content, choice, free_text in snapshot.members.values_list(
+            "item_id", "content_hash", "choice", "free_text"
         ).iterator(chunk_size=BATCH)
     }

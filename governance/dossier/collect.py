@@ -25,6 +25,7 @@ from annotation.models import (
     Item,
     LabelSchema,
     SnapshotMember,
+    answer_join,
 )
 from annotation.schemas import agreement_key, metric_level
 from annotation.selectors import pseudonym, settings_for
@@ -437,8 +438,9 @@ def annotation_figures(snapshot, *, annotated_before=None) -> dict[str, Any]:
             item_id__in=members.values("item_id"), undone=False, submitted_at__lte=cutoff
         )
         .order_by("item_id", "annotator_id")
-        .values_list("item_id", "annotator_id", "value", "schema_id", "guideline_id")
+        .values_list("item_id", "annotator_id", "choice", "free_text", "schema_id", "guideline_id")
     )
+    rows = [(r[0], r[1], answer_join(r[2], r[3]), *r[4:]) for r in rows]
     schemas = {
         s.pk: s for s in LabelSchema.objects.filter(pk__in={r[3] for r in rows}).order_by("pk")
     }
@@ -533,20 +535,22 @@ def disagreement_rows(snapshot) -> list[list[str]]:
         method=GoldLabel.Method.UNANIMOUS
     )
     gold_by_item = {
-        g[0]: g[1:]
-        for g in golds.values_list("item_id", "method", "value", "decided_by_id", "reason")
+        item_id: (method, answer_join(choice, free_text), decided_by, reason)
+        for item_id, method, choice, free_text, decided_by, reason in golds.values_list(
+            "item_id", "method", "choice", "free_text", "decided_by_id", "reason"
+        )
     }
     if not gold_by_item:
         return []
     labels: dict[int, list[tuple[str, Any]]] = defaultdict(list)
-    for item_id, annotator_id, value in (
+    for item_id, annotator_id, choice, free_text in (
         Annotation.objects.filter(
             item_id__in=list(gold_by_item), undone=False, submitted_at__lte=snapshot.created_at
         )
         .order_by("item_id", "annotator_id")
-        .values_list("item_id", "annotator_id", "value")
+        .values_list("item_id", "annotator_id", "choice", "free_text")
     ):
-        labels[item_id].append((pseudonym(settings, annotator_id), value))
+        labels[item_id].append((pseudonym(settings, annotator_id), answer_join(choice, free_text)))
     external = dict(Item.objects.filter(pk__in=list(gold_by_item)).values_list("pk", "external_id"))
     out = []
     for item_id in sorted(gold_by_item):

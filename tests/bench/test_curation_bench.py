@@ -56,15 +56,15 @@ def _fill(dataset, n, text_sql, *, gold=True):
         if gold:
             cursor.execute(
                 """
-                INSERT INTO annotation_goldlabel (project_id, item_id, value, method, reason,
+                INSERT INTO annotation_goldlabel (project_id, item_id, choice, method, reason,
                     annotation_ids, created_at)
                 SELECT project_id, id,
                     jsonb_build_object('labels', jsonb_build_array(
                         CASE WHEN row_number %% 4 = 0 THEN 'neg' ELSE 'pos' END)),
-                    'unanimous', '', '[]'::jsonb, now()
+                    'unanimous', %(reason)s, '[]'::jsonb, now()
                 FROM annotation_item WHERE dataset_id = %(dataset)s
                 """,
-                {"dataset": dataset.pk},
+                {"dataset": dataset.pk, "reason": encrypt_json("")},
             )
         cursor.execute("ANALYZE annotation_item")
         cursor.execute("ANALYZE annotation_goldlabel")

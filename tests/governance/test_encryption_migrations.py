@@ -4,11 +4,20 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from annotation.models import Item
+from annotation.models import Annotation, GoldLabel, Item, SnapshotMember
+from annotation.services.snapshots import manifest_recompute, snapshot_create
 from evaluation.services import prompt_set_create
 from governance.fields import TOKEN_PREFIX
 from tests.annotation.factories import DatasetFactory
-from tests.support.stored import stored_item, stored_prompt
+from tests.annotation.test_label_encryption import SECRET, _written_gold
+from tests.support.stored import (
+    stored_annotation,
+    stored_gold_label,
+    stored_item,
+    stored_member,
+    stored_prompt,
+    stored_rows_text,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -17,6 +26,12 @@ def _migrate(target):
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate([target])
+
+
+def _migrate_app_to_latest(app):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate([n for n in executor.loader.graph.leaf_nodes() if n[0] == app])
 
 
 def test_the_encryption_migration_encrypts_rows_written_before_it(project):
@@ -37,7 +52,7 @@ def test_the_encryption_migration_encrypts_rows_written_before_it(project):
             )
             (item_id,) = cursor.fetchone()
     finally:
-        _migrate(("annotation", "0004_item_payload_encrypted"))
+        _migrate_app_to_latest("annotation")
 
     raw_payload, raw_gold = stored_item(item_id)
     assert raw_payload.startswith(TOKEN_PREFIX)
@@ -67,3 +82,37 @@ def test_the_prompt_migration_decrypts_going_back_and_encrypts_going_forward(pro
     assert raw_reference.startswith(TOKEN_PREFIX)
     prompt.refresh_from_db()
     assert (prompt.text, prompt.reference) == ("hello there", "general kenobi")
+
+
+def _label_columns(table, pk, column):
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {column}::text FROM {table} WHERE id = %s", [pk])  # noqa: S608 - test constants
+        return json.loads(cursor.fetchone()[0])
+
+
+def test_the_label_migration_joins_going_back_and_splits_and_encrypts_going_forward(
+    project, engineer
+):
+    answers, gold = _written_gold(project)
+    snapshot = snapshot_create(actor=engineer, project=project, name="sft", seed=1)
+    member = SnapshotMember.objects.get(snapshot=snapshot)
+
+    _migrate(("annotation", "0004_item_payload_encrypted"))
+    try:
+        assert _label_columns("annotation_annotation", answers[0].pk, "value") == {
+            "response": SECRET
+        }
+        assert _label_columns("annotation_goldlabel", gold.pk, "value") == {"response": SECRET}
+        assert _label_columns("annotation_snapshotmember", member.pk, "label") == {
+            "response": SECRET
+        }
+    finally:
+        _migrate_app_to_latest("annotation")
+
+    assert stored_annotation(answers[0].pk)[1].startswith(TOKEN_PREFIX)
+    assert stored_gold_label(gold.pk)[1].startswith(TOKEN_PREFIX)
+    assert stored_member(member.pk)[1].startswith(TOKEN_PREFIX)
+    assert "Jane Roe" not in stored_rows_text("annotation_snapshotmember")
+    assert Annotation.objects.get(pk=answers[0].pk).value == {"response": SECRET}
+    assert GoldLabel.objects.get(pk=gold.pk).value == {"response": SECRET}
+    assert manifest_recompute(snapshot=snapshot) == snapshot.manifest_sha256

@@ -14,6 +14,34 @@ def stored_prompt(prompt_id: int) -> tuple[str, str]:
     return _row("SELECT text, reference FROM evaluation_prompt WHERE id = %s", prompt_id)
 
 
+def stored_annotation(annotation_id: int) -> tuple[str | None, str | None]:
+    """An answer's (choice, free_text) columns as stored: choice as JSON text."""
+    return _row(
+        "SELECT choice::text, free_text FROM annotation_annotation WHERE id = %s", annotation_id
+    )
+
+
+def stored_gold_label(gold_id: int) -> tuple[str | None, str | None, str]:
+    """A gold label's (choice, free_text, reason) columns as stored."""
+    return _row(
+        "SELECT choice::text, free_text, reason FROM annotation_goldlabel WHERE id = %s", gold_id
+    )
+
+
+def stored_member(member_id: int) -> tuple[str | None, str | None]:
+    """A snapshot member's (choice, free_text) columns as stored."""
+    return _row(
+        "SELECT choice::text, free_text FROM annotation_snapshotmember WHERE id = %s", member_id
+    )
+
+
+def stored_rows_text(table: str) -> str:
+    """Every row of an annotation table as one text, to search for plaintext."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT string_agg(t::text, '\n') FROM {table} t")  # noqa: S608 - tests name the table
+        return cursor.fetchone()[0] or ""
+
+
 def _row(sql: str, pk: int) -> tuple:
     with connection.cursor() as cursor:
         cursor.execute(sql, [pk])
