@@ -5,10 +5,12 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from annotation.models import Item
-from evaluation.services import prompt_set_create
+from evaluation.models import Battle, Generation, Judgment
+from evaluation.services import judgment_next, judgment_submit, prompt_set_create
 from governance.fields import TOKEN_PREFIX
 from tests.annotation.factories import DatasetFactory
-from tests.support.stored import stored_item, stored_prompt
+from tests.evaluation.factories import build_campaign
+from tests.support.stored import stored_column, stored_item, stored_prompt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -17,6 +19,11 @@ def _migrate(target):
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate([target])
+
+
+def _migrate_to_latest(app):
+    executor = MigrationExecutor(connection)
+    executor.migrate([n for n in executor.loader.graph.leaf_nodes() if n[0] == app])
 
 
 def test_the_encryption_migration_encrypts_rows_written_before_it(project):
@@ -60,10 +67,39 @@ def test_the_prompt_migration_decrypts_going_back_and_encrypts_going_forward(pro
     try:
         assert stored_prompt(prompt.pk) == ("hello there", "general kenobi")
     finally:
-        _migrate(("evaluation", "0002_prompt_text_encrypted"))
+        _migrate_to_latest("evaluation")
 
     raw_text, raw_reference = stored_prompt(prompt.pk)
     assert raw_text.startswith(TOKEN_PREFIX)
     assert raw_reference.startswith(TOKEN_PREFIX)
     prompt.refresh_from_db()
     assert (prompt.text, prompt.reference) == ("hello there", "general kenobi")
+
+
+def test_the_outputs_migration_decrypts_going_back_and_encrypts_going_forward(
+    project, engineer, reviewer
+):
+    campaign, _ = build_campaign(engineer, project, prompts=2, contestants=2)
+    judgment = judgment_next(campaign=campaign, reviewer=reviewer)
+    judgment_submit(
+        campaign=campaign, reviewer=reviewer, token=judgment.token, outcome="b", rationale="terse"
+    )
+    outputs = sorted(Generation.objects.values_list("output", flat=True))
+
+    _migrate(("evaluation", "0002_prompt_text_encrypted"))
+    try:
+        assert sorted(stored_column("evaluation_generation", "output")) == outputs
+        assert "terse" in stored_column("evaluation_judgment", "rationale")
+    finally:
+        _migrate_to_latest("evaluation")
+
+    for table, column in [
+        ("evaluation_generation", "output"),
+        ("evaluation_battle", "text_x"),
+        ("evaluation_battle", "text_y"),
+        ("evaluation_judgment", "rationale"),
+    ]:
+        assert all(v.startswith(TOKEN_PREFIX) for v in stored_column(table, column))
+    assert sorted(Generation.objects.values_list("output", flat=True)) == outputs
+    assert Judgment.objects.get(pk=judgment.pk).rationale == "terse"
+    assert Battle.objects.filter(campaign=campaign).count() == 2
