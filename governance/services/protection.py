@@ -16,7 +16,7 @@ from django.utils import timezone
 from annotation.models import DatasetUpload
 from governance import at_rest, keys
 from governance.fields import EncryptedJSONField, rewrite_rows, rotate_token
-from governance.services import audit_record
+from governance.services import audit_record, content_hash
 from training.services.jobs import training_files_purge, training_files_stored
 
 ROTATE_BATCH = 2000
@@ -142,7 +142,7 @@ def raw_uploads_purge(*, now=None, days: int | None = None) -> list[DatasetUploa
                 target=upload,
                 project_id=upload.project_id,
                 data={
-                    "file": upload.file_name,
+                    "file_name_sha256": content_hash(upload.file_name),
                     "sha256": upload.options.get("sha256", ""),
                     "retention_days": days,
                 },

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from governance.services import audit_record
+from governance.services import audit_record, content_hash
 from training.models import (
     JobStatus,
     TrainingCheckpoint,
@@ -289,7 +289,8 @@ def _settle(job_id: int, status: str, **fields: Any) -> TrainingJob | None:
         for name, value in fields.items():
             setattr(job, name, value)
         job.save()
-        data = {"error": job.error} if job.error else {}
+        # The error can quote the runner's output (training rows): the job row keeps it.
+        data = {"error_sha256": content_hash(job.error)} if job.error else {}
         audit_record(actor=None, action=f"training.job.{status}", target=job, data=data)
         if status == JobStatus.SUCCEEDED:
             model_version_create_for_job(job=job)
