@@ -30,6 +30,7 @@ from training.models import (
 )
 from training.services.jobs import (
     job_data_dir,
+    job_data_dir_for,
     job_data_remove,
     job_push,
     job_workdir,
@@ -274,7 +275,9 @@ def _heartbeat(job: TrainingJob, pid: int | None) -> bool:
 
 
 def _settle(job_id: int, status: str, **fields: Any) -> TrainingJob | None:
-    """Move a started job to a final state unless someone (the sweep) already did."""
+    """Move a started job to a final state unless someone (the sweep) already did. The
+    job's decrypted data goes first, so a job seen finished has none left."""
+    shutil.rmtree(job_data_dir_for(job_id), ignore_errors=True)
     with transaction.atomic():
         job = (
             TrainingJob.objects.select_for_update()

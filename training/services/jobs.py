@@ -451,7 +451,11 @@ def job_data_dir(job: TrainingJob) -> Path:
     """The private folder (0700, files 0600) of the decrypted training files written for a
     job's runner. It lives only while the job runs: `job_data_remove` deletes it when the job
     ends, whichever way."""
-    return job_workdir(job) / "data"
+    return job_data_dir_for(job.pk)
+
+
+def job_data_dir_for(job_id: int) -> Path:
+    return jobs_root() / str(job_id) / "data"
 
 
 def job_data_remove(job: TrainingJob) -> None:
