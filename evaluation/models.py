@@ -144,7 +144,9 @@ class GenerationJob(models.Model):
 class Generation(models.Model):
     job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="generations")
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="+")
-    output = models.TextField()
+    # Model outputs echo prompts (items' text) and can carry personal data: encrypted at
+    # rest as prompts are; a JSON string.
+    output = EncryptedJSONField()
 
     class Meta:
         constraints = [
@@ -213,20 +215,16 @@ class Battle(models.Model):
     contestant_y = models.ForeignKey(
         Contestant, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    text_x = models.TextField()
-    text_y = models.TextField()
+    # Copies of two generations' outputs, encrypted as those are (JSON strings). That they
+    # differ is checked by campaign_create: ciphertexts cannot be compared in SQL.
+    text_x = EncryptedJSONField()
+    text_y = EncryptedJSONField()
     assigned = models.IntegerField(default=0)
     # Random order key so "all pairs" does not serve prompts in upload order.
     shuffle = models.IntegerField(default=0)
 
     class Meta:
         indexes = [models.Index(fields=["campaign", "kind", "assigned"])]
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(kind="attention") | ~Q(text_x=models.F("text_y")),
-                name="battle_outputs_differ",
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"battle {self.pk} ({self.kind})"
@@ -261,7 +259,8 @@ class Judgment(models.Model):
     criteria = models.JSONField(default=dict, blank=True)
     unsafe_left = models.BooleanField(default=False)
     unsafe_right = models.BooleanField(default=False)
-    rationale = models.TextField(blank=True)
+    # The reviewer's own words: free text, encrypted at rest (a JSON string).
+    rationale = EncryptedJSONField(blank=True, default="")
     seconds_spent = models.FloatField(null=True, blank=True)
     attention_passed = models.BooleanField(null=True, blank=True)
     shown_at = models.DateTimeField(auto_now_add=True)
@@ -354,7 +353,8 @@ class MetricRun(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     results = models.JSONField(default=dict, blank=True)
     # [{"prompt": id, "output": ..., "exact_match": .., "token_f1": ..}]: for bootstrap/slices.
-    examples = models.JSONField(default=list, blank=True)
+    # Holds model outputs, so it is encrypted at rest as generations are.
+    examples = EncryptedJSONField(default=list, blank=True)
     slices = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(

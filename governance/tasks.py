@@ -20,7 +20,7 @@ def dossier_build_task(dossier_id: int) -> None:
 @shared_task(name="governance.purge_raw_uploads", ignore_result=True)
 def purge_raw_uploads_task() -> None:
     """Meant for Celery beat (e.g. daily); `manage.py purge_raw_uploads` does the same."""
-    protection.raw_uploads_purge()
+    protection.uploads_purge()
 
 
 @shared_task(name="governance.audit_checkpoint_sign", ignore_result=True)

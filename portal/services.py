@@ -11,7 +11,7 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from governance.services import audit_record
+from governance.services import audit_record, content_hash
 from portal import realtime, tasks
 from portal.models import ApiKey, Membership, Project, Role, SiteSettings, User
 from portal.selectors import api_key_hash
@@ -49,7 +49,8 @@ def user_create(
         actor=created_by,
         action="user.create",
         target=user,
-        data={"username": username, "is_staff": is_staff},
+        # People are named by id: the username is on the user row, which can be erased.
+        data={"user": user.pk, "is_staff": is_staff},
     )
     return user
 
@@ -215,6 +216,10 @@ def project_update(
         raise ValidationError({"name": "A project needs a name."})
     if changes:
         project.save(update_fields=list(changes))
+        if "description" in changes:  # free text: the log keeps hashes of it
+            changes["description"] = {
+                side: content_hash(text) for side, text in changes["description"].items()
+            }
         audit_record(actor=updated_by, action="project.update", target=project, data=changes)
     return project
 
@@ -232,7 +237,7 @@ def membership_add(*, project: Project, user: User, role: str, added_by: User) -
             actor=added_by,
             action="membership.add",
             target=membership,
-            data={"user": user.get_username(), "role": role},
+            data={"user": user.pk, "role": role},
         )
         text = f"You were added to {project.name} as {Role(role).label.lower()}."
         transaction.on_commit(lambda: tasks.notify_user_task.delay(user.pk, text, "membership"))
@@ -268,7 +273,7 @@ def membership_remove(*, membership: Membership, removed_by: User) -> None:
         actor=removed_by,
         action="membership.remove",
         target=membership,
-        data={"user": membership.user.get_username(), "role": membership.role},
+        data={"user": membership.user_id, "role": membership.role},
     )
     membership.delete()
     user_id, project_id = membership.user_id, membership.project_id

@@ -392,6 +392,8 @@ LOGGING = {
 
 # Largest dataset file accepted (bytes); bigger uploads are refused while streaming.
 PORTAL_MAX_UPLOAD_BYTES = env_int("PORTAL_MAX_UPLOAD_BYTES", 2 * 1024**3)
+# Largest training file (JSONL uploaded for a training job) accepted, in bytes.
+PORTAL_TRAINING_FILE_MAX_BYTES = env_int("PORTAL_TRAINING_FILE_MAX_BYTES", 512 * 1024**2)
 # JSON Lines files of at least this many bytes are parsed by worker processes (at most
 # PORTAL_IMPORT_WORKERS, and no more than the machine's cores); smaller ones in-process.
 PORTAL_IMPORT_PARALLEL_MIN_BYTES = env_int("PORTAL_IMPORT_PARALLEL_MIN_BYTES", 8 * 1024**2)
@@ -418,6 +420,6 @@ PORTAL_AUDIT_CHECKPOINT_DIR = Path(
 PORTAL_ENCRYPTION_KEYS = env_list("PORTAL_ENCRYPTION_KEYS", [])
 # Without the keys above, DEBUG runs and tests generate per-checkout keys under var/dev_keys.
 PORTAL_DEV_KEYS = env_bool("PORTAL_DEV_KEYS", default=DEBUG)
-# Raw dataset uploads are deleted this many days after import (0 keeps them); items,
-# snapshots and every hash stay.
+# Raw dataset uploads and training-file uploads are deleted this many days after import
+# or upload (0 keeps them); items, snapshots, jobs and every hash stay.
 PORTAL_RAW_UPLOAD_RETENTION_DAYS = env_int("PORTAL_RAW_UPLOAD_RETENTION_DAYS", 0)

@@ -275,7 +275,7 @@ class TrainingFileCreateApi(APIView):
         payload.is_valid(raise_exception=True)
         upload = payload.validated_data["file"]
         stored = services.training_file_store(
-            project=access.project, upload=upload, name=upload.name
+            project=access.project, upload=upload, name=upload.name, actor=request.user
         )
         body = {
             "object": "file",

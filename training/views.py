@@ -96,11 +96,19 @@ def _create_from_form(request, project, data, form, bases, versions, snapshots):
         if not data.get("train_file"):
             raise ValidationError({"train_file": "Choose a snapshot or upload a training file."})
         train_file = services.training_file_store(
-            project=project, upload=data["train_file"], name=data["train_file"].name
+            project=project,
+            upload=data["train_file"],
+            name=data["train_file"].name,
+            actor=request.user,
+            field="train_file",
         )["path"]
         if data.get("eval_file"):
             eval_file = services.training_file_store(
-                project=project, upload=data["eval_file"], name=data["eval_file"].name
+                project=project,
+                upload=data["eval_file"],
+                name=data["eval_file"].name,
+                actor=request.user,
+                field="eval_file",
             )["path"]
     return services.training_job_create(
         actor=request.user,

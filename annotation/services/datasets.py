@@ -23,7 +23,7 @@ from annotation.importing import ImportFormat, ImportRefused, detect_format, ite
 from annotation.item_rows import ITEM_COLUMNS, ItemRows
 from annotation.models import Dataset, DatasetUpload, Item
 from governance import keys
-from governance.services import audit_record
+from governance.services import audit_record, content_hash
 from governance.services.protection import stored_file_open_read, stored_file_open_write
 from portal import realtime
 from portal.jobs import runs_under_job_lock
@@ -148,7 +148,7 @@ def dataset_upload_create(
         action="dataset.upload",
         target=upload,
         project_id=project.pk,
-        data={"file": file_name, "sha256": sha256, "bytes": size},
+        data={"file_name_sha256": content_hash(file_name), "sha256": sha256, "bytes": size},
     )
     if not run_now:
         transaction.on_commit(lambda: tasks.dataset_import_task.delay(str(upload.id)))
@@ -366,7 +366,8 @@ def _import_failed(upload: DatasetUpload, message: str) -> DatasetUpload:
             action="dataset.import.failed",
             target=upload,
             project_id=upload.project_id,
-            data={"error": message},
+            # The message can quote the file's content: the row keeps it, the log its hash.
+            data={"error_sha256": content_hash(message)},
         )
     upload.refresh_from_db()
     _finish_owned_file(upload)

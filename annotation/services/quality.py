@@ -31,7 +31,7 @@ from annotation.models import (
     SnapshotMember,
 )
 from governance.models import canonical_json
-from governance.services import audit_record
+from governance.services import audit_record, content_hash
 from portal import realtime
 from portal.jobs import runs_under_job_lock
 from portal.models import Project, User
@@ -746,6 +746,10 @@ def pii_rule_add(*, actor: User, project: Project, name: str, pattern: str) -> P
         raise ValidationError({"name": f"the project already has a rule {name}"})
     rule = PiiRule.objects.create(project=project, name=name, pattern=pattern, created_by=actor)
     audit_record(
-        actor=actor, action="pii_rule.add", target=rule, data={"name": name, "pattern": pattern}
+        actor=actor,
+        action="pii_rule.add",
+        target=rule,
+        # A rule can spell out the very names it hunts for: the log keeps its hash.
+        data={"name": name, "pattern_sha256": content_hash(pattern)},
     )
     return rule

@@ -36,7 +36,7 @@ from annotation.services.resolution import (
     item_resolve_by_agreement,
 )
 from governance.fields import encrypt_json
-from governance.services import audit_append_sql, audit_record, event_draft
+from governance.services import audit_append_sql, audit_record, content_hash, event_draft
 from portal.db import fetch_one, run_alone
 from portal.models import Project, User
 
@@ -490,7 +490,11 @@ def _annotation_submit_locked(
         action="annotation.submit",
         target=annotation,
         project_id=project.pk,
-        data={"item": item.pk, "value": clean, "schema_version": schema.version},
+        data={
+            "item": item.pk,
+            "value_sha256": content_hash(clean),
+            "schema_version": schema.version,
+        },
     )
     if not item.is_gold and item.label_count + 1 >= settings.labels_per_item:
         item.label_count += 1
@@ -608,7 +612,11 @@ def _annotation_submit_fast(
             target_type="annotation.annotation",
             target_id=str(annotation_id),
             project_id=project.pk,
-            data={"item": item_id, "value": clean, "schema_version": schema.version},
+            data={
+                "item": item_id,
+                "value_sha256": content_hash(clean),
+                "schema_version": schema.version,
+            },
         )
     ]
     params = {
@@ -738,7 +746,7 @@ def item_skip(*, project: Project, lease_id: int, annotator: User, reason: str) 
         action="annotation.skip",
         target=lease,
         project_id=project.pk,
-        data={"item": lease.item_id, "reason": lease.skip_reason},
+        data={"item": lease.item_id, "reason_sha256": content_hash(lease.skip_reason)},
     )
     return lease
 

@@ -22,7 +22,7 @@ from annotation.models import (
     answer_join,
 )
 from annotation.schemas import agreement_key, validate_answer
-from governance.services import audit_record
+from governance.services import audit_record, content_hash
 from portal.models import Project, User
 
 ADJUDICATION_LEASE = timedelta(minutes=15)
@@ -182,7 +182,11 @@ def adjudication_resolve(
         action="annotation.gold.adjudicate",
         target=gold,
         project_id=project.pk,
-        data={"item": item.pk, "value": clean, "reason": reason},
+        data={
+            "item": item.pk,
+            "value_sha256": content_hash(clean),
+            "reason_sha256": content_hash(reason),
+        },
     )
     return gold
 

@@ -1,3 +1,4 @@
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,18 @@ from governance.models import GENESIS_HASH, AuditChainHead, AuditEvent, canonica
 
 # For services that append their events inside their own single-statement writes.
 audit_append_sql = append_sql
-__all__ = ["EventDraft", "audit_append_sql", "drafts_settle", "event_draft"]
+__all__ = ["EventDraft", "audit_append_sql", "content_hash", "drafts_settle", "event_draft"]
+
+
+def content_hash(value: Any) -> str:
+    """The sha256 (hex) of free text, or of a JSON value's canonical form, for audit data.
+
+    Events name content (labels, answers, reasons, comments, prompts, people) by id and by
+    this hash, never by the content itself: erasing a record by destroying its encrypted copy
+    then leaves nothing in the append-only log to rewrite, and the hash still proves which
+    content an event was about to anyone who holds it."""
+    raw = value.encode("utf-8") if isinstance(value, str) else canonical_json(value)
+    return hashlib.sha256(raw).hexdigest()
 
 
 def _target_identity(target: models.Model | None) -> tuple[str, str]:

@@ -12,7 +12,7 @@ from evaluation import services as evaluation_services
 from evaluation.selectors import gate_run_latest
 from governance.models import ApprovalPolicy, SignOff, SignOffRole, StageChange, UseDeclaration
 from governance.selectors import approval_status
-from governance.services import audit_record
+from governance.services import audit_record, content_hash
 from portal.models import Membership, Project, Role, User
 from training.models import ModelVersion
 from training.services.registry import model_version_set_stage
@@ -113,7 +113,7 @@ def signoff_record(
             "model_version": version.pk,
             "role": role,
             "decision": decision,
-            "comment": comment,
+            "comment_sha256": content_hash(comment),
         },
     )
     return signoff
@@ -198,7 +198,7 @@ def model_version_promote_approved(
             "gate_run": gate.pk if gate else None,
             "signoffs": [s.pk for s in status.signoffs],
             "archived": [v.pk for v in previous],
-            "reason": reason,
+            "reason_sha256": content_hash(reason),
         },
     )
     return version
@@ -261,7 +261,7 @@ def model_version_rollback(*, actor: User, project: Project, reason: str) -> Mod
         actor=actor,
         action="governance.version.rollback",
         target=restored,
-        data={"from": current.pk, "to": restored.pk, "reason": reason},
+        data={"from": current.pk, "to": restored.pk, "reason_sha256": content_hash(reason)},
     )
     return restored
 

@@ -15,7 +15,7 @@ from governance import keys, tasks
 from governance.dossier.build import dossier_build, dossier_key
 from governance.dossier.verify import VerifyReport, verify_bundle
 from governance.models import AuditEvent, Dossier, DossierDownload
-from governance.services import audit_record
+from governance.services import audit_record, content_hash
 from portal import realtime
 from portal.jobs import runs_under_job_lock
 from portal.models import User
@@ -134,7 +134,7 @@ def dossier_build_run(*, dossier_id: int) -> Dossier:
                 actor=None,
                 action="governance.dossier.failed",
                 target=dossier,
-                data={"error": str(error)[:500]},
+                data={"error_sha256": content_hash(f"{type(error).__name__}: {error}"[:2000])},
             )
         raise
     with transaction.atomic():

@@ -16,7 +16,8 @@ from django.utils import timezone
 from annotation.models import DatasetUpload
 from governance import at_rest, keys
 from governance.fields import EncryptedJSONField, rewrite_rows, rotate_token
-from governance.services import audit_record
+from governance.services import audit_record, content_hash
+from training.services.jobs import training_files_purge, training_files_stored
 
 ROTATE_BATCH = 2000
 
@@ -95,9 +96,27 @@ def encryption_rotate(*, on_progress: Callable[[str, int], None] | None = None) 
             project_id=upload.project_id,
             data={"outcome": outcome},
         )
+    for path in training_files_stored():
+        outcome = at_rest.reencrypt(path, fernets)
+        done[outcome] += 1
+        audit_record(
+            actor=None,
+            action="training.file.rekey",
+            project_id=int(path.parent.name) if path.parent.name.isdigit() else None,
+            data={"file": f"file-{path.name[:16]}", "outcome": outcome},
+        )
     rows = encrypted_columns_rotate(on_progress=on_progress)
     done["rows"] = sum(rows.values())
     return done
+
+
+def uploads_purge(*, now=None, days: int | None = None) -> dict[str, list]:
+    """Every retention duty: raw dataset uploads and training-file uploads past
+    PORTAL_RAW_UPLOAD_RETENTION_DAYS (or `days`)."""
+    return {
+        "datasets": raw_uploads_purge(now=now, days=days),
+        "training_files": training_files_purge(now=now, days=days),
+    }
 
 
 def raw_uploads_purge(*, now=None, days: int | None = None) -> list[DatasetUpload]:
@@ -123,7 +142,7 @@ def raw_uploads_purge(*, now=None, days: int | None = None) -> list[DatasetUploa
                 target=upload,
                 project_id=upload.project_id,
                 data={
-                    "file": upload.file_name,
+                    "file_name_sha256": content_hash(upload.file_name),
                     "sha256": upload.options.get("sha256", ""),
                     "retention_days": days,
                 },

@@ -7,6 +7,7 @@ from annotation import services
 from annotation.models import GoldLabel, Item, Lease
 from annotation.selectors import adjudication_view, disagreement_log
 from governance.models import AuditEvent
+from governance.services import content_hash
 from tests.annotation.factories import ItemFactory, classification_setup
 from tests.portal.factories import MembershipFactory, UserFactory
 
@@ -66,11 +67,9 @@ def test_adjudication_sets_gold_with_reason_and_who(project, disputed, adjudicat
     )
     assert Item.objects.get(pk=disputed.pk).state == Item.State.RESOLVED
     assert Lease.objects.get(pk=lease.pk).state == Lease.State.SUBMITTED
-    assert (
-        AuditEvent.objects.get(action="annotation.gold.adjudicate")
-        .data["reason"]
-        .startswith("Guideline 2")
-    )
+    assert AuditEvent.objects.get(action="annotation.gold.adjudicate").data[
+        "reason_sha256"
+    ] == content_hash("Guideline 2: mild praise is positive")
 
 
 def test_adjudication_needs_a_reason(project, disputed, adjudicator):

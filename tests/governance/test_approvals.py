@@ -2,6 +2,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from governance.models import AuditEvent, SignOff, StageChange
+from governance.services import content_hash
 from governance.services.approvals import (
     approval_policy_set,
     model_version_promote_approved,
@@ -142,7 +143,11 @@ def test_rollback_restores_the_previous_production_version_in_one_action(
     assert restored.stage == "production"
     assert second.stage == "archived"
     event = AuditEvent.objects.filter(action="governance.version.rollback").get()
-    assert event.data == {"from": second.pk, "to": first.pk, "reason": "v2 hallucinates"}
+    assert event.data == {
+        "from": second.pk,
+        "to": first.pk,
+        "reason_sha256": content_hash("v2 hallucinates"),
+    }
 
 
 def test_rollback_with_no_earlier_production_version_is_refused(project, engineer):

@@ -6,12 +6,15 @@ from django.db.migrations.executor import MigrationExecutor
 
 from annotation.models import Annotation, GoldLabel, Item, SnapshotMember
 from annotation.services.snapshots import manifest_recompute, snapshot_create
-from evaluation.services import prompt_set_create
+from evaluation.models import Battle, Generation, Judgment
+from evaluation.services import judgment_next, judgment_submit, prompt_set_create
 from governance.fields import TOKEN_PREFIX
 from tests.annotation.factories import DatasetFactory
 from tests.annotation.test_label_encryption import SECRET, _written_gold
+from tests.evaluation.factories import build_campaign
 from tests.support.stored import (
     stored_annotation,
+    stored_column,
     stored_gold_label,
     stored_item,
     stored_member,
@@ -75,7 +78,7 @@ def test_the_prompt_migration_decrypts_going_back_and_encrypts_going_forward(pro
     try:
         assert stored_prompt(prompt.pk) == ("hello there", "general kenobi")
     finally:
-        _migrate(("evaluation", "0002_prompt_text_encrypted"))
+        _migrate_app_to_latest("evaluation")
 
     raw_text, raw_reference = stored_prompt(prompt.pk)
     assert raw_text.startswith(TOKEN_PREFIX)
@@ -116,3 +119,32 @@ def test_the_label_migration_joins_going_back_and_splits_and_encrypts_going_forw
     assert Annotation.objects.get(pk=answers[0].pk).value == {"response": SECRET}
     assert GoldLabel.objects.get(pk=gold.pk).value == {"response": SECRET}
     assert manifest_recompute(snapshot=snapshot) == snapshot.manifest_sha256
+
+
+def test_the_outputs_migration_decrypts_going_back_and_encrypts_going_forward(
+    project, engineer, reviewer
+):
+    campaign, _ = build_campaign(engineer, project, prompts=2, contestants=2)
+    judgment = judgment_next(campaign=campaign, reviewer=reviewer)
+    judgment_submit(
+        campaign=campaign, reviewer=reviewer, token=judgment.token, outcome="b", rationale="terse"
+    )
+    outputs = sorted(Generation.objects.values_list("output", flat=True))
+
+    _migrate(("evaluation", "0002_prompt_text_encrypted"))
+    try:
+        assert sorted(stored_column("evaluation_generation", "output")) == outputs
+        assert "terse" in stored_column("evaluation_judgment", "rationale")
+    finally:
+        _migrate_app_to_latest("evaluation")
+
+    for table, column in [
+        ("evaluation_generation", "output"),
+        ("evaluation_battle", "text_x"),
+        ("evaluation_battle", "text_y"),
+        ("evaluation_judgment", "rationale"),
+    ]:
+        assert all(v.startswith(TOKEN_PREFIX) for v in stored_column(table, column))
+    assert sorted(Generation.objects.values_list("output", flat=True)) == outputs
+    assert Judgment.objects.get(pk=judgment.pk).rationale == "terse"
+    assert Battle.objects.filter(campaign=campaign).count() == 2

@@ -25,6 +25,12 @@ pytestmark = pytest.mark.django_db
 ROWS = b'{"text": "my card number is 4111 1111 1111 1111"}\n{"text": "hello"}\n'
 
 
+@pytest.fixture(autouse=True)
+def own_media_root(settings, tmp_path):
+    # Rotation walks every stored file: keep other tests' files (other keys) out of view.
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
 def _upload(project, engineer, content=ROWS, name="tickets.jsonl"):
     upload = dataset_upload_create(
         project=project,

@@ -47,7 +47,7 @@ def test_membership_add_is_audited_and_notifies_after_commit(
 
     assert len(callbacks) == 1
     event = AuditEvent.objects.get(action="membership.add")
-    assert event.data == {"user": "newcomer", "role": "reviewer"}
+    assert event.data == {"user": newcomer.pk, "role": "reviewer"}
     assert event.project_id == project.pk
 
 

@@ -46,3 +46,11 @@ def _row(sql: str, pk: int) -> tuple:
     with connection.cursor() as cursor:
         cursor.execute(sql, [pk])
         return cursor.fetchone()
+
+
+def stored_column(table: str, column: str) -> list[str | None]:
+    """Every value of one column of `table` as stored (test tables and columns only)."""
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {quote(column)} FROM {quote(table)} ORDER BY id")  # noqa: S608
+        return [row[0] for row in cursor.fetchall()]

@@ -1,12 +1,15 @@
+import json
 import os
 import signal
 
 import pytest
 
 from tests.training.conftest import QUICK, wait_finished, wait_for
+from tests.training.test_training_files import private_modes
 from training import services
 from training.models import JobStatus, ModelVersion
 from training.services import inference
+from training.services.jobs import job_data_dir
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery]
 
@@ -95,3 +98,66 @@ def wait_until_metrics(job, count, timeout=60):
     while job.metrics.count() < count:
         assert time.monotonic() < deadline, "no metrics arrived"
         time.sleep(0.2)
+
+
+def test_decrypted_training_data_is_private_while_the_job_runs_and_gone_after_a_cancel(
+    celery_worker, engineer, project, tiny_base_model, data_files
+):
+    with open(data_files["sft_train"], "rb") as handle:
+        stored = services.training_file_store(project=project, upload=handle, name="t.jsonl")
+    job = services.training_job_create(
+        actor=engineer,
+        project=project,
+        name="private",
+        kind="sft",
+        method="lora",
+        base_model=tiny_base_model,
+        values={**QUICK, "max_steps": 100000, "save_steps": 1000},
+        train_file=stored["path"],
+    )
+    job = wait_for(job, JobStatus.RUNNING)
+    folder = job_data_dir(job)
+
+    assert private_modes(folder) == (0o700, {0o600})
+    assert (folder / "train.jsonl").read_bytes() == data_files["sft_train"].read_bytes()
+    services.training_job_cancel(actor=engineer, job=job)
+    job = wait_finished(job, timeout=30)
+    assert job.status == JobStatus.CANCELLED
+    assert not folder.exists()
+
+
+def test_decrypted_training_data_is_deleted_after_a_failed_job(
+    celery_worker, engineer, project, tiny_base_model, tmp_path
+):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"not": "a training row"}\n' * 8)
+    job = services.training_job_create(
+        actor=engineer,
+        project=project,
+        name="broken",
+        kind="sft",
+        method="lora",
+        base_model=tiny_base_model,
+        values=dict(QUICK),
+        train_file=str(broken),
+    )
+
+    job = wait_finished(job)
+
+    assert job.status == JobStatus.FAILED
+    assert not job_data_dir(job).exists()
+    spec = json.loads((job_data_dir(job).parent / "spec.json").read_text())
+    assert spec["train_file"] == str(job_data_dir(job) / "train.jsonl")  # the runner's copy
+
+
+def test_decrypted_training_data_is_deleted_after_a_successful_job(
+    celery_worker, engineer, project, tiny_base_model, data_files
+):
+    job = _sft(engineer, project, tiny_base_model, data_files, max_steps=2, save_steps=2)
+
+    job = wait_finished(job)
+
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert not job_data_dir(job).exists()
+    spec = json.loads((job_data_dir(job).parent / "spec.json").read_text())
+    assert spec["train_file"] == str(job_data_dir(job) / "train.jsonl")

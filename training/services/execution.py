@@ -3,6 +3,7 @@ its JSON-lines events into the database and to browsers, heartbeat, pass on a ca
 settle the final state. Runs inside a Celery task on the `gpu` queue."""
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from governance.services import audit_record
+from governance.services import audit_record, content_hash
 from portal.jobs import runs_under_job_lock
 from training.models import (
     JobStatus,
@@ -28,7 +29,14 @@ from training.models import (
     TrainingLogLine,
     TrainingMetric,
 )
-from training.services.jobs import job_push, job_workdir
+from training.services.jobs import (
+    job_data_dir,
+    job_data_dir_for,
+    job_data_remove,
+    job_push,
+    job_workdir,
+    stored_file_open_read,
+)
 from training.services.registry import model_version_create_for_job
 
 logger = logging.getLogger(__name__)
@@ -113,24 +121,54 @@ def _claim(job_id: int) -> bool:
     )
 
 
-def _prepare_data(job: TrainingJob, workdir: Path) -> tuple[str, str | None]:
-    """Paths of the train and validation JSONL files; a snapshot is exported here first."""
+def _private_folder(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)  # whatever the umask made of it
+    return path
+
+
+def _decrypted_copy(source: str, target: Path) -> str:
+    """Write the plaintext of a stored training file (encrypted, or an operator's plain
+    file) to `target` with mode 0600; returns its sha256."""
+    digest = hashlib.sha256()
+    handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with stored_file_open_read(source) as src, os.fdopen(handle, "wb") as out:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+def _prepare_data(job: TrainingJob) -> tuple[str, str | None]:
+    """Paths of the plaintext train and validation JSONL files the runner reads, written
+    into the job's private data folder (see `job_data_dir`): a snapshot is exported there,
+    an upload decrypted there (and checked against the hash recorded at launch)."""
     data = job.data
+    folder = _private_folder(job_data_dir(job))
     if "snapshot_id" in data:
         from annotation.services.exports import export_write
 
         snapshot = job.snapshot
         files = {}
         for split in ("train", "validation"):
-            out = workdir / "data" / f"{split}.jsonl"
-            out.parent.mkdir(parents=True, exist_ok=True)
+            out = folder / f"{split}.jsonl"
             exported = export_write(snapshot=snapshot, fmt=data["format"], path=out, split=split)
+            out.chmod(0o600)
             files[split] = {"path": str(out), "rows": exported.rows, "sha256": exported.sha256}
         job.data = {**data, **files}
         job.save(update_fields=["data"])
         validation = files["validation"]["path"] if files["validation"]["rows"] else None
         return files["train"]["path"], validation
-    return data["train"]["path"], data.get("validation", {}).get("path")
+    paths: dict[str, str | None] = {"train": None, "validation": None}
+    for split in paths:
+        stored = data.get(split)
+        if not stored:
+            continue
+        out = folder / f"{split}.jsonl"
+        if _decrypted_copy(stored["path"], out) != stored["sha256"]:
+            raise ValueError(f"the {split} file changed since the job was created")
+        paths[split] = str(out)
+    return paths["train"], paths["validation"]  # type: ignore[return-value]
 
 
 def _spec(job: TrainingJob, workdir: Path, train: str, validation: str | None) -> dict[str, Any]:
@@ -238,7 +276,9 @@ def _heartbeat(job: TrainingJob, pid: int | None) -> bool:
 
 
 def _settle(job_id: int, status: str, **fields: Any) -> TrainingJob | None:
-    """Move a started job to a final state unless someone (the sweep) already did."""
+    """Move a started job to a final state unless someone (the sweep) already did. The
+    job's decrypted data goes first, so a job seen finished has none left."""
+    shutil.rmtree(job_data_dir_for(job_id), ignore_errors=True)
     with transaction.atomic():
         job = (
             TrainingJob.objects.select_for_update()
@@ -253,7 +293,8 @@ def _settle(job_id: int, status: str, **fields: Any) -> TrainingJob | None:
         for name, value in fields.items():
             setattr(job, name, value)
         job.save()
-        data = {"error": job.error} if job.error else {}
+        # The error can quote the runner's output (training rows): the job row keeps it.
+        data = {"error_sha256": content_hash(job.error)} if job.error else {}
         audit_record(actor=None, action=f"training.job.{status}", target=job, data=data)
         if status == JobStatus.SUCCEEDED:
             model_version_create_for_job(job=job)
@@ -273,12 +314,21 @@ def _describe_exit(code: int) -> str:
 
 @runs_under_job_lock(TrainingJob, "job_id")
 def training_job_execute(*, job_id: int) -> None:
-    """Run one job to its end. Duplicate deliveries return at the claim."""
+    """Run one job to its end. Duplicate deliveries return at the claim. The decrypted
+    training data lives only while this runs; a worker killed outright leaves it to the
+    stale-job sweep."""
     if not _claim(job_id):
         return
     job = TrainingJob.objects.select_related("base_model", "parent_version", "reward_version").get(
         pk=job_id
     )
+    try:
+        _execute(job)
+    finally:
+        job_data_remove(job)
+
+
+def _execute(job: TrainingJob) -> None:
     job_push(job, "training.status")
     workdir = job_workdir(job)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -296,7 +346,7 @@ def training_job_execute(*, job_id: int) -> None:
     TrainingJob.objects.filter(pk=job.pk).update(workdir=str(workdir), environment=environment)
     job.environment = environment
     try:
-        train, validation = _prepare_data(job, workdir)
+        train, validation = _prepare_data(job)
     except Exception as error:  # a refused export must fail the job, whatever raised it
         _settle(job.pk, JobStatus.FAILED, error=f"Exporting the training data failed: {error}")
         return

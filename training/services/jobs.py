@@ -3,6 +3,7 @@ machine). The worker side, which runs and follows the child process, is in execu
 
 import hashlib
 import shutil
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -13,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
+from governance import at_rest, keys
 from governance.services import audit_record
 from portal import realtime
 from portal.jobs import job_owner_gone
@@ -43,35 +45,85 @@ def uploads_root() -> Path:
     return Path(settings.MEDIA_ROOT) / "training" / "files"
 
 
+# Stored as dataset uploads are (governance.services.protection, which rotates these too).
+def stored_file_open_write(path: str | Path) -> IO[bytes]:
+    return at_rest.open_write(path, keys.encryption_keys())
+
+
+def stored_file_open_read(path: str | Path) -> IO[bytes]:
+    return at_rest.open_read(path, keys.encryption_keys())
+
+
+def training_files_stored() -> list[Path]:
+    """Every stored training-file upload, oldest folder first."""
+    root = uploads_root()
+    if not root.is_dir():
+        return []
+    return [p for p in sorted(root.glob("*/*")) if p.is_file() and not p.name.startswith(".")]
+
+
 def sha256_path(path: Path) -> str:
+    """The sha256 of a file's plaintext (stored uploads are encrypted at rest)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with stored_file_open_read(path) as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def training_file_store(*, project: Project, upload: IO[bytes], name: str) -> dict[str, Any]:
-    """Keep an uploaded JSONL file under MEDIA_ROOT; returns {path, sha256, rows, name}."""
+def max_training_file_bytes() -> int:
+    return settings.PORTAL_TRAINING_FILE_MAX_BYTES
+
+
+def training_file_store(
+    *,
+    project: Project,
+    upload: IO[bytes],
+    name: str,
+    actor: User | None = None,
+    field: str = "file",
+) -> dict[str, Any]:
+    """Keep an uploaded JSONL file under MEDIA_ROOT, encrypted at rest as dataset uploads
+    are; returns {id, path, sha256, rows, name} (the hash is of the plaintext). A file over
+    PORTAL_TRAINING_FILE_MAX_BYTES is refused as it streams in, naming `field`. Stored files
+    are deleted after PORTAL_RAW_UPLOAD_RETENTION_DAYS (`training_files_purge`)."""
+    limit = max_training_file_bytes()
     folder = uploads_root() / str(project.pk)
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    tmp = folder / f".upload-{timezone.now().timestamp():.6f}"
-    rows = 0
-    with open(tmp, "wb") as out:
-        for chunk in (
-            upload.chunks()
-            if hasattr(upload, "chunks")
-            else iter(lambda: upload.read(1 << 20), b"")
-        ):
-            digest.update(chunk)
-            rows += chunk.count(b"\n")
-            out.write(chunk)
+    tmp = folder / f".upload-{uuid.uuid4().hex}"
+    rows = size = 0
+    chunks = (
+        upload.chunks() if hasattr(upload, "chunks") else iter(lambda: upload.read(1 << 20), b"")
+    )
+    try:
+        with stored_file_open_write(tmp) as out:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise ValidationError(
+                        {
+                            field: f"{Path(name).name}: file is larger than the limit of "
+                            f"{limit} bytes"
+                        }
+                    )
+                digest.update(chunk)
+                rows += chunk.count(b"\n")
+                out.write(chunk)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     sha = digest.hexdigest()
     final = folder / f"{sha[:16]}-{get_valid_filename(Path(name).name) or 'data.jsonl'}"
     tmp.replace(final)
-    if rows == 0 and final.stat().st_size:
+    if rows == 0 and size:
         rows = 1
+    audit_record(
+        actor=actor,
+        action="training.file.upload",
+        project_id=project.pk,
+        data={"file": f"file-{sha[:16]}", "sha256": sha, "bytes": size, "field": field},
+    )
     return {
         "id": f"file-{sha[:16]}",
         "path": str(final),
@@ -79,6 +131,42 @@ def training_file_store(*, project: Project, upload: IO[bytes], name: str) -> di
         "rows": rows,
         "name": Path(name).name,
     }
+
+
+def training_files_purge(*, now=None, days: int | None = None) -> list[Path]:
+    """Delete stored training-file uploads older than `days` (PORTAL_RAW_UPLOAD_RETENTION_DAYS;
+    0 keeps everything), except those a queued or running job still has to read. Jobs keep
+    the files' hashes; a job made from a purged file can no longer be resumed."""
+    days = settings.PORTAL_RAW_UPLOAD_RETENTION_DAYS if days is None else days
+    if days <= 0:
+        return []
+    cutoff = ((now or timezone.now()) - timedelta(days=days)).timestamp()
+    in_use = {
+        part.get("path")
+        for data in TrainingJob.objects.filter(status__in=ACTIVE_STATUSES).values_list(
+            "data", flat=True
+        )
+        for part in (data.get("train") or {}, data.get("validation") or {})
+    }
+    purged = []
+    for path in training_files_stored():
+        if str(path) in in_use or path.stat().st_mtime >= cutoff:
+            continue
+        project_id = int(path.parent.name) if path.parent.name.isdigit() else None
+        with transaction.atomic():
+            audit_record(
+                actor=None,
+                action="training.file.purge",
+                project_id=project_id,
+                data={
+                    "file": f"file-{path.name[:16]}",
+                    "sha256_prefix": path.name[:16],
+                    "retention_days": days,
+                },
+            )
+            path.unlink(missing_ok=True)
+        purged.append(path)
+    return purged
 
 
 def training_file_path(*, project: Project, file_id: str) -> str:
@@ -300,6 +388,8 @@ def training_job_cancel(*, actor: User, job: TrainingJob) -> TrainingJob:
         fields += ["status", "finished_at"]
     job.save(update_fields=fields)
     audit_record(actor=actor, action="training.job.cancel", target=job)
+    if job.status == JobStatus.CANCELLED:
+        transaction.on_commit(lambda: job_data_remove(job))
     transaction.on_commit(lambda: job_push(job, "training.status"))
     return job
 
@@ -410,6 +500,8 @@ def training_jobs_sweep_stale(
             )
             job.save(update_fields=["status", "finished_at", "error", "runner_pid", "updated_at"])
             audit_record(actor=None, action="training.job.lost", target=job)
+            # The dead worker left its decrypted exports behind (when it shares this disk).
+            transaction.on_commit(lambda job=job: job_data_remove(job))
             transaction.on_commit(lambda job=job: job_push(job, "training.status"))
             marked += 1
             if requeue and last is not None and not job.data.get("automatic_resume"):
@@ -430,6 +522,21 @@ def _requeue_once(job: TrainingJob) -> None:
 
 def job_workdir(job: TrainingJob) -> Path:
     return jobs_root() / str(job.pk)
+
+
+def job_data_dir(job: TrainingJob) -> Path:
+    """The private folder (0700, files 0600) of the decrypted training files written for a
+    job's runner. It lives only while the job runs: `job_data_remove` deletes it when the job
+    ends, whichever way."""
+    return job_data_dir_for(job.pk)
+
+
+def job_data_dir_for(job_id: int) -> Path:
+    return jobs_root() / str(job_id) / "data"
+
+
+def job_data_remove(job: TrainingJob) -> None:
+    shutil.rmtree(job_data_dir(job), ignore_errors=True)
 
 
 def job_files_remove(job: TrainingJob) -> None:

@@ -9,8 +9,9 @@ from governance.services.protection import encrypted_columns, encryption_rotate
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every stored upload and every value encrypted at rest (item payloads, "
-        "prompts) under the first key of PORTAL_ENCRYPTION_KEYS, with a progress bar. "
+        "Re-encrypt every stored upload (datasets, training files) and every value encrypted "
+        "at rest (item payloads, prompts, model outputs, ...) under the first key of "
+        "PORTAL_ENCRYPTION_KEYS, with a progress bar. "
         "Rotation: put a new key first (keep the old ones after it), run this, then drop "
         "the old keys."
     )
