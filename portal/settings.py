@@ -336,6 +336,8 @@ PORTAL_MAX_UPLOAD_BYTES = env_int("PORTAL_MAX_UPLOAD_BYTES", 2 * 1024**3)
 # PORTAL_IMPORT_WORKERS, and no more than the machine's cores); smaller ones in-process.
 PORTAL_IMPORT_PARALLEL_MIN_BYTES = env_int("PORTAL_IMPORT_PARALLEL_MIN_BYTES", 8 * 1024**2)
 PORTAL_IMPORT_WORKERS = env_int("PORTAL_IMPORT_WORKERS", 2)
+# Largest dossier accepted by the verify page (bytes).
+PORTAL_MAX_VERIFY_BYTES = env_int("PORTAL_MAX_VERIFY_BYTES", 1024**3)
 # Files above this go to a temporary file on disk instead of memory while uploading.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024**2
 # How often (seconds) a web process sweeps a project's overdue annotation leases.
