@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 
 from django.conf import settings
-from django.urls import Resolver404, get_script_prefix, resolve
+from django.urls import Resolver404, resolve
 from rest_framework.parsers import FileUploadParser, MultiPartParser
 
 # Boundaries, headers and the provenance fields sent with a file.
@@ -38,11 +38,11 @@ class BodyTooLarge(Exception):  # noqa: N818 - it names the condition, like Http
     pass
 
 
-def body_limit_for(path: str) -> int | None:
-    """The most bytes a request body to `path` may have; None for no limit."""
-    prefix = get_script_prefix()
+def body_limit_for(path_info: str) -> int | None:
+    """The most bytes a request body to `path_info` (the path below the script prefix)
+    may have; None for no limit."""
     try:
-        match = resolve("/" + path.removeprefix(prefix) if prefix != "/" else path)
+        match = resolve(path_info)
     except Resolver404:
         return _small_limit()
     file_limit = UPLOAD_VIEWS.get(match.view_name)
@@ -112,7 +112,8 @@ class BodySizeLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = body_limit_for(scope["path"])
+        # As Django's ASGIRequest derives path_info from the scope.
+        limit = body_limit_for(scope["path"].removeprefix(scope.get("root_path", "")) or "/")
         if limit is None:
             return await self.app(scope, receive, send)
         declared = _declared_length(scope)
