@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,6 +18,7 @@ from annotation.services.datasets import Provenance, dataset_upload_create, uplo
 from portal.authentication import ProjectTokenAuthentication, project_access_for_request
 from portal.models import Role
 from portal.pagination import PortalPagination
+from portal.parsers import StrictJSONParser
 from portal.selectors import project_access_get
 
 DATA_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
@@ -281,7 +282,7 @@ def _task_data(offer) -> dict | None:
 
 class QueueNextApi(APIView):
     authentication_classes = QUEUE_AUTHENTICATION
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=None, responses={200: TaskOutput, 204: None})
     def post(self, request: Request, project_id: int) -> Response:
@@ -304,7 +305,7 @@ class SubmitInput(serializers.Serializer):
 
 class QueueSubmitApi(APIView):
     authentication_classes = QUEUE_AUTHENTICATION
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=SubmitInput, responses={201: None})
     def post(self, request: Request, project_id: int) -> Response:
@@ -334,7 +335,7 @@ class SkipInput(serializers.Serializer):
 
 class QueueSkipApi(APIView):
     authentication_classes = QUEUE_AUTHENTICATION
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=SkipInput, responses={200: None})
     def post(self, request: Request, project_id: int) -> Response:
@@ -352,7 +353,7 @@ class QueueSkipApi(APIView):
 
 class QueueUndoApi(APIView):
     authentication_classes = QUEUE_AUTHENTICATION
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=None, responses={200: TaskOutput})
     def post(self, request: Request, project_id: int) -> Response:
@@ -362,7 +363,7 @@ class QueueUndoApi(APIView):
 
 
 class AdjudicationNextApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=None, responses={200: None, 204: None})
     def post(self, request: Request, project_id: int) -> Response:
@@ -395,7 +396,7 @@ class ResolveInput(serializers.Serializer):
 
 
 class AdjudicationResolveApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=ResolveInput, responses={201: None})
     def post(self, request: Request, project_id: int) -> Response:

@@ -1,22 +1,28 @@
 """Streaming parsers for dataset files: JSON Lines, CSV and Label Studio task exports.
 
-JSON Lines and CSV are read line by line, so a million-row file never sits in memory; a
-Label Studio export is one JSON document and is read whole, bounded by the size limit.
-Anything wrong stops the parse with an ImportRefused naming the file, line and field.
+JSON Lines and CSV are read line by line, and a Label Studio export (one JSON document)
+task by task through ijson, so a million-row file never sits in memory. Anything wrong
+stops the parse with an ImportRefused naming the file, line (or task) and field.
 
-This module is pure: no ORM, no settings, nothing but the standard library.
+This module is pure: no ORM, no settings, nothing but the standard library and ijson.
 """
 
 import codecs
 import csv
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
 from pathlib import PurePath
 from typing import Any, BinaryIO
+
+import ijson
+
+from annotation import strict_json
+from annotation.strict_json import JSONLimitError
 
 
 class ImportFormat(StrEnum):
@@ -123,18 +129,6 @@ def file_sha256(stream: BinaryIO, chunk_size: int = 1 << 20) -> str:
         digest.update(chunk)
     stream.seek(0)
     return digest.hexdigest()
-
-
-class _NonStandardNumber(ValueError):
-    pass
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _NonStandardNumber(name)
-
-
-# Python accepts NaN and Infinity, but they are not JSON: PostgreSQL would refuse the row.
-_json_decode = json.JSONDecoder(parse_constant=_refuse_constant).decode
 
 
 def _malformed(error: json.JSONDecodeError) -> str:
@@ -291,11 +285,13 @@ def _jsonl_row(
         return None
     refuse = partial(ImportRefused, file=filename, line=number)
     try:
-        record = _json_decode(text)
+        # NaN, Infinity, 1e400, 5,000-digit integers and deep nesting are refused here
+        # with their field: PostgreSQL, the encryption or the stack would fail on them.
+        record = strict_json.decode(text)
     except json.JSONDecodeError as error:
         raise refuse(reason=_malformed(error)) from None
-    except _NonStandardNumber as error:
-        raise refuse(reason=f"{error} is not a JSON value; use null or a string") from None
+    except JSONLimitError as error:
+        raise refuse(field=error.path, reason=error.reason) from None
     if type(record) is not dict:
         kind = _JSON_TYPE_NAMES.get(type(record), type(record).__name__)
         raise refuse(reason=f"expected a JSON object, got {kind}")
@@ -416,39 +412,206 @@ def _iter_csv(
         raise ImportRefused(file=filename, line=start, reason=reason) from None
 
 
-def _label_studio_tasks(stream: BinaryIO, filename: str, max_bytes: int | None) -> list:
-    raw = stream.read() if max_bytes is None else stream.read(max_bytes + 1)
-    if max_bytes is not None and len(raw) > max_bytes:
-        raise ImportRefused(
-            file=filename, reason=f"file is larger than the limit of {max_bytes} bytes"
-        )
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8) :]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise _not_utf8(filename, raw.count(b"\n", 0, error.start) + 1, raw, error) from None
-    try:
-        document = _json_decode(text)
-    except json.JSONDecodeError as error:
-        raise ImportRefused(
-            file=filename,
-            line=error.lineno,
-            reason=_malformed(error),
-        ) from None
-    except _NonStandardNumber as error:
-        raise ImportRefused(
-            file=filename, reason=f"{error} is not a JSON value; use null or a string"
-        ) from None
-    if isinstance(document, dict) and "data" in document:
-        return [document]
-    if not isinstance(document, list):
-        kind = "an object without 'data'" if isinstance(document, dict) else "not a list"
-        raise ImportRefused(
-            file=filename,
-            reason=f"expected a Label Studio export (a JSON list of tasks), got {kind}",
-        )
-    return document
+# A syntax error in an export up to this size is located exactly (line and column).
+EXACT_SYNTAX_ERROR_BYTES = 8 * 1024**2
+
+
+class _ExportReader:
+    """The bytes of a Label Studio export for ijson, a leading BOM dropped, refused once
+    past `max_bytes`; counts lines so that a syntax error can say where it is."""
+
+    def __init__(self, stream: BinaryIO, filename: str, max_bytes: int | None):
+        self.stream, self.filename, self.max_bytes = stream, filename, max_bytes
+        self.read_bytes = 0
+        self.lines_before_last = 1  # the line the last chunk read starts on
+        self.lines_after_last = 1
+        self.first = True
+
+    def read(self, size: int = -1) -> bytes:
+        if self.max_bytes is not None:
+            # One byte past the limit is enough to refuse; never read further.
+            room = self.max_bytes + 1 - self.read_bytes
+            size = room if size < 0 else min(size, room)
+        chunk = self.stream.read(size)
+        if self.first:
+            self.first = False
+            if chunk.startswith(codecs.BOM_UTF8):
+                chunk = chunk[len(codecs.BOM_UTF8) :]
+        self.read_bytes += len(chunk)
+        if self.max_bytes is not None and self.read_bytes > self.max_bytes:
+            raise ImportRefused(
+                file=self.filename,
+                reason=f"file is larger than the limit of {self.max_bytes} bytes",
+            )
+        self.lines_before_last = self.lines_after_last
+        self.lines_after_last += chunk.count(b"\n")
+        return chunk
+
+    def locate_syntax_error(self) -> ImportRefused | None:
+        """The exact line and column of the error ijson met, from the standard library's
+        decoder over what was read: only for a file read from the start that is small
+        enough to decode whole; None otherwise."""
+        seekable = getattr(self.stream, "seekable", lambda: False)()
+        if not seekable or self.read_bytes > EXACT_SYNTAX_ERROR_BYTES:
+            return None
+        self.stream.seek(0)
+        raw = self.stream.read(self.read_bytes + len(codecs.BOM_UTF8))
+        raw = raw.removeprefix(codecs.BOM_UTF8)[: self.read_bytes]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return _not_utf8(self.filename, raw.count(b"\n", 0, error.start) + 1, raw, error)
+        try:
+            strict_json.decode(text)
+        except json.JSONDecodeError as error:
+            return ImportRefused(file=self.filename, line=error.lineno, reason=_malformed(error))
+        except JSONLimitError as error:
+            return ImportRefused(file=self.filename, field=error.path, reason=error.reason)
+        return None
+
+
+_YAJL_REASONS = {
+    "integer overflow": "an integer beyond 64 bits; write it as a string",
+    "numeric (floating point) overflow": "a number out of range (it would be infinite)",
+    "invalid bytes in UTF8 string": "not valid UTF-8; save the file as UTF-8",
+}
+
+
+class _TaskBuilder:
+    """Builds each task of an export from ijson's events, keeping the path to where it
+    is, so that a refusal names the task and the field within it."""
+
+    def __init__(self, events: Iterator[tuple[str, Any]], reader: _ExportReader):
+        self.events, self.reader = events, reader
+        self.task = 0  # the task being read, 1-based; 0 before the first
+        self.path: list[str | int] = []  # within the task
+
+    def refused(self, reason: str, *, field: str | None = None) -> ImportRefused:
+        if self.task:
+            return ImportRefused(
+                file=self.reader.filename, line=self.task, unit="task", field=field, reason=reason
+            )
+        return ImportRefused(file=self.reader.filename, field=field, reason=reason)
+
+    def next_event(self) -> tuple[str, Any]:
+        try:
+            return next(self.events)
+        except ijson.JSONError as error:
+            raise self._syntax(error) from None
+
+    def _syntax(self, error: Exception) -> ImportRefused:
+        exact = self.reader.locate_syntax_error()
+        if exact is not None and exact.field is None:
+            return exact  # malformed or not UTF-8: the physical line and column
+        field = strict_json.path_text(self.path)
+        if exact is not None:
+            # A value past a limit: the task and the field within it, as for other refusals.
+            return self.refused(exact.reason, field=field)
+        message = str(error).splitlines()[0] if str(error) else "the file ends too early"
+        detail = message.split(": ", 1)[-1].strip()
+        reason = _YAJL_REASONS.get(detail)
+        if reason is not None:
+            return self.refused(reason, field=field)
+        first, last = self.reader.lines_before_last, self.reader.lines_after_last
+        where = f"line {first}" if first == last else f"lines {first} to {last}"
+        return self.refused(f"malformed JSON ({detail}), {where}", field=field)
+
+    def value(self, event: str, value: Any, depth: int) -> Any:
+        """The value that starts with (event, value), `depth` containers deep already."""
+        if event == "number":
+            if isinstance(value, float) and not math.isfinite(value):
+                raise self.refused(_YAJL_REASONS["numeric (floating point) overflow"])
+            return value
+        if event not in ("start_map", "start_array"):
+            return value
+        root: dict | list = {} if event == "start_map" else []
+        parents: list[tuple[dict | list, Any]] = []
+        current, key = root, None
+        self.path.append(0)  # placeholder for the first child
+        while True:
+            event, value = self.next_event()
+            if event == "map_key":
+                key = self.path[-1] = value
+                continue
+            if event in ("end_map", "end_array"):
+                self.path.pop()
+                if not parents:
+                    return root
+                current, key = parents.pop()
+                if isinstance(current, list):
+                    self.path[-1] = len(current)
+                continue
+            if isinstance(current, list):
+                self.path[-1] = len(current)
+            if event in ("start_map", "start_array"):
+                if depth + len(parents) + 2 > strict_json.MAX_DEPTH:
+                    raise self.refused(
+                        f"nested more than {strict_json.MAX_DEPTH} levels deep",
+                        field=strict_json.path_text(self.path),
+                    )
+                child: dict | list = {} if event == "start_map" else []
+                if isinstance(current, list):
+                    current.append(child)
+                else:
+                    current[key] = child
+                parents.append((current, key))
+                current, key = child, None
+                self.path.append(0)
+                continue
+            if event == "number" and isinstance(value, float) and not math.isfinite(value):
+                raise self.refused(
+                    _YAJL_REASONS["numeric (floating point) overflow"],
+                    field=strict_json.path_text(self.path),
+                )
+            if isinstance(current, list):
+                current.append(value)
+            else:
+                current[key] = value
+
+    def tasks(self) -> Iterator[tuple[int, Any]]:
+        event, value = self.next_event()
+        if event == "start_map":
+            self.task = 1
+            document = self.value(event, value, 0)
+            self._end()
+            if "data" not in document:
+                self.task = 0
+                raise self.refused(
+                    "expected a Label Studio export (a JSON list of tasks), "
+                    "got an object without 'data'"
+                )
+            yield 1, document
+            return
+        if event != "start_array":
+            raise self.refused(
+                "expected a Label Studio export (a JSON list of tasks), got not a list"
+            )
+        while True:
+            self.task += 1
+            self.path = []
+            event, value = self.next_event()
+            if event == "end_array":
+                self.task = 0
+                self._end()
+                return
+            yield self.task, self.value(event, value, 1)
+
+    def _end(self) -> None:
+        """Reads to the end, so that anything after the document is refused."""
+        for _ in iter(self.next_event, None):  # pragma: no branch - raises or ends
+            pass
+
+
+def _label_studio_tasks(
+    stream: BinaryIO, filename: str, max_bytes: int | None
+) -> Iterator[tuple[int, Any]]:
+    """(task number, task) for each task of an export, built as the file is read: an
+    export is one JSON document, but only one task of it is in memory at a time."""
+    reader = _ExportReader(stream, filename, max_bytes)
+    # use_float: the C parser's arbitrary-size integers crash the process on one of more
+    # digits than int() converts; with it, integers are 64-bit and floats are checked.
+    events = ijson.basic_parse(reader, use_float=True)
+    return _TaskBuilder(events, reader).tasks()
 
 
 def _prior_annotations(task: dict, refuse: partial[ImportRefused]) -> tuple[list, ...]:
@@ -473,8 +636,7 @@ def _iter_label_studio(
     metadata_fields: Sequence[str],
     max_bytes: int | None,
 ) -> Iterator[ParsedRow]:
-    tasks = _label_studio_tasks(stream, filename, max_bytes)
-    for number, task in enumerate(tasks, start=1):
+    for number, task in _label_studio_tasks(stream, filename, max_bytes):
         refuse = partial(ImportRefused, file=filename, line=number, unit="task")
         if not isinstance(task, dict):
             raise refuse(reason="each task must be a JSON object")

@@ -5,6 +5,7 @@ import's worker processes (annotation.import_workers) build the very rows the im
 process would, without setting Django up."""
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, MultiFernet
@@ -59,6 +60,11 @@ class ItemRows:
             raise ImportRefused(
                 file=None, line=row.row_number, field="priority", reason="is not a number"
             ) from None
+        if not math.isfinite(priority):
+            # "1e400", "inf" and "nan" parse as floats but cannot order a queue.
+            raise ImportRefused(
+                file=None, line=row.row_number, field="priority", reason="is not a finite number"
+            )
         return (
             self.project_id,
             self.dataset_id,

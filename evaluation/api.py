@@ -8,7 +8,6 @@ Reviewer endpoints serialize `BlindPair` only: a token, the prompt, "response_a"
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,6 +24,7 @@ from evaluation.models import (
 )
 from portal.models import Role
 from portal.pagination import PortalPagination
+from portal.parsers import StrictJSONParser
 from portal.selectors import project_access_get
 
 RESULT_READERS = (Role.ENGINEER, Role.COMPLIANCE, Role.ADMIN)
@@ -86,7 +86,7 @@ class ReviewSubmitInput(serializers.Serializer):
 
 
 class ReviewSubmitApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=ReviewSubmitInput, responses={200: BlindPairOutput, 204: None})
     def post(self, request: Request, project_id: int, campaign_id: int) -> Response:
@@ -134,7 +134,7 @@ class PromptSetOutput(serializers.ModelSerializer):
 
 
 class PromptSetCreateApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=PromptSetInput, responses={201: PromptSetOutput})
     def post(self, request: Request, project_id: int) -> Response:
@@ -161,7 +161,7 @@ class ContestantOutput(serializers.ModelSerializer):
 
 
 class ContestantCreateApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=ContestantInput, responses={201: ContestantOutput})
     def post(self, request: Request, project_id: int) -> Response:
@@ -199,7 +199,7 @@ class GenerationsImportInput(serializers.Serializer):
 
 
 class GenerationsImportApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=GenerationsImportInput, responses={201: None})
     def post(self, request: Request, project_id: int, contestant_id: int) -> Response:
@@ -265,7 +265,7 @@ class GenerationJobPage(serializers.Serializer):
 
 
 class GenerationJobListCreateApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(operation_id="v1_projects_generation_jobs_list", responses=GenerationJobPage)
     def get(self, request: Request, project_id: int) -> Response:
@@ -315,7 +315,7 @@ class CampaignInput(serializers.Serializer):
 
 
 class CampaignCreateApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=CampaignInput, responses={201: None})
     def post(self, request: Request, project_id: int) -> Response:
@@ -376,7 +376,7 @@ class MetricRunOutput(serializers.ModelSerializer):
 
 
 class MetricRunCreateApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=MetricRunInput, responses={201: MetricRunOutput})
     def post(self, request: Request, project_id: int) -> Response:
@@ -406,7 +406,7 @@ class GateInput(serializers.Serializer):
 
 
 class GateCreateApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=GateInput, responses={201: None})
     def post(self, request: Request, project_id: int) -> Response:
@@ -431,7 +431,7 @@ class GateRunOutput(serializers.ModelSerializer):
 
 
 class GateRunCreateApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(request=GateRunInput, responses={201: GateRunOutput})
     def post(self, request: Request, project_id: int, gate_id: int) -> Response:

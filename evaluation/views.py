@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from annotation import strict_json
 from evaluation import selectors, services
 from evaluation.forms import (
     ContestantForm,
@@ -375,9 +376,12 @@ def _overview_post(request: HttpRequest, project) -> None:
         for n, line in enumerate(upload.read().decode("utf-8").splitlines(), start=1):
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
+                    rows.append(strict_json.decode(line))
                 except json.JSONDecodeError as bad:
                     raise ValidationError({"file": f"line {n}: not JSON ({bad.msg})"}) from None
+                except strict_json.JSONLimitError as bad:
+                    field = f", field {bad.path!r}" if bad.path else ""
+                    raise ValidationError({"file": f"line {n}{field}: {bad.reason}"}) from None
         services.prompt_set_create(
             actor=request.user,
             project=project,

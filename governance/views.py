@@ -6,6 +6,7 @@ it too)."""
 import io
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -25,7 +26,6 @@ from portal.spreadsheets import csv_writer
 
 PROMOTERS = (Role.ENGINEER, Role.ADMIN)
 DOSSIER_REQUESTERS = (Role.COMPLIANCE, Role.ENGINEER, Role.ADMIN)
-MAX_VERIFY_BYTES = 1024**3
 
 
 def _version_or_404(request, version_id):
@@ -221,11 +221,13 @@ def verify(request: HttpRequest) -> HttpResponse:
         if upload is None:
             context["error"] = "dossier: choose the .zip file to verify."
             status = 400
-        elif upload.size > MAX_VERIFY_BYTES:
-            context["error"] = f"dossier: {upload.name} is larger than {MAX_VERIFY_BYTES} bytes."
+        elif upload.size > settings.PORTAL_MAX_VERIFY_BYTES:
+            limit = settings.PORTAL_MAX_VERIFY_BYTES
+            context["error"] = f"dossier: {upload.name} is larger than {limit} bytes."
             status = 400
         else:
-            context["report"] = dossiers.dossier_verify(data=upload.read())
+            # Read in pieces from the upload's temporary file, never whole.
+            context["report"] = dossiers.dossier_verify(data=upload.file)
             context["file_name"] = upload.name
     return render(request, "governance/verify.html", context, status=status)
 

@@ -8,6 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 # get_asgi_application() does, with the handler that enters the middleware chain once.
 django.setup(set_prefix=False)
 
+from portal.asgi_limits import BodySizeLimit  # noqa: E402
 from portal.asgi_threads import ReusedRequestThreads, SyncChainASGIHandler  # noqa: E402
 
 django_asgi_app = SyncChainASGIHandler()
@@ -24,7 +25,8 @@ get_resolver().url_patterns  # noqa: B018 - the lookup is what loads them
 
 application = ProtocolTypeRouter(
     {
-        "http": ReusedRequestThreads(django_asgi_app),
+        # Outermost: a refused body costs no thread, session or database work.
+        "http": BodySizeLimit(ReusedRequestThreads(django_asgi_app)),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -11,6 +11,7 @@ still runs all its synchronous code on one thread, as Django requires (its datab
 connection is per thread, and is handed back at request_finished in that same thread).
 """
 
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
@@ -99,4 +100,31 @@ class SyncChainASGIHandler(ASGIHandler):
                 response.block_size = self.chunk_size
         if not response.streaming:
             response.close()
+        elif not response.is_async:
+            # Django would pull a synchronous iterator to its end into a list before sending
+            # a byte (an export of a million rows, whole in memory); pull it in batches on
+            # the request's thread instead, sending each before the next is made.
+            response.streaming_content = _in_batches(response.streaming_content)
         return response
+
+
+STREAM_BATCH_BYTES = 256 * 1024
+
+
+def _take_batch(parts: Iterator[bytes]) -> bytes | None:
+    """The next parts of `parts`, joined, up to about STREAM_BATCH_BYTES; None at the end."""
+    batch: list[bytes] = []
+    size = 0
+    for part in parts:
+        batch.append(part)
+        size += len(part)
+        if size >= STREAM_BATCH_BYTES:
+            break
+    return b"".join(batch) if batch else None
+
+
+async def _in_batches(parts: Iterator[bytes]) -> AsyncIterator[bytes]:
+    # thread_sensitive: the iterator may hold a database cursor of the request's thread.
+    take = sync_to_async(_take_batch, thread_sensitive=True)
+    while (batch := await take(parts)) is not None:
+        yield batch

@@ -316,6 +316,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON that refuses non-finite numbers, huge integers and deep nesting with a 400.
+    "DEFAULT_PARSER_CLASSES": [
+        "portal.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "portal.pagination.PortalPagination",
     "PAGE_SIZE": 100,
@@ -398,6 +404,8 @@ PORTAL_TRAINING_FILE_MAX_BYTES = env_int("PORTAL_TRAINING_FILE_MAX_BYTES", 512 *
 # PORTAL_IMPORT_WORKERS, and no more than the machine's cores); smaller ones in-process.
 PORTAL_IMPORT_PARALLEL_MIN_BYTES = env_int("PORTAL_IMPORT_PARALLEL_MIN_BYTES", 8 * 1024**2)
 PORTAL_IMPORT_WORKERS = env_int("PORTAL_IMPORT_WORKERS", 2)
+# Largest dossier accepted by the verify page (bytes).
+PORTAL_MAX_VERIFY_BYTES = env_int("PORTAL_MAX_VERIFY_BYTES", 1024**3)
 # Files above this go to a temporary file on disk instead of memory while uploading.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024**2
 # How often (seconds) a web process sweeps a project's overdue annotation leases.

@@ -10,7 +10,7 @@ import hashlib
 import json
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -43,22 +43,22 @@ def check_name(name: str) -> None:
         raise BundleError(f"{name!r} is not a safe relative file name for a dossier entry")
 
 
-def zip_bytes(files: Mapping[str, bytes]) -> bytes:
-    """A stored zip of `files`, entries in sorted order, identical for identical input."""
-    out = bytearray()
-    central = bytearray()
-    names = sorted(files)
+def zip_layout(entries: Mapping[str, tuple[int, int]]) -> Iterator[bytes | str]:
+    """The canonical container of entries given as name -> (size, crc32), in order: bytes
+    are headers and directory, a str stands for that entry's contents. `zip_bytes` fills
+    them in; the verifier compares a bundle on disk with them without reading it whole."""
+    names = sorted(entries)
     if len(names) >= 0xFFFF:
         raise BundleError(f"{len(names)} entries is more than a zip without zip64 holds")
+    central = bytearray()
+    offset = 0
     for name in names:
         check_name(name)
-        data = files[name]
+        size, crc = entries[name]
         raw_name = name.encode("utf-8")
-        if len(data) >= _LIMIT or len(out) >= _LIMIT:
+        if size >= _LIMIT or offset >= _LIMIT:
             raise BundleError(f"{name}: the dossier would pass 4 GiB, which needs zip64")
-        crc = zlib.crc32(data) & 0xFFFFFFFF
-        offset = len(out)
-        out += struct.pack(
+        header = struct.pack(
             "<4s5H3I2H",
             b"PK\x03\x04",
             _VERSION,
@@ -67,13 +67,13 @@ def zip_bytes(files: Mapping[str, bytes]) -> bytes:
             _DOS_TIME,
             _DOS_DATE,
             crc,
-            len(data),
-            len(data),
+            size,
+            size,
             len(raw_name),
             0,
         )
-        out += raw_name
-        out += data
+        yield header + raw_name
+        yield name
         central += struct.pack(
             "<4s6H3I5H2I",
             b"PK\x01\x02",
@@ -84,8 +84,8 @@ def zip_bytes(files: Mapping[str, bytes]) -> bytes:
             _DOS_TIME,
             _DOS_DATE,
             crc,
-            len(data),
-            len(data),
+            size,
+            size,
             len(raw_name),
             0,
             0,
@@ -95,12 +95,16 @@ def zip_bytes(files: Mapping[str, bytes]) -> bytes:
             offset,
         )
         central += raw_name
-    directory_offset = len(out)
-    out += central
-    out += struct.pack(
-        "<4s4H2IH", b"PK\x05\x06", 0, 0, len(names), len(names), len(central), directory_offset, 0
+        offset += len(header) + len(raw_name) + size
+    yield bytes(central) + struct.pack(
+        "<4s4H2IH", b"PK\x05\x06", 0, 0, len(names), len(names), len(central), offset, 0
     )
-    return bytes(out)
+
+
+def zip_bytes(files: Mapping[str, bytes]) -> bytes:
+    """A stored zip of `files`, entries in sorted order, identical for identical input."""
+    layout = zip_layout({name: (len(data), zlib.crc32(data)) for name, data in files.items()})
+    return b"".join(files[part] if isinstance(part, str) else part for part in layout)
 
 
 def sha256_hex(data: bytes) -> str:

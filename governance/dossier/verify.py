@@ -4,13 +4,15 @@ Checks run in a fixed order and stop at the first failure, whose message names t
 line or byte that does not match. Plain Python: runs with `cryptography` alone.
 """
 
+import hashlib
 import io
 import json
 import struct
 import zipfile
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -22,8 +24,7 @@ from governance.dossier.bundle import (
     PREDICATE_TYPE,
     PUBLIC_KEY,
     STATEMENT_TYPE,
-    sha256_hex,
-    zip_bytes,
+    zip_layout,
 )
 from governance.dossier.signing import (
     SigningKeyError,
@@ -56,10 +57,46 @@ class _Failed(Exception):
     pass
 
 
-def _entries(data: bytes) -> dict[str, bytes]:
-    """Entry name -> stored bytes, read from each local header the directory points to."""
+# Files the verifier reads whole (the manifest lists every file; the others are small).
+MAX_SMALL_ENTRY_BYTES = 64 * 1024**2
+# One audit event per line; an event holds ids and hashes, not content.
+MAX_AUDIT_LINE_BYTES = 16 * 1024**2
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class _Entry:
+    offset: int  # of its contents in the bundle
+    size: int
+
+
+class _Bundle:
+    """A dossier on a seekable binary file, read in pieces: a bundle may be a gigabyte."""
+
+    def __init__(self, file: BinaryIO):
+        self.file = file
+        self.size = file.seek(0, io.SEEK_END)
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        self.file.seek(offset)
+        return self.file.read(size)
+
+    def chunks(self, entry: _Entry) -> Iterator[bytes]:
+        done = 0
+        while done < entry.size:
+            chunk = self.read_at(entry.offset + done, min(_CHUNK, entry.size - done))
+            if not chunk:
+                raise _Failed(f"the file ends inside an entry at byte {entry.offset + done}")
+            done += len(chunk)
+            yield chunk
+
+
+def _entries(bundle: _Bundle) -> dict[str, _Entry]:
+    """Entry name -> where its stored bytes are, from each local header the directory
+    points to."""
     try:
-        infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+        bundle.file.seek(0)
+        infos = zipfile.ZipFile(bundle.file).infolist()
     except (
         zipfile.BadZipFile,
         ValueError,
@@ -69,39 +106,48 @@ def _entries(data: bytes) -> dict[str, bytes]:
         struct.error,
     ) as error:
         raise _Failed(f"the file is not a readable zip ({error})") from None
-    entries: dict[str, bytes] = {}
+    entries: dict[str, _Entry] = {}
     for info in infos:
         if info.filename in entries:
             raise _Failed(f"{info.filename}: appears twice in the zip directory")
         start = info.header_offset
-        header = data[start : start + 30]
+        header = bundle.read_at(start, 30) if start >= 0 else b""
         if len(header) < 30 or header[:4] != b"PK\x03\x04":
             raise _Failed(f"{info.filename}: no local header at byte {start}")
         method, name_len, extra_len = struct.unpack("<8xH16xHH", header)
-        name = data[start + 30 : start + 30 + name_len]
+        name = bundle.read_at(start + 30, name_len)
         if name != info.filename.encode("utf-8"):
             raise _Failed(f"{info.filename}: its local header names {name!r}")
         if method != zipfile.ZIP_STORED or info.compress_type != zipfile.ZIP_STORED:
             raise _Failed(f"{info.filename}: is compressed; dossier entries are stored")
         body = start + 30 + name_len + extra_len
-        entries[info.filename] = data[body : body + info.compress_size]
+        if body + info.compress_size > bundle.size:
+            raise _Failed(f"{info.filename}: runs past the end of the file")
+        entries[info.filename] = _Entry(body, info.compress_size)
     return entries
 
 
-def _json(entries: dict[str, bytes], name: str) -> Any:
+def _read_small(bundle: _Bundle, entries: dict[str, _Entry], name: str) -> bytes:
+    entry = entries[name]
+    if entry.size > MAX_SMALL_ENTRY_BYTES:
+        raise _Failed(f"{name}: {entry.size} bytes, more than {MAX_SMALL_ENTRY_BYTES} allowed")
+    return bundle.read_at(entry.offset, entry.size)
+
+
+def _json(data: bytes, name: str) -> Any:
     try:
-        return json.loads(entries[name])
-    except KeyError:
-        raise _Failed(f"{name}: missing from the bundle") from None
+        return json.loads(data)
     except ValueError as error:
         raise _Failed(f"{name}: is not valid JSON ({error})") from None
+    except RecursionError:
+        raise _Failed(f"{name}: is not valid JSON (nested too deeply)") from None
 
 
-def _check_key(entries, trusted_keys) -> Ed25519PublicKey:
+def _check_key(bundle: _Bundle, entries, trusted_keys) -> Ed25519PublicKey:
     if PUBLIC_KEY not in entries:
         raise _Failed(f"{PUBLIC_KEY}: missing from the bundle")
     try:
-        key = public_key_from_pem(entries[PUBLIC_KEY], where=PUBLIC_KEY)
+        key = public_key_from_pem(_read_small(bundle, entries, PUBLIC_KEY), where=PUBLIC_KEY)
     except SigningKeyError as error:
         raise _Failed(str(error)) from None
     if trusted_keys is not None:
@@ -114,12 +160,15 @@ def _check_key(entries, trusted_keys) -> Ed25519PublicKey:
     return key
 
 
-def _check_subjects(entries: dict[str, bytes], manifest: Any) -> dict[str, Any]:
+def _check_subjects(
+    bundle: _Bundle, entries: dict[str, _Entry], manifest: Any
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """The predicate, and the crc32 of each file the manifest lists (hashed in chunks)."""
     if not isinstance(manifest, dict) or manifest.get("_type") != STATEMENT_TYPE:
         raise _Failed(f"{MANIFEST}: is not an in-toto Statement ({STATEMENT_TYPE})")
     if manifest.get("predicateType") != PREDICATE_TYPE:
         raise _Failed(f"{MANIFEST}: predicateType is not {PREDICATE_TYPE}")
-    listed: set[str] = set()
+    crcs: dict[str, int] = {}
     for index, subject in enumerate(manifest.get("subject") or []):
         try:
             name, digest = subject["name"], subject["digest"]["sha256"]
@@ -127,32 +176,50 @@ def _check_subjects(entries: dict[str, bytes], manifest: Any) -> dict[str, Any]:
             raise _Failed(f"{MANIFEST}: subject {index} has no name or sha256 digest") from None
         if name not in entries:
             raise _Failed(f"{name}: listed in the manifest but missing from the bundle")
-        actual = sha256_hex(entries[name])
+        sha, crc = hashlib.sha256(), 0
+        for chunk in bundle.chunks(entries[name]):
+            sha.update(chunk)
+            crc = zlib.crc32(chunk, crc)
+        actual = sha.hexdigest()
         if actual != digest:
             raise _Failed(f"{name}: sha256 is {actual}, the manifest says {digest}")
-        listed.add(name)
-    extra = sorted(set(entries) - listed - {MANIFEST, ENVELOPE})
+        crcs[name] = crc
+    extra = sorted(set(entries) - set(crcs) - {MANIFEST, ENVELOPE})
     if extra:
         raise _Failed(f"{extra[0]}: in the bundle but not in the manifest")
     predicate = manifest.get("predicate")
     if not isinstance(predicate, dict):
         raise _Failed(f"{MANIFEST}: has no predicate")
-    return predicate
+    return predicate, crcs
 
 
-def check_audit_excerpt(raw: bytes, anchor: Any) -> int:
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of a stream of chunks, without their line ends; each at most
+    MAX_AUDIT_LINE_BYTES."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        yield from complete
+        if len(pending) > MAX_AUDIT_LINE_BYTES:
+            raise _Failed(f"{AUDIT_EXCERPT}: a line is longer than {MAX_AUDIT_LINE_BYTES} bytes")
+    if pending:
+        yield pending
+
+
+def check_audit_excerpt(raw: bytes | Iterable[bytes], anchor: Any) -> int:
     """Recompute every event's hash; consecutive events must link, and the last one must be
     the chain head the manifest records. Returns the number of events."""
     previous: dict[str, Any] | None = None
     count = 0
-    for number, line in enumerate(raw.splitlines(), start=1):
+    for number, line in enumerate(_lines([raw] if isinstance(raw, bytes) else raw), start=1):
         where = f"{AUDIT_EXCERPT} line {number}"
         try:
             event = json.loads(line)
             payload = {name: event[name] for name in EVENT_PAYLOAD_FIELDS}
             prev_hash, stated = event["prev_hash"], event["hash"]
-        except (ValueError, KeyError, TypeError) as error:
-            raise _Failed(f"{where}: not an audit event ({error})") from None
+        except (ValueError, KeyError, TypeError, RecursionError) as error:
+            raise _Failed(f"{where}: not an audit event ({error!r})") from None
         if event_hash(prev_hash, payload) != stated:
             raise _Failed(f"{where} (event #{payload['seq']}): content does not match its hash")
         if payload["seq"] == 1 and prev_hash != GENESIS_HASH:
@@ -179,7 +246,7 @@ def check_audit_excerpt(raw: bytes, anchor: Any) -> int:
 
 
 def check_audit_checkpoint(
-    raw: bytes, excerpt: bytes, trusted_keys: Sequence[Ed25519PublicKey] | None
+    raw: bytes, excerpt: Iterable[bytes], trusted_keys: Sequence[Ed25519PublicKey] | None
 ) -> str:
     """The embedded checkpoint of the whole chain must be signed by a trusted key (None: the
     key it carries), and if the excerpt holds the event at its tree size, name its hash."""
@@ -190,7 +257,9 @@ def check_audit_checkpoint(
     problem = checkpoint_problem(entry, trusted_keys)
     if problem:
         raise _Failed(f"{AUDIT_CHECKPOINT}: the {describe(entry)} is not valid: {problem}")
-    for line in excerpt.splitlines():
+    for line in excerpt:
+        if not line.strip():
+            continue
         event = json.loads(line)  # check_audit_excerpt has parsed each line already
         if event["seq"] == entry["tree_size"] and event["hash"] != entry["head_hash"]:
             raise _Failed(
@@ -200,50 +269,88 @@ def check_audit_checkpoint(
     return f"{describe(entry)} signed by key {entry['key_id'][:16]}…"
 
 
+def _first_difference(bundle: _Bundle, entries: dict[str, _Entry], crcs: dict[str, int]):
+    """The first byte at which the bundle differs from the canonical container of its
+    entries, or None: compared piece by piece, never holding either whole."""
+    layout = zip_layout({name: (entry.size, crcs[name]) for name, entry in entries.items()})
+    position = 0
+    for part in layout:
+        if isinstance(part, bytes):
+            actual = bundle.read_at(position, len(part))
+            if actual != part:
+                return position + _common_prefix(part, actual)
+            position += len(part)
+            continue
+        entry = entries[part]
+        # Contents away from their canonical place are compared with what is there.
+        done = 0
+        while entry.offset != position and done < entry.size:
+            size = min(_CHUNK, entry.size - done)
+            ours = bundle.read_at(entry.offset + done, size)
+            theirs = bundle.read_at(position + done, size)
+            if ours != theirs:
+                return position + done + _common_prefix(ours, theirs)
+            done += size
+        position += entry.size
+    return None if position == bundle.size else position
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+
+
 def verify_bundle(
-    data: bytes,
+    source: bytes | BinaryIO,
     *,
     trusted_keys: Sequence[Ed25519PublicKey] | None = None,
     trusted_checkpoint_keys: Sequence[Ed25519PublicKey] | None = None,
 ) -> VerifyReport:
-    """Verify a dossier. `trusted_keys` None trusts the key inside the bundle (say so when
-    reporting); the portal passes its own key. The same for `trusted_checkpoint_keys` and
-    the audit checkpoint's key."""
+    """Verify a dossier, given as bytes or a seekable binary file (read in pieces, so a
+    large bundle is never held whole). `trusted_keys` None trusts the key inside the bundle
+    (say so when reporting); the portal passes its own key. The same for
+    `trusted_checkpoint_keys` and the audit checkpoint's key."""
+    bundle = _Bundle(io.BytesIO(source) if isinstance(source, bytes) else source)
     report = VerifyReport()
     try:
-        entries = _entries(data)
+        entries = _entries(bundle)
         report.passed.append("zip directory readable")
-        key = _check_key(entries, trusted_keys)
+        key = _check_key(bundle, entries, trusted_keys)
         report.keyid = key_fingerprint(key)
         if MANIFEST not in entries or ENVELOPE not in entries:
             raise _Failed(f"{MANIFEST if MANIFEST not in entries else ENVELOPE}: missing")
-        check = envelope_verify(entries[ENVELOPE], entries[MANIFEST], key)
+        manifest = _read_small(bundle, entries, MANIFEST)
+        check = envelope_verify(_read_small(bundle, entries, ENVELOPE), manifest, key)
         if not check.ok:
             raise _Failed(f"{ENVELOPE}: {check.reason}")
         report.passed.append("manifest signature valid")
-        predicate = _check_subjects(entries, _json(entries, MANIFEST))
+        predicate, crcs = _check_subjects(bundle, entries, _json(manifest, MANIFEST))
+        for name in (MANIFEST, ENVELOPE):
+            crcs[name] = zlib.crc32(_read_small(bundle, entries, name))
         report.predicate = predicate
         report.files = len(entries)
         report.passed.append(f"sha256 of {len(entries) - 2} files match the manifest")
         if AUDIT_EXCERPT in entries:
             report.events = check_audit_excerpt(
-                entries[AUDIT_EXCERPT], predicate.get("audit_chain_head")
+                bundle.chunks(entries[AUDIT_EXCERPT]), predicate.get("audit_chain_head")
             )
             report.passed.append(f"{report.events} audit events hash and link")
         if AUDIT_CHECKPOINT in entries:
+            excerpt = (
+                _lines(bundle.chunks(entries[AUDIT_EXCERPT]))
+                if AUDIT_EXCERPT in entries
+                else iter(())
+            )
             report.passed.append(
                 check_audit_checkpoint(
-                    entries[AUDIT_CHECKPOINT],
-                    entries.get(AUDIT_EXCERPT, b""),
+                    _read_small(bundle, entries, AUDIT_CHECKPOINT),
+                    excerpt,
                     trusted_checkpoint_keys,
                 )
             )
-        rebuilt = zip_bytes(entries)
-        if rebuilt != data:
-            at = next(
-                (i for i, (a, b) in enumerate(zip(rebuilt, data, strict=False)) if a != b),
-                min(len(rebuilt), len(data)),
-            )
+        at = _first_difference(bundle, entries, crcs)
+        if at is not None:
             raise _Failed(
                 f"the zip container differs from its canonical form at byte {at} "
                 "(zip metadata outside the signed files was changed)"

@@ -5,7 +5,7 @@ import os
 import tempfile
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -190,7 +190,7 @@ def dossier_download_record(
     return download
 
 
-def dossier_verify(*, data: bytes, check_chain: bool = True) -> VerifyReport:
+def dossier_verify(*, data: bytes | BinaryIO, check_chain: bool = True) -> VerifyReport:
     """Verify against this portal's signing key; with `check_chain`, also require that each
     audit event in the excerpt is the one this portal's chain holds at that position."""
     report = verify_bundle(

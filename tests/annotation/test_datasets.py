@@ -191,3 +191,45 @@ def test_duplicate_delivery_of_the_import_task_changes_nothing(project, engineer
 
     assert again.status == DatasetUpload.Status.SUCCEEDED
     assert Item.objects.count() == 1
+
+
+BAD_VALUES = [
+    (b'{"text": "x", "score": 1e400}', "field 'score'", "out of range"),
+    (b'{"text": "x", "n": ' + b"7" * 5000 + b"}", "field 'n'", "5000 digits"),
+    (b'{"text": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", "field 'text[0]", "nested"),
+    (b'{"text": "x", "meta": {"priority": "1e400"}}', "field 'priority'", "not a finite number"),
+]
+
+
+@pytest.mark.parametrize(("line", "field", "reason"), BAD_VALUES)
+def test_numbers_and_nesting_past_the_limits_fail_the_upload_naming_line_and_field(
+    project, engineer, line, field, reason
+):
+    data = b'{"text": "ok"}\n' + line + b"\n"
+
+    upload = _upload(project, engineer, data, name="bad.jsonl", metadata_fields=["priority"])
+
+    assert upload.status == DatasetUpload.Status.FAILED
+    assert upload.error.startswith(f"bad.jsonl, line 2, {field}")
+    assert reason in upload.error
+    assert not Item.objects.exists()
+    assert not Path(upload.stored_path).exists()  # the raw file is not left behind
+
+
+def test_a_number_past_the_limits_in_a_label_studio_upload_fails_it(project, engineer):
+    data = b'[{"data": {"text": "ok"}}, {"data": {"text": "x", "score": -1e400}}]'
+
+    upload = _upload(project, engineer, data, name="export.json")
+
+    assert upload.status == DatasetUpload.Status.FAILED
+    assert upload.error.startswith("export.json, task 2, field 'data.score'")
+    assert not Item.objects.exists()
+
+
+def test_a_csv_priority_past_the_limits_fails_the_upload(project, engineer):
+    data = b"text,priority\nok,1\nbad,1e400\n"
+
+    upload = _upload(project, engineer, data, name="rows.csv", metadata_fields=["priority"])
+
+    assert upload.status == DatasetUpload.Status.FAILED
+    assert upload.error == "rows.csv, line 3, field 'priority': is not a finite number"

@@ -170,3 +170,28 @@ def test_decrypting_a_worker_row_with_the_configured_keys():
     (row, *_) = import_workers.copy_rows(iter(LINES[:1]), job, workers=1)
 
     assert decrypt_json(row[4]) == {"text": "first"}
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        (b'{"text": "x", "score": 1e400}\n', "score"),
+        (b'{"text": "x", "n": ' + b"7" * 5000 + b"}\n", "n"),
+        (b'{"text": ' + b"[" * 200_000 + b"]" * 200_000 + b"}\n", "text[0][0][0][0][0][0][0]…"),
+    ],
+)
+def test_workers_refuse_numbers_and_nesting_past_the_limits_with_line_and_field(line, field):
+    lines = [*LINES, line]
+
+    with pytest.raises(ImportRefused) as refused:
+        list(
+            import_workers.copy_rows(
+                iter(lines), _job(Fernet.generate_key().decode()), workers=2, chunk_lines=2
+            )
+        )
+
+    assert (refused.value.file, refused.value.line, refused.value.field) == (
+        "rows.jsonl",
+        7,
+        field,
+    )

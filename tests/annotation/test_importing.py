@@ -200,17 +200,24 @@ def test_non_scalar_metadata_or_id_is_refused_naming_the_field(record, field):
 
 
 @pytest.mark.parametrize(
-    ("line", "reason"),
+    ("line", "field", "reason"),
     [
-        (b'{"score": NaN}', "NaN is not a JSON value"),
-        (b'{"text": "a\\u0000b"}', "NUL character"),
-        (b'{"text": "\\ud800"}', "unpaired UTF-16 surrogate"),
+        (b'{"score": NaN}', "score", "NaN is not a JSON value"),
+        (b'{"text": "a\\u0000b"}', None, "NUL character"),
+        (b'{"text": "\\ud800"}', None, "unpaired UTF-16 surrogate"),
+        (b'{"scores": [1, 1e400]}', "scores[1]", "1e400 is out of range (it would be infinite)"),
+        (b'{"n": -' + b"9" * 5000 + b"}", "n", "an integer of 5000 digits; at most 4300"),
+        (
+            b'{"tree": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+            "tree[0][0][0][0][0][0][0]\u2026",
+            "nested more than 100 levels deep",
+        ),
     ],
 )
-def test_values_the_database_cannot_store_are_refused_naming_the_line(line, reason):
+def test_values_the_database_cannot_store_are_refused_naming_the_line(line, field, reason):
     error = _refusal(_jsonl({"text": "ok"}) + line + b"\n")
 
-    assert _where(error) == ("data.jsonl", 2, None)
+    assert _where(error) == ("data.jsonl", 2, field)
     assert reason in str(error)
 
 
@@ -448,6 +455,36 @@ def test_label_studio_malformed_json_names_the_physical_line():
 
     assert _where(error) == ("export.json", 3, None)
     assert "malformed JSON at column 12" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "reason"),
+    [
+        (b"1e400", "data.score", "1e400 is out of range (it would be infinite)"),
+        (b"9" * 5000, "data.score", "an integer of 5000 digits; at most 4300"),
+        (b"[" * 200_000 + b"]" * 200_000, "data.score[0][0][0][0][0]", "nested more than 100"),
+        (b"NaN", "data.score", "NaN is not a JSON value"),
+    ],
+)
+def test_label_studio_numbers_and_nesting_past_the_limits_name_task_and_field(value, field, reason):
+    data = b'[{"data": {"text": "ok"}},\n {"data": {"text": "x", "score": ' + value + b"}}]"
+
+    error = _refusal(data, "export.json")
+
+    assert (error.file, error.line, error.unit) == ("export.json", 2, "task")
+    assert reason in str(error)
+    assert (error.field or "").startswith(field)
+
+
+def test_label_studio_export_is_parsed_task_by_task_not_read_whole():
+    tasks = b",".join(b'{"data": {"text": "row %d"}}' % i for i in range(200_000))
+    stream = io.BytesIO(b"[" + tasks + b"]")
+
+    rows = iter_rows(stream, filename="export.json", fmt=ImportFormat.LABEL_STUDIO)
+    first = next(rows)
+
+    assert first.payload == {"text": "row 0"}
+    assert stream.tell() < len(stream.getvalue()) // 10
 
 
 def test_label_studio_over_the_limit_is_refused_before_parsing():

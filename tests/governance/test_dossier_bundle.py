@@ -1,11 +1,13 @@
 import io
 import json
+import tracemalloc
 import zipfile
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from governance.chain import GENESIS_HASH, canonical_json, event_hash
+from governance.dossier import verify
 from governance.dossier.bundle import (
     ENVELOPE,
     MANIFEST,
@@ -171,3 +173,29 @@ def test_not_a_zip_is_refused_with_a_reason():
 def test_unsafe_entry_names_are_refused(name):
     with pytest.raises(BundleError):
         zip_bytes({name: b"x"})
+
+
+def test_a_large_bundle_on_disk_is_verified_without_reading_it_whole(tmp_path):
+    path = tmp_path / "dossier.zip"
+    path.write_bytes(_bundle(files={"weights/model.safetensors": bytes(48 * 1024**2)}))
+
+    tracemalloc.start()
+    try:
+        with path.open("rb") as handle:
+            report = verify_bundle(handle, trusted_keys=[KEY.public_key()])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert report.ok, report.problem
+    assert peak < 8 * 1024**2  # chunks of 1 MiB, not the 48 MiB file
+
+
+def test_a_bundle_whose_manifest_is_oversized_is_refused_unread(monkeypatch):
+    monkeypatch.setattr(verify, "MAX_SMALL_ENTRY_BYTES", 500)
+
+    report = verify_bundle(_bundle(), trusted_keys=[KEY.public_key()])
+
+    assert not report.ok
+    assert report.problem.startswith("manifest.json: ")
+    assert "more than 500 allowed" in report.problem

@@ -1,5 +1,6 @@
 import asyncio
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -211,7 +212,6 @@ def test_a_whole_response_is_made_and_closed_in_one_go_on_the_request_thread():
 
 
 @override_settings(ROOT_URLCONF=__name__)
-@pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume synchronous iterators")
 def test_a_streamed_response_is_closed_after_its_last_part():
     events = _serve("/stream/")
 
@@ -225,3 +225,44 @@ def test_a_streamed_response_is_closed_after_its_last_part():
 
 async def _ignore(message):
     return None
+
+
+GENERATED = []
+
+
+def _counted_stream(request):
+    for index in range(100):
+        GENERATED.append(index)
+        yield b"x" * 10_000
+
+
+urlpatterns.append(
+    path("big-stream/", lambda request: StreamingHttpResponse(_counted_stream(request)))
+)
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_a_synchronous_stream_is_sent_as_it_is_made_not_gathered_first():
+    GENERATED.clear()
+    made_before_first_body = []
+
+    async def run():
+        body = [{"type": "http.request", "body": b""}]
+
+        async def receive():
+            return body.pop() if body else {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.body" and not made_before_first_body:
+                made_before_first_body.append(len(GENERATED))
+
+        await SyncChainASGIHandler()(
+            {**SCOPE, "path": "/big-stream/", "headers": [(b"host", b"127.0.0.1")]}, receive, send
+        )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Django warns when it gathers a sync iterator whole
+        _run(run())
+
+    assert len(GENERATED) == 100
+    assert made_before_first_body[0] < 100

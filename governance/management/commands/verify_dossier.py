@@ -28,17 +28,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, file: Path, public_key: Path | None, offline: bool, **options):
         try:
-            data = file.read_bytes()
+            data = file.open("rb")
         except OSError as error:
             raise CommandError(f"{file}: cannot read: {error.strerror}") from None
-        if public_key is not None:
-            try:
-                trusted = public_key_from_pem(public_key.read_bytes(), where=str(public_key))
-            except (OSError, SigningKeyError) as error:
-                raise CommandError(str(error)) from None
-            report = verify_bundle(data, trusted_keys=[trusted])
-        else:
-            report = dossier_verify(data=data, check_chain=not offline)
+        with data:
+            if public_key is not None:
+                try:
+                    trusted = public_key_from_pem(public_key.read_bytes(), where=str(public_key))
+                except (OSError, SigningKeyError) as error:
+                    raise CommandError(str(error)) from None
+                report = verify_bundle(data, trusted_keys=[trusted])
+            else:
+                report = dossier_verify(data=data, check_chain=not offline)
         for step in report.passed:
             self.stdout.write(f"  ok  {step}")
         if not report.ok:
