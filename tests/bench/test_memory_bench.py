@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from annotation.services.snapshots import snapshot_create
-from portal.services import user_api_token_rotate
 from tests.annotation.factories import DatasetFactory, classification_setup
 from tests.bench.test_curation_bench import _fill
+from tests.portal.factories import api_key_for
 from tests.support import servers
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -146,7 +146,7 @@ def test_server_memory_while_a_1m_item_export_downloads(server, report, project,
     classification_setup(project)
     _fill(DatasetFactory(project=project), ITEMS, "'short text number ' || g || ' about it'")
     snapshot = snapshot_create(actor=engineer, project=project, name="bench", seed=1)
-    token = user_api_token_rotate(user=engineer).key
+    token = api_key_for(engineer)
     url = urlsplit(base_url)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=300)
 
