@@ -32,10 +32,12 @@ class ItemAdmin(ReadOnlyAdmin):
 @admin.register(Annotation)
 class AnnotationAdmin(ReadOnlyAdmin):
     list_display = ["id", "item", "annotator", "submitted_at", "undone"]
-    content_fields = ("value",)
+    # Free text is encrypted (and left out as such); the plain choices are labels all the
+    # same, and the admin is no place to read labels.
+    content_fields = ("choice",)
 
 
 @admin.register(GoldLabel)
 class GoldLabelAdmin(ReadOnlyAdmin):
     list_display = ["item", "method", "decided_by", "created_at"]
-    content_fields = ("value", "reason")
+    content_fields = ("choice",)

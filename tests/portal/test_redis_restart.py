@@ -148,10 +148,13 @@ def test_queued_jobs_and_live_events_survive_a_redis_restart(
         # 1. Jobs wait in Redis (no worker yet) while it restarts.
         queued = [_upload(base_url, token, project.pk, n) for n in range(4)]
         redis.restart()
-        worker = servers.start_celery_worker(env, server_log_dir, probe, node)
         # Sockets stay open while nothing happens (they died every 5 s: the layer's
-        # blocking read outlived redis-py's default socket timeout).
+        # blocking read outlived redis-py's default socket timeout). The worker starts after
+        # that: events sent while a tab is between sockets are gone (portal.js refreshes its
+        # live regions when it reconnects), and the first imports take well under a second.
         wait_until(lambda: listener.open_for() > 7, 30, "a socket that stays open while idle")
+        wait_until(listener.subscribed.is_set, 20, "the subscription on that socket")
+        worker = servers.start_celery_worker(env, server_log_dir, probe, node)
 
         def imported(ids):
             unfinished = DatasetUpload.objects.filter(pk__in=ids, status__in=["queued", "running"])

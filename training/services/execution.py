@@ -171,6 +171,16 @@ def _prepare_data(job: TrainingJob) -> tuple[str, str | None]:
     return paths["train"], paths["validation"]  # type: ignore[return-value]
 
 
+def _name_uploads(job: TrainingJob, message: str) -> str:
+    """The runner names the private copies (train.jsonl); the engineer knows the files by
+    the names they uploaded."""
+    for split in ("train", "validation"):
+        stored = job.data.get(split)
+        if isinstance(stored, dict) and stored.get("name"):
+            message = message.replace(f"{split}.jsonl", stored["name"])
+    return message
+
+
 def _spec(job: TrainingJob, workdir: Path, train: str, validation: str | None) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "config": job.config,
@@ -419,7 +429,7 @@ def _finish(job, follower, code: int, cancel_asked: bool, log_path: Path) -> Non
         _settle(job.pk, JobStatus.CANCELLED)
         return
     if kind == "error":
-        error = outcome.get("message", "")
+        error = _name_uploads(job, outcome.get("message", ""))
     else:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
         error = _describe_exit(code) + (f" Last output: {' / '.join(tail)}" if tail else "")
