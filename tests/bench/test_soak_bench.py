@@ -2,7 +2,6 @@
 dossier builds run on the worker. Zero errors, zero over-assigned items, the server's memory
 flat. `PORTAL_SOAK_SECONDS` and `PORTAL_SOAK_ITEMS` shorten it for a trial run."""
 
-import datetime
 import json
 import os
 import statistics
@@ -13,17 +12,15 @@ from urllib.parse import urlsplit
 
 import psutil
 import pytest
-from django.db import connection
 from django.db.models import Count
 
-from annotation.models import Annotation, DatasetUpload, Item
-from annotation.services.datasets import Provenance, dataset_import_run, dataset_upload_create
+from annotation.models import Annotation, Item
 from governance.models import Dossier
 from governance.services import audit_chain_verify
 from governance.services.approvals import use_declaration_set
 from governance.services.dossiers import dossier_request
 from tests.annotation.factories import classification_setup
-from tests.bench.test_annotation_bench import Client, _write_rows
+from tests.bench.test_annotation_bench import Client, import_generated_rows
 from tests.governance.factories import gate_passed, lineage_fixture
 from tests.portal.factories import MembershipFactory, ProjectFactory, UserFactory, api_key_for
 from tests.training.conftest import QUICK, sft_rows
@@ -52,30 +49,6 @@ def _server_processes(base_url: str) -> list[psutil.Process]:
 
 def _rss_mb(processes: list[psutil.Process]) -> float:
     return sum(p.memory_info().rss for p in processes if p.is_running()) / 2**20
-
-
-def _import_items(project, engineer, path: Path) -> None:
-    _write_rows(path, ITEMS)
-    provenance = Provenance(
-        source_description="generated",
-        license="CC0-1.0",
-        consent_basis="synthetic",
-        synthetic=True,
-        collection_date=datetime.date(2025, 1, 1),
-    )
-    with path.open("rb") as handle:
-        upload = dataset_upload_create(
-            project=project,
-            uploaded_by=engineer,
-            file=handle,
-            file_name=path.name,
-            provenance=provenance,
-            run_now=True,
-        )
-    upload = dataset_import_run(upload_id=upload.pk)
-    assert upload.status == DatasetUpload.Status.SUCCEEDED, upload.error
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM (ANALYZE) annotation_item")
 
 
 def _start_training(engineer, project, tiny_model_dir: Path, folder: Path) -> TrainingJob:
@@ -107,7 +80,7 @@ def test_soak_32_annotators_with_training_and_dossier_builds(
     # The background load: a training job on the gpu queue (started first: its pre-flight
     # and smoke run take a while), dossier builds on the default queue.
     job = _start_training(engineer, project, tiny_model_dir, tmp_path)
-    _import_items(project, engineer, tmp_path / "soak.jsonl")
+    import_generated_rows(project, engineer, tmp_path / "soak.jsonl", ITEMS)
     classification_setup(project, k=2)
     tokens = []
     for i in range(ANNOTATORS):
