@@ -72,6 +72,8 @@ def _start_training(engineer, project, tiny_model_dir: Path, folder: Path) -> Tr
     )
 
 
+# The soak itself, plus a million-row import and the training job's start.
+@pytest.mark.timeout(int(SECONDS) + 900)
 def test_soak_32_annotators_with_training_and_dossier_builds(
     asgi_server_2_workers, celery_worker, tiny_model_dir, report, tmp_path, project
 ):
