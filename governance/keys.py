@@ -30,17 +30,24 @@ def _dev_file(name: str, make: bytes) -> bytes:
     return path.read_bytes()
 
 
-def _signing_pem() -> tuple[bytes, str]:
-    if settings.PORTAL_DOSSIER_SIGNING_KEY:
-        return settings.PORTAL_DOSSIER_SIGNING_KEY.encode(), "PORTAL_DOSSIER_SIGNING_KEY"
-    if settings.PORTAL_DOSSIER_SIGNING_KEY_FILE:
-        path = Path(settings.PORTAL_DOSSIER_SIGNING_KEY_FILE)
+def _configured_pem(name: str) -> tuple[bytes, str] | None:
+    """The PEM in setting `name`, or in the file that `name`_FILE names; None if neither
+    is set."""
+    if getattr(settings, name):
+        return getattr(settings, name).encode(), name
+    if getattr(settings, f"{name}_FILE"):
+        path = Path(getattr(settings, f"{name}_FILE"))
         try:
-            return path.read_bytes(), f"PORTAL_DOSSIER_SIGNING_KEY_FILE ({path})"
+            return path.read_bytes(), f"{name}_FILE ({path})"
         except OSError as error:
-            raise ImproperlyConfigured(
-                f"PORTAL_DOSSIER_SIGNING_KEY_FILE: cannot read {path}: {error}"
-            ) from None
+            raise ImproperlyConfigured(f"{name}_FILE: cannot read {path}: {error}") from None
+    return None
+
+
+def _signing_pem() -> tuple[bytes, str]:
+    configured = _configured_pem("PORTAL_DOSSIER_SIGNING_KEY")
+    if configured is not None:
+        return configured
     if settings.PORTAL_DEV_KEYS:
         pem = _dev_file("dossier_signing_key.pem", private_key_pem(Ed25519PrivateKey.generate()))
         return pem, "the development key under var/dev_keys"
@@ -64,16 +71,9 @@ def signing_key_id() -> str:
 
 
 def _checkpoint_pem() -> tuple[bytes, str] | None:
-    if settings.PORTAL_AUDIT_CHECKPOINT_KEY:
-        return settings.PORTAL_AUDIT_CHECKPOINT_KEY.encode(), "PORTAL_AUDIT_CHECKPOINT_KEY"
-    if settings.PORTAL_AUDIT_CHECKPOINT_KEY_FILE:
-        path = Path(settings.PORTAL_AUDIT_CHECKPOINT_KEY_FILE)
-        try:
-            return path.read_bytes(), f"PORTAL_AUDIT_CHECKPOINT_KEY_FILE ({path})"
-        except OSError as error:
-            raise ImproperlyConfigured(
-                f"PORTAL_AUDIT_CHECKPOINT_KEY_FILE: cannot read {path}: {error}"
-            ) from None
+    configured = _configured_pem("PORTAL_AUDIT_CHECKPOINT_KEY")
+    if configured is not None:
+        return configured
     if settings.PORTAL_DEV_KEYS:
         pem = _dev_file("audit_checkpoint_key.pem", private_key_pem(Ed25519PrivateKey.generate()))
         return pem, "the development checkpoint key under var/dev_keys"
