@@ -142,12 +142,21 @@ class ChainReport:
 
 
 def audit_chain_verify(*, chunk_size: int = 5000) -> ChainReport:
-    """Walk the whole chain in order; report the first event whose hash or link is wrong."""
+    """Walk the whole chain in order; report the first event whose hash or link is wrong.
+
+    Appends may go on while the walk runs. An append moves the head in the transaction
+    that inserts its event, so the head read first names a prefix that is wholly committed:
+    the walk checks exactly that prefix and ends at the head it read. Afterwards the last
+    event is read before the head is read again; heads only grow, so an event beyond the
+    later head can only have been inserted around the append path."""
+    head = AuditChainHead.objects.filter(pk=1).values_list("seq", "hash").first()
+    events = AuditEvent.objects.order_by("seq")
+    if head is not None:
+        events = events.filter(seq__lte=head[0])
     expected_prev = GENESIS_HASH
     expected_seq = 1
     checked = 0
-    events = AuditEvent.objects.order_by("seq").iterator(chunk_size=chunk_size)
-    for event in events:
+    for event in events.iterator(chunk_size=chunk_size):
         if event.seq != expected_seq:
             return ChainReport(
                 checked,
@@ -169,16 +178,29 @@ def audit_chain_verify(*, chunk_size: int = 5000) -> ChainReport:
         expected_prev = event.hash
         expected_seq += 1
         checked += 1
-    head = AuditChainHead.objects.filter(pk=1).first()
-    if head is not None and (head.seq, head.hash) != (checked, expected_prev):
+    if head is not None and tuple(head) != (checked, expected_prev):
         return ChainReport(
             checked,
             expected_prev,
             ChainBreak(
-                head.seq,
+                head[0],
                 None,
-                f"chain head says #{head.seq} but the log ends at "
+                f"chain head says #{head[0]} but the log ends at "
                 f"#{checked}: events were removed from the end",
+            ),
+        )
+    last_seq = AuditEvent.objects.aggregate(last=models.Max("seq"))["last"] or 0
+    later = AuditChainHead.objects.filter(pk=1).values_list("seq", flat=True).first()
+    if last_seq > (later if later is not None else checked):
+        return ChainReport(
+            checked,
+            expected_prev,
+            ChainBreak(
+                last_seq,
+                None,
+                f"event #{last_seq} lies beyond the chain head "
+                f"(#{later if later is not None else checked}): it was inserted around "
+                "the append path",
             ),
         )
     return ChainReport(checked, expected_prev, None)

@@ -124,3 +124,60 @@ def test_deleted_middle_event_is_named(admin, project):
 
     with pytest.raises(CommandError, match="#2: missing"):
         call_command("verify_audit_log")
+
+
+def test_event_inserted_beyond_the_head_is_named(admin, project):
+    _three_events(admin, project)
+    forged = AuditEvent(
+        seq=4,
+        created_at=project.created_at,
+        action="test.forged",
+        data={},
+        prev_hash=AuditChainHead.objects.get(pk=1).hash,
+    )
+    forged.hash = forged.compute_hash()
+    forged.save(force_insert=True)  # the head row is left where it was
+
+    report = audit_chain_verify()
+
+    assert report.first_break.seq == 4
+    assert "beyond the chain head" in report.first_break.reason
+
+
+@pytest.mark.django_db(transaction=True)
+def test_verify_passes_while_events_are_appended(admin, project):
+    """The soak's failure: the head was read after the walk, so events appended during
+    the walk looked like a removed tail. Appends from another connection run for the
+    whole of a slow walk (small chunks) and the verdict must still be a pass."""
+    import threading
+
+    from django.db import connections
+
+    for n in range(600):
+        audit_record(actor=None, action="test.before", data={"n": n})
+    stop = threading.Event()
+    appended = []
+
+    def append_until_stopped():
+        try:
+            while not stop.is_set():
+                appended.append(audit_record(actor=None, action="test.during", data={}))
+        finally:
+            connections.close_all()
+
+    appender = threading.Thread(target=append_until_stopped)
+    appender.start()
+    try:
+        while len(appended) < 5:  # appends are under way before the walk starts
+            stop.wait(0.01)
+        appended_before = len(appended)
+        report = audit_chain_verify(chunk_size=20)
+        appended_after = len(appended)
+    finally:
+        stop.set()
+        appender.join()
+
+    assert report.ok, str(report.first_break)
+    assert report.checked >= 605
+    assert appended_after > appended_before  # the walk really raced the appends
+    assert audit_chain_verify().checked == 600 + len(appended)
