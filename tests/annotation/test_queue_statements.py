@@ -1,4 +1,5 @@
 import threading
+import time
 import uuid
 
 import pytest
@@ -151,6 +152,17 @@ def test_next_returns_the_full_item_and_the_open_lease_again(project):
     assert offer.schema.task_type == "classification"
 
 
+def _next_when_free(project, user, within=60.0):
+    """The queue skips items another transaction holds locked (SKIP LOCKED), so while the
+    other annotator's submit of the last open item is still committing, next offers nothing
+    yet. Ask again until that submit has committed (slow under CPU load), not a fixed time."""
+    deadline = time.monotonic() + within
+    while (offer := services.item_lease_next(project=project, annotator=user)) is None:
+        assert time.monotonic() < deadline, f"{user.username} was offered nothing for {within} s"
+        time.sleep(0.05)
+    return offer
+
+
 @pytest.mark.django_db(transaction=True)
 def test_annotators_submitting_the_same_items_at_once_resolve_each_item_once(project):
     classification_setup(project, k=2)
@@ -163,8 +175,8 @@ def test_annotators_submitting_the_same_items_at_once_resolve_each_item_once(pro
     def work(user):
         try:
             for _ in range(12):
-                offer = services.item_lease_next(project=project, annotator=user)
-                barrier.wait(timeout=10)
+                offer = _next_when_free(project, user)
+                barrier.wait(timeout=60)
                 _submit(project, user, offer, "pos")
         except Exception as error:  # noqa: BLE001 - reported below
             errors.append(repr(error))

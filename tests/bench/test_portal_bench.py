@@ -31,3 +31,20 @@ def test_login_page_p95_ms(asgi_server, report):
     report("login_page_p95_ms", p95, "ms")
     report("login_page_median_ms", statistics.median(timings), "ms")
     assert p95 < 200, f"login page p95 {p95:.1f} ms"
+
+
+def test_line_chart_of_5000_points_ms(report):
+    """A live loss curve redraws on each pushed point; 5,000 points must draw in well under
+    50 ms. A speed target, so it lives here and not as a timed unit test."""
+    from portal import charts
+
+    series = {"loss": [(i, 1 / (i + 1)) for i in range(5000)]}
+    charts.line_chart(series=series, title="warm-up")
+    runs = []
+    for _ in range(20):
+        start = time.perf_counter()
+        charts.line_chart(series=series, title="t")
+        runs.append((time.perf_counter() - start) * 1000)
+    median = statistics.median(runs)
+    report("line_chart_5000_points_median", median, "ms")
+    assert median < 50

@@ -1,5 +1,4 @@
 import math
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -183,15 +182,6 @@ def test_log_line_chart_drops_non_positive_values_and_labels_decades():
 
     assert len(root.find(".//svg:polyline", NS).get("points").split()) == 2
     assert {"0.01", "1", "100"} <= set(ticks)
-
-
-def test_line_chart_of_5000_points_renders_quickly():
-    series = {"loss": [(i, 1 / (i + 1)) for i in range(5000)]}
-    charts.line_chart(series=series, title="warm-up")
-
-    start = time.perf_counter()
-    charts.line_chart(series=series, title="t")
-    assert time.perf_counter() - start < 0.05
 
 
 def test_histogram_bins_raw_values_and_counts_every_value():
