@@ -1,7 +1,10 @@
-"""The periodic sweep of background jobs whose worker died: run by Celery beat
-(`portal.sweep_dead_jobs`), never by a page view. A started job whose worker process no
-longer holds its liveness lock (portal/jobs.py) is marked failed, so its page stops
-polling and it can be started again."""
+"""The periodic sweeps run by Celery beat, never by a page view.
+
+`portal.sweep_dead_jobs`: a started background job whose worker process no longer holds its
+liveness lock (portal/jobs.py) is marked failed, so its page stops polling and it can be
+started again. `portal.sweep_expired_leases`: work handed out and left open past its term
+(annotation and adjudication leases, review pairs) goes back to its queue, also where
+nobody asks that queue for work."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,9 +12,11 @@ from dataclasses import dataclass
 from django.db import models, transaction
 from django.utils import timezone
 
-from annotation.models import DatasetUpload, QualityCheck
+from annotation.models import DatasetUpload, Lease, QualityCheck
+from annotation.services import leases_expire_all
 from annotation.services.datasets import dataset_upload_lost_cleanup
 from evaluation.models import GenerationJob, MetricRun, RatingsBootstrap
+from evaluation.services import judgments_release_stale
 from governance.models import Dossier
 from governance.services import audit_record
 from governance.services.dossiers import dossier_lost_cleanup
@@ -82,3 +87,13 @@ def background_jobs_sweep() -> dict[str, int]:
     for swept in SWEPT:
         counts[swept.noun] = len(jobs_sweep_dead(swept))
     return counts
+
+
+def leases_sweep_expired() -> dict[str, int]:
+    """Expire every overdue lease of every kind; returns how many of each were expired."""
+    expired = leases_expire_all()
+    return {
+        "annotation lease": expired[Lease.Kind.LABEL],
+        "adjudication lease": expired[Lease.Kind.ADJUDICATE],
+        "review pair": judgments_release_stale(),
+    }

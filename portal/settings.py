@@ -287,10 +287,17 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # demo's default worker with -B); no page view runs any of it. The sweep fails background
 # jobs whose worker died, so it runs often: a dead job is failed within this many seconds.
 PORTAL_JOB_SWEEP_SECONDS = env_int("PORTAL_JOB_SWEEP_SECONDS", 30)
+# Each queue expires the leases in its own way as it hands out work; this sweep expires the
+# rest (an item nobody asks for again, a queue nobody opens) within this many seconds.
+PORTAL_LEASE_EXPIRY_SWEEP_SECONDS = env_int("PORTAL_LEASE_EXPIRY_SWEEP_SECONDS", 60)
 CELERY_BEAT_SCHEDULE = {
     "sweep-dead-jobs": {
         "task": "portal.sweep_dead_jobs",
         "schedule": float(PORTAL_JOB_SWEEP_SECONDS),
+    },
+    "sweep-expired-leases": {
+        "task": "portal.sweep_expired_leases",
+        "schedule": float(PORTAL_LEASE_EXPIRY_SWEEP_SECONDS),
     },
     "purge-raw-uploads": {"task": "governance.purge_raw_uploads", "schedule": 24 * 3600.0},
     "audit-checkpoint-sign": {

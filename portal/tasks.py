@@ -15,6 +15,12 @@ def sweep_dead_jobs_task() -> dict[str, int]:
     return housekeeping.background_jobs_sweep()
 
 
+@shared_task(name="portal.sweep_expired_leases")
+def sweep_expired_leases_task() -> dict[str, int]:
+    """Beat runs this every PORTAL_LEASE_EXPIRY_SWEEP_SECONDS; counts to the result backend."""
+    return housekeeping.leases_sweep_expired()
+
+
 @shared_task(name="portal.ping")
 def ping_task() -> dict:
     return selectors.worker_health()

@@ -6,13 +6,13 @@ from annotation.services.configuration import (
     guideline_publish,
     label_schema_publish,
 )
+from annotation.services.leases import leases_expire, leases_expire_all
 from annotation.services.queue import (
     LeaseOffer,
     annotation_submit,
     annotation_undo,
     item_lease_next,
     item_skip,
-    leases_expire,
 )
 from annotation.services.resolution import (
     adjudication_lease_next,
@@ -37,6 +37,7 @@ __all__ = [
     "label_model_apply",
     "label_schema_publish",
     "leases_expire",
+    "leases_expire_all",
     "snapshot_create",
     "snapshot_create_from_pairs",
 ]

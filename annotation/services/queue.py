@@ -31,6 +31,7 @@ from annotation.models import (
 from annotation.schemas import validate_answer
 from annotation.services import queue_sql as sql
 from annotation.services.configuration import annotation_settings_get
+from annotation.services.leases import leases_expire
 from annotation.services.resolution import (
     agreement_outcome,
     item_resolve_by_agreement,
@@ -129,27 +130,6 @@ def _leases_expire_now_and_then(*, project: Project, now: datetime) -> None:
     if _sweep_due(project):
         _last_sweep[project.pk] = time.monotonic()
         leases_expire(project=project, now=now)
-
-
-def leases_expire(*, project: Project, now: datetime | None = None) -> int:
-    """Expire overdue leases of a project and give their slots back; returns how many.
-
-    Runs inside the caller's transaction; cheap when nothing is overdue (partial index)."""
-    now = now or timezone.now()
-    expired = list(
-        Lease.objects.filter(project=project, state=Lease.State.ACTIVE, expires_at__lt=now)
-        .select_for_update(skip_locked=True)
-        .values_list("pk", "item_id", "kind")
-    )
-    if not expired:
-        return 0
-    Lease.objects.filter(pk__in=[pk for pk, _, _ in expired]).update(state=Lease.State.EXPIRED)
-    label_items = [item_id for _, item_id, kind in expired if kind == Lease.Kind.LABEL]
-    for item_id in sorted(label_items):  # sorted: a fixed lock order between expirers
-        Item.objects.filter(pk=item_id, is_gold=False, assigned_count__gt=0).update(
-            assigned_count=F("assigned_count") - 1
-        )
-    return len(expired)
 
 
 def _offer(lease: Lease) -> LeaseOffer:
@@ -311,14 +291,17 @@ def _item_lease_next_locked(*, project: Project, annotator: User) -> LeaseOffer 
             annotator=annotator,
             kind=Lease.Kind.LABEL,
             state=Lease.State.ACTIVE,
-            expires_at__gt=now,
         )
         .select_related("item", "project")
         .order_by("-created_at")
         .first()
     )
-    if current is not None:
+    if current is not None and current.expires_at > now:
         return _offer(current)
+    if current is not None:
+        # The annotator let it run out: it goes back to the pool now, for them too, not at
+        # the next sweep.
+        leases_expire(project=project, now=now, holder=annotator)
     config = _queue_config(project)
     settings = config.settings
     if config.schema_id is None:
@@ -522,11 +505,13 @@ _EXPIRY_MARGIN = timedelta(seconds=5)
 
 def _lease_next_fast(*, project: Project, annotator: User):
     now = timezone.now()
-    row = fetch_one(sql.NEXT_READ_SQL, {"project": project.pk, "user": annotator.pk, "now": now})
+    row = fetch_one(sql.NEXT_READ_SQL, {"project": project.pk, "user": annotator.pk})
     if row is None:  # no settings row yet: the locked path creates it
         return _SLOW_PATH
     k, order, lease_seconds, gold_rate, schema_id, guideline_id = row[:6]
     lease_id, created_at, expires_at, lease_schema_id, lease_guideline_id = row[6:11]
+    if lease_id is not None and expires_at <= now:
+        return _SLOW_PATH  # their lease ran out: the locked path expires it first
     if lease_id is not None:
         lease = _label_lease(
             pk=lease_id,

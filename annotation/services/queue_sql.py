@@ -55,7 +55,8 @@ def answer_value(choice: Any, free_text: str | None) -> dict | None:
     return answer_join(json_value(choice), _FREE_TEXT.decrypt(free_text))
 
 
-# The annotator's open lease and the project's queue settings, in one round trip.
+# The annotator's newest active lease (overdue or not) and the project's queue settings, in
+# one round trip.
 NEXT_READ_SQL = f"""
 SELECT s.labels_per_item, s."order", s.lease_seconds, s.gold_rate,
        (SELECT id FROM annotation_labelschema WHERE project_id = s.project_id
@@ -68,7 +69,7 @@ FROM annotation_annotationsettings s
 LEFT JOIN LATERAL (
     SELECT * FROM annotation_lease l
     WHERE l.project_id = s.project_id AND l.annotator_id = %(user)s AND l.kind = 'label'
-      AND l.state = 'active' AND l.expires_at > %(now)s
+      AND l.state = 'active'
     ORDER BY l.created_at DESC LIMIT 1
 ) l ON true
 LEFT JOIN annotation_item i ON i.id = l.item_id

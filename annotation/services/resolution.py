@@ -22,6 +22,7 @@ from annotation.models import (
     answer_join,
 )
 from annotation.schemas import agreement_key, validate_answer
+from annotation.services.leases import leases_expire
 from governance.services import audit_record, content_hash
 from portal.models import Project, User
 
@@ -98,8 +99,12 @@ def item_resolve_by_agreement(
 @transaction.atomic
 def adjudication_lease_next(*, project: Project, adjudicator: User) -> Lease | None:
     """The adjudicator's current disputed item, or the next one nobody else holds.
-    Items they labelled themselves are never given to them to judge."""
+    Items they labelled themselves are never given to them to judge. A lease left to run
+    out is expired here, so its item is offered again (to them too)."""
     now = timezone.now()
+    # Their own overdue leases go first: leasing an item again while its old lease is still
+    # marked active would break the one-active-lease-per-user-and-item constraint.
+    leases_expire(project=project, now=now, holder=adjudicator)
     current = (
         Lease.objects.filter(
             project=project,
@@ -119,10 +124,14 @@ def adjudication_lease_next(*, project: Project, adjudicator: User) -> Lease | N
         state=Lease.State.ACTIVE,
         expires_at__gt=now,
     )
+    mine = Lease.objects.filter(
+        item=OuterRef("pk"), annotator=adjudicator, state=Lease.State.ACTIVE
+    )
     own = Annotation.objects.filter(item=OuterRef("pk"), annotator=adjudicator)
     item = (
         Item.objects.filter(project=project, state=Item.State.DISPUTED)
         .exclude(Exists(held))
+        .exclude(Exists(mine))
         .exclude(Exists(own))
         .order_by("id")
         .select_for_update(skip_locked=True, of=("self",))
@@ -130,6 +139,9 @@ def adjudication_lease_next(*, project: Project, adjudicator: User) -> Lease | N
     )
     if item is None:
         return None
+    # Someone else's lease on it ran out: closed now, so that resolving the item later does
+    # not record it as submitted.
+    leases_expire(project=project, now=now, item_id=item.pk)
     return Lease.objects.create(
         project=project,
         item=item,

@@ -8,6 +8,7 @@ from evaluation.services.campaigns import (
     campaign_export_preferences,
     judgment_next,
     judgment_submit,
+    judgments_release_stale,
     rater_set_excluded,
     ratings_bootstrap_start,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "generations_import",
     "judgment_next",
     "judgment_submit",
+    "judgments_release_stale",
     "metric_run_start",
     "metric_runs_start",
     "model_version_promote",

@@ -194,16 +194,44 @@ def campaign_create(
     return campaign
 
 
-def _release_stale(campaign: Campaign) -> None:
-    """Open judgments nobody answered for OPEN_JUDGMENT_TTL give their slot back."""
-    stale = Judgment.objects.filter(
-        campaign=campaign,
-        submitted_at__isnull=True,
-        shown_at__lt=timezone.now() - OPEN_JUDGMENT_TTL,
-    ).select_for_update(skip_locked=True)
-    for judgment in stale:
-        Battle.objects.filter(pk=judgment.battle_id).update(assigned=F("assigned") - 1)
-        judgment.delete()
+def _release_stale(campaign: Campaign) -> int:
+    """Open judgments nobody answered for OPEN_JUDGMENT_TTL give their slot back, and their
+    pair may go to the same reviewer again; returns how many. Caller holds a transaction."""
+    stale = list(
+        Judgment.objects.filter(
+            campaign=campaign,
+            submitted_at__isnull=True,
+            shown_at__lte=timezone.now() - OPEN_JUDGMENT_TTL,
+        )
+        .select_for_update(skip_locked=True)
+        .values_list("pk", "battle_id")
+    )
+    if not stale:
+        return 0
+    for _, battle_id in sorted(stale, key=lambda row: row[1]):  # a fixed lock order
+        Battle.objects.filter(pk=battle_id).update(assigned=F("assigned") - 1)
+    Judgment.objects.filter(pk__in=[pk for pk, _ in stale]).delete()
+    audit_record(
+        actor=None,
+        action="evaluation.judgment.release",
+        target=campaign,
+        project_id=campaign.project_id,
+        data={
+            "judgments": sorted(pk for pk, _ in stale),
+            "battles": sorted({battle_id for _, battle_id in stale}),
+        },
+    )
+    return len(stale)
+
+
+def judgments_release_stale() -> int:
+    """Release the stale open judgments of every open campaign, one transaction per
+    campaign (the beat sweep); returns how many."""
+    released = 0
+    for campaign in Campaign.objects.filter(status=Campaign.Status.OPEN):
+        with transaction.atomic():
+            released += _release_stale(campaign)
+    return released
 
 
 def _claim(battles, reviewer: User) -> Battle | None:
@@ -221,7 +249,12 @@ def judgment_next(*, campaign: Campaign, reviewer: User) -> Judgment | None:
     if campaign.status != Campaign.Status.OPEN:
         return None
     current = (
-        Judgment.objects.filter(campaign=campaign, reviewer=reviewer, submitted_at__isnull=True)
+        Judgment.objects.filter(
+            campaign=campaign,
+            reviewer=reviewer,
+            submitted_at__isnull=True,
+            shown_at__gt=timezone.now() - OPEN_JUDGMENT_TTL,  # a stale one is released below
+        )
         .select_related("battle__prompt")
         .first()
     )
