@@ -1,13 +1,21 @@
 """Offline PII recognizers: regular expressions, each confirmed by a checksum or a parse
 where one exists (Luhn for cards, ISO 7064 mod 97 for IBANs, `ipaddress` for IPs), so
-that order numbers and version strings are not flagged. Pure functions; no Django.
+that order numbers and version strings are not flagged; phone numbers through
+libphonenumber and person names through name lists (see pii_names). Pure functions; no Django.
+
+Precision and recall on a labelled sample: tests/annotation/data/pii_sample.jsonl, figures
+from `make bench` (tests/bench/test_pii_bench.py).
 """
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import phonenumbers
+
+from annotation.pii_names import find_person_names
 
 
 @dataclass(frozen=True)
@@ -19,9 +27,28 @@ class Span:
 
 @dataclass(frozen=True)
 class Recognizer:
+    """A regular expression (with an optional check of each match), or a `find` function
+    giving (start, end) spans, for recognizers a library does the matching for."""
+
     kind: str
-    pattern: re.Pattern
+    pattern: re.Pattern | None = None
     valid: Callable[[str], bool] | None = None
+    find: Callable[[str], Iterable[tuple[int, int]]] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.pattern is None) == (self.find is None):
+            raise ValueError(f"recognizer {self.kind}: give a pattern or a find function")
+
+    def spans(self, text: str) -> Iterator[tuple[int, int]]:
+        if self.find is not None:
+            yield from self.find(text)
+        elif self.pattern is not None:
+            for match in self.pattern.finditer(text):
+                if match.start() == match.end():
+                    continue
+                if self.valid is not None and not self.valid(match.group()):
+                    continue
+                yield match.span()
 
 
 def luhn_valid(text: str) -> bool:
@@ -60,12 +87,33 @@ def _ipv6_valid(text: str) -> bool:
     return True
 
 
-_DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
+# Presidio's PhoneRecognizer tries these regions (and CA, which shares the US dialling plan):
+# a number in national format ("030 23125 456") is only a number in the region whose plan
+# it fits; one with a country code ("+81 3-1234-5678") is found from any region.
+PHONE_REGIONS = ("US", "GB", "DE", "FR", "IL", "IN", "BR")
+# Digits inside a link are ids (articles, posts, map positions), not numbers to call.
+_LINK = re.compile(r"(?<!\w)(?:[a-z][a-z0-9+.-]*://|www\.)\S+", re.IGNORECASE)
+_PHONE_MIN_DIGITS = 7
+_GROUPED = phonenumbers.Leniency.STRICT_GROUPING
 
 
-def _phone_valid(text: str) -> bool:
-    digits = sum(c.isdigit() for c in text)
-    return 7 <= digits <= 15 and not _DATE.fullmatch(text)
+def find_phone_numbers(text: str) -> Iterator[tuple[int, int]]:
+    """Spans libphonenumber reads as a valid number of one of PHONE_REGIONS (valid length
+    and prefix for the region, not just a run of digits) written in that region's digit
+    groups. The grouping rule (its STRICT_GROUPING leniency; Presidio uses the looser VALID)
+    is what turns away "1644-1912" and "37.7749" (German numbers if the grouping is
+    ignored) and "7 900 000 000" (an Indian one)."""
+    if sum(c.isdigit() for c in text) < _PHONE_MIN_DIGITS:
+        return  # most texts: nothing for the matcher to do
+    links = [m.span() for m in _LINK.finditer(text)]
+    taken: list[tuple[int, int]] = []
+    for region in PHONE_REGIONS:
+        for match in phonenumbers.PhoneNumberMatcher(text, region, _GROUPED):
+            start, end = match.start, match.end
+            if any(s < end and start < e for s, e in (*links, *taken)):
+                continue
+            taken.append((start, end))
+            yield start, end
 
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -94,14 +142,8 @@ BUILTIN: tuple[Recognizer, ...] = (
             r" ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
         ),
     ),
-    Recognizer(
-        "PHONE",
-        re.compile(
-            r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?"
-            r"\d{2,4}(?:[ .-]?\d{2,4}){1,4}(?!\w)"
-        ),
-        _phone_valid,
-    ),
+    Recognizer("PHONE", find=find_phone_numbers),
+    Recognizer("PERSON", find=find_person_names),
 )
 PLACEHOLDER_KINDS = sorted({r.kind for r in BUILTIN})
 RULE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
@@ -116,12 +158,7 @@ def scan_text(text: str, recognizers: Sequence[Recognizer] = BUILTIN) -> list[Sp
     """Non-overlapping PII spans in `text`, in order; earlier recognizers take precedence."""
     taken: list[Span] = []
     for recognizer in recognizers:
-        for match in recognizer.pattern.finditer(text):
-            start, end = match.span()
-            if start == end:
-                continue
-            if recognizer.valid is not None and not recognizer.valid(match.group()):
-                continue
+        for start, end in recognizer.spans(text):
             if any(s.start < end and start < s.end for s in taken):
                 continue
             taken.append(Span(recognizer.kind, start, end))
