@@ -125,12 +125,26 @@ class PromptSetInput(serializers.Serializer):
     rows = PromptRowInput(many=True)
     adversarial = serializers.BooleanField(default=False)
     general = serializers.BooleanField(default=False)
+    license = serializers.CharField(
+        max_length=100, required=False, default="NOASSERTION", help_text="SPDX id of the prompts"
+    )
+    synthetic = serializers.BooleanField(default=False, help_text="The prompts were model-written")
 
 
 class PromptSetOutput(serializers.ModelSerializer):
     class Meta:
         model = PromptSet
-        fields = ["id", "name", "source", "adversarial", "general", "prompt_count", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "source",
+            "adversarial",
+            "general",
+            "prompt_count",
+            "license",
+            "synthetic",
+            "created_at",
+        ]
 
 
 class PromptSetCreateApi(APIView):

@@ -37,6 +37,13 @@ class PromptSet(models.Model):
     # The fixed held-out general set scored to catch catastrophic forgetting.
     general = models.BooleanField(default=False)
     prompt_count = models.IntegerField(default=0)
+    # Provenance of the prompts, inherited by what is made from them (the dataset of
+    # judgments exported for the next training round): from the snapshot's datasets, or
+    # declared at upload. NOASSERTION (SPDX) when nobody said.
+    license = models.CharField(
+        max_length=100, default="NOASSERTION", help_text='An SPDX id, or "proprietary".'
+    )
+    synthetic = models.BooleanField(default=False, help_text="The prompts were written by a model.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )

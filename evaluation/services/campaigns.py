@@ -496,6 +496,8 @@ def campaign_preference_rows(*, campaign: Campaign) -> list[dict]:
                 "chosen": chosen,
                 "rejected": rejected,
                 "source": f"evaluation-campaign-{campaign.pk}-{digest}",
+                # Verdicts on one battle (and on one prompt) must share a split.
+                "group": f"campaign-{campaign.pk}-battle-{b.pk}",
             }
         )
     return rows
@@ -503,12 +505,25 @@ def campaign_preference_rows(*, campaign: Campaign) -> list[dict]:
 
 @transaction.atomic
 def campaign_export_preferences(*, actor: User, campaign: Campaign, name: str) -> Any:
-    """Judgments as a preference snapshot for the next reward-model or DPO round."""
+    """Judgments as a preference snapshot for the next reward-model or DPO round. The
+    dataset of judgments takes its licence and synthetic flag from the campaign's prompt
+    set; its split keeps each prompt (and battle) in one split."""
     rows = campaign_preference_rows(campaign=campaign)
     if not rows:
         raise ValidationError("There are no decisive judgments to export.")
+    prompt_set = campaign.prompt_set
     snapshot = snapshot_create_from_pairs(
-        actor=actor, project=campaign.project, name=name, rows=rows, seed=0
+        actor=actor,
+        project=campaign.project,
+        name=name,
+        rows=rows,
+        seed=0,
+        license=prompt_set.license,
+        synthetic=prompt_set.synthetic,
+        source_description=(
+            f"Blind pairwise evaluation judgments made in this portal (campaign "
+            f"{campaign.pk}) on prompt set {prompt_set.name!r}"
+        ),
     )
     audit_record(
         actor=actor,
