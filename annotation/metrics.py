@@ -22,7 +22,7 @@ from annotation.selectors import (
     stage_counts,
     throughput_by_hour,
 )
-from portal import charts
+from portal import charts, time_spent
 from portal.models import Project, User
 
 
@@ -161,10 +161,12 @@ def annotator_table(*, project: Project, rows, show_names: bool) -> list[dict[st
     settings = settings_for(project)
     accuracy = gold_accuracy_by_annotator(project=project)
     seconds: dict[int, list[float]] = defaultdict(list)
-    for annotator_id, spent in Annotation.objects.filter(project=project, undone=False).values_list(
-        "annotator_id", "seconds_spent"
-    ):
+    too_fast: dict[int, int] = defaultdict(int)
+    for annotator_id, spent, fast in Annotation.objects.filter(
+        project=project, undone=False
+    ).values_list("annotator_id", "seconds_spent", "too_fast"):
         seconds[annotator_id].append(spent)
+        too_fast[annotator_id] += fast
     usernames = dict(User.objects.filter(pk__in=seconds).values_list("pk", "username"))
     result = []
     for annotator_id, spent in sorted(seconds.items(), key=lambda kv: -len(kv[1])):
@@ -176,6 +178,7 @@ def annotator_table(*, project: Project, rows, show_names: bool) -> list[dict[st
                 "labels": len(spent),
                 "per_hour": len(spent) / busy_hours if busy_hours > 0 else None,
                 "median_seconds": statistics.median(spent),
+                "too_fast": too_fast[annotator_id],
                 "gold": accuracy.get(annotator_id),
                 "reliability": None,
             }
@@ -236,6 +239,8 @@ def project_dashboard(*, project: Project, show_names: bool = True) -> dict[str,
     level = metric_level(schema.task_type, schema.config)
     context["agreement"] = project_agreement(project=project)
     context["annotators"] = annotator_table(project=project, rows=rows, show_names=show_names)
+    context["time_rule"] = time_spent.RULE
+    context["too_fast_total"] = sum(a["too_fast"] for a in context["annotators"])
     _reliability(project, schema, rows, context["annotators"])
     if level is not None and rows:
         context["agreement_chart"] = charts.line_chart(

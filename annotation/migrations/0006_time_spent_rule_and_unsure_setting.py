@@ -1,8 +1,10 @@
-"""Entity-matching schemas gain the `unsure` setting: schemas published before it
+"""Answers record how their time spent was decided (portal.time_spent: the browser's
+measure or the server's span) and whether it was under the reading time of what was
+shown. Entity-matching schemas gain the `unsure` setting: schemas published before it
 existed are stamped "category", the way their agreement figures have been computed, so
 no published figure changes; new schemas default to "abstain"."""
 
-from django.db import migrations
+from django.db import migrations, models
 
 
 def stamp_unsure_as_category(apps, schema_editor):
@@ -19,5 +21,15 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name="annotation",
+            name="seconds_source",
+            field=models.CharField(blank=True, db_default="", default="", max_length=10),
+        ),
+        migrations.AddField(
+            model_name="annotation",
+            name="too_fast",
+            field=models.BooleanField(db_default=False, default=False),
+        ),
         migrations.RunPython(stamp_unsure_as_category, migrations.RunPython.noop),
     ]

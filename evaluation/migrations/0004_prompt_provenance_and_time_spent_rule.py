@@ -1,6 +1,7 @@
 """Prompt sets carry the licence and synthetic flag of their prompts (taken from the
 snapshot's datasets for sets made from a snapshot, here too for existing ones), which
-the dataset of exported judgments inherits."""
+the dataset of exported judgments inherits. Judgments record how their time spent was
+decided and whether it was too fast, by the annotation queue's rule."""
 
 from django.db import migrations, models
 
@@ -22,6 +23,16 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name="judgment",
+            name="seconds_source",
+            field=models.CharField(blank=True, db_default="", default="", max_length=10),
+        ),
+        migrations.AddField(
+            model_name="judgment",
+            name="too_fast",
+            field=models.BooleanField(db_default=False, default=False),
+        ),
         migrations.AddField(
             model_name="promptset",
             name="license",
