@@ -15,6 +15,7 @@ from annotation.importing import ImportRefused
 from annotation.metrics import project_agreement
 from annotation.models import Dataset, DatasetUpload, Guideline, Item, LabelSchema, TaskType
 from annotation.services.datasets import Provenance, dataset_upload_create, upload_progress
+from portal import time_spent
 from portal.authentication import ProjectTokenAuthentication, project_access_for_request
 from portal.models import Role
 from portal.pagination import PortalPagination
@@ -309,6 +310,8 @@ class QueueSubmitApi(APIView):
 
     @extend_schema(request=SubmitInput, responses={201: None})
     def post(self, request: Request, project_id: int) -> Response:
+        """Store an answer. `seconds_spent` is the client's measure; the answer says what
+        was recorded (`seconds_source`: client or server) and whether it was too fast."""
         access = _access(request, project_id, Role.ANNOTATOR)
         payload = SubmitInput(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -321,7 +324,15 @@ class QueueSubmitApi(APIView):
             submission_id=data["submission_id"],
             seconds_spent=data.get("seconds_spent"),
         )
-        body = {"annotation": annotation.pk, "item": annotation.item_id}
+        body = {
+            "annotation": annotation.pk,
+            "item": annotation.item_id,
+            # What was recorded as time spent, and by which rule (portal.time_spent).
+            "seconds_spent": annotation.seconds_spent,
+            "seconds_source": annotation.seconds_source,
+            "too_fast": annotation.too_fast,
+            "time_rule": time_spent.RULE,
+        }
         if data["next"]:
             offer = services.item_lease_next(project=access.project, annotator=request.user)
             body["next"] = _task_data(offer)

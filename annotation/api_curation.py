@@ -47,7 +47,6 @@ class SnapshotInput(serializers.Serializer):
     seed = serializers.IntegerField(default=0)
     split_ratios = serializers.DictField(child=serializers.FloatField(), required=False)
     filter = serializers.DictField(required=False)
-    check_leakage = serializers.BooleanField(default=True)
 
 
 class SnapshotListCreateApi(APIView):
@@ -71,11 +70,10 @@ class SnapshotListCreateApi(APIView):
             split_ratios=data.get("split_ratios"),
             filter=data.get("filter"),
         )
-        if data["check_leakage"]:
-            quality.quality_check_start(
-                actor=request.user, project=access.project, kind="leakage", snapshot=snapshot
-            )
-        return Response(SnapshotOutput(snapshot).data, status=status.HTTP_201_CREATED)
+        body = SnapshotOutput(snapshot).data
+        # Every snapshot's leakage check starts as it is made; this says it is under way.
+        body["leakage"] = selectors.snapshot_leakage_status(snapshot=snapshot)
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class SnapshotDetailApi(APIView):

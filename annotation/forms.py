@@ -89,6 +89,15 @@ class SchemaForm(forms.Form):
     text_field = forms.CharField(
         required=False, help_text="Payload field holding the text to show."
     )
+    unsure = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("abstain", 'Entity matching: "unsure" is an abstention (left out of agreement)'),
+            ("category", 'Entity matching: "unsure" is a third category in agreement'),
+        ],
+        initial="abstain",
+        help_text='How agreement figures count "unsure"; the dashboard says which was used.',
+    )
 
     def config(self) -> dict:
         data = self.cleaned_data
@@ -99,6 +108,8 @@ class SchemaForm(forms.Form):
             config = {"choices": lines, "multi": data.get("multi", False)}
         elif data["task_type"] == TaskType.RATING:
             config = {"criteria": criteria}
+        elif data["task_type"] == TaskType.ENTITY_MATCHING:
+            config = {"unsure": data.get("unsure") or "abstain"}
         elif data.get("mode"):
             config = {"mode": data["mode"]}
         if data.get("text_field"):

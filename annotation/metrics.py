@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from annotation import agreement
 from annotation.models import Annotation, Item, LabelSchema, TaskType, answer_join
-from annotation.schemas import agreement_key, metric_level
+from annotation.schemas import abstains, agreement_key, metric_level, unsure_treatment
 from annotation.selectors import (
     current_schema,
     gold_accuracy_by_annotator,
@@ -22,7 +22,7 @@ from annotation.selectors import (
     stage_counts,
     throughput_by_hour,
 )
-from portal import charts
+from portal import charts, time_spent
 from portal.models import Project, User
 
 
@@ -77,14 +77,42 @@ def _category_names(rows, task_type: str) -> list[str]:
     return list(names.values())
 
 
+def _measured(rows, schema: LabelSchema) -> list:
+    """The rows agreement is measured on: abstentions (an "unsure" the schema treats as
+    no judgment) are missing values, left out as Krippendorff's alpha leaves them."""
+    return [r for r in rows if not abstains(schema.task_type, schema.config, r[2])]
+
+
+def unsure_statement(schema: LabelSchema, abstentions: int) -> dict[str, Any] | None:
+    """How this schema's "unsure" answers were counted, for the page and the API."""
+    treatment = unsure_treatment(schema.task_type, schema.config)
+    if treatment is None:
+        return None
+    if treatment == "abstain":
+        sentence = (
+            f'"Unsure" is treated as an abstention: {abstentions} such answers are left out '
+            "as missing values."
+        )
+    else:
+        sentence = '"Unsure" is counted as a third category, like match and no match.'
+    return {"treated_as": treatment, "abstentions": abstentions, "sentence": sentence}
+
+
 def project_agreement(*, project: Project) -> dict[str, Any]:
-    """Krippendorff's alpha, Fleiss' kappa, Cohen's kappa per pair and label confusion."""
+    """Krippendorff's alpha, Fleiss' kappa, Cohen's kappa per pair and label confusion.
+    `unsure` says how entity matching's "unsure" was counted (the schema decides)."""
     schema = current_schema(project)
     if schema is None:
         return {"level": None, "questions": {}, "labels": 0}
     level = metric_level(schema.task_type, schema.config)
-    rows = _rows(project, schema)
-    result: dict[str, Any] = {"level": level, "labels": len(rows), "questions": {}}
+    answered = _rows(project, schema)
+    rows = _measured(answered, schema)
+    result: dict[str, Any] = {
+        "level": level,
+        "labels": len(rows),
+        "questions": {},
+        "unsure": unsure_statement(schema, len(answered) - len(rows)),
+    }
     if level is None or not rows:
         return result
     settings = settings_for(project)
@@ -113,7 +141,7 @@ def _agreement_over_time(rows, schema: LabelSchema, level: str, days: int = 14):
         if item_id not in finished or submitted_at > finished[item_id]:
             finished[item_id] = submitted_at
     by_day: dict[Any, list] = defaultdict(list)
-    for row in rows:
+    for row in _measured(rows, schema):
         by_day[finished[row[0]].date()].append(row)
     today = timezone.now().date()
     points = []
@@ -133,10 +161,12 @@ def annotator_table(*, project: Project, rows, show_names: bool) -> list[dict[st
     settings = settings_for(project)
     accuracy = gold_accuracy_by_annotator(project=project)
     seconds: dict[int, list[float]] = defaultdict(list)
-    for annotator_id, spent in Annotation.objects.filter(project=project, undone=False).values_list(
-        "annotator_id", "seconds_spent"
-    ):
+    too_fast: dict[int, int] = defaultdict(int)
+    for annotator_id, spent, fast in Annotation.objects.filter(
+        project=project, undone=False
+    ).values_list("annotator_id", "seconds_spent", "too_fast"):
         seconds[annotator_id].append(spent)
+        too_fast[annotator_id] += fast
     usernames = dict(User.objects.filter(pk__in=seconds).values_list("pk", "username"))
     result = []
     for annotator_id, spent in sorted(seconds.items(), key=lambda kv: -len(kv[1])):
@@ -148,6 +178,7 @@ def annotator_table(*, project: Project, rows, show_names: bool) -> list[dict[st
                 "labels": len(spent),
                 "per_hour": len(spent) / busy_hours if busy_hours > 0 else None,
                 "median_seconds": statistics.median(spent),
+                "too_fast": too_fast[annotator_id],
                 "gold": accuracy.get(annotator_id),
                 "reliability": None,
             }
@@ -158,6 +189,9 @@ def annotator_table(*, project: Project, rows, show_names: bool) -> list[dict[st
 def _reliability(project: Project, schema: LabelSchema, rows, table_rows: list[dict]) -> None:
     """Dawid-Skene reliability per annotator, for classification and entity matching."""
     if schema.task_type not in (TaskType.CLASSIFICATION, TaskType.ENTITY_MATCHING) or not rows:
+        return
+    rows = _measured(rows, schema)
+    if not rows:
         return
     table = _tables(rows, schema.task_type, schema.config)["answer"]
     if len(set(table.annotator.tolist())) < 2:
@@ -205,6 +239,8 @@ def project_dashboard(*, project: Project, show_names: bool = True) -> dict[str,
     level = metric_level(schema.task_type, schema.config)
     context["agreement"] = project_agreement(project=project)
     context["annotators"] = annotator_table(project=project, rows=rows, show_names=show_names)
+    context["time_rule"] = time_spent.RULE
+    context["too_fast_total"] = sum(a["too_fast"] for a in context["annotators"])
     _reliability(project, schema, rows, context["annotators"])
     if level is not None and rows:
         context["agreement_chart"] = charts.line_chart(

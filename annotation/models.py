@@ -361,7 +361,12 @@ class Annotation(models.Model):
     lease = models.ForeignKey(Lease, on_delete=models.PROTECT, related_name="+")
     started_at = models.DateTimeField()
     submitted_at = models.DateTimeField()
+    # Decided by portal.time_spent (one rule with the blind review): the browser's measure
+    # ("client") or the server's span since the lease ("server"); blank: recorded before
+    # the rule was stated. too_fast: under the reading time of what was shown.
     seconds_spent = models.FloatField()
+    seconds_source = models.CharField(max_length=10, blank=True, default="", db_default="")
+    too_fast = models.BooleanField(default=False, db_default=False)
     undone = models.BooleanField(default=False)
 
     class Meta:

@@ -12,6 +12,13 @@ from annotation.models import TaskType
 
 MATCH_ANSWERS = ("match", "no_match", "unsure")
 MAX_TEXT = 20_000
+# How agreement figures count an entity-matching "unsure": as an abstention (a missing
+# value: the annotator made no judgment on the pair, as Krippendorff treats "cannot code")
+# or as a third category (two "unsure" agree; "unsure" against "match" disagrees). New
+# schemas abstain; schemas published before the setting existed keep "category", the way
+# their figures were computed (migration annotation 0006).
+UNSURE_TREATMENTS = ("abstain", "category")
+UNSURE_DEFAULT = "abstain"
 
 
 def _err(field: str, message: str) -> ValidationError:
@@ -39,9 +46,15 @@ def normalize_config(task_type: str, config: Mapping[str, Any]) -> dict[str, Any
             "text_field": str(config.get("text_field") or "text"),
         }
     if task_type == TaskType.ENTITY_MATCHING:
+        unsure = config.get("unsure") or UNSURE_DEFAULT
+        if unsure not in UNSURE_TREATMENTS:
+            raise _err(
+                "unsure", "is 'abstain' (left out of agreement) or 'category' (a third answer)"
+            )
         return {
             "left_field": str(config.get("left_field") or "left"),
             "right_field": str(config.get("right_field") or "right"),
+            "unsure": unsure,
         }
     if task_type == TaskType.WRITING:
         mode = config.get("mode", "write")
@@ -184,6 +197,18 @@ def agreement_key(task_type: str, value: Mapping[str, Any]) -> Any:
     if task_type == TaskType.RATING:
         return tuple(sorted(value["ratings"].items()))
     raise ValueError(task_type)
+
+
+def unsure_treatment(task_type: str, config: Mapping[str, Any]) -> str | None:
+    """'abstain' or 'category' for entity matching; None for tasks without "unsure"."""
+    if task_type != TaskType.ENTITY_MATCHING:
+        return None
+    return config.get("unsure") or UNSURE_DEFAULT
+
+
+def abstains(task_type: str, config: Mapping[str, Any], value: Mapping[str, Any]) -> bool:
+    """Whether an answer is an abstention that agreement figures leave out."""
+    return unsure_treatment(task_type, config) == "abstain" and value.get("match") == "unsure"
 
 
 def metric_level(task_type: str, config: Mapping[str, Any]) -> str | None:

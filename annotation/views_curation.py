@@ -77,10 +77,6 @@ def _handle_curation_post(request: HttpRequest, access: ProjectAccess) -> HttpRe
                 "synthetic": post.get("synthetic") or "include",
             },
         )
-        # Leakage is checked at once, so the snapshot page can say before training.
-        quality.quality_check_start(
-            actor=request.user, project=project, kind="leakage", snapshot=snapshot
-        )
         return redirect("annotation:snapshot", project_id=project.pk, snapshot_id=snapshot.pk)
     if which == "pii_rule":
         quality.pii_rule_add(
@@ -206,7 +202,10 @@ def _report_context(access: ProjectAccess, check: QualityCheck) -> dict:
     if check.kind in ("duplicates", "leakage"):
         groups = result.get("exact_clusters", []) + result.get("near_clusters", [])
         if check.kind == "leakage":
-            groups = [g["items"] for g in result.get("exact", []) + result.get("near", [])]
+            found = (
+                result.get("exact", []) + result.get("shared_prompt", []) + result.get("near", [])
+            )
+            groups = [g["items"] for g in found]
         shown = groups[:50]
         ids = {i for g in shown for i in g}
         restricted = (

@@ -22,6 +22,7 @@ from evaluation.models import (
     MetricRun,
     PromptSet,
 )
+from portal import time_spent
 from portal.models import Role
 from portal.pagination import PortalPagination
 from portal.parsers import StrictJSONParser
@@ -90,13 +91,15 @@ class ReviewSubmitApi(APIView):
 
     @extend_schema(request=ReviewSubmitInput, responses={200: BlindPairOutput, 204: None})
     def post(self, request: Request, project_id: int, campaign_id: int) -> Response:
-        """Record a verdict and answer with the next pair (204 when none is left)."""
+        """Record a verdict and answer with the next pair (204 when none is left). What was
+        recorded as time spent, by which rule, and whether it was too fast is in `submitted`
+        (and in X-Seconds-Spent / X-Seconds-Source / X-Too-Fast headers, also on a 204)."""
         access = _access(request, project_id, Role.REVIEWER)
         campaign = _get(Campaign, access.project, campaign_id, "campaign")
         payload = ReviewSubmitInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        services.judgment_submit(
+        judgment = services.judgment_submit(
             campaign=campaign,
             reviewer=request.user,
             token=data["token"],
@@ -107,7 +110,20 @@ class ReviewSubmitApi(APIView):
             unsafe_a=data["unsafe_a"],
             unsafe_b=data["unsafe_b"],
         )
-        return _next_pair(request, campaign)
+        recorded = {
+            "seconds_spent": judgment.seconds_spent,
+            "seconds_source": judgment.seconds_source,
+            "too_fast": judgment.too_fast,
+            "time_rule": time_spent.RULE,
+        }
+        response = _next_pair(request, campaign)
+        if response.status_code == status.HTTP_200_OK:
+            response.data["submitted"] = recorded
+        # A 204 (no pair left) has no body: the headers say what was recorded there too.
+        response["X-Seconds-Spent"] = f"{judgment.seconds_spent:.3f}"
+        response["X-Seconds-Source"] = judgment.seconds_source
+        response["X-Too-Fast"] = "true" if judgment.too_fast else "false"
+        return response
 
 
 # --- engineers -------------------------------------------------------------------------------
@@ -125,12 +141,26 @@ class PromptSetInput(serializers.Serializer):
     rows = PromptRowInput(many=True)
     adversarial = serializers.BooleanField(default=False)
     general = serializers.BooleanField(default=False)
+    license = serializers.CharField(
+        max_length=100, required=False, default="NOASSERTION", help_text="SPDX id of the prompts"
+    )
+    synthetic = serializers.BooleanField(default=False, help_text="The prompts were model-written")
 
 
 class PromptSetOutput(serializers.ModelSerializer):
     class Meta:
         model = PromptSet
-        fields = ["id", "name", "source", "adversarial", "general", "prompt_count", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "source",
+            "adversarial",
+            "general",
+            "prompt_count",
+            "license",
+            "synthetic",
+            "created_at",
+        ]
 
 
 class PromptSetCreateApi(APIView):

@@ -37,6 +37,13 @@ class PromptSet(models.Model):
     # The fixed held-out general set scored to catch catastrophic forgetting.
     general = models.BooleanField(default=False)
     prompt_count = models.IntegerField(default=0)
+    # Provenance of the prompts, inherited by what is made from them (the dataset of
+    # judgments exported for the next training round): from the snapshot's datasets, or
+    # declared at upload. NOASSERTION (SPDX) when nobody said.
+    license = models.CharField(
+        max_length=100, default="NOASSERTION", help_text='An SPDX id, or "proprietary".'
+    )
+    synthetic = models.BooleanField(default=False, help_text="The prompts were written by a model.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -261,7 +268,11 @@ class Judgment(models.Model):
     unsafe_right = models.BooleanField(default=False)
     # The reviewer's own words: free text, encrypted at rest (a JSON string).
     rationale = EncryptedJSONField(blank=True, default="")
+    # Decided by portal.time_spent, as for annotations: the browser's measure ("client") or
+    # the server's span since the pair was handed out ("server"); blank before the rule.
     seconds_spent = models.FloatField(null=True, blank=True)
+    seconds_source = models.CharField(max_length=10, blank=True, default="", db_default="")
+    too_fast = models.BooleanField(default=False, db_default=False)
     attention_passed = models.BooleanField(null=True, blank=True)
     shown_at = models.DateTimeField(auto_now_add=True)
     submitted_at = models.DateTimeField(null=True, blank=True)

@@ -29,6 +29,7 @@ from evaluation.models import (
     PromptSet,
     RatingsBootstrap,
 )
+from portal import time_spent
 from portal.models import Project
 from training.models import BaseModel, ModelVersion
 
@@ -207,6 +208,7 @@ class RaterRow:
     flagged: bool
     excluded: bool
     median_seconds: float | None
+    too_fast: int = 0  # judgments faster than reading time (portal.time_spent)
 
 
 @dataclass
@@ -226,6 +228,14 @@ class CampaignResults:
     excluded_raters: int
     extra: dict = field(default_factory=dict)
 
+    @property
+    def too_fast_total(self) -> int:
+        return sum(r.too_fast for r in self.raters)
+
+    @property
+    def time_rule(self) -> str:
+        return time_spent.RULE
+
     def as_dict(self) -> dict:
         def clean(v):
             return None if isinstance(v, float) and not math.isfinite(v) else v
@@ -244,6 +254,10 @@ class CampaignResults:
             "criteria": {c: {k: clean(v) for k, v in d.items()} for c, d in self.criteria.items()},
             "categories": self.categories,
             "raters": [r.__dict__ for r in self.raters],
+            "time_spent": {
+                "rule": time_spent.RULE,
+                "too_fast": self.too_fast_total,
+            },
             "bootstrap": None
             if self.bootstrap is None
             else {
@@ -355,10 +369,12 @@ def _raters(campaign: Campaign) -> list[RaterRow]:
         .order_by("reviewer__username")
     )
     seconds: dict[int, list[float]] = {}
-    for rid, s in Judgment.objects.filter(
+    too_fast: dict[int, int] = {}
+    for rid, s, fast in Judgment.objects.filter(
         campaign=campaign, submitted_at__isnull=False, seconds_spent__isnull=False
-    ).values_list("reviewer_id", "seconds_spent"):
+    ).values_list("reviewer_id", "seconds_spent", "too_fast"):
         seconds.setdefault(rid, []).append(s)
+        too_fast[rid] = too_fast.get(rid, 0) + fast
     rows = []
     for p in per:
         rater = flags.get(p["reviewer_id"])
@@ -374,6 +390,7 @@ def _raters(campaign: Campaign) -> list[RaterRow]:
                 median_seconds=float(np.median(seconds[p["reviewer_id"]]))
                 if p["reviewer_id"] in seconds
                 else None,
+                too_fast=too_fast.get(p["reviewer_id"], 0),
             )
         )
     return rows

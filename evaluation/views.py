@@ -389,6 +389,8 @@ def _overview_post(request: HttpRequest, project) -> None:
             rows=rows,
             adversarial=request.POST.get("adversarial") == "on",
             general=request.POST.get("general") == "on",
+            license=request.POST.get("license", ""),
+            synthetic=request.POST.get("synthetic") == "on",
         )
     elif action == "campaign":
         prompt_set = PromptSet.objects.get(project=project, pk=int(request.POST["prompt_set"]))

@@ -128,9 +128,18 @@ def _first_job(project: Project, engineer: User, base_model_dir: str) -> Trainin
             seed=7,
             split_ratios={"train": 0.7, "validation": 0.1, "test": 0.2},
         )
-    # Small enough to run here, so the report pages have content on first login.
+    # Small enough to run here, so the report pages have content on first login. The
+    # snapshot started its own leakage check; the job below needs its verdict now (the
+    # queued task then finds it done).
+    leakage = (
+        QualityCheck.objects.filter(snapshot=snapshot, kind=QualityCheck.Kind.LEAKAGE)
+        .order_by("-pk")
+        .first()
+    ) or quality.quality_check_start(
+        actor=engineer, project=project, kind=QualityCheck.Kind.LEAKAGE, snapshot=snapshot
+    )
+    quality.quality_check_run(check_id=leakage.pk)
     for kind, target in (
-        (QualityCheck.Kind.LEAKAGE, {"snapshot": snapshot}),
         (QualityCheck.Kind.DUPLICATES, {}),
         (QualityCheck.Kind.PII, {}),
         (QualityCheck.Kind.DISTRIBUTIONS, {}),
@@ -139,7 +148,7 @@ def _first_job(project: Project, engineer: User, base_model_dir: str) -> Trainin
             check = quality.quality_check_start(
                 actor=engineer, project=project, kind=kind, run_now=True, **target
             )
-            # run_now defers to commit; the job below needs the leakage verdict now.
+            # run_now defers to commit; the report pages want their findings now.
             quality.quality_check_run(check_id=check.pk)
     base = _base_model(engineer, base_model_dir)
     if base is None:

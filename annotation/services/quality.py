@@ -17,6 +17,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 from tokenizers import Tokenizer
 
@@ -30,6 +31,8 @@ from annotation.models import (
     Snapshot,
     SnapshotMember,
 )
+from annotation.schemas import normalize_config
+from annotation.split_groups import GROUP_METADATA_KEY, group_keys, straddling_groups
 from governance.models import canonical_json
 from governance.services import audit_record, content_hash
 from portal import realtime
@@ -390,20 +393,36 @@ def _run_synthetic(check: QualityCheck, report: Callable[[int], None]) -> dict:
 
 
 def _run_leakage(check: QualityCheck, report: Callable[[int], None]) -> dict:
+    """Items of one snapshot in different splits that are the same (content hash), share
+    a prompt or a battle (the keys the split groups by), or are near duplicates."""
     snapshot = check.snapshot
     _set_total(check, snapshot.member_count)
+    schema = snapshot.stats.get("schema") or {}
+    task_type = schema.get("task_type") or snapshot.task_type
+    config = schema.get("config") or normalize_config(task_type, {})
     members = (
         SnapshotMember.objects.filter(snapshot=snapshot)
+        .annotate(split_group=KeyTextTransform(GROUP_METADATA_KEY, "item__metadata"))
         .order_by("position")
-        .values_list("item_id", "content_hash", "split", "item__payload")
+        .values_list("item_id", "content_hash", "split", "item__payload", "split_group")
     )
     split_of: dict[int, str] = {}
     hashes: list[tuple[int, str]] = []
     texts: dict[int, str] = {}
-    for item_id, digest, split, payload in _counted(members.iterator(chunk_size=CHUNK), report):
+    keyed: list[tuple[int, list[str], str]] = []
+    rows = _counted(members.iterator(chunk_size=CHUNK), report)
+    for item_id, digest, split, payload, split_group in rows:
         split_of[item_id] = split
         hashes.append((item_id, digest))
         texts[item_id] = dedup.payload_text(payload)
+        keys = group_keys(
+            task_type=task_type,
+            config=config,
+            content_sha256=digest,
+            payload=payload,
+            split_group=split_group,
+        )
+        keyed.append((item_id, keys, split))
 
     def leaking(groups: list[list[int]]) -> list[dict]:
         return [
@@ -413,17 +432,22 @@ def _run_leakage(check: QualityCheck, report: Callable[[int], None]) -> dict:
         ]
 
     exact = leaking(dedup.exact_clusters(hashes))
-    near = leaking(dedup.near_clusters(texts.items(), threshold=check.params["threshold"]))
     exact_sets = [set(g["items"]) for g in exact]
-    near = [g for g in near if not any(set(g["items"]) <= s for s in exact_sets)]
+    shared = [
+        g for g in straddling_groups(keyed) if not any(set(g["items"]) <= s for s in exact_sets)
+    ]
+    known = exact_sets + [set(g["items"]) for g in shared]
+    near = leaking(dedup.near_clusters(texts.items(), threshold=check.params["threshold"]))
+    near = [g for g in near if not any(set(g["items"]) <= s for s in known)]
     return {
         "items": len(texts),
         "synthetic": snapshot.stats.get("synthetic", {}),
         "threshold": check.params["threshold"],
         "exact": exact[:MAX_LISTED],
+        "shared_prompt": shared[:MAX_LISTED],
         "near": near[:MAX_LISTED],
-        "leaks": len(exact) + len(near),
-        "clean": not exact and not near,
+        "leaks": len(exact) + len(shared) + len(near),
+        "clean": not exact and not shared and not near,
     }
 
 

@@ -40,6 +40,7 @@ from governance.fields import encrypt_json
 from governance.services import audit_append_sql, audit_record, content_hash, event_draft
 from portal.db import fetch_one, run_alone
 from portal.models import Project, User
+from portal.time_spent import time_spent_decide
 
 
 @dataclass(frozen=True)
@@ -449,9 +450,9 @@ def _annotation_submit_locked(
     _revive_if_expired(lease, item, settings, now)
     schema = _schema(lease.schema_id) if lease.schema_id else _current_schema(project)
     clean = validate_answer(schema.task_type, schema.config, item.payload, value)
-    server_seconds = (now - lease.created_at).total_seconds()
-    if seconds_spent is None or not 0 <= seconds_spent <= server_seconds + 5:
-        seconds_spent = server_seconds
+    spent = time_spent_decide(
+        claimed=seconds_spent, handed_out_at=lease.created_at, answered_at=now, shown=item.payload
+    )
     annotation = Annotation.objects.create(
         project=project,
         item=item,
@@ -463,7 +464,9 @@ def _annotation_submit_locked(
         lease=lease,
         started_at=lease.created_at,
         submitted_at=now,
-        seconds_spent=seconds_spent,
+        seconds_spent=spent.seconds,
+        seconds_source=spent.source,
+        too_fast=spent.too_fast,
     )
     Lease.objects.filter(pk=lease.pk).update(state=Lease.State.SUBMITTED)
     if not item.is_gold:
@@ -581,10 +584,11 @@ def _annotation_submit_fast(
     ):
         return _SLOW_PATH
     schema = _schema(schema_id)
-    clean = validate_answer(schema.task_type, schema.config, sql.payload_value(payload), value)
-    server_seconds = (now - started_at).total_seconds()
-    if seconds_spent is None or not 0 <= seconds_spent <= server_seconds + 5:
-        seconds_spent = server_seconds
+    shown = sql.payload_value(payload)
+    clean = validate_answer(schema.task_type, schema.config, shown, value)
+    spent = time_spent_decide(
+        claimed=seconds_spent, handed_out_at=started_at, answered_at=now, shown=shown
+    )
     others = [
         (pk, sql.answer_value(choice, free_text))
         for pk, choice, free_text in sql.json_value(others or "[]")
@@ -622,7 +626,9 @@ def _annotation_submit_fast(
         "guideline": guideline_id,
         "submission": submission_id,
         "started": started_at,
-        "seconds": seconds_spent,
+        "seconds": spent.seconds,
+        "seconds_source": spent.source,
+        "too_fast": spent.too_fast,
     }
     gold_sql = ""
     resolved_state = None
@@ -703,7 +709,9 @@ def _annotation_submit_fast(
         lease_id=lease_id,
         started_at=started_at,
         submitted_at=now,
-        seconds_spent=seconds_spent,
+        seconds_spent=spent.seconds,
+        seconds_source=spent.source,
+        too_fast=spent.too_fast,
         undone=False,
     )
     annotation._state.adding = False

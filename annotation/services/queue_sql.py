@@ -185,11 +185,11 @@ WITH standing AS (
 ), answer AS (
     INSERT INTO annotation_annotation (id, project_id, item_id, annotator_id, choice,
         free_text, schema_id, guideline_id, submission_id, lease_id, started_at,
-        submitted_at, seconds_spent, undone)
+        submitted_at, seconds_spent, seconds_source, too_fast, undone)
     SELECT %(annotation)s::bigint, %(project)s::bigint, locked.item_id, %(user)s::bigint,
            %(choice)s::jsonb, %(free_text)s::text, %(schema)s::bigint, %(guideline)s::bigint,
            %(submission)s::uuid, locked.id, %(started)s::timestamptz, %(now)s::timestamptz,
-           %(seconds)s::float8, false
+           %(seconds)s::float8, %(seconds_source)s::text, %(too_fast)s::boolean, false
     FROM locked
     RETURNING id
 ){gold},

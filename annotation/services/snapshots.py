@@ -1,6 +1,8 @@
 """Immutable snapshots: the gold-labelled items of a project (or a filter of them), each
 with its canonical content hash, its label and how it was reached, and a deterministic
-stratified split, under a manifest hash an auditor can recompute byte for byte.
+stratified split by group (items sharing a prompt or a battle stay in one split; see
+annotation.split_groups), under a manifest hash an auditor can recompute byte for byte.
+Every snapshot starts its leakage check as it is made.
 
 The manifest is the sha256 of one line per member, in position order:
 `<content sha256> <label sha256> <split>\\n`, where both inner hashes are taken over the
@@ -9,7 +11,6 @@ canonical JSON (sorted keys, no spaces, UTF-8) of the payload and of the label.
 
 import hashlib
 import json
-import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -17,10 +18,9 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Case, Count, F, Max, Q, QuerySet, TextField, Value, When
-from django.db.models.expressions import Window
+from django.db.models import Case, F, Max, Q, QuerySet, TextField, Value, When
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import MD5, Cast, Coalesce, Concat, RowNumber
+from django.db.models.functions import MD5, Cast, Coalesce, Concat, Left
 from django.utils import timezone
 
 from annotation.importing import content_hash
@@ -35,6 +35,8 @@ from annotation.models import (
     answer_join,
 )
 from annotation.schemas import normalize_config
+from annotation.services import quality
+from annotation.split_groups import GROUP_METADATA_KEY, GroupedSplitter, group_keys, needs_payload
 from governance.models import canonical_json
 from governance.services import audit_record
 from portal.models import Project, User
@@ -168,24 +170,58 @@ def synthetic_q() -> Q:
     return Q(item__dataset__synthetic=True) | Q(item__metadata__synthetic__in=[*TRUTHY, True])
 
 
-def _quota(n: int, share: float) -> int:
-    return math.floor(n * share + 0.5)
-
-
-def _split_bounds(n: int, ratios: dict[str, float]) -> tuple[int, int]:
-    """For a stratum of n members ranked 1..n in seeded order: test takes the first
-    round(n*test), validation the next round(n*validation), train the rest."""
-    n_test = _quota(n, ratios["test"])
-    n_val = min(_quota(n, ratios["validation"]), n - n_test)
-    return n_test, n_test + n_val
-
-
 def label_sha256(label: Any) -> str:
     return hashlib.sha256(canonical_json(label)).hexdigest()
 
 
 def manifest_line(content: str, label_hash: str, split: str) -> bytes:
     return f"{content} {label_hash} {split}\n".encode("ascii")
+
+
+def _grouped_split(
+    labels: QuerySet, *, stratum, schema_info: dict[str, Any], seed: int, ratios: dict
+) -> tuple[GroupedSplitter, dict[str, Any]]:
+    """Every matching item's split, decided per group (annotation.split_groups): a first,
+    light pass reads each item's group keys and label; payloads are decrypted only for
+    tasks whose prompt is inside them."""
+    task_type, config = schema_info["task_type"], schema_info["config"]
+    with_payload = needs_payload(task_type)
+    planned = labels.annotate(
+        stratum=stratum,
+        split_group=KeyTextTransform(GROUP_METADATA_KEY, "item__metadata"),
+        # The seeded order of a content key, as the split has always used it.
+        order_hex=Left(MD5(Concat(Value(f"{seed}:"), F("item__content_hash"))), 16),
+    ).order_by("item_id")
+    splitter = GroupedSplitter(seed=seed, ratios=ratios)
+    if with_payload:
+        for item_id, digest, stratum_value, split_group, payload in planned.values_list(
+            "item_id", "item__content_hash", "stratum", "split_group", "item__payload"
+        ).iterator(chunk_size=BATCH):
+            keys = group_keys(
+                task_type=task_type,
+                config=config,
+                content_sha256=digest,
+                payload=payload,
+                split_group=split_group,
+            )
+            splitter.add(item_id, keys, stratum_value)
+    else:
+        for item_id, digest, stratum_value, split_group, order_hex in planned.values_list(
+            "item_id", "item__content_hash", "stratum", "split_group", "order_hex"
+        ).iterator(chunk_size=BATCH):
+            keys = [f"content:{digest}"]
+            if split_group:
+                keys.append(f"group:{split_group}")
+            splitter.add(item_id, keys, stratum_value, order=int(order_hex, 16))
+    if not splitter.item_ids:
+        raise ValidationError({"filter": "no gold-labelled items match; nothing to snapshot"})
+    found = splitter.assign()
+    grouping = {
+        "by": "prompt" if with_payload else "content",
+        "metadata_key": GROUP_METADATA_KEY,
+        **found,
+    }
+    return splitter, grouping
 
 
 def _allocate_snapshot_id() -> int:
@@ -254,8 +290,10 @@ def snapshot_create(
     schema: dict[str, Any] | None = None,
 ) -> Snapshot:
     """Freeze the project's gold-labelled items that pass `filter` into a new version of
-    snapshot `name`. Memory stays flat: members stream from a server-side cursor and are
-    written in batches. `schema` (task_type + config) overrides the project's current one."""
+    snapshot `name`. Memory stays small: members stream from a server-side cursor and are
+    written in batches; the split plan keeps a few 8-byte numbers per item. `schema`
+    (task_type + config) overrides the project's current one.
+    The leakage check starts on commit."""
     name = (name or "").strip()
     if not name:
         raise ValidationError({"name": "give the snapshot a name"})
@@ -273,15 +311,10 @@ def snapshot_create(
 
     labels = gold_labels_matching(project=project, task_type=task_type, filter=stored_filter)
     stratum = stratum_expression(task_type)
-    strata_sizes = dict(
-        labels.annotate(stratum=stratum)
-        .values_list("stratum")
-        .annotate(n=Count("id"))
-        .values_list("stratum", "n")
+    splitter, grouping = _grouped_split(
+        labels, stratum=stratum, schema_info=schema_info, seed=seed, ratios=ratios
     )
-    if not strata_sizes:
-        raise ValidationError({"filter": "no gold-labelled items match; nothing to snapshot"})
-    seeded_order = MD5(Concat(Value(f"{seed}:"), F("item__content_hash")))
+    split_of = splitter.split_lookup()
     # Payloads are decrypted by their field's converter (they are ciphertext in the
     # database). Labels arrive as text and are decoded here without the ORM's converters:
     # a label of schema choices only repeats (a class name), so each distinct one is
@@ -290,11 +323,6 @@ def snapshot_create(
     rows = (
         labels.annotate(
             stratum=stratum,
-            rank=Window(
-                RowNumber(),
-                partition_by=[stratum],
-                order_by=[seeded_order.asc(), F("item_id").asc()],
-            ),
             choice_text=Cast("choice", TextField()),
             free_token=Cast("free_text", TextField()),
             is_synthetic=Case(When(synthetic_q(), then=Value(True)), default=Value(False)),
@@ -307,14 +335,10 @@ def snapshot_create(
             "free_token",
             "method",
             "stratum",
-            "rank",
             "item__dataset_id",
             "is_synthetic",
         )
     )
-    bounds = {
-        key: _split_bounds(n, ratios) for key, n in strata_sizes.items()
-    }  # stratum -> (last test rank, last validation rank)
     canonical_labels: dict[str | None, tuple[str | None, str]] = {}
     snapshot_id = _allocate_snapshot_id()
     manifest = hashlib.sha256()
@@ -329,14 +353,12 @@ def snapshot_create(
         free_token,
         method,
         stratum_value,
-        rank,
         dataset_id,
         synthetic,
     ) in rows.iterator(chunk_size=BATCH):
-        last_test, last_validation = bounds[stratum_value]
-        split = (
-            "test" if rank <= last_test else "validation" if rank <= last_validation else "train"
-        )
+        split = split_of(item_id)
+        if split is None:
+            continue  # labelled while this snapshot was being taken: the next one has it
         digest = content_hash(payload)
         known = None if free_token is not None else canonical_labels.get(raw_choice)
         if known is None:
@@ -384,6 +406,7 @@ def snapshot_create(
             }
             for d in datasets
         ],
+        "grouping": grouping,
         "manifest_format": "sha256 over '<content sha256> <label sha256> <split>\\n' per member",
     }
     snapshot = Snapshot(
@@ -416,6 +439,9 @@ def snapshot_create(
             "filter": stored_filter,
         },
     )
+    # However a snapshot is made (page, API, evaluation judgments, demo), its splits are
+    # checked for leakage at once: training refuses a snapshot without a finished check.
+    quality.quality_check_start(actor=actor, project=project, kind="leakage", snapshot=snapshot)
     return snapshot
 
 
@@ -451,16 +477,29 @@ def snapshot_create_from_pairs(
     rows: Iterable[dict[str, Any]],
     seed: int = 0,
     split_ratios: dict[str, float] | None = None,
+    license: str = "NOASSERTION",
+    synthetic: bool = False,
+    source_description: str = "Blind pairwise evaluation judgments made in this portal",
 ) -> Snapshot:
     """A preference snapshot from pairwise judgments (evaluation calls this).
 
-    Each row is {prompt, chosen, rejected, source}. The rows become items of a new
-    dataset (derivation "evaluation", provenance: the judgments) with gold labels of
-    method "evaluation" (`best` is 0: the chosen response), then are snapshotted like any
-    other gold-labelled items, so lineage and immutability are the same."""
+    Each row is {prompt, chosen, rejected, source, group?}. The rows become items of a new
+    dataset (derivation "evaluation", provenance: the judgments, with the licence and
+    synthetic flag of the prompts they were made on) with gold labels of method
+    "evaluation" (`best` is 0: the chosen response), then are snapshotted like any other
+    gold-labelled items, so lineage, immutability, grouped splits and the leakage check
+    are the same. `group` (the battle) becomes the item's `split_group`."""
     with transaction.atomic():
         dataset, item_ids = _pairs_dataset_create(
-            actor=actor, project=project, name=name, rows=rows
+            actor=actor,
+            project=project,
+            name=name,
+            rows=rows,
+            provenance={
+                "license": license,
+                "synthetic": bool(synthetic),
+                "source_description": source_description,
+            },
         )
         return snapshot_create(
             actor=actor,
@@ -478,7 +517,12 @@ def snapshot_create_from_pairs(
 
 
 def _pairs_dataset_create(
-    *, actor: User, project: Project, name: str, rows: Iterable[dict[str, Any]]
+    *,
+    actor: User,
+    project: Project,
+    name: str,
+    rows: Iterable[dict[str, Any]],
+    provenance: dict[str, Any],
 ) -> tuple[Dataset, list[int]]:
     digest = hashlib.sha256()
     items: list[Item] = []
@@ -494,8 +538,14 @@ def _pairs_dataset_create(
         metadata = {
             "source": source if isinstance(source, str) else canonical_json(source).decode()
         }
+        group = row.get("group")
+        if group not in (None, ""):
+            metadata[GROUP_METADATA_KEY] = str(group)
         payload_hash = content_hash(payload)
-        digest.update(f"{payload_hash} {metadata['source']}\n".encode())
+        line = f"{payload_hash} {metadata['source']}"
+        if GROUP_METADATA_KEY in metadata:
+            line += f" {metadata[GROUP_METADATA_KEY]}"
+        digest.update(f"{line}\n".encode())
         items.append(
             Item(
                 project=project,
@@ -525,11 +575,12 @@ def _pairs_dataset_create(
         file_sha256=file_sha,
         file_bytes=0,
         row_count=len(items),
-        source_description="Blind pairwise evaluation judgments made in this portal",
-        license="proprietary",
+        source_description=provenance["source_description"],
+        # The prompts' own terms (from their prompt set), not a blanket default.
+        license=provenance["license"] or "NOASSERTION",
         consent_basis="reviewers' judgments under the project's terms",
         collection_date=timezone.now().date(),
-        synthetic=True,  # the responses are model outputs
+        synthetic=provenance["synthetic"],
         derivation="evaluation",
         created_by=actor,
     )
@@ -554,7 +605,12 @@ def _pairs_dataset_create(
         actor=actor,
         action="dataset.create_from_judgments",
         target=dataset,
-        data={"rows": len(items), "sha256": file_sha},
+        data={
+            "rows": len(items),
+            "sha256": file_sha,
+            "license": dataset.license,
+            "synthetic": dataset.synthetic,
+        },
     )
     return dataset, [i.pk for i in created]
 

@@ -34,6 +34,7 @@ from evaluation.services.prompts import generation_outputs
 from governance.services import audit_record
 from portal.jobs import runs_under_job_lock
 from portal.models import Project, User
+from portal.time_spent import time_spent_decide
 
 # Sides come from the OS entropy pool: a seeded PRNG would let someone who knows the seed
 # and the order of requests work out which side is which.
@@ -353,10 +354,14 @@ def judgment_submit(
     unsafe_b: bool = False,
 ) -> Judgment:
     """Record the reviewer's verdict on their open judgment `token` (outcome relative to the
-    sides shown). Attention checks update the rater's record and flag."""
+    sides shown). Attention checks update the rater's record and flag. The time recorded
+    follows portal.time_spent, the annotation queue's rule: the client's `seconds_spent`
+    when plausible against the time since the pair was handed out."""
     judgment = (
-        Judgment.objects.select_for_update()
-        .select_related("battle")
+        # The prompt comes along for its words (reading time) but is not locked: other
+        # reviewers' battles share it.
+        Judgment.objects.select_for_update(of=("self", "battle"))
+        .select_related("battle__prompt")
         .filter(campaign=campaign, reviewer=reviewer, token=token)
         .first()
     )
@@ -368,14 +373,22 @@ def judgment_submit(
         raise ValidationError("This campaign is closed.")
     if outcome not in Judgment.Outcome.values:
         raise ValidationError({"outcome": f"must be one of {', '.join(Judgment.Outcome.values)}"})
-    if seconds_spent is not None and not 0 <= seconds_spent < 86_400:
-        seconds_spent = None
+    now = timezone.now()
+    battle = judgment.battle
+    spent = time_spent_decide(
+        claimed=seconds_spent,
+        handed_out_at=judgment.shown_at,
+        answered_at=now,
+        shown=[battle.prompt.text, battle.text_x, battle.text_y],
+    )
     judgment.outcome = outcome
     judgment.criteria = _parse_criteria(campaign, criteria)
     judgment.rationale = (rationale or "")[:5000]
-    judgment.seconds_spent = seconds_spent
+    judgment.seconds_spent = spent.seconds
+    judgment.seconds_source = spent.source
+    judgment.too_fast = spent.too_fast
     judgment.unsafe_left, judgment.unsafe_right = bool(unsafe_a), bool(unsafe_b)
-    judgment.submitted_at = timezone.now()
+    judgment.submitted_at = now
     if judgment.is_attention:
         # x is the intact response: the reviewer passes by picking the side it was shown on.
         judgment.attention_passed = outcome == ("a" if judgment.left_is_x else "b")
@@ -385,7 +398,13 @@ def judgment_submit(
         actor=reviewer,
         action="evaluation.judgment.submit",
         target=judgment,
-        data={"campaign": campaign.pk, "outcome": outcome, "attention": judgment.is_attention},
+        data={
+            "campaign": campaign.pk,
+            "outcome": outcome,
+            "attention": judgment.is_attention,
+            "seconds_source": spent.source,
+            "too_fast": spent.too_fast,
+        },
         project_id=campaign.project_id,
     )
     return judgment
@@ -529,6 +548,8 @@ def campaign_preference_rows(*, campaign: Campaign) -> list[dict]:
                 "chosen": chosen,
                 "rejected": rejected,
                 "source": f"evaluation-campaign-{campaign.pk}-{digest}",
+                # Verdicts on one battle (and on one prompt) must share a split.
+                "group": f"campaign-{campaign.pk}-battle-{b.pk}",
             }
         )
     return rows
@@ -536,12 +557,25 @@ def campaign_preference_rows(*, campaign: Campaign) -> list[dict]:
 
 @transaction.atomic
 def campaign_export_preferences(*, actor: User, campaign: Campaign, name: str) -> Any:
-    """Judgments as a preference snapshot for the next reward-model or DPO round."""
+    """Judgments as a preference snapshot for the next reward-model or DPO round. The
+    dataset of judgments takes its licence and synthetic flag from the campaign's prompt
+    set; its split keeps each prompt (and battle) in one split."""
     rows = campaign_preference_rows(campaign=campaign)
     if not rows:
         raise ValidationError("There are no decisive judgments to export.")
+    prompt_set = campaign.prompt_set
     snapshot = snapshot_create_from_pairs(
-        actor=actor, project=campaign.project, name=name, rows=rows, seed=0
+        actor=actor,
+        project=campaign.project,
+        name=name,
+        rows=rows,
+        seed=0,
+        license=prompt_set.license,
+        synthetic=prompt_set.synthetic,
+        source_description=(
+            f"Blind pairwise evaluation judgments made in this portal (campaign "
+            f"{campaign.pk}) on prompt set {prompt_set.name!r}"
+        ),
     )
     audit_record(
         actor=actor,

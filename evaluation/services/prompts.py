@@ -17,6 +17,18 @@ from portal.jobs import runs_under_job_lock
 from portal.models import Project, User
 
 MAX_PROMPTS = 100_000
+NO_ASSERTION = "NOASSERTION"  # SPDX: nobody stated a licence
+
+
+def snapshot_provenance(snapshot: Any) -> tuple[str, bool]:
+    """(licence, synthetic) of prompts taken from a snapshot's test split: the licences of
+    its datasets as one SPDX expression (joined by AND: all of them apply), and synthetic
+    when any test-split member is."""
+    licenses = sorted({d["license"] for d in snapshot.stats.get("datasets", []) if d["license"]})
+    expression = " AND ".join(licenses)
+    if not expression or len(expression) > 100:
+        expression = NO_ASSERTION  # too many to name here: the snapshot's datasheet lists them
+    return expression, bool(snapshot.stats.get("synthetic", {}).get("test"))
 
 
 def _prompt_rows(rows: Iterable[Mapping[str, Any]]) -> list[Prompt]:
@@ -60,13 +72,22 @@ def prompt_set_create(
     adversarial: bool = False,
     general: bool = False,
     snapshot: Any = None,
+    license: str = NO_ASSERTION,
+    synthetic: bool = False,
 ) -> PromptSet:
-    """Rows: {"prompt", "category"?, "reference"?, "metadata"?}; errors name the row."""
+    """Rows: {"prompt", "category"?, "reference"?, "metadata"?}; errors name the row.
+    `license` and `synthetic` describe the prompts; a snapshot's set takes them from the
+    snapshot's datasets instead."""
     name = (name or "").strip()
     if not name:
         raise ValidationError({"name": "A prompt set needs a name."})
     if PromptSet.objects.filter(project=project, name=name).exists():
         raise ValidationError({"name": f"A prompt set called {name!r} already exists."})
+    if snapshot is not None:
+        license, synthetic = snapshot_provenance(snapshot)
+    license = (license or "").strip() or NO_ASSERTION
+    if len(license) > 100:
+        raise ValidationError({"license": "is longer than 100 characters"})
     prompts = _prompt_rows(rows)
     prompt_set = PromptSet.objects.create(
         project=project,
@@ -76,6 +97,8 @@ def prompt_set_create(
         adversarial=adversarial,
         general=general,
         prompt_count=len(prompts),
+        license=license,
+        synthetic=bool(synthetic),
         created_by=actor,
     )
     for p in prompts:
@@ -85,7 +108,13 @@ def prompt_set_create(
         actor=actor,
         action="evaluation.prompt_set.create",
         target=prompt_set,
-        data={"name": name, "prompts": len(prompts), "adversarial": adversarial},
+        data={
+            "name": name,
+            "prompts": len(prompts),
+            "adversarial": adversarial,
+            "license": license,
+            "synthetic": bool(synthetic),
+        },
         project_id=project.pk,
     )
     return prompt_set

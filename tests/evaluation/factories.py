@@ -27,7 +27,8 @@ def writing_snapshot(
     project, engineer, *, rows: int = 40, split_ratios=None, name="gold", duplicate=False
 ):
     """A snapshot of `rows` gold-labelled writing items: instruction in, response out. With
-    `duplicate` every instruction is one text, so the splits leak."""
+    `duplicate` the instructions are near copies of one text (identical ones would share a
+    split group), so the splits leak."""
     LabelSchema.objects.get_or_create(
         project=project,
         version=1,
@@ -44,7 +45,11 @@ def writing_snapshot(
     dataset = DatasetFactory(project=project)
     for i in range(rows):
         word = WORDS[i % len(WORDS)]
-        instruction = "repeat cat" if duplicate else f"repeat {word} {i}"
+        instruction = (
+            f"please repeat the following word back to me exactly twice in a row: cat, copy {i}"
+            if duplicate
+            else f"repeat {word} {i}"
+        )
         gold_item(dataset, {"instruction": instruction}, {"response": f"{word} {word}"})
     return snapshot_create(
         actor=engineer, project=project, name=name, seed=1, split_ratios=split_ratios

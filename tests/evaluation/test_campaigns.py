@@ -1,12 +1,14 @@
-from collections import Counter
+from collections import Counter, defaultdict
 
 import pytest
 from django.core.exceptions import ValidationError
 
+from annotation.models import Dataset, QualityCheck
+from annotation.services.quality import quality_check_run
 from evaluation import selectors, services
-from evaluation.models import Battle, Campaign, CampaignRater, Judgment
+from evaluation.models import Battle, Campaign, CampaignRater, Judgment, PromptSet
 from governance.models import AuditEvent
-from tests.evaluation.factories import build_campaign
+from tests.evaluation.factories import build_campaign, writing_snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -252,7 +254,7 @@ def test_preference_rows_leave_out_ties_and_attention_checks(project, engineer, 
     decisive = campaign.judgments.filter(is_attention=False, outcome__in=["a", "b"]).count()
     assert len(rows) == decisive
     for row in rows:
-        assert set(row) == {"prompt", "chosen", "rejected", "source"}
+        assert set(row) == {"prompt", "chosen", "rejected", "source", "group"}
         assert row["chosen"] != row["rejected"]
         assert "lorem ipsum" not in row["chosen"] + row["rejected"]
 
@@ -268,6 +270,81 @@ def test_judgments_export_as_a_preference_snapshot(project, engineer, reviewer):
     assert snapshot.member_count == 6
     assert snapshot.task_type == "preference"
     assert AuditEvent.objects.filter(action="evaluation.campaign.export_preferences").exists()
+
+
+def test_judgments_snapshot_keeps_prompts_and_battles_in_one_split_and_does_not_leak(
+    project, engineer, member_of
+):
+    # 8 prompts x 3 pairs of contestants, each pair judged by 3 reviewers: every prompt
+    # is in 9 judgments and every battle in 3.
+    campaign, _ = build_campaign(engineer, project, prompts=8, contestants=3, raters_per_pair=3)
+    for i in range(3):
+        _judge(campaign, member_of("reviewer", f"r{i}"), _x_wins_mostly)
+
+    snapshot = services.campaign_export_preferences(actor=engineer, campaign=campaign, name="j")
+
+    members = list(snapshot.members.select_related("item"))
+    prompts = defaultdict(set)
+    for member in members:
+        prompts[member.item.payload["prompt"]].add(member.split)
+    assert snapshot.member_count == 72
+    assert len(prompts) == 8
+    assert all(len(s) == 1 for s in prompts.values())
+    assert {s for splits in prompts.values() for s in splits} >= {"train", "test"}
+    battles = defaultdict(set)
+    for member in members:
+        battles[member.item.metadata.get("split_group")].add(member.split)
+    assert len(battles) == 24
+    assert all(len(s) == 1 for s in battles.values())
+    check = QualityCheck.objects.get(snapshot=snapshot, kind="leakage")  # started with it
+    quality_check_run(check_id=check.pk)
+    check.refresh_from_db()
+    assert check.status == "succeeded"
+    assert check.result["leaks"] == 0
+    assert check.result["shared_prompt"] == check.result["exact"] == []
+
+
+@pytest.mark.parametrize(
+    ("license", "synthetic"), [("CC-BY-4.0", False), ("MIT", True), ("", False)]
+)
+def test_judgments_dataset_takes_licence_and_synthetic_from_the_prompt_set(
+    project, engineer, reviewer, license, synthetic
+):
+    campaign, _ = build_campaign(engineer, project, prompts=4, contestants=2)
+    PromptSet.objects.filter(pk=campaign.prompt_set_id).update(
+        license=license or "NOASSERTION", synthetic=synthetic
+    )
+    campaign.refresh_from_db()
+    _judge(campaign, reviewer, _x_wins_mostly)
+
+    snapshot = services.campaign_export_preferences(actor=engineer, campaign=campaign, name="j")
+
+    dataset = Dataset.objects.get(derivation="evaluation", project=project)
+    assert (dataset.license, dataset.synthetic) == (license or "NOASSERTION", synthetic)
+    assert snapshot.stats["datasets"][0]["license"] == dataset.license
+    assert snapshot.stats["datasets"][0]["synthetic"] is synthetic
+
+
+def test_prompt_sets_record_the_licence_of_their_prompts(project, engineer):
+    uploaded = services.prompt_set_create(
+        actor=engineer,
+        project=project,
+        name="up",
+        rows=[{"prompt": "hi"}],
+        license="CC-BY-SA-4.0",
+        synthetic=True,
+    )
+    snapshot = writing_snapshot(project, engineer)  # its dataset: CC-BY-4.0, not synthetic
+    from_snapshot = services.prompt_set_create_from_snapshot(
+        actor=engineer, snapshot=snapshot, name="snap"
+    )
+    unstated = services.prompt_set_create(
+        actor=engineer, project=project, name="plain", rows=[{"prompt": "hi"}]
+    )
+
+    assert (uploaded.license, uploaded.synthetic) == ("CC-BY-SA-4.0", True)
+    assert (from_snapshot.license, from_snapshot.synthetic) == ("CC-BY-4.0", False)
+    assert (unstated.license, unstated.synthetic) == ("NOASSERTION", False)
 
 
 def test_export_without_decisive_judgments_is_refused(project, engineer, reviewer):

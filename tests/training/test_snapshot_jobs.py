@@ -4,6 +4,7 @@ splits were not checked for leakage (or leak) is refused before anything is queu
 import pytest
 from django.core.exceptions import ValidationError
 
+from annotation.models import QualityCheck
 from annotation.services import quality
 from annotation.services.snapshots import snapshot_create
 from governance.models import AuditEvent
@@ -30,6 +31,8 @@ def _create(engineer, project, base, snapshot, **values):
 @pytest.mark.django_db
 def test_a_snapshot_without_a_leakage_check_is_refused(engineer, project, tiny_base_model):
     snapshot = writing_snapshot(project, engineer)
+    # Every snapshot starts its check now; one made before that has none.
+    QualityCheck.objects.filter(snapshot=snapshot).delete()
 
     with pytest.raises(ValidationError, match="no finished leakage check"):
         _create(engineer, project, tiny_base_model, snapshot)
