@@ -1,6 +1,8 @@
 """Conversational prompts in evaluation: prompt sets keep a dialogue's turns, generation
 continues it through the chat template, and the reviewer reads it turn by turn."""
 
+import json
+
 import lxml.html
 import pytest
 from django.core.exceptions import ValidationError
@@ -8,6 +10,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from annotation.models import LabelSchema
+from annotation.services.exports import export_lines
 from annotation.services.snapshots import snapshot_create
 from evaluation import services
 from evaluation.models import Prompt
@@ -164,3 +167,20 @@ def test_the_review_api_gives_the_turns_beside_the_text(project, dialogue_campai
         (t["role"], t["content"]) for t in DIALOGUE
     ]
     assert pair["prompt"].startswith("User: My order 17 is late.\n\nAssistant: ")
+
+
+def test_judgments_on_a_dialogue_export_as_preference_rows_with_its_turns(
+    project, engineer, dialogue_campaign, reviewer
+):
+    judgment = services.judgment_next(campaign=dialogue_campaign, reviewer=reviewer)
+    services.judgment_submit(
+        campaign=dialogue_campaign, reviewer=reviewer, token=judgment.token, outcome="a"
+    )
+
+    snapshot = services.campaign_export_preferences(
+        actor=engineer, campaign=dialogue_campaign, name="judged dialogues"
+    )
+
+    rows = [json.loads(line) for line in export_lines(snapshot=snapshot, fmt="preference")]
+    assert [row["prompt"] for row in rows] == [DIALOGUE]
+    assert rows[0]["chosen"][0]["role"] == "assistant"
