@@ -212,3 +212,31 @@ def test_a_schema_refuses_an_unknown_empty_response_rule(project, engineer):
             config={"empty_responses": "drop"},
             published_by=engineer,
         )
+
+
+def test_the_upload_form_takes_the_mapping_and_the_field_flags(client, project, engineer):
+    client.force_login(engineer)
+    data = io.BytesIO(HH_FILE.read_bytes())
+    data.name = HH_FILE.name
+
+    response = client.post(
+        reverse("annotation:datasets", args=[project.pk]),
+        {
+            "file": data,
+            "source_description": "hh-shaped",
+            "license": "MIT",
+            "consent_basis": "written for the tests",
+            "collection_date": "2026-01-01",
+            "response_synthetic": "on",
+            "mapping": "preference_pairs",
+        },
+    )
+
+    assert response.status_code == 302
+    options = DatasetUpload.objects.get().options
+    assert options["mapping"] == "preference_pairs"
+    assert options["shape"]["pairs"] is True
+    assert (
+        options["provenance"]["prompt_synthetic"],
+        options["provenance"]["response_synthetic"],
+    ) == (False, True)
