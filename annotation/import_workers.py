@@ -18,14 +18,14 @@ import subprocess
 import sys
 import traceback
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from cryptography.fernet import Fernet
 
-from annotation.importing import ImportRefused, jsonl_rows
+from annotation.importing import ImportRefused, PreferenceShape, jsonl_rows
 from annotation.item_rows import ItemRows
 
 _HEADER = struct.Struct(">Q")
@@ -42,6 +42,11 @@ class Job:
     dataset_id: int
     sha256: str
     key: str  # the Fernet key that encrypts
+    shape: PreferenceShape | None = None
+
+
+# What a chunk's rows noted for the import report: (line, empty response fields, turns).
+Note = tuple[int, tuple[str, ...], int]
 
 
 def _send(stream: BinaryIO, message: Any) -> None:
@@ -62,12 +67,25 @@ def _receive(stream: BinaryIO) -> Any:
     return pickle.loads(data)  # noqa: S301 - written by our own parent or child process
 
 
-def chunk_rows(job: Job, rows: ItemRows, first_line: int, lines: list[bytes]) -> list[tuple]:
-    """COPY rows for `lines`, the first of which is line `first_line` of the file."""
+def chunk_rows(
+    job: Job, rows: ItemRows, first_line: int, lines: list[bytes]
+) -> tuple[list[tuple], list[Note]]:
+    """COPY rows for `lines`, the first of which is line `first_line` of the file, and the
+    notes of the rows that have any."""
     parsed = jsonl_rows(
-        lines, job.filename, job.required, job.metadata_fields, first_line=first_line
+        lines,
+        job.filename,
+        job.required,
+        job.metadata_fields,
+        first_line=first_line,
+        shape=job.shape,
     )
-    return [rows.copy_row(row) for row in parsed]
+    out, notes = [], []
+    for row in parsed:
+        out.append(rows.copy_row(row))
+        if row.empty_responses or row.prompt_turns:
+            notes.append((row.row_number, row.empty_responses, row.prompt_turns))
+    return out, notes
 
 
 def _serve(incoming: BinaryIO, outgoing: BinaryIO) -> None:
@@ -107,7 +125,7 @@ class _Worker:
     def submit(self, chunk: tuple[int, list[bytes]]) -> None:
         _send(self.process.stdin, chunk)
 
-    def result(self) -> list[tuple]:
+    def result(self) -> tuple[list[tuple], list[Note]]:
         try:
             kind, value = _receive(self.process.stdout)
         except EOFError:
@@ -145,11 +163,17 @@ def _chunks(lines: Iterable[bytes], size: int) -> Iterator[tuple[int, list[bytes
 
 
 def copy_rows(
-    lines: Iterable[bytes], job: Job, *, workers: int, chunk_lines: int = 10_000
+    lines: Iterable[bytes],
+    job: Job,
+    *,
+    workers: int,
+    chunk_lines: int = 10_000,
+    on_note: Callable[[int, tuple[str, ...], int], None] | None = None,
 ) -> Iterator[tuple]:
     """The COPY rows of a JSON Lines file's `lines`, in file order, made by `workers`
-    child processes. Raises the first ImportRefused in file order, as a serial parse
-    would; the children are stopped however the caller leaves."""
+    child processes; `on_note` gets each row's note for the import report. Raises the
+    first ImportRefused in file order, as a serial parse would; the children are stopped
+    however the caller leaves."""
     chunks = _chunks(lines, chunk_lines)
     pool = [_Worker(job) for _ in range(workers)]
     try:
@@ -163,11 +187,14 @@ def copy_rows(
             waiting.append(worker)
         while waiting:
             worker = waiting.popleft()
-            rows = worker.result()
+            rows, notes = worker.result()
             chunk = next(chunks, None)
             if chunk is not None:
                 worker.submit(chunk)
                 waiting.append(worker)
+            if on_note is not None:
+                for note in notes:
+                    on_note(*note)
             yield from rows
     finally:
         for worker in pool:

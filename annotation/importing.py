@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
 from pathlib import PurePath
@@ -21,7 +21,8 @@ from typing import Any, BinaryIO
 
 import ijson
 
-from annotation import strict_json
+from annotation import conversations, strict_json
+from annotation.conversations import ConversationError
 from annotation.strict_json import JSONLimitError
 
 
@@ -50,6 +51,10 @@ class ParsedRow:
     external_id: str | None = None
     # Label Studio only: the raw `result` list of each existing, non-cancelled annotation.
     prior_annotations: tuple[list, ...] = ()
+    # Read under a PreferenceShape: the fields of responses that are empty ("responses[1]"),
+    # and the number of turns of a conversational prompt (0: plain text or no shape).
+    empty_responses: tuple[str, ...] = ()
+    prompt_turns: int = 0
 
 
 class ImportRefused(Exception):  # noqa: N818 - it reads as what happened to the file
@@ -90,6 +95,108 @@ class ImportRefused(Exception):  # noqa: N818 - it reads as what happened to the
 
 def _rebuild_refused(file, line, field, reason, unit) -> ImportRefused:
     return ImportRefused(file=file, line=line, field=field, reason=reason, unit=unit)
+
+
+EMPTY_RESPONSE_POLICIES = ("keep", "refuse")
+_PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+
+@dataclass(frozen=True)
+class PreferenceShape:
+    """How an import reads the rows of a preference task (fields from the project's label
+    schema, the mapping from the upload): conversational prompts are checked turn by turn,
+    empty responses are listed or refused, and with `pairs` each row's chosen/rejected pair
+    (hh-rlhf transcripts or TRL's preference shapes) becomes the prompt and its two
+    replies, the chosen one first."""
+
+    prompt_field: str = "prompt"
+    responses_field: str = "responses"
+    empty_responses: str = "keep"  # or "refuse": one empty response refuses the file
+    pairs: bool = False
+
+    def apply(
+        self, payload: dict[str, Any], refuse: partial[ImportRefused]
+    ) -> tuple[dict[str, Any], tuple[str, ...], int]:
+        """(payload, fields of its empty responses, turns of its prompt); raises the
+        refusal naming the field."""
+        try:
+            if self.pairs:
+                prompt, chosen, rejected = conversations.preference_pair(payload)
+                rest = {
+                    k: v for k, v in payload.items() if k not in ("prompt", "chosen", "rejected")
+                }
+                payload = {
+                    **rest,
+                    self.prompt_field: prompt,
+                    self.responses_field: [chosen, rejected],
+                }
+            prompt = payload.get(self.prompt_field)
+            turns = 0
+            if conversations.is_conversation(prompt):
+                payload[self.prompt_field] = conversations.messages_checked(
+                    prompt, self.prompt_field
+                )
+                turns = len(prompt)
+        except ConversationError as error:
+            raise refuse(field=error.field or None, reason=error.reason) from None
+        responses = payload.get(self.responses_field)
+        empty: list[str] = []
+        if isinstance(responses, list):
+            empty = [
+                f"{self.responses_field}[{i}]"
+                for i, response in enumerate(responses)
+                if conversations.is_empty_response(response)
+            ]
+        if empty and self.empty_responses == "refuse":
+            raise refuse(
+                field=empty[0],
+                reason="is empty, and the label schema refuses rows with an empty response",
+            )
+        return payload, tuple(empty), turns
+
+
+@dataclass
+class ImportReport:
+    """What an import noticed in the rows it kept, for the upload's report and the audit
+    log: rows with an empty response (counted, and listed by line up to LISTED) and rows
+    whose prompt is a conversation."""
+
+    LISTED = 500
+
+    responses_field: str | None = None  # None: responses were not checked (no shape)
+    empty_response_rows: int = 0
+    empty_responses: list[dict[str, Any]] = field(default_factory=list)
+    conversations: int = 0
+
+    def note(self, line: int, empty: tuple[str, ...], turns: int) -> None:
+        if empty:
+            self.empty_response_rows += 1
+            if len(self.empty_responses) < self.LISTED:
+                self.empty_responses.append({"line": line, "fields": list(empty)})
+        if turns:
+            self.conversations += 1
+
+    def note_row(self, row: "ParsedRow") -> None:
+        self.note(row.row_number, row.empty_responses, row.prompt_turns)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "responses_field": self.responses_field,
+            "empty_response_rows": self.empty_response_rows,
+            "empty_responses": self.empty_responses,
+            "empty_responses_listed": len(self.empty_responses),
+            "conversations": self.conversations,
+        }
+
+
+def _shaped(
+    payload: dict[str, Any], shape: PreferenceShape | None, refuse: partial[ImportRefused]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The payload as stored and the ParsedRow fields its shape adds."""
+    if shape is None:
+        return payload, {}
+    payload, empty, turns = shape.apply(payload, refuse)
+    return payload, {"empty_responses": empty, "prompt_turns": turns}
 
 
 def detect_format(filename: str) -> ImportFormat:
@@ -275,6 +382,7 @@ def _jsonl_row(
     filename: str,
     required: Sequence[str],
     metadata_fields: Sequence[str],
+    shape: PreferenceShape | None = None,
 ) -> ParsedRow | None:
     """Line `number` of a JSON Lines file as a row; None for a blank line."""
     try:
@@ -307,7 +415,8 @@ def _jsonl_row(
     )
     if required:
         _check_required(record, metadata, external_id, required, refuse)
-    return ParsedRow(number, record, metadata, _hash(record, refuse), external_id)
+    record, notes = _shaped(record, shape, refuse)
+    return ParsedRow(number, record, metadata, _hash(record, refuse), external_id, **notes)
 
 
 def jsonl_lines(stream: BinaryIO, filename: str, max_bytes: int | None) -> Iterator[bytes]:
@@ -323,11 +432,12 @@ def jsonl_rows(
     metadata_fields: Sequence[str],
     *,
     first_line: int = 1,
+    shape: PreferenceShape | None = None,
 ) -> Iterator[ParsedRow]:
     """The rows of raw JSON Lines `lines`, the first of which is line `first_line` of the
     file (an import's worker process parses a chunk from the middle); blank lines count."""
     for number, raw in enumerate(lines, start=first_line):
-        row = _jsonl_row(number, raw, filename, required, metadata_fields)
+        row = _jsonl_row(number, raw, filename, required, metadata_fields, shape)
         if row is not None:
             yield row
 
@@ -338,8 +448,11 @@ def _iter_jsonl(
     required: Sequence[str],
     metadata_fields: Sequence[str],
     max_bytes: int | None,
+    shape: PreferenceShape | None,
 ) -> Iterator[ParsedRow]:
-    return jsonl_rows(_raw_lines(stream, filename, max_bytes), filename, required, metadata_fields)
+    return jsonl_rows(
+        _raw_lines(stream, filename, max_bytes), filename, required, metadata_fields, shape=shape
+    )
 
 
 def _csv_header(reader: Iterator[list[str]], filename: str) -> list[str]:
@@ -372,6 +485,7 @@ def _iter_csv(
     required: Sequence[str],
     metadata_fields: Sequence[str],
     max_bytes: int | None,
+    shape: PreferenceShape | None,
 ) -> Iterator[ParsedRow]:
     # csv.reader pulls decoded lines one at a time and joins the lines of a quoted multi-line
     # field itself; its line_num counts the lines pulled, which gives each record's first line.
@@ -401,7 +515,8 @@ def _iter_csv(
             external_id = (values[id_index] or None) if id_index is not None else None
             if required:
                 _check_required(payload, metadata, external_id, required, refuse)
-            yield ParsedRow(number, payload, metadata, _hash(payload, refuse), external_id)
+            payload, notes = _shaped(payload, shape, refuse)
+            yield ParsedRow(number, payload, metadata, _hash(payload, refuse), external_id, **notes)
     except csv.Error as error:
         if "field limit" in str(error):
             reason = f"a field is longer than {csv.field_size_limit()} characters; use JSONL"
@@ -635,6 +750,7 @@ def _iter_label_studio(
     required: Sequence[str],
     metadata_fields: Sequence[str],
     max_bytes: int | None,
+    shape: PreferenceShape | None,
 ) -> Iterator[ParsedRow]:
     for number, task in _label_studio_tasks(stream, filename, max_bytes):
         refuse = partial(ImportRefused, file=filename, line=number, unit="task")
@@ -656,7 +772,10 @@ def _iter_label_studio(
         if required:
             _check_required(payload, metadata, external_id, required, refuse)
         prior = _prior_annotations(task, refuse)
-        yield ParsedRow(number, payload, metadata, _hash(payload, refuse), external_id, prior)
+        payload, notes = _shaped(payload, shape, refuse)
+        yield ParsedRow(
+            number, payload, metadata, _hash(payload, refuse), external_id, prior, **notes
+        )
 
 
 _PARSERS = {
@@ -674,11 +793,15 @@ def iter_rows(
     required_fields: Sequence[str] = (),
     metadata_fields: Sequence[str] = (),
     max_bytes: int | None = None,
+    shape: PreferenceShape | None = None,
 ) -> Iterator[ParsedRow]:
     """Yield the file's rows in order; raise ImportRefused at the first bad one.
 
     Rows yielded before a refusal were fine, so a caller that writes as it goes must roll
-    back on refusal. A required field may also be satisfied by a metadata field or the id.
+    back on refusal. A required field may also be satisfied by a metadata field or the id
+    (required fields are the file's own, checked before `shape` maps the row).
     """
     parser = _PARSERS[ImportFormat(fmt)]
-    return parser(stream, filename, tuple(required_fields), tuple(metadata_fields), max_bytes)
+    return parser(
+        stream, filename, tuple(required_fields), tuple(metadata_fields), max_bytes, shape
+    )

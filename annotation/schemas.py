@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from annotation.importing import EMPTY_RESPONSE_POLICIES, PreferenceShape
 from annotation.models import TaskType
 
 MATCH_ANSWERS = ("match", "no_match", "unsure")
@@ -73,11 +74,18 @@ def normalize_config(task_type: str, config: Mapping[str, Any]) -> dict[str, Any
         reason = config.get("reason", "optional")
         if reason not in ("off", "optional", "required"):
             raise _err("reason", "is 'off', 'optional' or 'required'")
+        empty = config.get("empty_responses", "keep")
+        if empty not in EMPTY_RESPONSE_POLICIES:
+            raise _err(
+                "empty_responses",
+                "is 'keep' (import such rows and list them) or 'refuse' (refuse the file)",
+            )
         return {
             "mode": mode,
             "reason": reason,
             "prompt_field": str(config.get("prompt_field") or "prompt"),
             "responses_field": str(config.get("responses_field") or "responses"),
+            "empty_responses": empty,
         }
     if task_type == TaskType.RATING:
         return {
@@ -87,6 +95,22 @@ def normalize_config(task_type: str, config: Mapping[str, Any]) -> dict[str, Any
             "text_field": str(config.get("text_field") or "text"),
         }
     raise _err("task_type", f"{task_type!r} is not one of {', '.join(TaskType.values)}")
+
+
+def preference_shape(
+    task_type: str | None, config: Mapping[str, Any] | None, *, pairs: bool = False
+) -> PreferenceShape | None:
+    """How an import reads rows for a preference schema (None for another task type, or
+    no schema yet unless the rows are preference pairs to map)."""
+    if task_type == TaskType.PREFERENCE and config is not None:
+        return PreferenceShape(
+            prompt_field=config.get("prompt_field") or "prompt",
+            responses_field=config.get("responses_field") or "responses",
+            # Schemas published before the setting existed kept such rows.
+            empty_responses=config.get("empty_responses", "keep"),
+            pairs=pairs,
+        )
+    return PreferenceShape(pairs=True) if pairs else None
 
 
 def _steps(payload: Mapping, config: Mapping) -> list | None:

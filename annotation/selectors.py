@@ -97,6 +97,74 @@ def dataset_get(*, project: Project, dataset_id: int) -> Dataset | None:
     return Dataset.objects.filter(project=project, pk=dataset_id).first()
 
 
+def upload_of_dataset(*, project: Project, dataset: Dataset) -> DatasetUpload | None:
+    """The upload a dataset was imported from (None for derived or generated ones)."""
+    return DatasetUpload.objects.filter(project=project, dataset=dataset).first()
+
+
+# Row metadata may mark a row, or one of its fields, synthetic (as snapshot filters read it).
+SYNTHETIC_VALUES = ["1", "true", "yes", "y", "synthetic", True]
+
+
+@dataclass(frozen=True)
+class SyntheticShare:
+    """How many of a dataset's rows have a model-generated prompt, and response."""
+
+    rows: int
+    prompt_rows: int
+    response_rows: int
+
+    @staticmethod
+    def _share(part: int, whole: int) -> float | None:
+        return part / whole if whole else None
+
+    @property
+    def prompt(self) -> float | None:
+        return self._share(self.prompt_rows, self.rows)
+
+    @property
+    def response(self) -> float | None:
+        return self._share(self.response_rows, self.rows)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "prompt": {"rows": self.prompt_rows, "share": self.prompt},
+            "response": {"rows": self.response_rows, "share": self.response},
+        }
+
+
+def _synthetic_field(name: str) -> Q:
+    """A row's `name` field ("prompt" or "response") is synthetic: its dataset says so for
+    the field or the whole rows, or the row's metadata does."""
+    return (
+        Q(dataset__synthetic=True)
+        | Q(**{f"dataset__{name}_synthetic": True})
+        | Q(metadata__synthetic__in=SYNTHETIC_VALUES)
+        | Q(**{f"metadata__{name}_synthetic__in": SYNTHETIC_VALUES})
+    )
+
+
+def dataset_synthetic_shares(*, dataset_ids: list[int]) -> dict[int, SyntheticShare]:
+    """{dataset id: its synthetic share per field}, counted over its items in one query."""
+    counted = (
+        Item.objects.filter(dataset_id__in=dataset_ids)
+        .values("dataset_id")
+        .annotate(
+            rows=Count("pk"),
+            prompt_rows=Count("pk", filter=_synthetic_field("prompt")),
+            response_rows=Count("pk", filter=_synthetic_field("response")),
+        )
+        .order_by()
+    )
+    shares = {i: SyntheticShare(0, 0, 0) for i in dataset_ids}
+    for row in counted:
+        shares[row["dataset_id"]] = SyntheticShare(
+            row["rows"], row["prompt_rows"], row["response_rows"]
+        )
+    return shares
+
+
 def upload_get(*, project: Project, upload_id) -> DatasetUpload | None:
     return DatasetUpload.objects.filter(project=project, pk=upload_id).first()
 

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotation import selectors, services
+from annotation import conversations, selectors, services
 from annotation.forms import (
     GuidelineForm,
     SchemaForm,
@@ -68,7 +68,13 @@ def _task_context(request, access, offer, error=None, undone=False) -> dict:
             context["em_rows"] = [(k, left.get(k, ""), right.get(k, "")) for k in keys]
         if schema.task_type == TaskType.PREFERENCE:
             responses = item.payload.get(config["responses_field"]) or []
-            context["responses"] = list(enumerate(responses))
+            # (index, response, empty): an empty response is marked, never an empty card.
+            context["responses"] = [
+                (i, r, conversations.is_empty_response(r)) for i, r in enumerate(responses)
+            ]
+            context["prompt_turns"] = conversations.display_turns(
+                item.payload.get(config["prompt_field"])
+            )
         if schema.task_type == TaskType.WRITING:
             steps = item.payload.get(config["steps_field"])
             context["steps"] = steps if isinstance(steps, list) and steps else None
@@ -208,10 +214,12 @@ def datasets(request: HttpRequest, project_id: int) -> HttpResponse:
                         license=data["license"],
                         consent_basis=data["consent_basis"],
                         collection_date=data["collection_date"],
-                        synthetic=data["synthetic"],
+                        prompt_synthetic=data["prompt_synthetic"],
+                        response_synthetic=data["response_synthetic"],
                     ),
                     required_fields=split_fields(data["required_fields"]),
                     metadata_fields=split_fields(data["metadata_fields"]),
+                    mapping=data["mapping"],
                 )
             except ImportRefused as refused:
                 form.add_error("file", str(refused))
@@ -226,11 +234,13 @@ def datasets(request: HttpRequest, project_id: int) -> HttpResponse:
                 )
         if request.headers.get("Accept") == "application/json":
             return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+    datasets = list(selectors.dataset_list_for_project(project=access.project))
     context = {
         "access": access,
         "project": access.project,
         "form": form,
-        "datasets": selectors.dataset_list_for_project(project=access.project),
+        "datasets": datasets,
+        "synthetic": selectors.dataset_synthetic_shares(dataset_ids=[d.pk for d in datasets]),
         "uploads": selectors.upload_list_recent(project=access.project),
     }
     return render(request, "annotation/datasets.html", context)
@@ -277,6 +287,8 @@ def dataset_detail(request: HttpRequest, project_id: int, dataset_id: int) -> Ht
             "access": access,
             "project": access.project,
             "dataset": dataset,
+            "synthetic": selectors.dataset_synthetic_shares(dataset_ids=[dataset.pk])[dataset.pk],
+            "upload": selectors.upload_of_dataset(project=access.project, dataset=dataset),
             "sample": sample,
             "restricted": restricted,
         },

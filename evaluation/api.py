@@ -51,9 +51,18 @@ class CriterionOutput(serializers.Serializer):
     scale = serializers.IntegerField()
 
 
+class TurnOutput(serializers.Serializer):
+    role = serializers.CharField()
+    label = serializers.CharField()
+    content = serializers.CharField(allow_blank=True)
+
+
 class BlindPairOutput(serializers.Serializer):
     token = serializers.CharField()
-    prompt = serializers.CharField()
+    prompt = serializers.CharField(help_text="The prompt as text; a conversation's turns joined.")
+    turns = TurnOutput(
+        many=True, allow_null=True, help_text="A conversational prompt's turns; null for text."
+    )
     response_a = serializers.CharField()
     response_b = serializers.CharField()
     question = serializers.CharField()
@@ -130,7 +139,9 @@ class ReviewSubmitApi(APIView):
 
 
 class PromptRowInput(serializers.Serializer):
-    prompt = serializers.CharField()
+    prompt = serializers.JSONField(
+        help_text="Text, or a conversation: a list of {role, content} turns ending with the user's."
+    )
     category = serializers.CharField(required=False, allow_blank=True)
     reference = serializers.CharField(required=False, allow_blank=True)
     metadata = serializers.DictField(required=False)

@@ -63,7 +63,8 @@ class Prompt(models.Model):
     prompt_set = models.ForeignKey(PromptSet, on_delete=models.CASCADE, related_name="prompts")
     position = models.IntegerField()
     # Prompts and references are often items' text (a snapshot's test split): encrypted at
-    # rest as item payloads are; each holds a JSON string.
+    # rest as item payloads are; each holds a JSON string, or for a conversational prompt
+    # its list of {role, content} turns.
     text = EncryptedJSONField()
     category = models.CharField(max_length=100, blank=True)
     reference = EncryptedJSONField(blank=True, default="")
@@ -78,6 +79,9 @@ class Prompt(models.Model):
         ]
 
     def __str__(self) -> str:
+        if isinstance(self.text, list):
+            last = self.text[-1] if self.text else {}
+            return f"({len(self.text)} turns) {str(last.get('content', ''))[:48]}"
         return self.text[:60]
 
 

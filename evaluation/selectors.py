@@ -16,6 +16,7 @@ from django.db.models import Count, FloatField, Q, QuerySet, Sum
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
+from annotation import conversations
 from evaluation import ratings as R
 from evaluation.models import (
     Campaign,
@@ -52,7 +53,9 @@ class BlindPair:
     """What a reviewer may see of one judgment. Nothing here identifies a contestant."""
 
     token: str
-    prompt: str
+    prompt: str  # the prompt as text (a conversation's turns as "Role: content")
+    # A conversational prompt's turns, as the page shows them; None for a plain-text prompt.
+    turns: list[dict[str, str]] | None
     response_a: str
     response_b: str
     question: str
@@ -81,7 +84,8 @@ def blind_pair_from_judgment(*, judgment: Judgment, campaign: Campaign) -> Blind
     )
     return BlindPair(
         token=judgment.token,
-        prompt=battle.prompt.text,
+        prompt=conversations.prompt_text(battle.prompt.text),
+        turns=conversations.display_turns(battle.prompt.text),
         response_a=left,
         response_b=right,
         question=campaign.question,

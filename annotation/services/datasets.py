@@ -19,9 +19,18 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from annotation import import_workers, tasks
-from annotation.importing import ImportFormat, ImportRefused, detect_format, iter_rows, jsonl_lines
+from annotation.importing import (
+    ImportFormat,
+    ImportRefused,
+    ImportReport,
+    PreferenceShape,
+    detect_format,
+    iter_rows,
+    jsonl_lines,
+)
 from annotation.item_rows import ITEM_COLUMNS, ItemRows
-from annotation.models import Dataset, DatasetUpload, Item
+from annotation.models import Dataset, DatasetUpload, Item, LabelSchema
+from annotation.schemas import preference_shape
 from governance import keys
 from governance.services import audit_record, content_hash
 from governance.services.protection import stored_file_open_read, stored_file_open_write
@@ -31,17 +40,34 @@ from portal.models import Project, User
 
 SPDX_PROPRIETARY = "proprietary"
 PROGRESS_EVERY_ROWS = 20_000
+# How an upload's rows are mapped before they are stored ("" keeps them as they are).
+MAPPINGS = {
+    "": "rows as they are in the file",
+    "preference_pairs": "chosen/rejected pairs (hh-rlhf transcripts or TRL preference rows)",
+}
 
 
 @dataclass(frozen=True)
 class Provenance:
-    """What Datasheets for Datasets asks of every source; all of it is required."""
+    """What Datasheets for Datasets asks of every source; all of it is required.
+
+    Synthetic content is recorded per field: `prompt_synthetic` (the prompts or inputs)
+    and `response_synthetic` (the responses); `synthetic` says both, as the single flag of
+    earlier versions did."""
 
     source_description: str
     license: str
     consent_basis: str
     collection_date: date
-    synthetic: bool
+    synthetic: bool = False
+    prompt_synthetic: bool = False
+    response_synthetic: bool = False
+
+    def synthetic_fields(self) -> dict[str, bool]:
+        return {
+            "prompt": self.synthetic or self.prompt_synthetic,
+            "response": self.synthetic or self.response_synthetic,
+        }
 
     def validated(self) -> "Provenance":
         errors = {}
@@ -113,14 +139,27 @@ def dataset_upload_create(
     name: str = "",
     required_fields: list[str] | None = None,
     metadata_fields: list[str] | None = None,
+    mapping: str = "",
     run_now: bool = False,
 ) -> DatasetUpload:
     """Store an uploaded file and queue its import (or run it at once with `run_now`).
 
-    Refuses at once: missing provenance, an unsupported extension, a file over the size
-    limit, or a file this project imported before (same sha256)."""
+    Under a preference schema, rows are read as its fields say (conversational prompts
+    checked, empty responses listed or refused as the schema says); `mapping` names a
+    shape of public data to map rows from (MAPPINGS).
+
+    Refuses at once: missing provenance, an unknown mapping, an unsupported extension, a
+    file over the size limit, or a file this project imported before (same sha256)."""
     provenance.validated()
+    if mapping not in MAPPINGS:
+        raise ValidationError({"mapping": f"is one of {', '.join(repr(m) for m in MAPPINGS)}"})
     detect_format(file_name)  # raises ImportRefused for an unknown extension
+    schema = LabelSchema.objects.filter(project=project).order_by("-version").first()
+    shape = preference_shape(
+        schema.task_type if schema else None,
+        schema.config if schema else None,
+        pairs=mapping == "preference_pairs",
+    )
     upload = DatasetUpload(project=project, file_name=file_name, created_by=uploaded_by)
     stored = _upload_dir(upload.id) / get_valid_filename(Path(file_name).name)
     sha256, size = _copy_hashing(file, stored, file_name=file_name)
@@ -140,6 +179,9 @@ def dataset_upload_create(
         },
         "required_fields": required_fields or [],
         "metadata_fields": metadata_fields or [],
+        "mapping": mapping,
+        # Fixed when the file is uploaded: a schema published while it waits changes nothing.
+        "shape": asdict(shape) if shape is not None else None,
         "owns_file": True,
     }
     upload.save(force_insert=True)
@@ -252,9 +294,14 @@ def import_workers_for(fmt: ImportFormat, file_bytes: int) -> int:
 
 
 def _item_rows(
-    upload: DatasetUpload, dataset: Dataset, fmt: ImportFormat, reader: IO[bytes]
+    upload: DatasetUpload,
+    dataset: Dataset,
+    fmt: ImportFormat,
+    reader: IO[bytes],
+    report: ImportReport,
 ) -> Iterator[tuple]:
     options = upload.options
+    shape = PreferenceShape(**options["shape"]) if options.get("shape") else None
     workers = import_workers_for(fmt, upload.file_bytes)
     if workers:
         job = import_workers.Job(
@@ -265,9 +312,10 @@ def _item_rows(
             dataset_id=dataset.pk,
             sha256=options["sha256"],
             key=keys.primary_encryption_key(),
+            shape=shape,
         )
         lines = jsonl_lines(reader, upload.file_name, max_upload_bytes())
-        return import_workers.copy_rows(lines, job, workers=workers)
+        return import_workers.copy_rows(lines, job, workers=workers, on_note=report.note)
     rows = ItemRows(upload.project_id, dataset.pk, options["sha256"])
     make = rows.copy_row if connection.vendor == "postgresql" else rows.values
     parsed = iter_rows(
@@ -277,8 +325,15 @@ def _item_rows(
         required_fields=options["required_fields"],
         metadata_fields=options["metadata_fields"],
         max_bytes=max_upload_bytes(),
+        shape=shape,
     )
-    return (make(row) for row in parsed)
+
+    def made() -> Iterator[tuple]:
+        for row in parsed:
+            report.note_row(row)
+            yield make(row)
+
+    return made()
 
 
 def _import_all(upload: DatasetUpload, on_progress: Callable[[int, float], None] | None) -> Dataset:
@@ -286,6 +341,11 @@ def _import_all(upload: DatasetUpload, on_progress: Callable[[int, float], None]
     provenance = options["provenance"]
     fmt = detect_format(upload.file_name)
     total = max(upload.file_bytes, 1)
+    fields = Provenance(
+        **{**provenance, "collection_date": date.fromisoformat(provenance["collection_date"])}
+    ).synthetic_fields()
+    shape = options.get("shape")
+    report = ImportReport(responses_field=shape["responses_field"] if shape else None)
     with transaction.atomic():
         _refuse_duplicate(upload.project, options["sha256"], upload.file_name)
         dataset = Dataset.objects.create(
@@ -300,7 +360,9 @@ def _import_all(upload: DatasetUpload, on_progress: Callable[[int, float], None]
             license=provenance["license"],
             consent_basis=provenance["consent_basis"],
             collection_date=provenance["collection_date"],
-            synthetic=provenance["synthetic"],
+            synthetic=fields["prompt"] and fields["response"],
+            prompt_synthetic=fields["prompt"],
+            response_synthetic=fields["response"],
         )
         with stored_file_open_read(upload.stored_path) as raw:
             reader = _CountingReader(raw)
@@ -320,7 +382,7 @@ def _import_all(upload: DatasetUpload, on_progress: Callable[[int, float], None]
                 if on_progress is not None:
                     on_progress(count, percent)
 
-            values = _item_rows(upload, dataset, ImportFormat(fmt), reader)
+            values = _item_rows(upload, dataset, ImportFormat(fmt), reader, report)
             try:
                 count = _insert_items(values, on_batch)
             except ImportRefused as refused:
@@ -337,6 +399,7 @@ def _import_all(upload: DatasetUpload, on_progress: Callable[[int, float], None]
             rows_done=count,
             dataset=dataset,
             finished_at=timezone.now(),
+            report=report.as_dict(),
         )
         audit_record(
             actor=upload.created_by,
@@ -347,6 +410,10 @@ def _import_all(upload: DatasetUpload, on_progress: Callable[[int, float], None]
                 "sha256": options["sha256"],
                 "license": provenance["license"],
                 "upload": str(upload.id),
+                "mapping": options.get("mapping", ""),
+                "synthetic_fields": fields,
+                "empty_response_rows": report.empty_response_rows,
+                "conversations": report.conversations,
             },
         )
     dataset.row_count = count

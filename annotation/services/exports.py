@@ -1,5 +1,9 @@
 """Training exports of a snapshot, as JSON Lines in the shapes TRL reads.
 
+A preference item's prompt may be a conversation (a list of {role, content} turns); it is
+exported as those turns, in TRL's conversational format, never flattened into one user
+message. A plain-text prompt is one user turn.
+
 Rows stream from a server-side cursor in member order, so memory stays flat however big
 the snapshot is, and the same snapshot always gives the same bytes. Every row carries
 the item id and snapshot id in `metadata`, so any training example leads back to its
@@ -15,6 +19,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from annotation import conversations
+from annotation.conversations import ConversationError
 from annotation.models import Snapshot, SnapshotMember, TaskType, answer_join
 
 EXPORT_FORMATS = ("sft", "prompt_completion", "preference", "classification", "entity_pairs")
@@ -63,8 +69,23 @@ def _as_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+def _prompt(payload: dict, config: dict, item_id: int) -> str | list[dict[str, str]]:
+    """A preference item's prompt: its text, or its turns checked as TRL needs them."""
+    value = _field(payload, config["prompt_field"], item_id)
+    if not conversations.is_conversation(value):
+        return _as_text(value)
+    try:
+        return conversations.messages_checked(value, config["prompt_field"])
+    except ConversationError as error:
+        raise ExportError({f"item {item_id}": str(error)}) from None
+
+
+def _best(label: dict) -> int:
+    return label["best"] if "best" in label else label["ranking"][0]
+
+
 def _turns(config: dict, task_type: str, payload: dict, label: dict, item_id: int):
-    """(user, assistant) turns of one item."""
+    """(user, assistant) turns of a writing or classification item."""
     if task_type == TaskType.WRITING:
         steps = payload.get(config["steps_field"])
         if isinstance(steps, list) and steps and "steps" in label:
@@ -73,11 +94,7 @@ def _turns(config: dict, task_type: str, payload: dict, label: dict, item_id: in
     if task_type == TaskType.CLASSIFICATION:
         text = _as_text(_field(payload, config["text_field"], item_id))
         return [(text, ", ".join(label["labels"]))]
-    # preference: the prompt and the response the annotators preferred
-    responses = _field(payload, config["responses_field"], item_id)
-    best = label["best"] if "best" in label else label["ranking"][0]
-    prompt = _as_text(_field(payload, config["prompt_field"], item_id))
-    return [(prompt, _as_text(responses[best]))]
+    raise ValueError(f"{task_type} items have no (user, assistant) turns")
 
 
 def _preference_pairs(label: dict, n: int) -> list[tuple[int, int]]:
@@ -106,7 +123,29 @@ def _row_builder(snapshot: Snapshot, fmt: str) -> Callable[[int, dict, dict], li
     def meta(item_id: int) -> dict:
         return {"item_id": item_id, "snapshot_id": snapshot_id}
 
-    if fmt == "sft":
+    if fmt == "sft" and task_type == TaskType.PREFERENCE:
+
+        def build(item_id, payload, label):
+            # The whole conversation, then the reply the annotators preferred.
+            responses = _field(payload, config["responses_field"], item_id)
+            reply = {"role": "assistant", "content": _as_text(responses[_best(label)])}
+            messages = [*conversations.prompt_messages(_prompt(payload, config, item_id)), reply]
+            return [{"messages": messages, "metadata": meta(item_id)}]
+
+    elif fmt == "prompt_completion" and task_type == TaskType.PREFERENCE:
+
+        def build(item_id, payload, label):
+            prompt = _prompt(payload, config, item_id)
+            responses = _field(payload, config["responses_field"], item_id)
+            reply = _as_text(responses[_best(label)])
+            if isinstance(prompt, list):
+                # TRL wants prompt and completion of one kind: both conversational.
+                completion: str | list = [{"role": "assistant", "content": reply}]
+            else:
+                completion = reply
+            return [{"prompt": prompt, "completion": completion, "metadata": meta(item_id)}]
+
+    elif fmt == "sft":
 
         def build(item_id, payload, label):
             messages = []
@@ -127,11 +166,11 @@ def _row_builder(snapshot: Snapshot, fmt: str) -> Callable[[int, dict, dict], li
     elif fmt == "preference":
 
         def build(item_id, payload, label):
-            prompt = _as_text(_field(payload, config["prompt_field"], item_id))
+            prompt = conversations.prompt_messages(_prompt(payload, config, item_id))
             responses = _field(payload, config["responses_field"], item_id)
             return [
                 {
-                    "prompt": [{"role": "user", "content": prompt}],
+                    "prompt": prompt,
                     "chosen": [{"role": "assistant", "content": _as_text(responses[c])}],
                     "rejected": [{"role": "assistant", "content": _as_text(responses[r])}],
                     "metadata": meta(item_id),

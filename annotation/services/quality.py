@@ -527,6 +527,8 @@ def dataset_derive(
         consent_basis=source.consent_basis,
         collection_date=source.collection_date,
         synthetic=source.synthetic,
+        prompt_synthetic=source.prompt_synthetic,
+        response_synthetic=source.response_synthetic,
         derived_from=source,
         derivation=derivation,
         created_by=actor,

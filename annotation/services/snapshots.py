@@ -23,6 +23,8 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import MD5, Cast, Coalesce, Concat, Left
 from django.utils import timezone
 
+from annotation import conversations
+from annotation.conversations import ConversationError
 from annotation.importing import content_hash
 from annotation.models import (
     Dataset,
@@ -469,6 +471,16 @@ def _response_text(pair_value: Any, field: str, row_number: int) -> str:
     return pair_value
 
 
+def _prompt_value(value: Any, row_number: int) -> str | list[dict[str, str]]:
+    """A judged prompt: text, or a conversation's turns (kept as turns)."""
+    if not conversations.is_conversation(value):
+        return _response_text(value, "prompt", row_number)
+    try:
+        return conversations.messages_checked(value)
+    except ConversationError as error:
+        raise ValidationError({f"rows[{row_number}].{error.field}": error.reason}) from None
+
+
 def snapshot_create_from_pairs(
     *,
     actor: User,
@@ -530,7 +542,7 @@ def _pairs_dataset_create(
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
             raise ValidationError({f"rows[{number}]": "must be an object"})
-        prompt = _response_text(row.get("prompt"), "prompt", number)
+        prompt = _prompt_value(row.get("prompt"), number)
         chosen = _response_text(row.get("chosen"), "chosen", number)
         rejected = _response_text(row.get("rejected"), "rejected", number)
         payload = {"prompt": prompt, "responses": [chosen, rejected]}
@@ -580,6 +592,10 @@ def _pairs_dataset_create(
         license=provenance["license"] or "NOASSERTION",
         consent_basis="reviewers' judgments under the project's terms",
         collection_date=timezone.now().date(),
+        # The responses are model outputs; the prompts are what their prompt set says. The
+        # whole-row flag holds only when both fields are synthetic.
+        prompt_synthetic=provenance["synthetic"],
+        response_synthetic=True,
         synthetic=provenance["synthetic"],
         derivation="evaluation",
         created_by=actor,

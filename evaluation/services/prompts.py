@@ -9,6 +9,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from annotation import conversations
+from annotation.conversations import ConversationError
 from annotation.services.exports import export_lines
 from evaluation import tasks
 from evaluation.models import Contestant, Generation, GenerationJob, Prompt, PromptSet
@@ -38,8 +40,16 @@ def _prompt_rows(rows: Iterable[Mapping[str, Any]]) -> list[Prompt]:
         if not isinstance(row, Mapping):
             raise ValidationError(f"{where}: expected an object with a 'prompt' field")
         text = row.get("prompt")
-        if not isinstance(text, str) or not text.strip():
-            raise ValidationError(f"{where}: 'prompt' must be a non-empty string")
+        if conversations.is_conversation(text):
+            # A dialogue keeps its turns: generation continues it, reviewers read it by turn.
+            try:
+                text = conversations.messages_checked(text)
+            except ConversationError as error:
+                raise ValidationError(f"{where}: {error}") from None
+        elif not isinstance(text, str) or not text.strip():
+            raise ValidationError(
+                f"{where}: 'prompt' must be a non-empty string or a list of {{role, content}} turns"
+            )
         for key in ("category", "reference"):
             if row.get(key) is not None and not isinstance(row.get(key), str):
                 raise ValidationError(f"{where}: '{key}' must be a string")
@@ -75,9 +85,10 @@ def prompt_set_create(
     license: str = NO_ASSERTION,
     synthetic: bool = False,
 ) -> PromptSet:
-    """Rows: {"prompt", "category"?, "reference"?, "metadata"?}; errors name the row.
-    `license` and `synthetic` describe the prompts; a snapshot's set takes them from the
-    snapshot's datasets instead."""
+    """Rows: {"prompt", "category"?, "reference"?, "metadata"?}; errors name the row. A
+    prompt is text or a conversation (a list of {role, content} turns ending with the
+    user's). `license` and `synthetic` describe the prompts; a snapshot's set takes them
+    from the snapshot's datasets instead."""
     name = (name or "").strip()
     if not name:
         raise ValidationError({"name": "A prompt set needs a name."})
@@ -132,10 +143,13 @@ def prompt_set_create_from_snapshot(
         for line in export_lines(snapshot=snapshot, fmt="prompt_completion", split="test"):
             record = json.loads(line)
             meta = record.get("metadata") or {}
+            completion = record.get("completion") or ""
+            if isinstance(completion, list):  # a conversational export: the assistant's turn
+                completion = "".join(turn["content"] for turn in completion)
             rows.append(
                 {
                     "prompt": record["prompt"],
-                    "reference": record.get("completion") or "",
+                    "reference": completion,
                     "category": str(meta.get("category") or ""),
                     "metadata": meta,
                 }

@@ -28,7 +28,12 @@ from annotation.models import (
     answer_join,
 )
 from annotation.schemas import agreement_key, metric_level
-from annotation.selectors import pseudonym, settings_for
+from annotation.selectors import (
+    SyntheticShare,
+    dataset_synthetic_shares,
+    pseudonym,
+    settings_for,
+)
 from evaluation import selectors as evaluation_selectors
 from evaluation.models import Campaign, Contestant, GateRun, MetricRun
 from governance.chain import canonical_json
@@ -215,7 +220,7 @@ def _job_row(job: TrainingJob, snapshot) -> dict[str, Any]:
     }
 
 
-def _dataset_row(d: Dataset) -> dict[str, Any]:
+def _dataset_row(d: Dataset, share: SyntheticShare) -> dict[str, Any]:
     return {
         "id": d.pk,
         "name": d.name,
@@ -229,6 +234,10 @@ def _dataset_row(d: Dataset) -> dict[str, Any]:
         "consent_basis": d.consent_basis,
         "collection_date": d.collection_date.isoformat(),
         "synthetic": d.synthetic,
+        # Provenance per field: most preference data is human prompts with model answers.
+        "prompt_synthetic": d.prompt_synthetic,
+        "response_synthetic": d.response_synthetic,
+        "synthetic_share": share.as_dict(),
         "created_at": _when(d.created_at),
     }
 
@@ -379,6 +388,7 @@ def dossier_inputs(version: ModelVersion, *, signing_key_id: str) -> tuple[dict[
         AuditEvent.objects.filter(seq=anchor["seq"]).values_list("created_at", flat=True).first()
     )
     declaration = _declaration(version)
+    shares = dataset_synthetic_shares(dataset_ids=[d.pk for d in lineage.datasets])
     upstream = [(f"dataset {d.name}", d.license) for d in lineage.datasets] + [
         (f"base model {b.name}", b.license) for b in lineage.base_models
     ]
@@ -409,7 +419,7 @@ def dossier_inputs(version: ModelVersion, *, signing_key_id: str) -> tuple[dict[
                 for b in lineage.base_models
             ],
             "snapshots": [_snapshot_row(s) for s in lineage.snapshots],
-            "datasets": [_dataset_row(d) for d in lineage.datasets],
+            "datasets": [_dataset_row(d, shares[d.pk]) for d in lineage.datasets],
             "edges": [list(e) for e in lineage.edges],
         },
         "licenses": [f.as_dict() for f in licenses],

@@ -178,6 +178,7 @@ def render_files(
                 "rows": dataset["rows"],
                 "format": dataset["file_format"],
                 "synthetic": dataset["synthetic"],
+                "synthetic_share": dataset["synthetic_share"],
             },
             "collection": {
                 "date": dataset["collection_date"],

@@ -1,4 +1,5 @@
 import json
+import math
 
 from django import template
 
@@ -22,3 +23,18 @@ def to_json(value) -> str:
 @register.filter
 def split(value: str, sep: str = " ") -> list[str]:
     return value.split(sep)
+
+
+@register.filter
+def percent(share) -> str:
+    """A share of 0..1 as a percentage ("100 %", "12.5 %", "0.04 %"); "—" for None."""
+    if share is None or share == "":
+        return "—"
+    value = float(share) * 100
+    if 0 < value < 1:
+        text = f"{value:.2g}"  # a small share must not read as 0 %
+    elif 99 < value < 100:
+        text = f"{math.floor(value * 100) / 100:.2f}"  # nor an almost whole one as 100 %
+    else:
+        text = f"{value:.1f}".removesuffix(".0")
+    return f"{text} %"

@@ -12,9 +12,10 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
+from trl.data_utils import is_conversational
 
 from annotation.models import LabelSchema
-from annotation.services.exports import EXPORT_FORMATS, export_lines, export_write
+from annotation.services.exports import EXPORT_FORMATS, ExportError, export_lines, export_write
 from annotation.services.snapshots import snapshot_create
 from tests.annotation.factories import DatasetFactory, gold_item
 
@@ -198,3 +199,89 @@ def test_formats_that_do_not_fit_the_task_are_refused(preference_snapshot, fmt):
         return
     with pytest.raises(Exception, match="cannot be exported as"):
         export_lines(snapshot=preference_snapshot, fmt=fmt)
+
+
+def _dialogue(word: str) -> list[dict]:
+    return [
+        {"role": "user", "content": f"name a {word}"},
+        {"role": "assistant", "content": f"a {word}"},
+        {"role": "user", "content": f"again {word}"},
+    ]
+
+
+@pytest.fixture
+def conversation_snapshot(project, engineer):
+    rows = [
+        ({"prompt": _dialogue(w), "responses": ["zzq", f"{w} yes"]}, {"best": 1})
+        for w in ["cat", "dog", "sun", "tree"]
+    ]
+    return _snapshot(project, engineer, "preference", {"mode": "best"}, rows)
+
+
+def _rows(snapshot, fmt):
+    return [json.loads(line) for line in export_lines(snapshot=snapshot, fmt=fmt)]
+
+
+def test_a_conversational_prompt_exports_as_its_turns_in_every_format(conversation_snapshot):
+    assistant = [{"role": "assistant", "content": "cat yes"}]
+
+    (preference,) = [r for r in _rows(conversation_snapshot, "preference") if "cat" in str(r)]
+    assert preference["prompt"] == _dialogue("cat")  # not one user message holding them all
+    assert preference["chosen"] == assistant
+    assert preference["rejected"] == [{"role": "assistant", "content": "zzq"}]
+    assert is_conversational(preference)
+
+    (sft,) = [r for r in _rows(conversation_snapshot, "sft") if "cat" in str(r)]
+    assert sft["messages"] == _dialogue("cat") + assistant
+
+    (pair,) = [r for r in _rows(conversation_snapshot, "prompt_completion") if "cat" in str(r)]
+    assert (pair["prompt"], pair["completion"]) == (_dialogue("cat"), assistant)
+
+
+def test_a_plain_text_prompt_exports_as_before(preference_snapshot):
+    (row, *_) = _rows(preference_snapshot, "preference")
+    assert row["prompt"] == [{"role": "user", "content": "say cat"}]
+    (pair, *_) = _rows(preference_snapshot, "prompt_completion")
+    assert (pair["prompt"], pair["completion"]) == ("say cat", "cat yes")
+
+
+def test_a_malformed_stored_conversation_is_refused_naming_the_item(project, engineer):
+    payload = {"prompt": [{"role": "assistant", "content": "hi"}], "responses": ["a", "b"]}
+    snapshot = _snapshot(
+        project, engineer, "preference", {"mode": "best"}, [(payload, {"best": 0})]
+    )
+    item_id = snapshot.members.get().item_id
+
+    with pytest.raises(ExportError) as refused:
+        _rows(snapshot, "preference")
+
+    assert refused.value.message_dict == {
+        f"item {item_id}": [
+            "prompt[0].role: the last turn must be the user's (the responses answer it)"
+        ]
+    }
+
+
+def test_a_conversational_preference_export_trains_the_dpo_trainer(
+    conversation_snapshot, tokenizer, tmp_path
+):
+    dataset, _ = _load(conversation_snapshot, "preference", tmp_path)
+    assert [turn["role"] for turn in dataset[0]["prompt"]] == ["user", "assistant", "user"]
+
+    torch.manual_seed(0)
+    policy = LlamaForCausalLM(_config(tokenizer))
+    reference = LlamaForCausalLM(_config(tokenizer))
+    reference.load_state_dict(policy.state_dict())
+    dpo = DPOTrainer(
+        model=policy,
+        ref_model=reference,
+        args=DPOConfig(**_args(tmp_path), max_length=96),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    dpo.train()
+    assert _losses(dpo)
+    # TRL rendered every turn through the chat template, in order.
+    ids = dpo.train_dataset[0]["prompt_ids"]
+    assert tokenizer.decode(ids).startswith("<s>user:name a")
+    assert "<s>assistant:a " in tokenizer.decode(ids)

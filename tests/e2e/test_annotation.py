@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from annotation import services
 from annotation.models import Annotation, Dataset, GoldLabel, Item, LabelSchema
+from annotation.schemas import normalize_config
 from portal.models import Role
 from tests.annotation.factories import ItemFactory, classification_setup
 from tests.e2e.conftest import log_in
@@ -155,3 +156,39 @@ def test_engineer_sees_a_refused_file_with_its_line(page, project, celery_worker
 
     expect(page.get_by_test_id("upload-error")).to_contain_text("broken.jsonl, line 2")
     assert not Item.objects.exists()
+
+
+def test_annotator_reads_a_dialogue_turn_by_turn_and_picks_a_reply(page, project):
+    LabelSchema.objects.create(
+        project=project,
+        version=1,
+        task_type="preference",
+        config=normalize_config("preference", {"mode": "best"}),
+        created_by=project.created_by,
+    )
+    dialogue = [
+        {"role": "user", "content": "My neighbour's dog barks all night."},
+        {"role": "assistant", "content": "Have you talked to your neighbour?"},
+        {"role": "user", "content": "Yes. What now?"},
+    ]
+    ItemFactory(
+        project=project,
+        dataset__project=project,
+        payload={"prompt": dialogue, "responses": ["Try a mediation service.", ""]},
+    )
+    annotator = member(project, Role.ANNOTATOR, "pia")
+    log_in(page, "pia", password_for("pia"))
+    page.goto(f"/projects/{project.pk}/annotate/")
+
+    turns = page.get_by_test_id("conversation").locator("li")
+    expect(turns).to_have_count(3)
+    for n, turn in enumerate(dialogue):
+        expect(turns.nth(n)).to_have_attribute("data-role", turn["role"])
+        expect(turns.nth(n)).to_contain_text(turn["content"])
+    expect(turns.nth(1)).to_contain_text("Assistant")
+    expect(page.get_by_test_id("empty-response")).to_have_text("(empty response)")
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    expect(page.locator("body[data-task-loads='1']")).to_have_count(1)
+
+    assert Annotation.objects.get(annotator=annotator).value == {"best": 0, "reason": ""}

@@ -321,6 +321,8 @@ def test_judgments_dataset_takes_licence_and_synthetic_from_the_prompt_set(
 
     dataset = Dataset.objects.get(derivation="evaluation", project=project)
     assert (dataset.license, dataset.synthetic) == (license or "NOASSERTION", synthetic)
+    # Per field: the prompts as their set says, the responses are model outputs.
+    assert (dataset.prompt_synthetic, dataset.response_synthetic) == (synthetic, True)
     assert snapshot.stats["datasets"][0]["license"] == dataset.license
     assert snapshot.stats["datasets"][0]["synthetic"] is synthetic
 

@@ -39,15 +39,20 @@ def _load(base_path: str, adapter_path: str | None, full_path: str | None):
     return model, tokenizer
 
 
-def _render(tokenizer, prompt: str, template: str | None) -> str:
+def _flat(messages: list[dict]) -> str:
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+
+
+def _render(tokenizer, prompt: str | list[dict], template: str | None) -> str:
+    """The text a model continues. A conversational prompt (a list of {role, content}
+    turns) goes through the chat template turn by turn; plain text is one user turn."""
+    messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
     if template:
         # A plain placeholder, not str.format: prompts and templates may hold braces.
-        return template.replace("{prompt}", prompt)
+        return template.replace("{prompt}", prompt if isinstance(prompt, str) else _flat(prompt))
     if tokenizer.chat_template:
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
-    return prompt
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return prompt if isinstance(prompt, str) else _flat(prompt)
 
 
 @torch.no_grad()
@@ -56,7 +61,7 @@ def generate(
     base_path: str,
     adapter_path: str | None = None,
     full_path: str | None = None,
-    prompts: list[str],
+    prompts: list[str | list[dict]],
     max_new_tokens: int = 128,
     temperature: float = 0.0,
     top_p: float = 1.0,

@@ -14,7 +14,7 @@ def generate(
     *,
     base_model: BaseModel,
     model_version: ModelVersion | None = None,
-    prompts: list[str],
+    prompts: list[str | list[dict]],
     max_new_tokens: int = 128,
     temperature: float = 0.0,
     top_p: float = 1.0,
@@ -24,7 +24,8 @@ def generate(
     """One completion per prompt, in order. Greedy when temperature is 0.
 
     `prompt_template` is text with a `{prompt}` placeholder; without one, prompts are sent
-    as a user turn through the model's chat template.
+    through the model's chat template: text as a user turn, a conversation (a list of
+    {role, content} turns) as its turns.
     """
     adapter_path = full_path = None
     if model_version is not None:
