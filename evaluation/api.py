@@ -68,6 +68,11 @@ class BlindPairOutput(serializers.Serializer):
     question = serializers.CharField()
     criteria = CriterionOutput(many=True)
     adversarial = serializers.BooleanField()
+    truncated_a = serializers.BooleanField(help_text="Response A was cut at the token limit.")
+    truncated_b = serializers.BooleanField(help_text="Response B was cut at the token limit.")
+    notice = serializers.CharField(
+        help_text="What the reviewer is told about missed attention checks; empty if nothing."
+    )
 
 
 def _next_pair(request: Request, campaign: Campaign) -> Response:
@@ -382,13 +387,28 @@ class CampaignCreateApi(APIView):
         )
 
 
+class CampaignRatingsQuery(serializers.Serializer):
+    include_self_identified = serializers.BooleanField(
+        default=False,
+        help_text="Count battles where an answer names its model (left out by default).",
+    )
+
+
 class CampaignRatingsApi(APIView):
-    @extend_schema(responses={200: None})
+    @extend_schema(parameters=[CampaignRatingsQuery], responses={200: None})
     def get(self, request: Request, project_id: int, campaign_id: int) -> Response:
-        """The ratings table, win-rate matrix, position bias, agreement and raters."""
+        """The ratings table, win-rate matrix, position bias, agreement and raters.
+        `self_identification` says how many battles named their model and whether they
+        were counted."""
         access = _access(request, project_id, *RESULT_READERS)
         campaign = _get(Campaign, access.project, campaign_id, "campaign")
-        return Response(selectors.campaign_results(campaign=campaign).as_dict())
+        query = CampaignRatingsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        results = selectors.campaign_results(
+            campaign=campaign,
+            include_self_identified=query.validated_data["include_self_identified"],
+        )
+        return Response(results.as_dict())
 
 
 class MetricRunInput(serializers.Serializer):

@@ -158,6 +158,12 @@ class Generation(models.Model):
     # Model outputs echo prompts (items' text) and can carry personal data: encrypted at
     # rest as prompts are; a JSON string.
     output = EncryptedJSONField()
+    # Generation stopped at max_new_tokens, not at an end token (imported outputs: unknown,
+    # so False).
+    truncated = models.BooleanField(default=False)
+    # Why the output gives its model away ("names SmolLM"), from evaluation.identity's fixed
+    # vocabulary, never the output's words; "" when it does not.
+    self_identification = models.CharField(max_length=100, blank=True)
 
     class Meta:
         constraints = [
@@ -211,7 +217,7 @@ class Campaign(models.Model):
 
 class Battle(models.Model):
     """One prompt and two responses, stored in a fixed order (x, y). Attention checks have
-    no contestants: y is a deliberately broken copy of x."""
+    no contestants: x answers the prompt, y is a real answer to a different prompt."""
 
     class Kind(models.TextChoices):
         REAL = "real", "Real"
@@ -230,6 +236,11 @@ class Battle(models.Model):
     # differ is checked by campaign_create: ciphertexts cannot be compared in SQL.
     text_x = EncryptedJSONField()
     text_y = EncryptedJSONField()
+    truncated_x = models.BooleanField(default=False)
+    truncated_y = models.BooleanField(default=False)
+    # Why a side names its model (see Generation): such battles are not blind, and ratings
+    # leave them out unless asked to include them.
+    self_identification = models.CharField(max_length=100, blank=True)
     assigned = models.IntegerField(default=0)
     # Random order key so "all pairs" does not serve prompts in upload order.
     shuffle = models.IntegerField(default=0)

@@ -61,6 +61,10 @@ class BlindPair:
     question: str
     criteria: list[Criterion]
     adversarial: bool
+    # Each side cut at the token limit is marked alike, whichever model wrote it.
+    truncated_a: bool = False
+    truncated_b: bool = False
+    notice: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ def blind_pair_from_judgment(*, judgment: Judgment, campaign: Campaign) -> Blind
     left, right = (
         (battle.text_x, battle.text_y) if judgment.left_is_x else (battle.text_y, battle.text_x)
     )
+    cut = (battle.truncated_x, battle.truncated_y)
     return BlindPair(
         token=judgment.token,
         prompt=conversations.prompt_text(battle.prompt.text),
@@ -91,7 +96,43 @@ def blind_pair_from_judgment(*, judgment: Judgment, campaign: Campaign) -> Blind
         question=campaign.question,
         criteria=_criteria(campaign),
         adversarial=campaign.prompt_set.adversarial,
+        truncated_a=cut[0] if judgment.left_is_x else cut[1],
+        truncated_b=cut[1] if judgment.left_is_x else cut[0],
+        notice=rater_notice(campaign=campaign, reviewer_id=judgment.reviewer_id),
     )
+
+
+def rater_notice(*, campaign: Campaign, reviewer_id: int) -> str:
+    """What a reviewer is told about their attention checks: that the verdict they just
+    gave missed one, and, while they are flagged, that their verdicts are set aside."""
+    lines = []
+    last = (
+        Judgment.objects.filter(campaign=campaign, reviewer_id=reviewer_id)
+        .exclude(submitted_at=None)
+        .order_by("-submitted_at", "-pk")
+        .values_list("is_attention", "attention_passed")
+        .first()
+    )
+    if last is not None and last[0] and last[1] is False:
+        lines.append(
+            "The last pair was an attention check: one response answered a different "
+            "prompt, and your verdict did not pick the other one. Please read each prompt "
+            "and both responses in full."
+        )
+    rater = CampaignRater.objects.filter(
+        campaign=campaign, reviewer_id=reviewer_id, flagged=True
+    ).first()
+    if rater is not None:
+        consequence = (
+            "your verdicts are set aside from its results until an engineer reviews them"
+            if campaign.exclude_flagged
+            else "an engineer will review your verdicts"
+        )
+        lines.append(
+            f"You have missed {rater.attention_failed} of {rater.attention_checks} attention "
+            f"checks in this campaign, so {consequence}."
+        )
+    return " ".join(lines)
 
 
 def review_progress(*, campaign: Campaign, reviewer) -> ReviewProgress:
@@ -146,17 +187,25 @@ def campaign_contestants(*, campaign: Campaign) -> list[Contestant]:
 
 
 def campaign_grouped_counts(
-    *, campaign: Campaign, contestant_ids: list[int] | None = None
+    *,
+    campaign: Campaign,
+    contestant_ids: list[int] | None = None,
+    include_self_identified: bool = False,
 ) -> tuple[list[int], R.GroupedCounts]:
     """Judgments grouped in SQL by (left, right, outcome): A is the side shown left.
 
     Raters excluded by hand (or flagged, when the campaign excludes flagged raters) are left
-    out. Returns the contestant ids in index order and the counts.
+    out, and so are battles where an answer names its model unless asked otherwise. Returns
+    the contestant ids in index order and the counts.
     """
     ids = contestant_ids or [c.pk for c in campaign_contestants(campaign=campaign)]
     index = {pk: n for n, pk in enumerate(ids)}
     grouped = (
-        judged(campaign, excluded_reviewer_ids(campaign=campaign))
+        judged(
+            campaign,
+            excluded_reviewer_ids(campaign=campaign),
+            include_self_identified=include_self_identified,
+        )
         .values_list("contestant_left_id", "contestant_right_id", "outcome")
         .annotate(n=Count("id"))
         .order_by()
@@ -169,20 +218,41 @@ def campaign_grouped_counts(
     return ids, R.grouped_counts(rows, k=len(ids))
 
 
-def judged(campaign: Campaign, excluded: list[int] | None = None) -> QuerySet[Judgment]:
+def judged(
+    campaign: Campaign,
+    excluded: list[int] | None = None,
+    *,
+    include_self_identified: bool = False,
+) -> QuerySet[Judgment]:
     """Submitted real judgments of the raters who count (grouping runs in the database, on
-    PostgreSQL and on the demo's SQLite alike)."""
+    PostgreSQL and on the demo's SQLite alike). Battles where an answer names its model
+    were not blind and are left out unless `include_self_identified`, as Chatbot Arena
+    drops such votes."""
     if excluded is None:
         excluded = excluded_reviewer_ids(campaign=campaign)
-    return (
+    judgments = (
         Judgment.objects.filter(campaign=campaign, is_attention=False)
         .exclude(outcome="")
         .exclude(reviewer_id__in=excluded)
     )
+    if not include_self_identified:
+        judgments = _without_self_identified(judgments, campaign)
+    return judgments
 
 
-def campaign_fit(*, campaign: Campaign) -> tuple[list[int], R.GroupedCounts, R.Ratings]:
-    ids, counts = campaign_grouped_counts(campaign=campaign)
+def _without_self_identified(judgments: QuerySet[Judgment], campaign: Campaign):
+    """By battle id, not a join on battles: grouping a million judgments stays on one
+    table, and a campaign with no flagged battle adds no condition at all."""
+    flagged = list(campaign.battles.exclude(self_identification="").values_list("pk", flat=True))
+    return judgments.exclude(battle_id__in=flagged) if flagged else judgments
+
+
+def campaign_fit(
+    *, campaign: Campaign, include_self_identified: bool = False
+) -> tuple[list[int], R.GroupedCounts, R.Ratings]:
+    ids, counts = campaign_grouped_counts(
+        campaign=campaign, include_self_identified=include_self_identified
+    )
     if campaign.pair_selection == Campaign.PairSelection.ADAPTIVE and counts.total:
         counts = R.reweighted(counts, R.adaptive_pair_weights(counts))
     return ids, counts, R.fit_bradley_terry(counts)
@@ -215,6 +285,31 @@ class RaterRow:
     too_fast: int = 0  # judgments faster than reading time (portal.time_spent)
 
 
+@dataclass(frozen=True)
+class SelfIdentifiedBattle:
+    battle_id: int
+    prompt_position: int
+    contestants: tuple[str, str]
+    reason: str
+    judgments: int
+
+
+@dataclass(frozen=True)
+class SelfIdentification:
+    """Battles where an answer names its model, and whether these results count them."""
+
+    battles: list[SelfIdentifiedBattle]
+    judgments: int  # of the raters who count, on those battles
+    included: bool
+
+    RULE = (
+        "A battle where either answer names a model (a model family such as SmolLM or "
+        "Llama, a registered model's name, 'I am <name>, an AI assistant', or 'a model "
+        "trained by <maker>') was not blind; its judgments are left out of the ratings "
+        "unless included on request."
+    )
+
+
 @dataclass
 class CampaignResults:
     campaign: Campaign
@@ -230,6 +325,7 @@ class CampaignResults:
     bootstrap: RatingsBootstrap | None
     bootstrap_stale: bool
     excluded_raters: int
+    self_identification: SelfIdentification
     extra: dict = field(default_factory=dict)
 
     @property
@@ -262,6 +358,16 @@ class CampaignResults:
                 "rule": time_spent.RULE,
                 "too_fast": self.too_fast_total,
             },
+            "self_identification": {
+                "battles": len(self.self_identification.battles),
+                "judgments": self.self_identification.judgments,
+                "included": self.self_identification.included,
+                "rule": self.self_identification.RULE,
+                "flagged": [
+                    {**b.__dict__, "contestants": list(b.contestants)}
+                    for b in self.self_identification.battles
+                ],
+            },
             "bootstrap": None
             if self.bootstrap is None
             else {
@@ -278,9 +384,17 @@ def finite_or_none(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
-def campaign_results(*, campaign: Campaign) -> CampaignResults:
-    """Everything the results page and API show. Caller has checked the role."""
-    ids, counts, fit = campaign_fit(campaign=campaign)
+def campaign_results(
+    *, campaign: Campaign, include_self_identified: bool = False
+) -> CampaignResults:
+    """Everything the results page and API show. Caller has checked the role.
+
+    Battles where an answer names its model are left out of every figure unless
+    `include_self_identified`; the bootstrap always leaves them out, so its intervals are
+    not shown beside ratings that include them."""
+    ids, counts, fit = campaign_fit(
+        campaign=campaign, include_self_identified=include_self_identified
+    )
     contestants = {c.pk: c for c in campaign_contestants(campaign=campaign)}
     labels = [contestants[pk].label for pk in ids]
     rate, games = R.win_rate_matrix(counts)
@@ -288,10 +402,16 @@ def campaign_results(*, campaign: Campaign) -> CampaignResults:
     included = Judgment.objects.filter(
         campaign=campaign, submitted_at__isnull=False, is_attention=False
     ).exclude(reviewer_id__in=excluded)
+    if not include_self_identified:
+        included = _without_self_identified(included, campaign)
 
     bootstrap = campaign.bootstraps.order_by("-created_at").first()
     boot = {}
-    if bootstrap and bootstrap.status == RatingsBootstrap.Status.SUCCEEDED:
+    if (
+        bootstrap
+        and bootstrap.status == RatingsBootstrap.Status.SUCCEEDED
+        and not include_self_identified
+    ):
         boot = bootstrap.intervals
     overall_wins = np.nansum(np.where(games > 0, rate * games, 0), axis=1)
     overall_games = games.sum(axis=1)
@@ -326,10 +446,51 @@ def campaign_results(*, campaign: Campaign) -> CampaignResults:
         agreement=_agreement(included),
         raters=_raters(campaign),
         criteria=_criteria_means(campaign, included, contestants),
-        categories=_category_ratings(campaign, ids, labels, excluded),
+        categories=_category_ratings(campaign, ids, labels, excluded, include_self_identified),
         bootstrap=bootstrap,
-        bootstrap_stale=bool(bootstrap) and bootstrap.judgments != counts.total,
+        bootstrap_stale=bool(bootstrap)
+        and not include_self_identified
+        and bootstrap.judgments != counts.total,
         excluded_raters=len(excluded),
+        self_identification=_self_identification(
+            campaign, contestants, excluded, include_self_identified
+        ),
+    )
+
+
+def _self_identification(campaign, contestants, excluded, included: bool) -> SelfIdentification:
+    flagged = (
+        campaign.battles.filter(kind="real")
+        .exclude(self_identification="")
+        .annotate(
+            n=Count(
+                "judgments",
+                filter=Q(judgments__submitted_at__isnull=False)
+                & ~Q(judgments__reviewer_id__in=excluded),
+            )
+        )
+        .order_by("prompt__position", "pk")
+        .values_list(
+            "pk",
+            "prompt__position",
+            "contestant_x_id",
+            "contestant_y_id",
+            "self_identification",
+            "n",
+        )
+    )
+    battles = [
+        SelfIdentifiedBattle(
+            battle_id=pk,
+            prompt_position=position,
+            contestants=(contestants[x].label, contestants[y].label),
+            reason=reason,
+            judgments=n,
+        )
+        for pk, position, x, y, reason, n in flagged
+    ]
+    return SelfIdentification(
+        battles=battles, judgments=sum(b.judgments for b in battles), included=included
     )
 
 
@@ -423,11 +584,13 @@ def _criteria_means(campaign, included, contestants) -> dict[str, dict[str, floa
     return out
 
 
-def _category_ratings(campaign, ids, labels, excluded) -> dict[str, dict[str, float]]:
+def _category_ratings(
+    campaign, ids, labels, excluded, include_self_identified
+) -> dict[str, dict[str, float]]:
     index = {pk: n for n, pk in enumerate(ids)}
     by_category: dict[str, list] = {}
     grouped = (
-        judged(campaign, excluded)
+        judged(campaign, excluded, include_self_identified=include_self_identified)
         .exclude(battle__prompt__category="")
         .values_list(
             "battle__prompt__category", "contestant_left_id", "contestant_right_id", "outcome"

@@ -75,6 +75,9 @@ def _render_pair(request, access, campaign, error=None) -> HttpResponse:
         "campaign_id": campaign.pk,
         "campaign_open": campaign.status == Campaign.Status.OPEN,
         "pair": pair,
+        "notice": pair.notice
+        if pair
+        else selectors.rater_notice(campaign=campaign, reviewer_id=request.user.pk),
         "progress": selectors.review_progress(campaign=campaign, reviewer=request.user),
         "error": error,
     }
@@ -420,7 +423,10 @@ def results(request: HttpRequest, project_id: int, campaign_id: int) -> HttpResp
     access = project_access_get(project_id=project_id, user=request.user)
     access.require(*RESULT_READERS)
     campaign = _campaign(access, campaign_id)
-    res = selectors.campaign_results(campaign=campaign)
+    res = selectors.campaign_results(
+        campaign=campaign,
+        include_self_identified=request.GET.get("self_identified") == "include",
+    )
     context = {
         "access": access,
         "project": access.project,

@@ -52,11 +52,12 @@ def inspect(path: str) -> dict[str, Any]:
     return inspect_model(path)
 
 
-def generate_texts(**kwargs: Any) -> list[str]:
-    """In-process generation for the inference service (a Celery worker, never the web)."""
-    from training.ml.generation import generate
+def generate_completions(**kwargs: Any) -> list[tuple[str, bool]]:
+    """In-process generation for the inference service (a Celery worker, never the web):
+    (text, stopped at max_new_tokens) per prompt."""
+    from training.ml.generation import generate_completions
 
-    return generate(**kwargs)
+    return generate_completions(**kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,12 +7,15 @@ battles without waiting on each other.
 """
 
 import hashlib
+import hmac
+import math
 import random
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
@@ -21,6 +24,7 @@ from django.utils import timezone
 from annotation.services import snapshot_create_from_pairs
 from evaluation import ratings as R
 from evaluation import selectors, tasks
+from evaluation.identity import self_identification
 from evaluation.models import (
     Battle,
     Campaign,
@@ -30,7 +34,11 @@ from evaluation.models import (
     PromptSet,
     RatingsBootstrap,
 )
-from evaluation.services.prompts import generation_outputs
+from evaluation.services.prompts import (
+    GeneratedOutput,
+    contestant_model_names,
+    generation_records,
+)
 from governance.services import audit_record
 from portal.jobs import runs_under_job_lock
 from portal.models import Project, User
@@ -51,13 +59,67 @@ def _same_output(x: str, y: str) -> bool:
     return " ".join(x.split()) == " ".join(y.split())
 
 
-def broken_response(text: str, seed: int) -> str:
-    """A deliberately broken copy for attention checks: words shuffled and cut short, so a
-    reader who looks at all can tell it is the worse one."""
-    words = text.split() or ["(empty)"]
-    rng = random.Random(seed)  # noqa: S311 - deterministic scrambling, not security
-    rng.shuffle(words)
-    return " ".join(words[: max(3, len(words) // 2)]) + " lorem ipsum dolor"
+def _attention_battles(
+    *,
+    campaign: Campaign,
+    prompts: list,
+    records: dict[int, dict[int, GeneratedOutput]],
+    count: int,
+    rng: random.Random,
+) -> list[Battle]:
+    """Attention checks that read like any other pair: x is a contestant's answer to the
+    prompt, y a contestant's real answer to a different prompt. Only a reviewer who reads
+    the prompt can tell which one is off-topic; no text is made up, so nothing marks them."""
+    texts = {p.pk: " ".join(_prompt_words(p.text)) for p in prompts}
+    answered = [
+        (prompt, output)
+        for prompt in prompts
+        for by_prompt in records.values()
+        if (output := by_prompt.get(prompt.pk)) is not None and output.text.strip()
+    ]
+    battles, seen = [], set()
+    for _ in range(count * 20):  # bounded: small or repetitive sets may offer fewer
+        if len(battles) >= count or len(answered) < 2:
+            break
+        (prompt, good), (other, bad) = rng.sample(answered, 2)
+        key = (prompt.pk, good.text, bad.text)
+        if (
+            other.pk == prompt.pk
+            or texts[other.pk] == texts[prompt.pk]
+            or _same_output(good.text, bad.text)
+            or key in seen
+        ):
+            continue
+        seen.add(key)
+        battles.append(
+            Battle(
+                campaign=campaign,
+                prompt=prompt,
+                kind=Battle.Kind.ATTENTION,
+                text_x=good.text,
+                text_y=bad.text,
+                truncated_x=good.truncated,
+                truncated_y=bad.truncated,
+                shuffle=rng.randrange(1 << 30),
+            )
+        )
+    return battles
+
+
+def _prompt_words(text: Any) -> list[str]:
+    return str(text).lower().split()
+
+
+def attention_slot(*, campaign_id: int, reviewer_id: int, block: int, every: int) -> int:
+    """Where in block `block` (0-based) of `every` real judgments a reviewer's attention
+    check comes: after this many of the block's real judgments, 0 ≤ slot < every.
+
+    Random-looking but fixed for a reviewer, campaign and block (so a reload or a retry
+    serves the same schedule), and keyed with the server's secret so a reviewer cannot
+    work out when the next check comes."""
+    message = f"attention:{campaign_id}:{reviewer_id}:{block}".encode()
+    digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") % every
 
 
 def _validate_criteria(criteria: Any) -> list[dict]:
@@ -111,7 +173,7 @@ def campaign_create(
         raise ValidationError({"raters_per_pair": "must be at least 1"})
     if not 0 <= attention_fail_share < 1:
         raise ValidationError({"attention_fail_share": "must be in [0, 1)"})
-    outputs = {c.pk: generation_outputs(contestant=c, prompt_set=prompt_set) for c in unique}
+    outputs = {c.pk: generation_records(contestant=c, prompt_set=prompt_set) for c in unique}
     missing = [c.label for c in unique if not outputs[c.pk]]
     if missing:
         raise ValidationError(
@@ -133,6 +195,9 @@ def campaign_create(
     campaign.contestants.set(unique)
     rng = random.Random(seed)  # noqa: S311 - serving order only
     ordered = sorted(unique, key=lambda c: c.pk)
+    # Every contestant's registry names: an answer naming any model in the campaign gives
+    # the game away, not only one naming its own.
+    names = [name for c in ordered for name in contestant_model_names(c)]
     battles, identical = [], 0
     prompts = list(prompt_set.prompts.order_by("position"))
     for prompt in prompts:
@@ -141,7 +206,7 @@ def campaign_create(
                 x, y = outputs[cx.pk].get(prompt.pk), outputs[cy.pk].get(prompt.pk)
                 if x is None or y is None:
                     continue
-                if _same_output(x, y):
+                if _same_output(x.text, y.text):
                     identical += 1
                     continue
                 battles.append(
@@ -150,34 +215,34 @@ def campaign_create(
                         prompt=prompt,
                         contestant_x=cx,
                         contestant_y=cy,
-                        text_x=x,
-                        text_y=y,
+                        text_x=x.text,
+                        text_y=y.text,
+                        truncated_x=x.truncated,
+                        truncated_y=y.truncated,
+                        self_identification=x.self_identification
+                        or y.self_identification
+                        or self_identification(x.text, prompt=prompt.text, names=names)
+                        or self_identification(y.text, prompt=prompt.text, names=names),
                         shuffle=rng.randrange(1 << 30),
                     )
                 )
-    attention = 0
+    real = len(battles)
     if attention_every:
-        source = outputs[ordered[0].pk]
-        picks = rng.sample(prompts, k=min(len(prompts), max(5, len(prompts) // 10)))
-        for prompt in picks:
-            good = source.get(prompt.pk)
-            if good:
-                battles.append(
-                    Battle(
-                        campaign=campaign,
-                        prompt=prompt,
-                        kind=Battle.Kind.ATTENTION,
-                        text_x=good,
-                        text_y=broken_response(good, seed=prompt.pk),
-                        shuffle=rng.randrange(1 << 30),
-                    )
-                )
-                attention += 1
+        # One check per `attention_every` real judgments, and a reviewer may judge every
+        # real battle: enough distinct checks for that, and never fewer than five.
+        battles += _attention_battles(
+            campaign=campaign,
+            prompts=prompts,
+            records=outputs,
+            count=max(5, math.ceil(real / attention_every)),
+            rng=rng,
+        )
     Battle.objects.bulk_create(battles, batch_size=2000)
     campaign.stats = {
-        "battles": len(battles) - attention,
-        "attention_checks": attention,
+        "battles": real,
+        "attention_checks": len(battles) - real,
         "identical_skipped": identical,
+        "self_identified": sum(1 for b in battles[:real] if b.self_identification),
     }
     campaign.save(update_fields=["stats"])
     audit_record(
@@ -266,7 +331,7 @@ def judgment_next(*, campaign: Campaign, reviewer: User) -> Judgment | None:
     if campaign.rater_quota and done >= campaign.rater_quota:
         return None
     battle = None
-    if campaign.attention_every and (done + 1) % campaign.attention_every == 0:
+    if _attention_due(campaign, reviewer, done):
         battle = _claim(
             campaign.battles.filter(kind=Battle.Kind.ATTENTION).order_by("assigned", "shuffle"),
             reviewer,
@@ -290,10 +355,35 @@ def judgment_next(*, campaign: Campaign, reviewer: User) -> Judgment | None:
     return Judgment.objects.select_related("battle__prompt").get(pk=judgment.pk)
 
 
-def _next_real_battle(campaign: Campaign, reviewer: User) -> Battle | None:
-    open_battles = campaign.battles.filter(
-        kind=Battle.Kind.REAL, assigned__lt=campaign.raters_per_pair
+def _attention_due(campaign: Campaign, reviewer: User, done: int) -> bool:
+    """Real judgments come in blocks of `attention_every`; each block holds one attention
+    check, after `attention_slot` of its real judgments. A check missed (none free at that
+    moment) is served later, but never straight after another check."""
+    every = campaign.attention_every
+    if not every:
+        return False
+    block = done // every
+    mine = Judgment.objects.filter(campaign=campaign, reviewer=reviewer)
+    if mine.filter(is_attention=True).count() > block:
+        return False
+    slot = attention_slot(
+        campaign_id=campaign.pk, reviewer_id=reviewer.pk, block=block, every=every
     )
+    if done - block * every < slot:
+        return False
+    last = mine.order_by("-shown_at", "-pk").values_list("is_attention", flat=True).first()
+    if last:
+        return False
+    # A check after the reviewer's last real pair would only hold them up.
+    return _open_real_battles(campaign).exclude(judgments__reviewer=reviewer).exists()
+
+
+def _open_real_battles(campaign: Campaign):
+    return campaign.battles.filter(kind=Battle.Kind.REAL, assigned__lt=campaign.raters_per_pair)
+
+
+def _next_real_battle(campaign: Campaign, reviewer: User) -> Battle | None:
+    open_battles = _open_real_battles(campaign)
     if campaign.pair_selection != Campaign.PairSelection.ADAPTIVE:
         return _claim(open_battles.order_by("assigned", "shuffle"), reviewer)
     # Adaptive: the pair whose order the current fit is least sure of goes first.

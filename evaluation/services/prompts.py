@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -13,6 +14,7 @@ from annotation import conversations
 from annotation.conversations import ConversationError
 from annotation.services.exports import export_lines
 from evaluation import tasks
+from evaluation.identity import self_identification
 from evaluation.models import Contestant, Generation, GenerationJob, Prompt, PromptSet
 from governance.services import audit_record
 from portal.jobs import runs_under_job_lock
@@ -242,9 +244,15 @@ def generations_import(
         started_at=now,
         finished_at=now,
     )
+    names = contestant_model_names(contestant)
     Generation.objects.bulk_create(
         [
-            Generation(job=job, prompt=p, output=str(o))
+            Generation(
+                job=job,
+                prompt=p,
+                output=str(o),
+                self_identification=self_identification(str(o), prompt=p.text, names=names),
+            )
             for p, o in zip(prompts, outputs, strict=True)
         ]
     )
@@ -352,13 +360,14 @@ def generation_job_run(*, job_id: int) -> None:
         from training.services import inference  # noqa: PLC0415
 
         base_model, model_version = _inference_targets(job.contestant)
+        names = contestant_model_names(job.contestant)
         # A requeued job (its worker was stopped) carries on after the prompts it answered.
         answered = set(Generation.objects.filter(job=job).values_list("prompt_id", flat=True))
         prompts = [p for p in job.prompt_set.prompts.order_by("position") if p.pk not in answered]
         done = len(answered)
         for start in range(0, len(prompts), job.batch_size):
             batch = prompts[start : start + job.batch_size]
-            outputs = inference.generate(
+            completions = inference.generate_completions(
                 base_model=base_model,
                 model_version=model_version,
                 prompts=[p.text for p in batch],
@@ -366,10 +375,18 @@ def generation_job_run(*, job_id: int) -> None:
                 prompt_template=job.contestant.prompt_template or None,
                 **job.decoding,
             )
+            # Flagged here, while the worker holds the plain text: outputs are encrypted
+            # at rest, so nothing can search them later in SQL.
             Generation.objects.bulk_create(
                 [
-                    Generation(job=job, prompt=p, output=o)
-                    for p, o in zip(batch, outputs, strict=True)
+                    Generation(
+                        job=job,
+                        prompt=p,
+                        output=c.text,
+                        truncated=c.truncated,
+                        self_identification=self_identification(c.text, prompt=p.text, names=names),
+                    )
+                    for p, c in zip(batch, completions, strict=True)
                 ],
                 ignore_conflicts=True,
             )
@@ -391,18 +408,58 @@ def _inference_targets(contestant: Contestant) -> tuple[Any, Any]:
     return base_model, model_version
 
 
-def generation_outputs(*, contestant: Contestant, prompt_set: PromptSet) -> dict[int, str]:
-    """prompt id → output from the contestant's latest succeeded job on this set."""
-    job = (
+def contestant_model_names(contestant: Contestant) -> list[str]:
+    """The registry names behind a contestant (its version, that version's base, its base
+    model and where that came from), which its answers must not mention."""
+    version, base = contestant.model_version, contestant.base_model
+    names = []
+    for row in (version, getattr(version, "base_model", None), base):
+        if row is not None:
+            names.append(row.name)
+    for row in (getattr(version, "base_model", None), base):
+        if row is not None and row.source == "hub":
+            names.append(row.path)
+    return names
+
+
+@dataclass(frozen=True)
+class GeneratedOutput:
+    text: str
+    truncated: bool
+    self_identification: str
+
+
+def _latest_job(contestant: Contestant, prompt_set: PromptSet) -> GenerationJob | None:
+    return (
         GenerationJob.objects.filter(
             contestant=contestant, prompt_set=prompt_set, status=GenerationJob.Status.SUCCEEDED
         )
         .order_by("-finished_at", "-pk")
         .first()
     )
+
+
+def generation_outputs(*, contestant: Contestant, prompt_set: PromptSet) -> dict[int, str]:
+    """prompt id → output from the contestant's latest succeeded job on this set."""
+    job = _latest_job(contestant, prompt_set)
     if job is None:
         return {}
     return dict(job.generations.values_list("prompt_id", "output"))
+
+
+def generation_records(
+    *, contestant: Contestant, prompt_set: PromptSet
+) -> dict[int, GeneratedOutput]:
+    """As generation_outputs, with each output's truncation and self-identification flags."""
+    job = _latest_job(contestant, prompt_set)
+    if job is None:
+        return {}
+    return {
+        prompt_id: GeneratedOutput(text, truncated, reason)
+        for prompt_id, text, truncated, reason in job.generations.values_list(
+            "prompt_id", "output", "truncated", "self_identification"
+        )
+    }
 
 
 @transaction.atomic

@@ -2,7 +2,7 @@ import pytest
 from playwright.sync_api import expect
 
 from evaluation import services
-from evaluation.models import Campaign, Contestant, GateRun, Judgment
+from evaluation.models import Battle, Campaign, Contestant, GateRun, Judgment
 from portal.models import Role
 from tests.e2e.conftest import log_in
 from tests.e2e.steps import member, rating_gate_create_and_run
@@ -44,6 +44,32 @@ def test_reviewer_completes_ten_blind_judgments_with_the_keyboard(page, project)
     expect(page.get_by_test_id("shortcuts")).to_be_visible()
     page.get_by_role("button", name="Shortcuts (?)").click()
     expect(page.get_by_test_id("shortcuts")).to_be_hidden()
+
+
+def test_reviewer_who_misses_a_check_is_told_and_sees_cut_answers_marked(page, project):
+    engineer = member(project, Role.ENGINEER, "ezra")
+    # Blocks of one judgment: the first pair is a check.
+    campaign, _ = build_campaign(engineer, project, prompts=4, contestants=2, attention_every=1)
+    Battle.objects.filter(campaign=campaign, kind="real").update(truncated_x=True)
+    member(project, Role.REVIEWER, "remy")
+    log_in(page, "remy", password_for("remy"))
+    page.goto(f"/projects/{project.pk}/review/{campaign.pk}/")
+    expect(page.get_by_test_id("response-a")).to_contain_text("Response A")
+    expect(page.get_by_test_id("attention-notice")).to_have_count(0)
+    check = Judgment.objects.get(token=page.locator("#pair-form input[name=token]").input_value())
+    assert check.is_attention
+
+    page.keyboard.press("b" if check.left_is_x else "a")  # the off-topic answer
+
+    expect(page.locator("body[data-pair-loads='1']")).to_have_count(1)
+    expect(page.get_by_test_id("attention-notice")).to_contain_text(
+        "The last pair was an attention check"
+    )
+    real = Judgment.objects.get(token=page.locator("#pair-form input[name=token]").input_value())
+    assert not real.is_attention
+    cut, whole = ("a", "b") if real.left_is_x else ("b", "a")
+    expect(page.get_by_test_id(f"truncated-{cut}")).to_have_text("(truncated)")
+    expect(page.get_by_test_id(f"truncated-{whole}")).to_have_count(0)
 
 
 def test_engineer_sees_the_ratings_chart(page, project):

@@ -270,7 +270,7 @@ def test_a_dataset_travels_from_upload_to_a_verified_dossier(
     assert not secrets.search(page.content())
     page.get_by_role("link", name="Start").click()
     expect(page.get_by_test_id("pair")).to_be_visible()
-    n = 0
+    n = real = 0
     while page.get_by_test_id("review-done").count() == 0:
         expect(page.get_by_test_id("response-a")).to_contain_text("Response A")
         expect(page.get_by_test_id("response-b")).to_contain_text("Response B")
@@ -281,12 +281,14 @@ def test_a_dataset_travels_from_upload_to_a_verified_dossier(
             key = "a" if shown.left_is_x else "b"
         else:
             key = "a" if shown.contestant_left_id == tuned.pk else "b"
+            real += 1
         page.keyboard.press(key)
         n += 1
         expect(page.locator(f"body[data-pair-loads='{n}']")).to_have_count(1)
         assert n < 20
     expect(page.get_by_test_id("review-done")).to_contain_text("Nothing left for you here")
-    expect(page.get_by_test_id("progress")).to_have_text(f"Judged: {n}")
+    # Attention checks are not counted as judged.
+    expect(page.get_by_test_id("progress")).to_have_text(f"Judged: {real}")
     assert not secrets.search(page.content())
 
     # 7. The engineer gates the new version on the campaign's ratings.

@@ -55,8 +55,23 @@ def _render(tokenizer, prompt: str | list[dict], template: str | None) -> str:
     return prompt if isinstance(prompt, str) else _flat(prompt)
 
 
+def stopped_at_limit(new_tokens, *, stop_ids: set[int], max_new_tokens: int) -> list[bool]:
+    """Per row of generated ids: True where generation ran to max_new_tokens without an end
+    token. A row that ended early holds an end token (padding after it, in a batch)."""
+    if new_tokens.shape[1] < max_new_tokens:
+        return [False] * new_tokens.shape[0]
+    return [not stop_ids.intersection(row.tolist()) for row in new_tokens]
+
+
+def _stop_ids(model, tokenizer) -> set[int]:
+    configured = model.generation_config.eos_token_id
+    ids = set(configured if isinstance(configured, list) else [configured])
+    ids.add(tokenizer.eos_token_id)
+    return {i for i in ids if i is not None}
+
+
 @torch.no_grad()
-def generate(
+def generate_completions(
     *,
     base_path: str,
     adapter_path: str | None = None,
@@ -67,11 +82,13 @@ def generate(
     top_p: float = 1.0,
     seed: int = 0,
     prompt_template: str | None = None,
-) -> list[str]:
+) -> list[tuple[str, bool]]:
+    """(text, truncated) per prompt: truncated when it stopped at max_new_tokens."""
     model, tokenizer = _load(base_path, adapter_path, full_path)
     torch.manual_seed(seed)
     sample = temperature > 0
-    outputs: list[str] = []
+    stop_ids = _stop_ids(model, tokenizer)
+    outputs: list[tuple[str, bool]] = []
     device = next(model.parameters()).device
     for start in range(0, len(prompts), BATCH_SIZE):
         texts = [
@@ -84,5 +101,7 @@ def generate(
             kwargs.update(temperature=temperature, top_p=top_p)
         out = model.generate(**enc, **kwargs, pad_token_id=tokenizer.pad_token_id)
         new = out[:, enc["input_ids"].shape[1] :]
-        outputs.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+        truncated = stopped_at_limit(new, stop_ids=stop_ids, max_new_tokens=max_new_tokens)
+        decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
+        outputs.extend(zip(decoded, truncated, strict=True))
     return outputs

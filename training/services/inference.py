@@ -4,10 +4,19 @@ Runs on a Celery worker (or any process that may load torch), never in a web pro
 runner module loads the model lazily and keeps it cached between calls.
 """
 
+from dataclasses import dataclass
+
 from django.core.exceptions import ValidationError
 
 from training import runner
 from training.models import BaseModel, ModelVersion
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    # Stopped at max_new_tokens rather than at an end token: the answer was cut.
+    truncated: bool
 
 
 def generate(
@@ -21,7 +30,33 @@ def generate(
     seed: int = 0,
     prompt_template: str | None = None,
 ) -> list[str]:
-    """One completion per prompt, in order. Greedy when temperature is 0.
+    """One completion per prompt, in order: generate_completions' texts."""
+    completions = generate_completions(
+        base_model=base_model,
+        model_version=model_version,
+        prompts=prompts,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        prompt_template=prompt_template,
+    )
+    return [c.text for c in completions]
+
+
+def generate_completions(
+    *,
+    base_model: BaseModel,
+    model_version: ModelVersion | None = None,
+    prompts: list[str],
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    prompt_template: str | None = None,
+) -> list[Completion]:
+    """One completion per prompt, in order, each saying whether it was cut at
+    max_new_tokens. Greedy when temperature is 0.
 
     `prompt_template` is text with a `{prompt}` placeholder; without one, prompts are sent
     through the model's chat template: text as a user turn, a conversation (a list of
@@ -41,7 +76,7 @@ def generate(
             full_path = model_version.path
     if not prompts:
         return []
-    return runner.generate_texts(
+    generated = runner.generate_completions(
         base_path=base_model.path,
         adapter_path=adapter_path,
         full_path=full_path,
@@ -52,6 +87,7 @@ def generate(
         seed=int(seed),
         prompt_template=prompt_template,
     )
+    return [Completion(text=text, truncated=cut) for text, cut in generated]
 
 
 def generate_by_ids(
