@@ -26,6 +26,7 @@ from annotation.models import (
     PiiRule,
     QualityCheck,
     Snapshot,
+    SnapshotMember,
     answer_join,
 )
 from annotation.schemas import agreement_key
@@ -361,6 +362,21 @@ def snapshot_list_for_project(*, project: Project) -> QuerySet[Snapshot]:
 
 def snapshot_get(*, project: Project, snapshot_id: int) -> Snapshot | None:
     return Snapshot.objects.filter(project=project, pk=snapshot_id).first()
+
+
+def snapshot_sources(*, snapshot_ids: list[int]) -> tuple[list[tuple[int, int]], list[Dataset]]:
+    """Annotation's part of a model version's lineage: which datasets the given snapshots'
+    items came from, as (snapshot id, dataset id) pairs, and those datasets in id order.
+    Unscoped: the caller (the lineage reader) has scoped the snapshots."""
+    if not snapshot_ids:
+        return [], []
+    pairs = sorted(
+        SnapshotMember.objects.filter(snapshot_id__in=snapshot_ids)
+        .values_list("snapshot_id", "item__dataset_id")
+        .distinct()
+    )
+    datasets = list(Dataset.objects.filter(pk__in={d for _, d in pairs}).order_by("pk"))
+    return pairs, datasets
 
 
 def quality_check_list(*, project: Project, limit: int = 30) -> list[QualityCheck]:

@@ -194,7 +194,8 @@ class PromptSetCreateApi(APIView):
 
 
 class ContestantInput(serializers.Serializer):
-    label = serializers.CharField(max_length=200)
+    # A model version competes under its registry name; the label is for the others.
+    label = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     model_version = serializers.IntegerField(required=False, allow_null=True)
     base_model = serializers.IntegerField(required=False, allow_null=True)
     prompt_template = serializers.CharField(required=False, allow_blank=True, default="")

@@ -33,7 +33,12 @@ class PromptSetFromSnapshotForm(forms.Form):
 
 
 class ContestantForm(forms.Form):
-    label = forms.CharField(max_length=200, help_text="What engineers see in results.")
+    label = forms.CharField(
+        max_length=200,
+        required=False,
+        help_text="What engineers see in results. A model version competes under its "
+        "registry name: leave this empty for one.",
+    )
     model_version = forms.ModelChoiceField(
         queryset=None, required=False, empty_label="— none —", help_text="A trained version."
     )

@@ -270,6 +270,7 @@ class PairedBootstrap:
     upper: float
     p_value: float  # P(the drop is no worse than the tolerance); small means a real regression
     rounds: int
+    not_worse: int  # rounds whose delta is at or above −tolerance; p = (this + 1)/(rounds + 1)
 
 
 def _sentence_stats(metric_name: str, preds: Sequence[str], refs: Sequence[str]):
@@ -331,7 +332,8 @@ def paired_bootstrap(
         cand_value, base_value = float(c.mean()), float(b.mean())
     deltas = cand_fn(counts) - base_fn(counts)
     lo, hi = np.percentile(deltas, [2.5, 97.5])
-    p_value = (int(np.sum(deltas >= -tolerance)) + 1) / (rounds + 1)
+    not_worse = int(np.sum(deltas >= -tolerance))
+    p_value = (not_worse + 1) / (rounds + 1)
     return PairedBootstrap(
         candidate=cand_value,
         baseline=base_value,
@@ -340,4 +342,13 @@ def paired_bootstrap(
         upper=float(hi),
         p_value=p_value,
         rounds=rounds,
+        not_worse=not_worse,
     )
+
+
+def decimals_for(spread: float) -> int:
+    """Decimal places that show `spread` (the width of an interval) to three significant
+    digits, so numbers printed beside it are as precise as the interval says they are."""
+    if not math.isfinite(spread) or spread <= 0:
+        return 4
+    return min(8, max(2, 2 - math.floor(math.log10(spread))))

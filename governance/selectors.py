@@ -149,6 +149,27 @@ def version_rows_for_user(*, user: User, query: str = "") -> list[VersionRow]:
     return [_row(v) for v in versions.order_by("project__name", "-created_at", "-id")[:200]]
 
 
+# How many versions the home page lists per project, newest first; the compliance screens
+# list them all.
+HOME_VERSIONS_PER_PROJECT = 10
+
+
+def signoff_rows_for_user(*, user: User) -> dict[int, list[VersionRow]]:
+    """Per project where `user` is a compliance officer: its newest model versions that are
+    not archived, with their gate and sign-off state, for the home page."""
+    allowed = project_ids_for_user(user=user, roles=(Role.COMPLIANCE,))
+    rows: dict[int, list[VersionRow]] = {pk: [] for pk in allowed}
+    for project_id in allowed:
+        versions = (
+            ModelVersion.objects.filter(project_id=project_id)
+            .exclude(stage=ModelVersion.Stage.ARCHIVED)
+            .select_related("project")
+            .order_by("-created_at", "-id")[:HOME_VERSIONS_PER_PROJECT]
+        )
+        rows[project_id] = [_row(v) for v in versions]
+    return rows
+
+
 def _row(version: ModelVersion) -> VersionRow:
     gate = (
         GateRun.objects.filter(model_version_id=version.pk)

@@ -39,7 +39,6 @@ SNAPSHOT_NAME = "help-desk answers"
 JOB_NAME = "Help-desk LoRA (demo)"
 PROMPT_SET_NAME = "Held-out help-desk questions"
 BASE_LABEL = "{name} (base)"
-TUNED_LABEL = "Help-desk LoRA v1"
 CAMPAIGN_NAME = "Base vs help-desk LoRA"
 GATE_NAME = "No regression on held-out answers"
 # Two simulated reviewers judge every pair; the demo's `reviewer` login judges by hand.
@@ -220,7 +219,8 @@ def demo_pipeline_advance(*, project: Project) -> Progress:
         )
     base_label = BASE_LABEL.format(name=job.base_model.name)
     base = _contestant(project, engineer, base_label, base_model=job.base_model)
-    tuned = _contestant(project, engineer, TUNED_LABEL, model_version=version)
+    # A version competes under its registry name, so results and the dossier agree on it.
+    tuned = _contestant(project, engineer, version.name, model_version=version)
 
     waiting = [_generated(engineer, contestant, prompt_set) for contestant in (base, tuned)] + [
         _measured(engineer, contestant, prompt_set) for contestant in (base, tuned)

@@ -6,6 +6,7 @@ import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import connection
@@ -164,6 +165,7 @@ class ProjectWithRoles:
     project: Project
     roles: list[str] = field(default_factory=list)
     work: dict[str, int] = field(default_factory=dict)
+    versions: list[Any] = field(default_factory=list)  # for compliance: versions to sign off
 
     def has(self, role: str) -> bool:
         return role in self.roles

@@ -348,6 +348,7 @@ SPECTACULAR_SETTINGS = {
         "TaskTypeEnum": "annotation.models.TaskType",
         "QualityCheckKindEnum": "annotation.models.QualityCheck.Kind",
         "JobKindEnum": "training.models.JobKind",
+        "ModelVersionKindEnum": "training.models.ModelVersion.Kind",
     },
 }
 

@@ -13,6 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation import selectors as annotation_selectors
+from governance import selectors as governance_selectors
 from portal import selectors, services
 from portal.api_errors import RETRY_AFTER_SECONDS, DatabaseUnavailable, database_unavailable
 from portal.forms import (
@@ -68,6 +69,10 @@ def home(request: HttpRequest) -> HttpResponse:
             entry.work = annotation_selectors.open_work_counts(
                 project=entry.project, user=request.user
             )
+    if Role.COMPLIANCE in roles_held:
+        signoffs = governance_selectors.signoff_rows_for_user(user=request.user)
+        for entry in projects:
+            entry.versions = signoffs.get(entry.project.pk, [])
     context = {
         "projects": projects,
         "roles_held": roles_held,

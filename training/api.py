@@ -3,7 +3,8 @@ the model registry and the base models. Engineers create and cancel; admins and 
 read."""
 
 from django.core.exceptions import ValidationError
-from drf_spectacular.utils import extend_schema
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -315,6 +316,76 @@ class ModelVersionOutput(serializers.ModelSerializer):
         return body
 
 
+class LineageNodeOutput(serializers.Serializer):
+    key = serializers.CharField()
+    kind = serializers.CharField()
+    id = serializers.IntegerField(source="pk", allow_null=True)
+    project = serializers.IntegerField(source="project_id", allow_null=True)
+    visible = serializers.BooleanField()
+    name = serializers.CharField()
+    detail = serializers.CharField()
+    hashes = serializers.DictField(child=serializers.CharField())
+    current = serializers.BooleanField()
+    url = serializers.SerializerMethodField()
+    api_url = serializers.SerializerMethodField()
+
+    def _project(self, node) -> int:
+        # A base model shared by every project is listed under the caller's project.
+        return node.project_id or self.context["project_id"]
+
+    def get_url(self, node) -> str | None:
+        if not node.visible:
+            return None
+        name = {
+            "dataset": "annotation:dataset",
+            "snapshot": "annotation:snapshot",
+            "job": "training:job",
+            "version": "training:version",
+        }.get(node.kind)
+        if name is None:
+            return reverse("training:base_models", args=[self._project(node)])
+        return reverse(name, args=[self._project(node), node.pk])
+
+    def get_api_url(self, node) -> str | None:
+        if not node.visible:
+            return None
+        name = {
+            "dataset": "annotation-api:api-dataset",
+            "snapshot": "annotation-api:api-snapshot",
+            "job": "training-api:api-job",
+            "version": "training-api:api-model-version",
+        }.get(node.kind)
+        if name is None:
+            return reverse("training-api:api-base-models", args=[self._project(node)])
+        return reverse(name, args=[self._project(node), node.pk])
+
+
+class LineageOutput(serializers.Serializer):
+    nodes = LineageNodeOutput(many=True)
+    edges = serializers.SerializerMethodField()
+
+    def get_edges(self, lineage) -> list[dict]:
+        return [{"from": a, "to": b, "relation": r} for a, b, r in lineage.edges]
+
+
+class ModelVersionDetailOutput(ModelVersionOutput):
+    """A version with the whole lineage the dossier's lineage.json holds: datasets (file
+    hashes), snapshots (manifest hashes), jobs, base models and parent versions, each with
+    the page and API address the caller may open (none for nodes they may not see)."""
+
+    lineage = serializers.SerializerMethodField()
+
+    class Meta(ModelVersionOutput.Meta):
+        fields = [*ModelVersionOutput.Meta.fields, "lineage"]
+
+    @extend_schema_field(LineageOutput)
+    def get_lineage(self, version) -> dict:
+        view = selectors.model_version_lineage_for_user(
+            version=version, user=self.context["request"].user
+        )
+        return LineageOutput(view, context={"project_id": version.project_id}).data
+
+
 class ModelVersionListApi(APIView):
     @extend_schema(responses=ModelVersionOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
@@ -324,11 +395,11 @@ class ModelVersionListApi(APIView):
 
 
 class ModelVersionDetailApi(APIView):
-    @extend_schema(responses=ModelVersionOutput)
+    @extend_schema(responses=ModelVersionDetailOutput)
     def get(self, request: Request, project_id: int, version_id: int) -> Response:
         access = _access(request, project_id, *READERS)
         version = selectors.model_version_get(project=access.project, version_id=version_id)
-        return Response(ModelVersionOutput(version).data)
+        return Response(ModelVersionDetailOutput(version, context={"request": request}).data)
 
 
 class BaseModelOutput(serializers.Serializer):

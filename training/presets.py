@@ -267,3 +267,35 @@ def check_against_model(config: dict[str, Any], info: dict[str, Any]) -> None:
         errors["early_stopping_patience"] = "needs evaluation steps above 0."
     if errors:
         raise ConfigError(errors)
+
+
+# Settings that only one kind of job or one method reads (training/ml); every other setting
+# applies to all jobs. The dossier and the job page show a job only the settings it used.
+ONLY_FOR_KIND = {
+    "packing": ("sft",),
+    "assistant_only_loss": ("sft",),
+    "dpo_beta": ("dpo",),
+    "grpo_num_generations": ("grpo",),
+    "grpo_max_completion_length": ("grpo",),
+    "grpo_beta": ("grpo",),
+}
+ONLY_FOR_METHOD = {
+    "lora_r": ("lora",),
+    "lora_alpha": ("lora",),
+    "lora_dropout": ("lora",),
+    "lora_target_modules": ("lora",),
+    "trainable_layers": ("partial",),
+    "train_head": ("partial",),
+    "num_virtual_tokens": ("prompt_tuning",),
+}
+
+
+def relevant_settings(config: dict[str, Any], *, kind: str, method: str) -> dict[str, Any]:
+    """`config` without the settings a `kind` job trained by `method` never reads (a LoRA
+    SFT job has no use for dpo_beta, grpo_* or num_virtual_tokens)."""
+    return {
+        name: value
+        for name, value in config.items()
+        if kind in ONLY_FOR_KIND.get(name, (kind,))
+        and method in ONLY_FOR_METHOD.get(name, (method,))
+    }

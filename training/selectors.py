@@ -1,13 +1,16 @@
 """Reads shared by the training pages, the API and the CLI. Callers pass a project they got
 from `portal.selectors.project_access_get`, so every query here is scoped to it."""
 
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from portal.models import Project
+from annotation.models import Dataset, Snapshot
+from annotation.selectors import snapshot_sources
+from portal.models import Membership, Project, Role, User
 from training.models import (
     BaseModel,
     ModelVersion,
@@ -98,15 +101,213 @@ def model_version_get(*, project: Project, version_id: int | str) -> ModelVersio
         raise Http404("No such model version.") from None
 
 
-def model_version_lineage(*, version: ModelVersion) -> list[ModelVersion]:
-    """The version, its parent, its parent's parent... (oldest last)."""
-    chain, seen = [], set()
-    current: ModelVersion | None = version
-    while current is not None and current.pk not in seen:
-        chain.append(current)
-        seen.add(current.pk)
-        current = current.parent
-    return chain
+@dataclass
+class Lineage:
+    """A version and everything it came from; `edges` are (from, to, relation) between node
+    keys "kind:pk" (kinds dataset, snapshot, base, job, version)."""
+
+    version: ModelVersion
+    versions: list[ModelVersion] = field(default_factory=list)
+    jobs: list[TrainingJob] = field(default_factory=list)
+    base_models: list[BaseModel] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
+    datasets: list[Dataset] = field(default_factory=list)
+    edges: list[tuple[str, str, str]] = field(default_factory=list)
+    snapshot_by_job: dict[int, Snapshot] = field(default_factory=dict)
+
+
+def model_version_lineage_full(*, version: ModelVersion) -> Lineage:
+    """The version and everything it came from: parent versions (and the reward model a GRPO
+    job scored with), their jobs, base models, snapshots and the snapshots' datasets. What
+    the dossier's lineage.json holds, and what the version's page and API show. Unscoped:
+    callers that show it to a person use `model_version_lineage_for_user`."""
+    lineage = Lineage(version=version)
+    seen: dict[int, ModelVersion] = {}
+    todo = [version.pk]
+    while todo:
+        batch = [pk for pk in todo if pk not in seen]
+        todo = []
+        for v in ModelVersion.objects.filter(pk__in=batch).select_related(
+            "job", "job__snapshot", "base_model"
+        ):
+            seen[v.pk] = v
+            lineage.edges.append((f"base:{v.base_model_id}", f"version:{v.pk}", "base model"))
+            if v.parent_id:
+                todo.append(v.parent_id)
+                lineage.edges.append((f"version:{v.parent_id}", f"version:{v.pk}", "parent"))
+            job = v.job
+            if job is None:
+                continue
+            lineage.edges.append((f"job:{job.pk}", f"version:{v.pk}", "produced"))
+            for ref, relation in (
+                (job.parent_version_id, "trained from"),
+                (job.reward_version_id, "reward model"),
+            ):
+                if ref:
+                    todo.append(ref)
+                    lineage.edges.append((f"version:{ref}", f"job:{job.pk}", relation))
+    lineage.versions = sorted(seen.values(), key=lambda v: v.pk)
+    lineage.jobs = sorted((v.job for v in lineage.versions if v.job), key=lambda j: j.pk)
+    lineage.base_models = list(
+        BaseModel.objects.filter(pk__in={v.base_model_id for v in lineage.versions}).order_by("pk")
+    )
+    snapshots: dict[int, Snapshot] = {}
+    for job in lineage.jobs:
+        snapshot = job.snapshot
+        if snapshot is not None:
+            snapshots[snapshot.pk] = snapshot
+            lineage.snapshot_by_job[job.pk] = snapshot
+            lineage.edges.append((f"snapshot:{snapshot.pk}", f"job:{job.pk}", "training data"))
+    lineage.snapshots = [snapshots[k] for k in sorted(snapshots)]
+    pairs, lineage.datasets = snapshot_sources(snapshot_ids=[s.pk for s in lineage.snapshots])
+    for snapshot_id, dataset_id in pairs:
+        lineage.edges.append((f"dataset:{dataset_id}", f"snapshot:{snapshot_id}", "items"))
+    lineage.edges = sorted(set(lineage.edges))
+    return lineage
+
+
+# The roles that may open each kind of lineage page (the annotation and training views
+# require the same three); a node in a project where the caller holds none is shown
+# without its name, hashes or link.
+LINEAGE_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
+KIND_ORDER = {"dataset": 0, "snapshot": 1, "base": 2, "job": 3, "version": 4}
+
+
+@dataclass(frozen=True)
+class LineageNode:
+    key: str  # "kind:pk", or "hidden:n" for a node the caller may not see
+    kind: str
+    pk: int | None
+    project_id: int | None  # None: a base model every project may use
+    visible: bool
+    name: str = ""
+    detail: str = ""
+    hashes: dict[str, str] = field(default_factory=dict)
+    current: bool = False
+    feeds: tuple[tuple[str, str], ...] = ()  # (relation, name of the node it feeds)
+
+
+@dataclass(frozen=True)
+class LineageView:
+    nodes: list[LineageNode]  # sources first: every edge points to a later node
+    edges: list[tuple[str, str, str]]
+
+
+def _ranks(keys: list[str], edges: list[tuple[str, str, str]]) -> dict[str, int]:
+    """Each node's longest distance from a source (a lineage has no cycles)."""
+    incoming: dict[str, list[str]] = defaultdict(list)
+    for source, target, _ in edges:
+        incoming[target].append(source)
+    rank: dict[str, int] = {}
+    for _ in keys:  # relax until stable; lineages are a handful of nodes
+        changed = False
+        for key in keys:
+            value = max((rank.get(p, 0) + 1 for p in incoming[key]), default=0)
+            if rank.get(key) != value:
+                rank[key], changed = value, True
+        if not changed:
+            break
+    return rank
+
+
+def _lineage_nodes(lineage: Lineage) -> list[LineageNode]:
+    nodes = [
+        LineageNode(
+            f"dataset:{d.pk}",
+            "dataset",
+            d.pk,
+            d.project_id,
+            True,
+            d.name,
+            f"{d.row_count} rows · {d.file_name} · license {d.license or 'not recorded'}",
+            {"file sha256": d.file_sha256},
+        )
+        for d in lineage.datasets
+    ]
+    nodes += [
+        LineageNode(
+            f"snapshot:{s.pk}",
+            "snapshot",
+            s.pk,
+            s.project_id,
+            True,
+            f"{s.name} v{s.version}",
+            f"{s.member_count} items · {s.task_type}",
+            {"manifest sha256": s.manifest_sha256},
+        )
+        for s in lineage.snapshots
+    ]
+    nodes += [
+        LineageNode(
+            f"base:{b.pk}",
+            "base",
+            b.pk,
+            b.project_id,
+            True,
+            b.name,
+            f"base model · license {b.license or 'not recorded'}",
+            {"weights sha256": b.weights_sha256},
+        )
+        for b in lineage.base_models
+    ]
+    nodes += [
+        LineageNode(
+            f"job:{j.pk}",
+            "job",
+            j.pk,
+            j.project_id,
+            True,
+            f"{j.name} #{j.pk}",
+            f"{j.kind} · {j.method} · {j.status}",
+            {"training data sha256": j.manifest_sha256} if j.manifest_sha256 else {},
+        )
+        for j in lineage.jobs
+    ]
+    nodes += [
+        LineageNode(
+            f"version:{v.pk}",
+            "version",
+            v.pk,
+            v.project_id,
+            True,
+            v.name,
+            f"{v.get_kind_display().lower()} · {v.stage}",
+            dict(sorted(v.checkpoint_sha256.items())),
+            current=v.pk == lineage.version.pk,
+        )
+        for v in lineage.versions
+    ]
+    return nodes
+
+
+def model_version_lineage_for_user(*, version: ModelVersion, user: User) -> LineageView:
+    """The whole lineage of `version` as `user` may see it: every node in a project where
+    they hold a reading role (or a base model shared by all projects) with its name, hashes
+    and key; any other node only as its kind, under an opaque key."""
+    lineage = model_version_lineage_full(version=version)
+    readable = set(
+        Membership.objects.filter(user_id=user.pk, role__in=LINEAGE_READERS).values_list(
+            "project_id", flat=True
+        )
+    )
+    nodes = _lineage_nodes(lineage)
+    rank = _ranks([n.key for n in nodes], lineage.edges)
+    hidden = [n.key for n in nodes if n.project_id is not None and n.project_id not in readable]
+    renamed = {key: f"hidden:{n}" for n, key in enumerate(sorted(hidden), start=1)}
+    edges = [(renamed.get(a, a), renamed.get(b, b), r) for a, b, r in lineage.edges]
+    shown_name = {
+        renamed.get(n.key, n.key): f"{n.kind} (hidden)" if n.key in renamed else n.name
+        for n in nodes
+    }
+    shown: list[LineageNode] = []
+    for node in sorted(nodes, key=lambda n: (rank[n.key], KIND_ORDER[n.kind], n.pk)):
+        key = renamed.get(node.key, node.key)
+        feeds = tuple((r, shown_name[b]) for a, b, r in edges if a == key)
+        if node.key in renamed:
+            shown.append(LineageNode(key, node.kind, None, None, False, feeds=feeds))
+        else:
+            shown.append(replace(node, feeds=feeds))
+    return LineageView(nodes=shown, edges=edges)
 
 
 @dataclass(frozen=True)

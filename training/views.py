@@ -208,7 +208,7 @@ def version_detail(request: HttpRequest, project_id: int, version_id: int) -> Ht
         "access": access,
         "project": access.project,
         "version": version,
-        "lineage": selectors.model_version_lineage(version=version),
+        "lineage": selectors.model_version_lineage_for_user(version=version, user=request.user),
         "sanity": sanity,
         "metrics": {k: v for k, v in version.metrics.items() if k != "sanity"},
     }

@@ -122,19 +122,57 @@ def _check_metric(check, candidate, baseline) -> tuple[bool, dict, str]:
             baseline=[base_scores[e["prompt"]] for e in shared],
             tolerance=tol,
         )
+    alpha = float(check["alpha"])
+    passed = result.p_value >= alpha
+    # Stored unrounded: the decision is p against alpha, and p is a multiple of
+    # 1/(rounds + 1), so four decimals could print 50/1001 (a fail at 0.05) as 0.05.
     numbers = {
-        "candidate": round(result.candidate, 4),
-        "baseline": round(result.baseline, 4),
-        "delta": round(result.delta, 4),
-        "interval": [round(result.lower, 4), round(result.upper, 4)],
-        "p_value": round(result.p_value, 4),
+        "metric": metric,
+        "examples": len(shared),
+        "candidate": result.candidate,
+        "baseline": result.baseline,
+        "delta": result.delta,
+        "interval": [result.lower, result.upper],
+        "confidence": 0.95,
+        "p_value": result.p_value,
+        "rounds": result.rounds,
+        "rounds_not_worse": result.not_worse,
+        "alpha": alpha,
         "tolerance": tol,
+        "rule": metric_rule(tolerance=tol, alpha=alpha),
     }
-    passed = result.p_value >= float(check["alpha"])
-    reason = f"{metric} {result.candidate:.2f} vs {result.baseline:.2f}" + (
-        "" if passed else f": lower by more than {tol} (p = {result.p_value:.3f})"
+    return passed, numbers, metric_reason(numbers, passed=passed)
+
+
+def metric_rule(*, tolerance: float, alpha: float) -> str:
+    return (
+        "Paired bootstrap over the prompts both runs answered: each round resamples the "
+        "prompts with replacement and scores candidate and baseline on the same sample. "
+        f"p = (rounds in which the candidate is at most {tolerance:g} below the baseline + 1) "
+        f"/ (rounds + 1). The check fails when p < α = {alpha:g}, i.e. when the candidate is "
+        f"worse than the baseline by more than {tolerance:g} at that significance level."
     )
-    return passed, numbers, reason
+
+
+def metric_reason(numbers: dict[str, Any], *, passed: bool) -> str:
+    """One line with the scores, their difference and its 95% interval, and the decision,
+    at as many decimals as the interval's width supports."""
+    lower, upper = numbers["interval"]
+    d = M.decimals_for(upper - lower)
+    rounds, kept = numbers["rounds"], numbers["rounds_not_worse"]
+    tolerance = numbers["tolerance"]
+    return (
+        f"{numbers['metric']} {numbers['candidate']:.{d}f} vs {numbers['baseline']:.{d}f}: "
+        f"difference {numbers['delta']:+.{d}f}, 95% interval [{lower:+.{d}f}, {upper:+.{d}f}] "
+        f"({numbers['examples']} prompts, {rounds} rounds); "
+        f"p = {kept + 1}/{rounds + 1} = {numbers['p_value']:.4g} "
+        f"{'≥' if passed else '<'} α = {numbers['alpha']:g} → "
+        + (
+            "pass"
+            if passed
+            else f"fail: lower than the baseline by more than the tolerance {tolerance:g}"
+        )
+    )
 
 
 def _check_rating(check, candidate, baseline) -> tuple[bool, dict, str]:

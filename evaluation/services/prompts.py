@@ -189,12 +189,23 @@ def contestant_create(
     prompt_template: str = "",
 ) -> Contestant:
     """A model version, a base model (with an optional prompt template), or neither (outputs
-    to be imported). The training rows must belong to this project (or be global)."""
+    to be imported). The training rows must belong to this project (or be global). A model
+    version competes under its registry name, so results, gates and the dossier name it as
+    the registry does: `label` may be left empty for one, and may not differ."""
     label = (label or "").strip()
-    if not label:
-        raise ValidationError({"label": "A contestant needs a label."})
     if model_version is not None and model_version.project_id != project.pk:
         raise ValidationError({"model_version": "That model version belongs to another project."})
+    if model_version is not None:
+        if label and label != model_version.name:
+            raise ValidationError(
+                {
+                    "label": f"A model version competes under its registry name "
+                    f"{model_version.name!r}; leave the label empty or use that name."
+                }
+            )
+        label = model_version.name
+    if not label:
+        raise ValidationError({"label": "A contestant needs a label."})
     if base_model is not None and base_model.project_id not in (None, project.pk):
         raise ValidationError({"base_model": "That base model belongs to another project."})
     if prompt_template and "{prompt}" not in prompt_template:

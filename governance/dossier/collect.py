@@ -6,10 +6,10 @@ reads the heavy part (per-item annotations of the snapshots), which the snapshot
 hashes already stand for in the key. Missing pieces are reported as missing, never filled in.
 """
 
+import datetime
 import hashlib
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,10 +48,12 @@ from governance.models import (
     UseDeclaration,
     default_required_signoffs,
 )
-from training.models import BaseModel, ModelVersion, TrainingJob, TrainingMetric
+from training.models import ModelVersion, TrainingJob, TrainingMetric
+from training.presets import relevant_settings
+from training.selectors import Lineage, model_version_lineage_full
 
 # Bump when the dossier's layout or rendering changes, so cached builds are not reused.
-DOSSIER_FORMAT = 2
+DOSSIER_FORMAT = 3
 
 
 def _when(value) -> str | None:
@@ -69,70 +71,10 @@ def _finite(value: Any) -> Any:
     return value
 
 
-@dataclass
-class Lineage:
-    version: ModelVersion
-    versions: list[ModelVersion] = field(default_factory=list)
-    jobs: list[TrainingJob] = field(default_factory=list)
-    base_models: list[BaseModel] = field(default_factory=list)
-    snapshots: list[Any] = field(default_factory=list)
-    datasets: list[Dataset] = field(default_factory=list)
-    edges: list[tuple[str, str, str]] = field(default_factory=list)  # (from, to, relation)
-    snapshot_by_job: dict[int, Any] = field(default_factory=dict)
-
-
 def lineage_for(version: ModelVersion) -> Lineage:
-    """The version and everything it came from: parent versions (and the reward model a GRPO
-    job scored with), their jobs, base models, snapshots and the snapshots' datasets."""
-    lineage = Lineage(version=version)
-    seen: dict[int, ModelVersion] = {}
-    todo = [version.pk]
-    while todo:
-        batch = [pk for pk in todo if pk not in seen]
-        todo = []
-        for v in ModelVersion.objects.filter(pk__in=batch).select_related("job", "base_model"):
-            seen[v.pk] = v
-            lineage.edges.append((f"base:{v.base_model_id}", f"version:{v.pk}", "base model"))
-            if v.parent_id:
-                todo.append(v.parent_id)
-                lineage.edges.append((f"version:{v.parent_id}", f"version:{v.pk}", "parent"))
-            job = v.job
-            if job is None:
-                continue
-            lineage.edges.append((f"job:{job.pk}", f"version:{v.pk}", "produced"))
-            for ref, relation in (
-                (job.parent_version_id, "trained from"),
-                (job.reward_version_id, "reward model"),
-            ):
-                if ref:
-                    todo.append(ref)
-                    lineage.edges.append((f"version:{ref}", f"job:{job.pk}", relation))
-    lineage.versions = sorted(seen.values(), key=lambda v: v.pk)
-    lineage.jobs = sorted((v.job for v in lineage.versions if v.job), key=lambda j: j.pk)
-    lineage.base_models = list(
-        BaseModel.objects.filter(pk__in={v.base_model_id for v in lineage.versions}).order_by("pk")
-    )
-    snapshots: dict[int, Any] = {}
-    for job in lineage.jobs:
-        snapshot = job.snapshot
-        if snapshot is not None:
-            snapshots[snapshot.pk] = snapshot
-            lineage.snapshot_by_job[job.pk] = snapshot
-            lineage.edges.append((f"snapshot:{snapshot.pk}", f"job:{job.pk}", "training data"))
-    lineage.snapshots = [snapshots[k] for k in sorted(snapshots)]
-    if lineage.snapshots:
-        pairs = (
-            SnapshotMember.objects.filter(snapshot__in=lineage.snapshots)
-            .values_list("snapshot_id", "item__dataset_id")
-            .distinct()
-        )
-        dataset_ids = set()
-        for snapshot_id, dataset_id in pairs:
-            dataset_ids.add(dataset_id)
-            lineage.edges.append((f"dataset:{dataset_id}", f"snapshot:{snapshot_id}", "items"))
-        lineage.datasets = list(Dataset.objects.filter(pk__in=dataset_ids).order_by("pk"))
-    lineage.edges = sorted(set(lineage.edges))
-    return lineage
+    """The version and everything it came from, read through training's selector (which
+    reads annotation's part through annotation's), as its page and API show it too."""
+    return model_version_lineage_full(version=version)
 
 
 def lineage_targets(lineage: Lineage) -> dict[str, list[str]]:
@@ -210,6 +152,11 @@ def _job_row(job: TrainingJob, snapshot) -> dict[str, Any]:
         "manifest_sha256": job.manifest_sha256,
         "data": _finite(job.data),
         "config": _finite(job.config),
+        # What the report and training/config.yaml show: the settings this kind and method
+        # read. `config` above keeps the job's full stored record.
+        "settings": _finite(
+            dict(sorted(relevant_settings(job.config, kind=job.kind, method=job.method).items()))
+        ),
         "seed": job.seed,
         "environment": _finite(job.environment),
         "checkpoint_sha256": dict(sorted(job.checkpoint_sha256.items())),
@@ -378,6 +325,19 @@ def _latest_checkpoint() -> dict[str, Any] | None:
     return row.entry() if row else None
 
 
+def _as_of(events: list[dict[str, Any]], version: ModelVersion) -> str:
+    """When the state the dossier describes was reached: the time of the newest audit event
+    of the lineage (sign-offs, gate runs and stage changes included), rounded up to the
+    second because a PDF date holds whole seconds. Builds are reproducible, so the dossier
+    carries this time rather than the moment it was typeset."""
+    moment = (
+        datetime.datetime.fromisoformat(events[-1]["created_at"]) if events else version.created_at
+    )
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + datetime.timedelta(seconds=1)
+    return moment.isoformat()
+
+
 def dossier_inputs(version: ModelVersion, *, signing_key_id: str) -> tuple[dict[str, Any], Lineage]:
     """The small facts of a dossier as JSON-ready data. Its canonical hash is the cache key:
     any change to the lineage, evaluation, approvals or their audit trail changes it."""
@@ -425,7 +385,12 @@ def dossier_inputs(version: ModelVersion, *, signing_key_id: str) -> tuple[dict[
         "licenses": [f.as_dict() for f in licenses],
         "evaluation": _evaluation(lineage),
         "approvals": _approvals(version),
-        "audit": {"head": anchor, "events": events, "checkpoint": _latest_checkpoint()},
+        "audit": {
+            "head": anchor,
+            "as_of": _as_of(events, version),
+            "events": events,
+            "checkpoint": _latest_checkpoint(),
+        },
         "access_log": _access_log(version, until),
     }
     return inputs, lineage
@@ -529,8 +494,24 @@ def _summary(table: LabelTable, level: str) -> dict[str, Any]:
     )
 
 
+def label_text(task_type: str, value: Any) -> str:
+    """An answer as the plain words a spreadsheet cell holds: what agreement compares (the
+    chosen labels, the match, the preferred response, the ratings), not its JSON."""
+    if value is None:
+        return ""
+    try:
+        key = agreement_key(task_type, value)
+    except (KeyError, TypeError, ValueError):
+        return canonical_json(value).decode()
+    if isinstance(key, tuple):
+        return "; ".join("=".join(map(str, k)) if isinstance(k, tuple) else str(k) for k in key)
+    return str(key)
+
+
 def disagreement_rows(snapshot) -> list[list[str]]:
-    """One CSV row per snapshot item whose annotators disagreed, annotators as pseudonyms."""
+    """One CSV row per label given to a snapshot item whose annotators disagreed (so a
+    contested item has a row for each annotator), annotators as pseudonyms, beside the gold
+    label and how it was decided."""
     settings = settings_for(snapshot.project)
     # The contested items' ids are read first and passed as a list, not as a subquery: the
     # planner knows a list's length, while a snapshot built since the table was last
@@ -562,19 +543,24 @@ def disagreement_rows(snapshot) -> list[list[str]]:
     ):
         labels[item_id].append((pseudonym(settings, annotator_id), answer_join(choice, free_text)))
     external = dict(Item.objects.filter(pk__in=list(gold_by_item)).values_list("pk", "external_id"))
+    task_type = snapshot.task_type
     out = []
     for item_id in sorted(gold_by_item):
         method, value, decided_by, reason = gold_by_item[item_id]
-        out.append(
-            [
-                str(snapshot.pk),
-                str(item_id),
-                external.get(item_id, ""),
-                canonical_json(sorted(labels[item_id], key=lambda p: p[0])).decode(),
-                canonical_json(value).decode(),
-                method,
-                pseudonym(settings, decided_by) if decided_by else "",
-                reason,
-            ]
-        )
+        gold = label_text(task_type, value)
+        decider = pseudonym(settings, decided_by) if decided_by else ""
+        for annotator, answer in sorted(labels[item_id], key=lambda p: p[0]):
+            out.append(
+                [
+                    str(snapshot.pk),
+                    str(item_id),
+                    external.get(item_id, ""),
+                    annotator,
+                    label_text(task_type, answer),
+                    gold,
+                    method,
+                    decider,
+                    reason,
+                ]
+            )
     return out

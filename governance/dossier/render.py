@@ -2,6 +2,7 @@
 model card and the machine-readable parts. Every file is a function of its input alone."""
 
 import io
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,8 @@ DISAGREEMENT_HEADER = [
     "snapshot",
     "item",
     "external_id",
-    "labels",
+    "annotator",
+    "label",
     "gold",
     "method",
     "decided_by",
@@ -97,6 +99,41 @@ def _self_styled(svg: str) -> str:
     return f"{svg[:end]}<style>{CHART_CSS}</style>{svg[end:]}"
 
 
+def significant(value: float, digits: int = 4) -> float:
+    """`value` rounded to `digits` significant digits, for figures a person reads; the
+    evaluation files keep every digit."""
+    if not math.isfinite(value) or value == 0:
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
+def split_results(results: dict[str, Any] | None) -> tuple[list, list]:
+    """An offline metric run's results as (metrics, counts), each a sorted list of
+    (name, value). Scores are floats; whole numbers (how many prompts were scored, the
+    support of each label) are counts, not metrics. Per-label scores are named
+    "precision (label)". Lists (labels, confusion matrix) stay in the JSON file."""
+    metrics, counts = [], []
+    for name, value in sorted((results or {}).items()):
+        items = (
+            [(f"{name} ({k})", v) for k, v in sorted(value.items())]
+            if isinstance(value, dict)
+            else [(name, value)]
+        )
+        for label, v in items:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            (counts if isinstance(v, int) else metrics).append((label, v))
+    return metrics, counts
+
+
+def _offline_runs(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+    runs = []
+    for run in evaluation["offline_metrics"]:
+        metrics, counts = split_results(run["results"])
+        runs.append({**run, "metrics": metrics, "counts": counts})
+    return runs
+
+
 def model_card(inputs: dict[str, Any], figures: list[dict[str, Any]]) -> bytes:
     """Hugging Face model-card format: YAML metadata, then the sections of Mitchell et al."""
     version = inputs["version"]
@@ -105,9 +142,10 @@ def model_card(inputs: dict[str, Any], figures: list[dict[str, Any]]) -> bytes:
     base = next((b for b in lineage["base_models"] if b["id"] == version["base_model"]), None)
     metrics = []
     for run in inputs["evaluation"]["offline_metrics"]:
-        for name, value in sorted((run["results"] or {}).items()):
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                metrics.append({"name": name, "value": value, "dataset": run["prompt_set"]})
+        for name, value in split_results(run["results"])[0]:
+            metrics.append(
+                {"name": name, "value": significant(value), "dataset": run["prompt_set"]}
+            )
     meta = {
         "license": (declaration.get("license") or "unknown").lower(),
         "base_model": base["name"] if base else None,
@@ -131,9 +169,22 @@ def model_card(inputs: dict[str, Any], figures: list[dict[str, Any]]) -> bytes:
     front = yaml.safe_dump(meta, sort_keys=True, allow_unicode=True, default_flow_style=False)
     body = render_to_string(
         "governance/model_card.md",
-        {"inputs": inputs, "declaration": declaration, "base": base, "figures": figures},
+        {
+            "inputs": inputs,
+            "declaration": declaration,
+            "base": base,
+            "figures": figures,
+            "offline_runs": _offline_runs(inputs["evaluation"]),
+        },
     )
     return f"---\n{front}---\n\n{body.strip()}\n".encode()
+
+
+TRAINING_YAML_NOTE = (
+    "# Each job's settings that apply to its kind and method; settings it never read (DPO or\n"
+    "# GRPO settings of an SFT job, LoRA settings of a full fine-tune...) are left out.\n"
+    "# lineage.json holds every job's full stored record, under jobs[].config.\n"
+)
 
 
 def _training_yaml(jobs: list[dict[str, Any]]) -> bytes:
@@ -143,14 +194,14 @@ def _training_yaml(jobs: list[dict[str, Any]]) -> bytes:
             "kind": job["kind"],
             "method": job["method"],
             "seed": job["seed"],
-            "config": job["config"],
+            "config": job["settings"],
             "data": job["data"],
             "environment": job["environment"],
             "checkpoint_sha256": job["checkpoint_sha256"],
         }
         for job in jobs
     }
-    return yaml.safe_dump(doc, sort_keys=True, allow_unicode=True).encode()
+    return (TRAINING_YAML_NOTE + yaml.safe_dump(doc, sort_keys=True, allow_unicode=True)).encode()
 
 
 def _csv(header: list[str], rows: list[list[str]]) -> bytes:
@@ -159,6 +210,16 @@ def _csv(header: list[str], rows: list[list[str]]) -> bytes:
     writer.writerow(header)
     writer.writerows(rows)
     return out.getvalue().encode()
+
+
+def _disagreement_counts(rows: list[list[str]]) -> dict[int, dict[str, int]]:
+    """Per snapshot: how many contested items and how many labels on them the CSV lists."""
+    counts: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        entry = counts.setdefault(int(row[0]), {"items": set(), "labels": 0})
+        entry["items"].add(row[1])
+        entry["labels"] += 1
+    return {k: {"items": len(v["items"]), "labels": v["labels"]} for k, v in counts.items()}
 
 
 def render_files(
@@ -218,7 +279,8 @@ def render_files(
             "sections": SECTIONS,
             "lineage_svg": lineage_svg(_node_labels(lineage), [tuple(e) for e in lineage["edges"]]),
             "loss_charts": _loss_charts(lineage["jobs"]),
-            "disagreement_count": len(disagreements),
+            "offline_runs": _offline_runs(inputs["evaluation"]),
+            "disagreement_counts": _disagreement_counts(disagreements),
             "conflicts": [f for f in inputs["licenses"] if f["severity"] != "ok"],
         },
     )

@@ -38,3 +38,18 @@ def percent(share) -> str:
     else:
         text = f"{value:.1f}".removesuffix(".0")
     return f"{text} %"
+
+
+@register.filter
+def sig(value, digits: int = 4):
+    """`{{ score|sig }}`: a measured float to `digits` significant digits (trailing zeros
+    kept, so 0.5 reads 0.5000), whole numbers as they are; anything else unchanged."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return "—"
+    if abs(value) >= 10 ** int(digits):
+        return f"{value:.0f}"
+    return f"{value:#.{int(digits)}g}"

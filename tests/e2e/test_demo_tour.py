@@ -173,7 +173,7 @@ def _each_role_sees_its_work(page: Page, project, job, version, campaign) -> Non
     expect(page.get_by_test_id("response-a")).to_be_visible()
     expect(page.get_by_test_id("response-b")).to_be_visible()
     html = page.content()
-    assert demo_pipeline.TUNED_LABEL not in html
+    assert version.name not in html
     assert "(base)" not in html
     _shot(page, "reviewer")
 

@@ -37,7 +37,6 @@ REWRITTEN = {
 }
 GUIDELINE = "Fix **factual errors** and typos in the draft; keep the answer short and friendly."
 BASE_LABEL = "baseline-stock"
-TUNED_LABEL = "candidate-helpdesk"
 
 
 def _as(page: Page, username: str) -> None:
@@ -221,21 +220,22 @@ def test_a_dataset_travels_from_upload_to_a_verified_dossier(
     form.get_by_test_id("create-prompt-set-from-snapshot").click()
     prompt_set_row = page.get_by_test_id("prompt-sets").locator("tr", has_text="support held-out")
     expect(prompt_set_row.locator("td").nth(1)).to_have_text("2")
+    # The version competes under its registry name: its label is left empty.
+    tuned_label = version.name
     for label, field, choice in (
         (BASE_LABEL, "Base model", str(tiny.pk)),
-        (TUNED_LABEL, "Model version", str(version.pk)),
+        ("", "Model version", str(version.pk)),
     ):
         form = page.get_by_test_id("contestant-form")
         form.get_by_label("Label").fill(label)
         form.get_by_label(field).select_option(choice)
         form.get_by_test_id("add-contestant").click()
-        expect(page.get_by_test_id("contestants")).to_contain_text(label)
-    expect(page.get_by_test_id("contestants")).to_contain_text(version.name)
+        expect(page.get_by_test_id("contestants")).to_contain_text(label or tuned_label)
 
     form = page.get_by_test_id("generation-form")
     form.get_by_label("Prompt set").select_option(label="support held-out")
     form.get_by_label(BASE_LABEL).check()
-    form.get_by_label(TUNED_LABEL).check()
+    form.get_by_label(tuned_label).check()
     form.get_by_label("Max new tokens").fill("16")
     form.get_by_test_id("generate").click()
     jobs = page.get_by_test_id("generation-jobs").get_by_test_id("generation-job")
@@ -250,7 +250,7 @@ def test_a_dataset_travels_from_upload_to_a_verified_dossier(
     form.get_by_label("Name").fill("helpdesk duel")
     form.get_by_label("Prompt set").select_option(label="support held-out")
     form.get_by_label(BASE_LABEL).check()
-    form.get_by_label(TUNED_LABEL).check()
+    form.get_by_label(tuned_label).check()
     form.get_by_test_id("create-campaign").click()
     expect(page.get_by_test_id("campaigns")).to_contain_text("helpdesk duel")
     campaign = Campaign.objects.get(project=project, name="helpdesk duel")
@@ -258,11 +258,10 @@ def test_a_dataset_travels_from_upload_to_a_verified_dossier(
 
     # 6. The reviewer judges blind, by keyboard: the intact answer of an attention check,
     # and otherwise the new version's (which the test, not the page, knows).
-    tuned = Contestant.objects.get(project=project, label=TUNED_LABEL)
+    tuned = Contestant.objects.get(project=project, label=tuned_label)
     # Neither contestant's label nor either model's name may reach the reviewer.
     secrets = re.compile(
-        "|".join(re.escape(s) for s in (BASE_LABEL, TUNED_LABEL, version.name, "helpdesk-lora"))
-        + r"|\btiny\b"
+        "|".join(re.escape(s) for s in (BASE_LABEL, version.name, "helpdesk-lora")) + r"|\btiny\b"
     )
     _as(page, "rev")
     page.goto(f"/projects/{project.pk}/review/")
@@ -298,7 +297,7 @@ def test_a_dataset_travels_from_upload_to_a_verified_dossier(
         page,
         name="helpdesk release gate",
         campaign="helpdesk duel",
-        candidate=TUNED_LABEL,
+        candidate=tuned_label,
         baseline=BASE_LABEL,
     )
     gate_run = GateRun.objects.get(gate__name="helpdesk release gate")

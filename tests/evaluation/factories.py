@@ -124,7 +124,8 @@ def build_campaign(
             "Same shared answer." if i in identical_on else f"Answer {i} written by system {c}."
             for i in range(prompts)
         ]
-        version = model_version(project, f"zeta-secret-v{c}") if with_versions else None
+        # A version competes under its registry name, so the version carries the label.
+        version = model_version(project, f"Contender-Quokka-{c}") if with_versions else None
         made.append(
             contestant_with_outputs(
                 engineer, project, prompt_set, f"Contender-Quokka-{c}", outputs, version

@@ -224,7 +224,22 @@ def test_add_a_base_model_contestant_with_a_template(client, project, engineer, 
     assert contestant.prompt_template == "Answer briefly: {prompt}"
 
 
-def test_add_a_model_version_contestant(client, project, engineer):
+def test_a_model_version_competes_under_its_registry_name(client, project, engineer):
+    version = model_version(project, "support-v3")
+    client.force_login(engineer)
+
+    response = client.post(
+        _url("contestant_create", project),
+        {"contestant-label": "", "contestant-model_version": version.pk},
+    )
+
+    assert response.status_code == 302
+    assert Contestant.objects.get(model_version=version).label == "support-v3"
+    overview = client.get(_url("overview", project)).content.decode()
+    assert "support-v3" in overview
+
+
+def test_a_second_name_for_a_model_version_is_refused(client, project, engineer):
     version = model_version(project, "support-v3")
     client.force_login(engineer)
 
@@ -233,8 +248,26 @@ def test_add_a_model_version_contestant(client, project, engineer):
         {"contestant-label": "v3", "contestant-model_version": version.pk},
     )
 
-    assert response.status_code == 302
-    assert Contestant.objects.get(label="v3").model_version == version
+    assert response.status_code == 200
+    assert "Label: A model version competes under its registry name" in response.text
+    assert "&#x27;support-v3&#x27;" in response.text
+    assert not Contestant.objects.filter(model_version=version).exists()
+
+
+def test_the_api_names_a_version_contestant_as_the_registry_does(project, engineer):
+    api = APIClient()
+    api.force_authenticate(engineer)
+    url = reverse("evaluation-api:api-contestants", args=[project.pk])
+    named, renamed = model_version(project, "support-v3"), model_version(project, "support-v4")
+
+    created = api.post(url, {"model_version": named.pk}, format="json")
+    refused = api.post(url, {"label": "v4", "model_version": renamed.pk}, format="json")
+
+    assert created.status_code == 201
+    assert created.json()["label"] == "support-v3"
+    assert refused.status_code == 400
+    assert "support-v4" in refused.json()["label"][0]
+    assert not Contestant.objects.filter(model_version=renamed).exists()
 
 
 @pytest.mark.parametrize(

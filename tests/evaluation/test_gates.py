@@ -1,8 +1,11 @@
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils.html import escape
 
 from evaluation import services
 from evaluation.models import MetricRun
+from evaluation.services.gates import metric_reason
 from governance.models import AuditEvent
 from tests.evaluation.factories import contestant_with_outputs, model_version, prompt_rows
 from training.models import ModelVersion
@@ -29,7 +32,7 @@ def _run_metrics(engineer, contestant, prompt_set, **kw):
 def _pair(engineer, project, prompt_set, candidate_outputs):
     refs = [r["reference"] for r in prompt_rows(40)]
     production = contestant_with_outputs(
-        engineer, project, prompt_set, "production", refs, model_version(project, "prod-v1")
+        engineer, project, prompt_set, "production", refs, model_version(project, "production")
     )
     candidate = contestant_with_outputs(
         engineer,
@@ -37,7 +40,7 @@ def _pair(engineer, project, prompt_set, candidate_outputs):
         prompt_set,
         "candidate",
         candidate_outputs,
-        model_version(project, "cand-v2"),
+        model_version(project, "candidate"),
     )
     return production, candidate
 
@@ -176,3 +179,70 @@ def test_a_rating_check_needs_enough_head_to_head_judgments(project, engineer, m
         services.gate_create(
             actor=engineer, project=project, name="bad", checks=[{**check, "min_judgments": 0}]
         )
+
+
+def test_a_metric_check_shows_the_difference_its_interval_and_the_rule_at_a_useful_precision(
+    client, project, engineer, prompt_set
+):
+    # Both means are under 0.005: printed to two decimals they read "0.00 vs 0.00".
+    junk = "zzz " * 100
+    baseline_outputs = ["parcel " + junk[:200]] + ["no idea"] * 39
+    candidate_outputs = ["parcel " + junk] + ["no idea"] * 39
+    production, candidate = (
+        contestant_with_outputs(
+            engineer, project, prompt_set, name, outputs, model_version(project, name)
+        )
+        for name, outputs in (("production", baseline_outputs), ("candidate", candidate_outputs))
+    )
+    for c in (production, candidate):
+        _run_metrics(engineer, c, prompt_set)
+    gate = services.gate_create(
+        actor=engineer,
+        project=project,
+        name="release",
+        checks=[{"kind": "metric_not_worse", "metric": "token_f1", "prompt_set": prompt_set.pk}],
+    )
+
+    run = services.gate_run(actor=engineer, gate=gate, candidate=candidate, baseline=production)
+
+    numbers, reason = run.results[0]["numbers"], run.results[0]["reason"]
+    assert 0 < numbers["candidate"] < numbers["baseline"] < 0.005
+    rounds, kept = numbers["rounds"], numbers["rounds_not_worse"]
+    assert numbers["p_value"] == (kept + 1) / (rounds + 1)  # stored unrounded
+    lower, upper = numbers["interval"]
+    assert lower <= numbers["delta"] <= upper
+    assert numbers["alpha"] == 0.05
+    assert "0.00 vs 0.00" not in reason
+    shown = reason.split(":")[0].split()
+    assert shown[1] != shown[3], reason  # the two scores print differently
+    assert "95% interval [" in reason
+    assert f"p = {kept + 1}/{rounds + 1}" in reason
+    assert "α = 0.05" in reason
+    assert "fails when p < α = 0.05" in numbers["rule"]
+    client.force_login(engineer)
+    page = client.get(reverse("evaluation:overview", args=[project.pk])).content.decode()
+    assert escape(reason) in page
+    assert "Rule: " + escape(numbers["rule"]) in page
+
+
+def test_a_p_value_just_under_alpha_reads_as_under_it():
+    # 50/1001 = 0.04995 fails at α = 0.05; rounded to four decimals it printed as 0.05.
+    numbers = {
+        "metric": "token_f1",
+        "candidate": 0.41230,
+        "baseline": 0.41990,
+        "delta": -0.00760,
+        "interval": [-0.01530, 0.00010],
+        "examples": 40,
+        "rounds": 1000,
+        "rounds_not_worse": 49,
+        "p_value": 50 / 1001,
+        "alpha": 0.05,
+        "tolerance": 0.0,
+    }
+
+    reason = metric_reason(numbers, passed=numbers["p_value"] >= numbers["alpha"])
+
+    assert "p = 50/1001 = 0.04995 < α = 0.05 → fail" in reason
+    assert "token_f1 0.4123 vs 0.4199: difference -0.0076" in reason
+    assert "95% interval [-0.0153, +0.0001]" in reason

@@ -237,3 +237,122 @@ def gate_passed(version: ModelVersion, actor, *, passed=True) -> GateRun:
         created_by=actor,
         created_at=timezone.now(),
     )
+
+
+@dataclass
+class FullLineage:
+    lineage: LineageFixture
+    tuned: Contestant
+    baseline: Contestant
+    campaign: object
+    gate_run: GateRun
+    signoffs: list = field(default_factory=list)
+
+
+LONG_JOB_NAME = "LoRA fine-tune on the customer help desk tickets, second round"
+
+
+def full_lineage(project, engineer, compliance, reviewer) -> FullLineage:
+    """Everything a dossier reports, made through the services where they exist: dataset ->
+    snapshot -> job (a real resolved LoRA config, a long name) -> version -> offline
+    metrics, a judged pairwise campaign and a passed gate -> declaration, both sign-offs,
+    a download of an earlier build, and the promotion to canary."""
+    from evaluation import services as evaluation
+    from evaluation.services.offline import metric_run_execute
+    from governance.services.approvals import (
+        model_version_promote_approved,
+        signoff_record,
+        use_declaration_set,
+    )
+    from governance.services.dossiers import dossier_download_record, dossier_request
+    from tests.evaluation.factories import contestant_with_outputs, prompt_rows
+    from training.presets import resolve_config
+
+    fixture = lineage_fixture(project, engineer)
+    TrainingJob.objects.filter(pk=fixture.job.pk).update(
+        name=LONG_JOB_NAME,
+        config=resolve_config(
+            kind="sft", method="lora", values={"learning_rate": 2e-4, "seed": 1234}
+        ),
+    )
+    fixture.job.refresh_from_db()
+    rows = prompt_rows(12)
+    prompt_set = evaluation.prompt_set_create(
+        actor=engineer, project=project, name="held-out tickets", rows=rows
+    )
+    refs = [r["reference"] for r in rows]
+    tuned = contestant_with_outputs(
+        engineer, project, prompt_set, fixture.version.name, refs, fixture.version
+    )
+    baseline = contestant_with_outputs(
+        engineer,
+        project,
+        prompt_set,
+        "tiny-llama (base)",
+        [f"Parcel {i} is somewhere, I think." for i in range(len(rows))],
+    )
+    for contestant in (tuned, baseline):
+        run = evaluation.metric_run_start(
+            actor=engineer, contestant=contestant, prompt_set=prompt_set
+        )
+        metric_run_execute(run_id=run.pk)
+    campaign = evaluation.campaign_create(
+        actor=engineer,
+        project=project,
+        name="tickets duel",
+        prompt_set=prompt_set,
+        contestants=[tuned, baseline],
+        attention_every=0,
+    )
+    while (j := evaluation.judgment_next(campaign=campaign, reviewer=reviewer)) is not None:
+        evaluation.judgment_submit(
+            campaign=campaign,
+            reviewer=reviewer,
+            token=j.token,
+            outcome="a" if j.contestant_left_id == tuned.pk else "b",
+            seconds_spent=20.0,
+        )
+    gate = evaluation.gate_create(
+        actor=engineer,
+        project=project,
+        name="release gate",
+        checks=[
+            {"kind": "metric_not_worse", "metric": "token_f1", "prompt_set": prompt_set.pk},
+            {"kind": "rating_above_baseline", "campaign": campaign.pk, "min_judgments": 5},
+        ],
+    )
+    gate_run = evaluation.gate_run(actor=engineer, gate=gate, candidate=tuned, baseline=baseline)
+    use_declaration_set(
+        actor=engineer,
+        version=fixture.version,
+        intended_use="Drafting replies to customer support tickets, reviewed by staff.",
+        limitations="English only.",
+        out_of_scope="Legal or medical advice.",
+        license="Apache-2.0",
+        commercial_use=True,
+    )
+    signoffs = [
+        signoff_record(
+            actor=engineer,
+            version=fixture.version,
+            role="engineering_lead",
+            decision="approve",
+            comment="Loss curve and gate reviewed.",
+        ),
+        signoff_record(
+            actor=compliance,
+            version=fixture.version,
+            role="compliance",
+            decision="approve",
+            comment="Datasheets and licenses reviewed.",
+        ),
+    ]
+    earlier = dossier_request(actor=compliance, version=fixture.version, run_now=True)
+    dossier_download_record(
+        actor=compliance, dossier=earlier, ip_address="192.0.2.7", user_agent="pytest"
+    )
+    model_version_promote_approved(
+        actor=engineer, version=fixture.version, stage="canary", reason="Gate and sign-offs in."
+    )
+    fixture.version.refresh_from_db()
+    return FullLineage(fixture, tuned, baseline, campaign, gate_run, signoffs)

@@ -110,7 +110,17 @@ def test_annotation_figures_and_disagreements_use_pseudonyms_only(lineage, compl
     rows = list(csv.DictReader(io.StringIO(files["annotation/disagreements.csv"].decode())))
     figures = json.loads(files["annotation/figures.json"])[0]
 
-    assert len(rows) == 4  # every 5th of 20 items disagreed
+    # Every 5th of 20 items disagreed; one row per label, so two rows for each of them.
+    assert len(rows) == 8
+    by_item = {}
+    for row in rows:
+        by_item.setdefault(row["item"], []).append(row)
+    assert len(by_item) == 4
+    for item_rows in by_item.values():
+        assert sorted(r["label"] for r in item_rows) == ["neg", "pos"]
+        assert len({r["annotator"] for r in item_rows}) == 2
+        assert {r["gold"] for r in item_rows} == {"pos"}
+    assert not any("[" in cell or "{" in cell for row in rows for cell in row.values())
     assert figures["annotations"] == 40
     assert figures["annotators"] == 3
     assert figures["adjudicated"] == 4

@@ -226,3 +226,42 @@ def test_dossier_status_partial_renders_for_htmx(client, compliance, version, bu
     body = response.content.decode()
     assert body.lstrip().startswith('<div id="dossier"')
     assert "Download dossier" in body
+
+
+def test_compliance_home_lists_each_version_with_its_signoff_state(
+    client, project, other_project, compliance, engineer, version
+):
+    from governance.services.approvals import model_version_promote_approved, signoff_record
+    from tests.evaluation.factories import model_version
+
+    gate_passed(version, engineer)
+    for actor, role in ((engineer, "engineering_lead"), (compliance, "compliance")):
+        signoff_record(
+            actor=actor, version=version, role=role, decision="approve", comment="Checked."
+        )
+    model_version_promote_approved(actor=engineer, version=version, stage="canary")
+    waiting = model_version(project, "support-bot v2")
+    theirs = model_version(other_project, "their secret model")
+    client.force_login(compliance)
+
+    body = client.get(reverse("home")).content.decode()
+
+    assert "no model versions to sign off yet" not in body
+    card = body[body.index('data-testid="work-compliance"') :]
+    rows = card.split('data-testid="signoff-version"')[1:]
+    assert len(rows) == 2
+    shown = {name: row for row in rows for name in (version.name, waiting.name) if name in row}
+    assert reverse("governance:version", args=[version.pk]) in shown[version.name]
+    assert "Canary" in shown[version.name]
+    assert "sign-offs complete" in shown[version.name]
+    assert "awaiting 1 × Compliance officer, 1 × Engineering lead" in shown[waiting.name]
+    assert theirs.name not in body
+
+
+def test_home_shows_no_signoff_list_to_an_engineer(client, engineer, version):
+    client.force_login(engineer)
+
+    body = client.get(reverse("home")).content.decode()
+
+    assert 'data-testid="work-compliance"' not in body
+    assert 'data-testid="signoff-version"' not in body
