@@ -45,11 +45,14 @@ def _snapshots(project):
 @require_GET
 def job_list(request: HttpRequest, project_id: int) -> HttpResponse:
     access = _access(request, project_id, *READERS)
+    jobs = list(selectors.job_list_for_project(project=access.project)[:200])
     context = {
         "access": access,
         "project": access.project,
-        "jobs": selectors.job_list_for_project(project=access.project)[:200],
+        "jobs": jobs,
         "can_launch": access.has(*LAUNCHERS),
+        # As on the job page: poll while a job runs where no push reaches this process.
+        "poll_live": any(job.is_active for job in jobs) and not realtime.pushes_cross_processes(),
     }
     template = "training/jobs.html#jobs" if request.htmx else "training/jobs.html"
     return render(request, template, context)

@@ -2,8 +2,10 @@
 the worker are separate processes, as `serve_demo` starts them, and the job page still shows
 the worker's progress as it happens."""
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -80,6 +82,8 @@ def _manage(env, *args: str) -> str:
     return done.stdout
 
 
+# Migrating a fresh SQLite database and starting two servers take a while on two cores.
+@pytest.mark.timeout(600)
 def test_the_job_page_follows_the_worker_live_on_the_embedded_defaults(
     browser,
     embedded_env,
@@ -105,6 +109,7 @@ def test_the_job_page_follows_the_worker_live_on_the_embedded_defaults(
         + ["--concurrency", "1", "--without-gossip", "--without-mingle", "-l", "info"],
         embedded_env,
         server_log_dir,
+        new_session=True,
     )
     context = browser.new_context(base_url=f"http://127.0.0.1:{port}")
     page = context.new_page()
@@ -118,7 +123,7 @@ def test_the_job_page_follows_the_worker_live_on_the_embedded_defaults(
         page.evaluate("window.__sameDocument = 'yes'")
 
         step = page.get_by_test_id("latest-step")
-        expect(step).not_to_have_text("0", timeout=180_000)
+        expect(step).not_to_have_text("0", timeout=150_000)
         first = int(step.inner_text())
         page.wait_for_function(
             "first => Number(document.querySelector('[data-testid=latest-step]').textContent)"
@@ -135,6 +140,10 @@ def test_the_job_page_follows_the_worker_live_on_the_embedded_defaults(
         expect(page.get_by_test_id("job-status")).to_have_text("Cancelled", timeout=60_000)
     finally:
         context.close()
+        # The whole worker (its pool too): the runner, in a session of its own, stops at its
+        # next step once its parent is gone.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.proc.pid, signal.SIGKILL)
         worker.stop()
         web.stop()
 

@@ -124,3 +124,37 @@ def test_the_job_page_says_which_phase_runs_and_how_far_it_got(
     assert re.search(r"\(for 13\d s\)", live)  # the phase began 130 s ago
     assert "Sanity check (tuned vs frozen base): 80 s" in live
     assert "200 s in all" in live
+
+
+@pytest.mark.parametrize(
+    ("backend", "polls"),
+    [
+        ("channels.layers.InMemoryChannelLayer", True),  # the embedded default
+        ("channels_redis.core.RedisChannelLayer", False),
+    ],
+)
+def test_pages_poll_a_running_job_only_where_the_workers_pushes_cannot_reach(
+    client, settings, engineer, project, tiny_base_model, data_files, backend, polls
+):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": backend}}
+    job = services.training_job_create(
+        actor=engineer,
+        project=project,
+        name="watched",
+        kind="sft",
+        method="lora",
+        base_model=tiny_base_model,
+        values=QUICK,
+        train_file=str(data_files["sft_train"]),
+    )
+    client.force_login(engineer)
+
+    page = client.get(reverse("training:job", args=[project.pk, job.pk])).content.decode()
+    listing = client.get(reverse("training:jobs", args=[project.pk])).content.decode()
+    TrainingJob.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+    finished = client.get(reverse("training:job", args=[project.pk, job.pk])).content.decode()
+
+    assert ('hx-trigger="training-refresh, every 2s"' in page) is polls
+    assert ("?part=log" in page) is polls
+    assert ('hx-trigger="training-jobs-refresh, every 3s"' in listing) is polls
+    assert "every 2s" not in finished  # a finished job is not polled

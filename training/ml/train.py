@@ -306,7 +306,11 @@ def smoke_run(
     model.train()
     tokens = 0
     started = time.perf_counter()
+    # (tokens, seconds) of each batch: the first pays for warming up (allocations, kernel
+    # choices), many times a later one's cost on a CPU, so the speed leaves it out.
+    batch_costs: list[tuple[int, float]] = []
     for start in range(0, len(texts), batch_size):
+        batch_started = time.perf_counter()
         enc = tokenizer(
             texts[start : start + batch_size],
             return_tensors="pt",
@@ -323,9 +327,13 @@ def smoke_run(
             raise RuntimeError(f"smoke run: the loss is {loss.item()} on the first batches.")
         loss.backward()
         tokens += int(enc["attention_mask"].sum())
+        batch_costs.append((int(enc["attention_mask"].sum()), time.perf_counter() - batch_started))
         if phases is not None:
             phases.advance()
     elapsed = time.perf_counter() - started
+    steady = batch_costs[1:] or batch_costs
+    steady_seconds = sum(seconds for _, seconds in steady)
+    steady_speed = sum(n for n, _ in steady) / steady_seconds if steady_seconds else 0.0
     forward_started = time.perf_counter()
     with torch.no_grad():
         model(**enc)
@@ -360,6 +368,7 @@ def smoke_run(
         "forward_tokens_per_second": forward_tokens / forward_seconds if forward_seconds else 0.0,
         "save_seconds": save_seconds,
         "smoke_tokens_per_second": tokens / elapsed if elapsed else 0.0,
+        "steady_tokens_per_second": steady_speed,
         "checkpoint_files": sorted(saved),
         "grad_params": len(with_grad),
     }
@@ -440,7 +449,7 @@ def estimate_phases(
     max_length = int(cfg["max_length"])
     steps = figures["steps"]
     # Optimizer and bookkeeping roughly double a bare forward/backward.
-    train_speed = figures["smoke_tokens_per_second"] / 2 or 1.0
+    train_speed = figures["steady_tokens_per_second"] / 2 or 1.0
     forward_speed = figures["forward_tokens_per_second"] or train_speed * 3
     check_rows = eval_rows or []
     check_tokens = sum(

@@ -146,13 +146,18 @@ class Command(BaseCommand):
 
     def _base_model(self, project, user, ref):
         if ref == "default":
-            return services.base_model_ensure_default(actor=user)
+            # Converting the packaged model takes about a minute: say what is happening.
+            return services.base_model_ensure_default(actor=user, on_phase=self._phase)
         models = selectors.base_model_list_for_project(project=project)
         found = models.filter(pk=ref).first() if str(ref).isdigit() else None
         found = found or models.filter(name=str(ref)).first()
         if found is None:
             raise CommandError(f"base_model: no base model {ref!r} for {project}.")
         return found
+
+    def _phase(self, event: dict) -> None:
+        if event.get("label"):
+            self.stdout.write(f"base model: {event['label']}")
 
     @staticmethod
     def _path(here: Path, value):
