@@ -57,6 +57,7 @@ class JobOutput(serializers.ModelSerializer):
             "manifest_sha256",
             "data",
             "preflight",
+            "progress",
             "environment",
             "checkpoint_sha256",
             "error",

@@ -124,6 +124,9 @@ def test_the_job_page_says_which_phase_runs_and_how_far_it_got(
     assert re.search(r"\(for 13\d s\)", live)  # the phase began 130 s ago
     assert "Sanity check (tuned vs frozen base): 80 s" in live
     assert "200 s in all" in live
+    api = client.get(f"/api/v1/projects/{project.pk}/fine_tuning/jobs/{job.pk}/").json()
+    assert api["progress"]["phase"] == "sanity_check"
+    assert (api["progress"]["done"], api["progress"]["total"]) == (12, 32)
 
 
 @pytest.mark.parametrize(
