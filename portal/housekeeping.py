@@ -21,6 +21,8 @@ from governance.models import Dossier
 from governance.services import audit_record
 from governance.services.dossiers import dossier_lost_cleanup
 from portal.jobs import job_owner_gone
+from training.models import BaseModelRegistration
+from training.services.base_models import base_model_registration_lost_cleanup
 from training.services.jobs import training_jobs_sweep_stale
 
 
@@ -41,6 +43,9 @@ SWEPT = (
     SweptJobs(RatingsBootstrap, "rating refresh"),
     SweptJobs(MetricRun, "metric run"),
     SweptJobs(Dossier, "dossier build", dossier_lost_cleanup),
+    SweptJobs(
+        BaseModelRegistration, "base model registration", base_model_registration_lost_cleanup
+    ),
 )
 
 

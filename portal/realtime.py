@@ -12,6 +12,15 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
+
+
+def pushes_cross_processes() -> bool:
+    """Whether a push sent by one process (a Celery worker) reaches the sockets another
+    process (the web server) holds. Not with the in-memory layer of the embedded default:
+    there each process has its own, so pages that show a worker's progress poll instead."""
+    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
+    return bool(backend) and not backend.endswith(".InMemoryChannelLayer")
 
 
 def user_group(user_id: int) -> str:

@@ -3,14 +3,17 @@ the model registry and the base models. Engineers create and cancel; admins and 
 read."""
 
 from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError as DrfValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from portal.api_errors import StrictInput, field_lists
 from portal.models import Role
 from portal.selectors import project_access_get
 from training import presets, selectors, services
@@ -55,6 +58,7 @@ class JobOutput(serializers.ModelSerializer):
             "manifest_sha256",
             "data",
             "preflight",
+            "progress",
             "environment",
             "checkpoint_sha256",
             "error",
@@ -98,7 +102,7 @@ class JobOutput(serializers.ModelSerializer):
         return int(job.started_at.timestamp() + seconds)
 
 
-class JobInput(serializers.Serializer):
+class JobInput(StrictInput):
     model = serializers.IntegerField(help_text="Id of a base model (GET base_models/).")
     kind = serializers.ChoiceField(choices=JobKind.choices, default=JobKind.SFT)
     method = serializers.ChoiceField(choices=JobMethod.choices, default=JobMethod.LORA)
@@ -128,40 +132,117 @@ class JobListCreateApi(APIView):
         access = _access(request, project_id, *LAUNCHERS)
         project = access.project
         payload = JobInput(data=request.data)
-        payload.is_valid(raise_exception=True)
+        if not payload.is_valid():
+            # Name the settings' problems too, not only the body's: one answer, every error.
+            errors = field_lists(payload.errors)
+            for field, messages in _config_errors(project, request.data).items():
+                errors.setdefault(field, messages)
+            raise DrfValidationError(errors)
         data = payload.validated_data
-        base = selectors.base_model_get(project=project, base_model_id=data["model"])
+        errors: dict[str, list[str]] = {}
+        base = _lookup(
+            errors, "model", selectors.base_model_get, project=project, base_model_id=data["model"]
+        )
         versions = {
-            key: selectors.model_version_get(project=project, version_id=data[key])
+            key: _lookup(
+                errors, key, selectors.model_version_get, project=project, version_id=data[key]
+            )
             for key in ("parent_version", "reward_version")
             if data.get(key)
         }
-        snapshot = _snapshot(project, data.get("snapshot"))
+        snapshot = _lookup(errors, "snapshot", _snapshot, project, data.get("snapshot"))
         train = eval_ = None
-        if snapshot is None:
+        if snapshot is None and "snapshot" not in errors:
             if not data.get("training_file"):
-                raise ValidationError({"training_file": "Give a file id or a snapshot."})
-            train = services.training_file_path(project=project, file_id=data["training_file"])
-            if data.get("validation_file"):
-                eval_ = services.training_file_path(
-                    project=project, file_id=data["validation_file"]
+                errors["training_file"] = ["Give a file id or a snapshot."]
+            else:
+                train = _lookup(
+                    errors,
+                    "training_file",
+                    services.training_file_path,
+                    project=project,
+                    file_id=data["training_file"],
                 )
-        job = services.training_job_create(
-            actor=request.user,
-            project=project,
-            name=data["name"],
-            kind=data["kind"],
-            method=data["method"],
-            base_model=base,
-            values=data["hyperparameters"],
-            preset=data.get("preset"),
-            snapshot=snapshot,
-            accept_leakage=data["accept_leakage"],
-            train_file=train,
-            eval_file=eval_,
-            **versions,
-        )
+            if data.get("validation_file"):
+                eval_ = _lookup(
+                    errors,
+                    "validation_file",
+                    services.training_file_path,
+                    project=project,
+                    file_id=data["validation_file"],
+                )
+        if base is None:
+            raise DrfValidationError(errors)
+        try:
+            job = services.training_job_create(
+                actor=request.user,
+                project=project,
+                name=data["name"],
+                kind=data["kind"],
+                method=data["method"],
+                base_model=base,
+                values=data["hyperparameters"],
+                preset=data.get("preset"),
+                snapshot=snapshot,
+                accept_leakage=data["accept_leakage"],
+                train_file=train,
+                eval_file=eval_,
+                **{key: version for key, version in versions.items() if version is not None},
+            )
+        except ValidationError as error:
+            found = (
+                error.message_dict if hasattr(error, "error_dict") else {"detail": error.messages}
+            )
+            # The service knows the files by the names it was given; the API by its fields.
+            renamed = {"train_file": "training_file", "eval_file": "validation_file"}
+            for field, messages in found.items():
+                errors.setdefault(renamed.get(field, field), []).extend(messages)
+        if errors:
+            raise DrfValidationError(errors)
         return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
+
+
+def _lookup(errors: dict[str, list[str]], field: str, find, *args, **kwargs):
+    """`find(...)`, or None with the reason added to `errors` under `field` (a missing or
+    foreign object is a wrong value in this request, not a missing page)."""
+    try:
+        return find(*args, **kwargs)
+    except Http404 as missing:
+        errors.setdefault(field, []).append(str(missing))
+    except ValidationError as error:
+        errors.setdefault(field, []).extend(error.messages)
+    return None
+
+
+def _config_errors(project, body) -> dict[str, list[str]]:
+    """What the settings in a body that failed its own checks would be refused for, checked
+    from its raw values where they have the right types."""
+    if not isinstance(body, dict):
+        return {}
+    values = body.get("hyperparameters") or {}
+    kind, method, preset = (
+        body.get("kind", JobKind.SFT),
+        body.get("method", JobMethod.LORA),
+        body.get("preset"),
+    )
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in (kind, method)):
+        return {}
+    base = None
+    if isinstance(body.get("model"), int) and not isinstance(body.get("model"), bool):
+        base = (
+            selectors.base_model_list_for_project(project=project).filter(pk=body["model"]).first()
+        )
+    try:
+        presets.check_config(
+            kind=kind,
+            method=method,
+            values=values,
+            preset=preset if isinstance(preset, str) else None,
+            info=base.info if base is not None else None,
+        )
+    except presets.ConfigError as error:
+        return {field: [message] for field, message in error.errors.items()}
+    return {}
 
 
 def _snapshot(project, snapshot_id):
@@ -171,7 +252,7 @@ def _snapshot(project, snapshot_id):
 
     snapshot = Snapshot.objects.filter(project=project, pk=snapshot_id).first()
     if snapshot is None:
-        raise ValidationError({"snapshot": "No such snapshot in this project."})
+        raise ValidationError("No such snapshot in this project.")
     return snapshot
 
 

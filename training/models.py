@@ -63,6 +63,57 @@ class BaseModel(models.Model):
         return self.name
 
 
+class BaseModelRegistration(models.Model):
+    """Registering a base model, as a background job: reading a model (and converting the
+    packaged GGUF first, about a minute on a CPU) is too long for a web request. The
+    BaseModel row is written only at the end, with the registration's success, so a
+    registration cut short leaves no half-registered model."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Registered"
+        FAILED = "failed", "Failed"
+
+    # The project it was asked from (its page shows the progress); the model itself is
+    # global when `packaged`, else the project's own.
+    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=200)
+    source = models.CharField(max_length=10, choices=BaseModel.Source.choices)
+    path = models.CharField(max_length=500)
+    license = models.CharField(max_length=100, blank=True)
+    packaged = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    # {phase, label, done, total, unit, started_at}, as a training job's.
+    progress = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    base_model = models.ForeignKey(
+        BaseModel, on_delete=models.PROTECT, related_name="registrations", null=True, blank=True
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["queued", "running", "succeeded", "failed"]),
+                name="basemodelregistration_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"registering {self.name} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+
 class JobKind(models.TextChoices):
     SFT = "sft", "Supervised fine-tuning"
     REWARD = "reward", "Reward model"
@@ -126,6 +177,9 @@ class TrainingJob(models.Model):
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     cancel_requested = models.BooleanField(default=False)
     preflight = models.JSONField(default=dict)
+    # The phase the job is in and how far it got: {phase, label, done, total, unit,
+    # started_at (epoch seconds)}; the last one stays after the job ends.
+    progress = models.JSONField(default=dict)
     environment = models.JSONField(default=dict)
     checkpoint_sha256 = models.JSONField(default=dict)
     result = models.JSONField(default=dict)

@@ -5,6 +5,8 @@ so the web process never loads weights).
 Plain Python: the form, the API, `launch_job` and the runner all read the same table.
 """
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,10 +178,19 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class ConfigError(ValueError):
-    """Bad job settings: `errors` maps each field to what is wrong with it."""
+def unknown_key_message(name: str, known: Iterable[str], *, noun: str = "key") -> str:
+    """What to tell someone who wrote `name`: that it means nothing here, and the closest
+    names that do."""
+    close = difflib.get_close_matches(str(name), list(known), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    return f"unknown {noun}.{hint}"
 
-    def __init__(self, errors: dict[str, str]):
+
+class ConfigError(ValueError):
+    """Bad job settings: `errors` maps each field to what is wrong with it (one message, or a
+    list of them)."""
+
+    def __init__(self, errors: dict[str, str | list[str]]):
         self.errors = errors
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
 
@@ -202,10 +213,11 @@ def coerce_value(name: str, field: Field, value: Any) -> Any:
     return field.kind(value)
 
 
-def resolve_config(
-    *, kind: str, method: str, values: dict[str, Any], preset: str | None = None
-) -> dict[str, Any]:
-    """Defaults, then the preset, then `values`; each checked for type and range."""
+def _resolve(
+    *, kind: str, method: str, values: dict[str, Any], preset: str | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The merged settings and every problem found: a setting that is wrong keeps its raw
+    value in the first and is named in the second."""
     errors: dict[str, str] = {}
     if kind not in KINDS:
         errors["kind"] = f"{kind!r} is not one of {', '.join(KINDS)}."
@@ -213,9 +225,8 @@ def resolve_config(
         errors["method"] = f"{method!r} is not one of {', '.join(METHODS)}."
     if preset and preset not in PRESETS:
         errors["preset"] = f"{preset!r} is not one of {', '.join(PRESETS)}."
-    unknown = sorted(set(values) - set(FIELDS))
-    for name in unknown:
-        errors[name] = "unknown setting."
+    for name in sorted(set(values) - set(FIELDS)):
+        errors[name] = unknown_key_message(name, FIELDS, noun="setting")
     merged: dict[str, Any] = {name: field.default for name, field in FIELDS.items()}
     if preset in PRESETS:
         merged.update(PRESETS[preset]["values"])
@@ -233,17 +244,57 @@ def resolve_config(
         if field.maximum is not None and value > field.maximum:
             errors[name] = f"must be at most {field.maximum:g} (got {value})."
         merged[name] = value
+    merged["kind"], merged["method"] = kind, method
+    return merged, errors
+
+
+def resolve_config(
+    *, kind: str, method: str, values: dict[str, Any], preset: str | None = None
+) -> dict[str, Any]:
+    """Defaults, then the preset, then `values`; each checked for type and range. Raises
+    ConfigError naming every wrong setting at once."""
+    merged, errors = _resolve(kind=kind, method=method, values=values, preset=preset)
     if errors:
         raise ConfigError(errors)
-    merged["kind"], merged["method"] = kind, method
+    return merged
+
+
+def check_config(
+    *,
+    kind: str,
+    method: str,
+    values: dict[str, Any],
+    preset: str | None = None,
+    info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`resolve_config` and, when `info` (the registry's record of the base model) is given,
+    `check_against_model` together: one ConfigError names every problem of both, so an
+    unknown setting does not hide a context length the model cannot take."""
+    merged, errors = _resolve(kind=kind, method=method, values=values, preset=preset)
+    if info is not None:
+        errors.update(_model_errors(merged, info, skip=set(errors)))
+    if errors:
+        raise ConfigError(errors)
     return merged
 
 
 def check_against_model(config: dict[str, Any], info: dict[str, Any]) -> None:
     """What can be checked before queueing from the registry's record of the base model."""
+    errors = _model_errors(config, info, skip=set())
+    if errors:
+        raise ConfigError(errors)
+
+
+def _model_errors(config: dict[str, Any], info: dict[str, Any], skip: set[str]) -> dict[str, str]:
+    """The problems of `config` against the base model, leaving out checks that read a
+    setting named in `skip` (already wrong on its own)."""
+
+    def usable(*names: str) -> bool:
+        return not skip.intersection(names)
+
     errors: dict[str, str] = {}
     modules = set(info.get("linear_modules") or [])
-    if config["method"] == "lora" and modules:
+    if usable("method", "lora_target_modules") and config["method"] == "lora" and modules:
         targets = config["lora_target_modules"]
         missing = [t for t in targets if t not in modules]
         if not targets:
@@ -253,20 +304,32 @@ def check_against_model(config: dict[str, Any], info: dict[str, Any]) -> None:
                 f"{', '.join(missing)} not found in the model; it has {', '.join(sorted(modules))}."
             )
     layers = info.get("num_layers")
-    if config["method"] == "partial" and layers is not None:
+    if (
+        usable("method", "trainable_layers", "train_head")
+        and config["method"] == "partial"
+        and layers is not None
+    ):
         if config["trainable_layers"] > layers:
             errors["trainable_layers"] = f"the model has only {layers} layers."
         if config["trainable_layers"] == 0 and not config["train_head"]:
             errors["trainable_layers"] = "unfreeze at least one layer or the head."
     limit = info.get("max_positions")
-    if limit and config["max_length"] > limit:
+    if usable("max_length") and limit and config["max_length"] > limit:
         errors["max_length"] = f"{config['max_length']} exceeds the model's context of {limit}."
-    if config["kind"] == "grpo" and config["method"] == "prompt_tuning":
+    if (
+        usable("kind", "method")
+        and config["kind"] == "grpo"
+        and config["method"] == "prompt_tuning"
+    ):
         errors["method"] = "GRPO supports full, partial and LoRA policies."
-    if config["early_stopping_patience"] and not config["eval_steps"]:
+    if (
+        usable("early_stopping_patience", "eval_steps")
+        and config["early_stopping_patience"]
+        and not config["eval_steps"]
+    ):
         errors["early_stopping_patience"] = "needs evaluation steps above 0."
-    if errors:
-        raise ConfigError(errors)
+    return errors
+
 
 
 # Settings that only one kind of job or one method reads (training/ml); every other setting

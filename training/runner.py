@@ -7,6 +7,9 @@ training/ml; it knows nothing of Django and talks through files:
     python -m training.runner convert-gguf SRC_DIR GGUF_FILE OUT_DIR
     python -m training.runner build-tiny OUT_DIR
 
+`inspect` and `convert-gguf` print their progress first, as `phase` event lines, and their
+answer last, as one JSON line without a "type".
+
 Exit codes: 0 success or cancelled (the last event says which), 2 bad data or settings,
 1 anything else (the traceback goes to stderr and an `error` event).
 """
@@ -46,10 +49,17 @@ def train(spec_path: str) -> int:
     return 0
 
 
+def _progress():
+    """Phase events as JSON lines on stdout, before the answer's own line."""
+    from training.ml.events import EventWriter, Phases
+
+    return Phases(EventWriter(None))
+
+
 def inspect(path: str) -> dict[str, Any]:
     from training.ml.modelio import inspect_model
 
-    return inspect_model(path)
+    return inspect_model(path, _progress())
 
 
 def generate_completions(**kwargs: Any) -> list[tuple[str, bool]]:
@@ -81,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.ml.modelio import convert_gguf
 
         out = convert_gguf(
-            source_dir=Path(args.source_dir), gguf_file=args.gguf_file, out_dir=Path(args.out_dir)
+            source_dir=Path(args.source_dir),
+            gguf_file=args.gguf_file,
+            out_dir=Path(args.out_dir),
+            progress=_progress(),
         )
         print(json.dumps({"path": str(out)}))
         return 0

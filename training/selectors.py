@@ -13,6 +13,7 @@ from annotation.selectors import snapshot_sources
 from portal.models import Membership, Project, Role, User
 from training.models import (
     BaseModel,
+    BaseModelRegistration,
     ModelVersion,
     TrainingCheckpoint,
     TrainingJob,
@@ -38,6 +39,17 @@ def base_model_get(*, project: Project, base_model_id: int | str) -> BaseModel:
         return base_model_list_for_project(project=project).get(pk=int(base_model_id))
     except (BaseModel.DoesNotExist, TypeError, ValueError):
         raise Http404("No such base model.") from None
+
+
+def registration_list_for_project(*, project: Project) -> QuerySet[BaseModelRegistration]:
+    return BaseModelRegistration.objects.filter(project=project).select_related("base_model")
+
+
+def registration_get(*, project: Project, registration_id: int | str) -> BaseModelRegistration:
+    try:
+        return registration_list_for_project(project=project).get(pk=int(registration_id))
+    except (BaseModelRegistration.DoesNotExist, TypeError, ValueError):
+        raise Http404("No such registration.") from None
 
 
 def job_list_for_project(*, project: Project) -> QuerySet[TrainingJob]:
@@ -88,6 +100,22 @@ def job_latest_values(*, job: TrainingJob) -> dict[str, Any]:
     for values in job.metrics.order_by("step", "id").values_list("values", flat=True):
         latest.update(values)
     return latest
+
+
+ESTIMATE_LABELS = {
+    "preflight": "Pre-flight (loading, tokenising, smoke run), as it took",
+    "training": "Training steps",
+    "checkpoints": "Checkpoint saves",
+    "evaluation": "Evaluations during training",
+    "final_save": "Final save",
+    "sanity_check": "Sanity check (tuned vs frozen base)",
+}
+
+
+def job_estimate(*, job: TrainingJob) -> list[tuple[str, float]]:
+    """The pre-flight's estimate of each phase, labelled, in the order they run."""
+    parts = (job.preflight or {}).get("estimate_seconds") or {}
+    return [(ESTIMATE_LABELS.get(name, name), seconds) for name, seconds in parts.items()]
 
 
 def model_version_list_for_project(*, project: Project) -> QuerySet[ModelVersion]:

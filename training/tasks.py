@@ -21,6 +21,19 @@ def training_job_run_task(job_id: int) -> None:
 
 
 @shared_task(
+    name="training.register_base_model",
+    acks_late=True,
+    soft_time_limit=1800,
+    time_limit=1900,
+    ignore_result=True,
+)
+def base_model_register_task(registration_id: int) -> None:
+    from training.services import base_models  # services import this module: not at the top
+
+    base_models.base_model_registration_run(registration_id=registration_id)
+
+
+@shared_task(
     name="training.generate",
     soft_time_limit=INFERENCE_SOFT_LIMIT_S,
     time_limit=INFERENCE_SOFT_LIMIT_S + 60,

@@ -13,6 +13,11 @@ urlpatterns = [
     path("training/versions/", views.version_list, name="versions"),
     path("training/versions/<int:version_id>/", views.version_detail, name="version"),
     path("training/base-models/", views.base_models, name="base_models"),
+    path(
+        "training/base-models/registrations/<int:registration_id>/",
+        views.registration_detail,
+        name="registration",
+    ),
     path("training/playground/", views.playground, name="playground"),
     path(
         "training/playground/<str:task_id>/",

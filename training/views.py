@@ -1,6 +1,8 @@
 """Training pages: job list, the job form, the live job page, the registry, base models and
 the playground. Engineers launch and cancel; admins and compliance read."""
 
+import time
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
@@ -9,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from portal import realtime
 from portal.charts import line_chart
 from portal.models import Role
 from portal.selectors import project_access_get
@@ -42,11 +45,14 @@ def _snapshots(project):
 @require_GET
 def job_list(request: HttpRequest, project_id: int) -> HttpResponse:
     access = _access(request, project_id, *READERS)
+    jobs = list(selectors.job_list_for_project(project=access.project)[:200])
     context = {
         "access": access,
         "project": access.project,
-        "jobs": selectors.job_list_for_project(project=access.project)[:200],
+        "jobs": jobs,
         "can_launch": access.has(*LAUNCHERS),
+        # As on the job page: poll while a job runs where no push reaches this process.
+        "poll_live": any(job.is_active for job in jobs) and not realtime.pushes_cross_processes(),
     }
     template = "training/jobs.html#jobs" if request.htmx else "training/jobs.html"
     return render(request, template, context)
@@ -130,7 +136,15 @@ def _create_from_form(request, project, data, form, bases, versions, snapshots):
 
 def _job_context(access, job) -> dict:
     series = selectors.job_chart_series(job=job)
+    progress = job.progress or {}
     return {
+        # Without a channel layer that reaches the worker (the embedded default) the live
+        # regions poll while the job runs; with one, pushes refresh them.
+        "poll_live": job.is_active and not realtime.pushes_cross_processes(),
+        "phase_seconds": time.time() - progress["started_at"]
+        if progress.get("started_at")
+        else None,
+        "estimate": selectors.job_estimate(job=job),
         "access": access,
         "project": access.project,
         "job": job,
@@ -224,30 +238,59 @@ def base_models(request: HttpRequest, project_id: int) -> HttpResponse:
     if request.method == "POST":
         access.require(*LAUNCHERS)
         try:
-            if request.POST.get("action") == "default":
-                services.base_model_ensure_default(actor=request.user)
-            else:
-                services.base_model_register(
-                    actor=request.user,
-                    project=project,
-                    name=request.POST.get("name", ""),
-                    source=request.POST.get("source", BaseModel.Source.LOCAL),
-                    path=request.POST.get("path", "").strip(),
-                    license=request.POST.get("license", ""),
-                )
+            # Reading (and converting) a model takes a worker up to minutes: queue it and
+            # show its progress, never hold the request.
+            registration = services.base_model_registration_start(
+                actor=request.user,
+                project=project,
+                name=request.POST.get("name", ""),
+                source=request.POST.get("source", BaseModel.Source.LOCAL),
+                path=request.POST.get("path", "").strip(),
+                license=request.POST.get("license", ""),
+                packaged=request.POST.get("action") == "default",
+            )
         except ValidationError as invalid:
             error = _error_text(invalid)
         else:
-            messages.success(request, "Base model registered.")
-            return redirect("training:base_models", project_id=project.pk)
+            messages.success(request, f"Registering {registration.name}: follow it below.")
+            return redirect(
+                "training:registration", project_id=project.pk, registration_id=registration.pk
+            )
+    registrations = list(selectors.registration_list_for_project(project=project)[:10])
     context = {
         "access": access,
         "project": project,
         "base_models": selectors.base_model_list_for_project(project=project),
+        "registrations": registrations,
+        "registering": any(r.is_active for r in registrations),
         "error": error,
         "can_launch": access.has(*LAUNCHERS),
     }
+    if request.htmx and request.method == "GET":
+        return render(request, "training/base_models.html#registrations", context)
     return render(request, "training/base_models.html", context)
+
+
+@login_required
+@require_GET
+def registration_detail(
+    request: HttpRequest, project_id: int, registration_id: int
+) -> HttpResponse:
+    access = _access(request, project_id, *READERS)
+    registration = selectors.registration_get(
+        project=access.project, registration_id=registration_id
+    )
+    progress = registration.progress or {}
+    context = {
+        "access": access,
+        "project": access.project,
+        "registration": registration,
+        "phase_seconds": time.time() - progress["started_at"]
+        if progress.get("started_at")
+        else None,
+    }
+    template = "training/registration.html#live" if request.htmx else "training/registration.html"
+    return render(request, template, context)
 
 
 def _playground_choice(project, value: str):

@@ -36,6 +36,39 @@ class EventWriter:
             self._handle.close()
 
 
+# How often a phase's progress is sent at most; its start and end are always sent.
+PROGRESS_EVERY_S = 1.0
+
+
+class Phases:
+    """Tells the worker which phase of the job the runner is in and how far it got, so the
+    job page never shows one status for minutes without saying what is being done."""
+
+    def __init__(self, events: EventWriter):
+        self.events = events
+        self.name: str | None = None
+        self.done = 0
+        self.total: int | None = None
+        self._sent = 0.0
+
+    def start(
+        self, name: str, label: str, *, total: int | None = None, unit: str = "", note: str = ""
+    ) -> None:
+        """A new phase: `label` names it on the page, `note` (when given) goes to the log."""
+        self.name, self.done, self.total = name, 0, total
+        self._sent = time.monotonic()
+        self.events.emit(
+            "phase", phase=name, label=label, done=0, total=total, unit=unit, note=note
+        )
+
+    def advance(self, by: int = 1, *, to: int | None = None, force: bool = False) -> None:
+        self.done = to if to is not None else self.done + by
+        now = time.monotonic()
+        if force or now - self._sent >= PROGRESS_EVERY_S or self.done == self.total:
+            self._sent = now
+            self.events.emit("phase", phase=self.name, done=self.done, total=self.total)
+
+
 def _jsonable(value: Any) -> Any:
     try:
         return float(value)
@@ -91,6 +124,45 @@ class MetricsCallback(TrainerCallback):
             self._last_tokens, self._last_time = tokens, now
         if values:
             self.events.emit("metric", step=state.global_step, epoch=state.epoch, values=values)
+
+
+class PhaseCallback(TrainerCallback):
+    """The training loop's phases: steps done of the total, and the pauses in it for a
+    checkpoint save or an evaluation, each named while it lasts."""
+
+    def __init__(self, phases: Phases):
+        self.phases = phases
+
+    def _training(self, state) -> None:
+        self.phases.start(
+            "training", "Training", total=int(state.max_steps or 0) or None, unit="steps"
+        )
+        self.phases.advance(to=state.global_step, force=True)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._training(state)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # Runs after the trainer's own flow callback has decided what follows this step.
+        if control.should_evaluate:
+            self.phases.start("evaluating", "Evaluating on the validation split")
+        elif control.should_save:
+            self.phases.start(
+                "saving_checkpoint", f"Saving the checkpoint at step {state.global_step}"
+            )
+        else:
+            self.phases.advance(to=state.global_step)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if control.should_save:
+            self.phases.start(
+                "saving_checkpoint", f"Saving the checkpoint at step {state.global_step}"
+            )
+        else:
+            self._training(state)
+
+    def on_save(self, args, state, control, **kwargs):
+        self._training(state)
 
 
 class CheckpointCallback(TrainerCallback):

@@ -1,13 +1,34 @@
 """Loading, inspecting, converting and hashing models on disk."""
 
+import contextlib
 import hashlib
 import json
 import re
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 _CHUNK = 1 << 20
+
+
+class Progress(Protocol):
+    """What reports a long step's progress (training.ml.events.Phases)."""
+
+    def start(
+        self, name: str, label: str, *, total: int | None = None, unit: str = "", note: str = ""
+    ) -> None: ...
+
+    def advance(self, by: int = 1, *, to: int | None = None, force: bool = False) -> None: ...
+
+
+class _Silent:
+    def start(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def advance(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 def sha256_file(path: Path) -> str:
@@ -28,8 +49,9 @@ def hash_directory(directory: Path) -> dict[str, str]:
     }
 
 
-def weights_sha256(directory: Path) -> str:
+def weights_sha256(directory: Path, progress: Progress | None = None) -> str:
     """One hash over the weight files (name and content), so a tokenizer edit keeps it."""
+    progress = progress or _Silent()
     directory = Path(directory)
     digest = hashlib.sha256()
     files = sorted(
@@ -37,29 +59,81 @@ def weights_sha256(directory: Path) -> str:
     )
     if not files:
         raise FileNotFoundError(f"{directory} holds no weight files (*.safetensors or *.bin).")
+    size = sum(path.stat().st_size for path in files)
+    progress.start("hashing", "Hashing the weights", total=max(1, size >> 20), unit="MiB")
     for path in files:
+        file_digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                file_digest.update(chunk)
+                progress.advance()
         digest.update(str(path.relative_to(directory)).encode())
-        digest.update(bytes.fromhex(sha256_file(path)))
+        digest.update(file_digest.digest())
     return digest.hexdigest()
 
 
-def convert_gguf(*, source_dir: Path, gguf_file: str, out_dir: Path) -> Path:
-    """De-quantize a GGUF checkpoint once into a safetensors directory (fast later loads)."""
+@contextlib.contextmanager
+def _gguf_tensor_progress(progress: Progress) -> Iterator[None]:
+    """transformers de-quantises a GGUF file tensor by tensor behind a console progress bar;
+    report the same count through `progress` instead, for the page that waits on it."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    console_bar = getattr(gguf_utils, "tqdm", None)
+
+    def counted(items: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        items = list(items)
+        progress.start(
+            "dequantising",
+            "De-quantising the GGUF tensors to fp32",
+            total=len(items),
+            unit="tensors",
+        )
+        for item in items:
+            yield item
+            progress.advance()
+
+    if console_bar is None:  # a transformers that reads GGUF otherwise: no count, no harm
+        yield
+        return
+    gguf_utils.tqdm = counted
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = console_bar
+
+
+def conversion_folder(out_dir: Path) -> Path:
+    """Where a conversion writes before it is complete; renamed to `out_dir` at the end,
+    so a conversion cut short never looks like a model."""
+    return Path(out_dir).with_name(Path(out_dir).name + ".partial")
+
+
+def convert_gguf(
+    *, source_dir: Path, gguf_file: str, out_dir: Path, progress: Progress | None = None
+) -> Path:
+    """De-quantize a GGUF checkpoint once into a safetensors directory (fast later loads).
+    The packaged SmolLM2 is a Q4_1 file: its fp32 weights are the de-quantised 4-bit ones,
+    not the published bf16 weights, so their hash differs from those."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    progress = progress or _Silent()
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists() and any(out_dir.glob("*.safetensors")):
         return out_dir
+    progress.start("reading_gguf", "Reading the tokenizer from the GGUF file")
     tokenizer = AutoTokenizer.from_pretrained(source_dir, gguf_file=gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(
-        source_dir, gguf_file=gguf_file, dtype=torch.float32
-    )
+    with _gguf_tensor_progress(progress):
+        model = AutoModelForCausalLM.from_pretrained(
+            source_dir, gguf_file=gguf_file, dtype=torch.float32
+        )
+    progress.start("saving", "Saving the fp32 weights as safetensors")
     # The GGUF quantizer refuses to serialise; the tensors are already de-quantized.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    partial = out_dir.with_name(out_dir.name + ".partial")
+    partial = conversion_folder(out_dir)
+    shutil.rmtree(partial, ignore_errors=True)  # what a conversion cut short left
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     partial.rename(out_dir)
@@ -75,15 +149,20 @@ def _license_of(directory: Path) -> str:
     return ""
 
 
-def inspect_model(path: str) -> dict[str, Any]:
+def inspect_model(path: str, progress: Progress | None = None) -> dict[str, Any]:
     """What the registry records about a model, without loading its weights into memory."""
     from accelerate import init_empty_weights
     from torch import nn
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    progress = progress or _Silent()
+    progress.start("inspecting", "Reading the model's config and tokenizer")
     config = AutoConfig.from_pretrained(path)
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config)
+    # Built empty, the model has not tied its output head to the embeddings yet: counted
+    # untied, a tied model's embeddings would count twice (SmolLM2: 162.8 M for 134.5 M).
+    model.tie_weights()
     linear = sorted(
         {
             name.rsplit(".", 1)[-1]
@@ -100,7 +179,7 @@ def inspect_model(path: str) -> dict[str, Any]:
         "tokenizer": type(tokenizer).__name__,
         "chat_template": tokenizer.chat_template or "",
         "license": _license_of(directory) if directory.exists() else "",
-        "weights_sha256": weights_sha256(directory) if directory.exists() else "",
+        "weights_sha256": weights_sha256(directory, progress) if directory.exists() else "",
         "info": {
             "linear_modules": linear,
             "num_layers": getattr(config, "num_hidden_layers", None),

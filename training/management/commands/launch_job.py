@@ -10,6 +10,12 @@ preset: lora-quick           # optional
 train_file: data/train.jsonl # or snapshot: <id>
 eval_file: data/val.jsonl    # optional
 hyperparameters: {max_steps: 50, learning_rate: 2.0e-4}
+accept_leakage: false        # optional, for a snapshot whose leakage check found duplicates
+parent_version: 3            # optional: continue from this model version
+reward_version: 4            # GRPO: the reward-model version
+
+A key this file does not know (`num_processes`, a typo) is refused with its name, as the API
+refuses one: ignored, it would look as if it had taken effect.
 """
 
 import time
@@ -23,11 +29,27 @@ from django.http import Http404
 
 from portal.models import Project, Role, User
 from portal.selectors import project_access_get
-from training import selectors, services
+from training import presets, selectors, services
 from training.models import FINAL_STATUSES, JobStatus
 from training.services.execution import training_job_execute
 
 POLL_S = 0.5
+KEYS = (
+    "project",
+    "user",
+    "name",
+    "kind",
+    "method",
+    "base_model",
+    "preset",
+    "train_file",
+    "eval_file",
+    "snapshot",
+    "accept_leakage",
+    "hyperparameters",
+    "parent_version",
+    "reward_version",
+)
 
 
 class Command(BaseCommand):
@@ -50,6 +72,14 @@ class Command(BaseCommand):
             raise CommandError(f"{path}: {error}") from None
         if not isinstance(config, dict):
             raise CommandError(f"{path}: expected a mapping of settings.")
+        unknown = [key for key in config if key not in KEYS]
+        if unknown:
+            raise CommandError(
+                "; ".join(f"{key}: {presets.unknown_key_message(key, KEYS)}" for key in unknown)
+                + f" The keys are {', '.join(KEYS)}; training settings go under hyperparameters."
+            )
+        if not isinstance(config.get("hyperparameters") or {}, dict):
+            raise CommandError("hyperparameters: expected a mapping of settings.")
         job = self._create(config, path.parent)
         self.stdout.write(f"job {job.pk} queued: {job.kind}/{job.method} on {job.base_model}")
         if options["inline"]:
@@ -99,6 +129,7 @@ class Command(BaseCommand):
                 values=config.get("hyperparameters") or {},
                 preset=config.get("preset"),
                 snapshot=snapshot,
+                accept_leakage=bool(config.get("accept_leakage", False)),
                 train_file=self._path(here, config.get("train_file")),
                 eval_file=self._path(here, config.get("eval_file")),
                 **versions,
@@ -115,13 +146,18 @@ class Command(BaseCommand):
 
     def _base_model(self, project, user, ref):
         if ref == "default":
-            return services.base_model_ensure_default(actor=user)
+            # Converting the packaged model takes about a minute: say what is happening.
+            return services.base_model_ensure_default(actor=user, on_phase=self._phase)
         models = selectors.base_model_list_for_project(project=project)
         found = models.filter(pk=ref).first() if str(ref).isdigit() else None
         found = found or models.filter(name=str(ref)).first()
         if found is None:
             raise CommandError(f"base_model: no base model {ref!r} for {project}.")
         return found
+
+    def _phase(self, event: dict) -> None:
+        if event.get("label"):
+            self.stdout.write(f"base model: {event['label']}")
 
     @staticmethod
     def _path(here: Path, value):
