@@ -31,6 +31,19 @@ def _flush_past_audit_triggers():
     DatabaseOperations.execute_sql_flush = original
 
 
+@pytest.fixture(autouse=True)
+def _training_uploads_left_by_a_test_removed():
+    """Training-file uploads live in one folder for the whole session (their rows roll back
+    with a test, their files do not), and key rotation must read every one: a file a test
+    encrypted under its own key would fail a later test's rotation."""
+    from training.services.jobs import training_files_stored
+
+    before = set(training_files_stored())
+    yield
+    for path in set(training_files_stored()) - before:
+        path.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def project(db):
     return ProjectFactory(name="Acme support bot")

@@ -331,7 +331,6 @@ def _model_errors(config: dict[str, Any], info: dict[str, Any], skip: set[str]) 
     return errors
 
 
-
 # Settings that only one kind of job or one method reads (training/ml); every other setting
 # applies to all jobs. The dossier and the job page show a job only the settings it used.
 ONLY_FOR_KIND = {

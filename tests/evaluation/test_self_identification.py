@@ -116,7 +116,12 @@ def test_an_answer_naming_another_contestants_model_is_flagged(project, engineer
     prompt_set = _prompt_set(engineer, project, n=2)
     version = model_version(project, "helpdesk-lora")
     tuned = contestant_with_outputs(
-        engineer, project, prompt_set, "tuned", ["Parcel 0 is late.", "Parcel 1 is late."], version
+        engineer,
+        project,
+        prompt_set,
+        "helpdesk-lora",
+        ["Parcel 0 is late.", "Parcel 1 is late."],
+        version,
     )
     # The base model's answer names the tuned version: its own scan could not know the name.
     base = contestant_with_outputs(
