@@ -50,7 +50,7 @@ with open({train!r}, "rb") as handle:
 job = training.training_job_create(
     actor=eve, project=project, name="embedded job", kind="sft", method="lora",
     base_model=base, train_file=stored["path"],
-    values={{"max_steps": 400, "max_length": 64, "learning_rate": 0.005, "logging_steps": 1,
+    values={{"max_steps": 20000, "max_length": 64, "learning_rate": 0.005, "logging_steps": 1,
             "save_steps": 1000, "lora_target_modules": ["q_proj", "v_proj"]}})
 print(json.dumps({{"project": project.pk, "job": job.pk}}))
 """
