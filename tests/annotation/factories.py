@@ -1,6 +1,7 @@
 import datetime
 import hashlib
 import json
+import uuid
 
 import factory
 
@@ -76,3 +77,18 @@ def gold_item(dataset, payload, value, *, method="unanimous", metadata=None):
     )
     GoldLabel.objects.create(project=dataset.project, item=item, value=value, method=method)
     return item
+
+
+def label_next(project, user, label):
+    """`user` takes the next item of their queue and labels it `label`; returns the item."""
+    from annotation import services
+
+    offer = services.item_lease_next(project=project, annotator=user)
+    services.annotation_submit(
+        project=project,
+        lease_id=offer.lease.pk,
+        annotator=user,
+        value={"labels": [label]},
+        submission_id=uuid.uuid4(),
+    )
+    return offer.item

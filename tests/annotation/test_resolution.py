@@ -8,7 +8,7 @@ from annotation.models import GoldLabel, Item, Lease
 from annotation.selectors import adjudication_view, disagreement_log
 from governance.models import AuditEvent
 from governance.services import content_hash
-from tests.annotation.factories import ItemFactory, classification_setup
+from tests.annotation.factories import ItemFactory, classification_setup, label_next
 from tests.portal.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -18,25 +18,13 @@ def _member(project, role, name):
     return MembershipFactory(project=project, role=role, user=UserFactory(username=name)).user
 
 
-def _label(project, user, label):
-    offer = services.item_lease_next(project=project, annotator=user)
-    services.annotation_submit(
-        project=project,
-        lease_id=offer.lease.pk,
-        annotator=user,
-        value={"labels": [label]},
-        submission_id=uuid.uuid4(),
-    )
-    return offer.item
-
-
 @pytest.fixture
 def disputed(project):
     classification_setup(project, k=2)
     ItemFactory(project=project, dataset__project=project, payload={"text": "it is fine"})
     first, second = _member(project, "annotator", "x1"), _member(project, "annotator", "x2")
-    _label(project, first, "pos")
-    item = _label(project, second, "neg")
+    label_next(project, first, "pos")
+    item = label_next(project, second, "neg")
     return item
 
 

@@ -2,7 +2,6 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from evaluation.models import Battle, Judgment
 from governance.models import AuditEvent
 from portal import housekeeping
 from portal.celery import app as celery_app
-from tests.annotation.factories import ItemFactory, classification_setup
+from tests.annotation.factories import ItemFactory, classification_setup, label_next
 from tests.evaluation.factories import build_campaign
 
 pytestmark = pytest.mark.django_db
@@ -35,18 +34,6 @@ ON_POSTGRESQL = pytest.mark.skipif(
 
 def _run_out(lease_id: int) -> None:
     Lease.objects.filter(pk=lease_id).update(expires_at=timezone.now() - timedelta(seconds=1))
-
-
-def _label(project, user, label):
-    offer = annotation_services.item_lease_next(project=project, annotator=user)
-    annotation_services.annotation_submit(
-        project=project,
-        lease_id=offer.lease.pk,
-        annotator=user,
-        value={"labels": [label]},
-        submission_id=uuid.uuid4(),
-    )
-    return offer.item
 
 
 def _api(user) -> APIClient:
@@ -73,8 +60,8 @@ def one_item(project):
 def disputed(project, member_of):
     classification_setup(project, k=2)
     ItemFactory(project=project, dataset__project=project, payload={"text": "it is fine"})
-    _label(project, member_of("annotator", "x1"), "pos")
-    return _label(project, member_of("annotator", "x2"), "neg")
+    label_next(project, member_of("annotator", "x1"), "pos")
+    return label_next(project, member_of("annotator", "x2"), "neg")
 
 
 @pytest.fixture
