@@ -59,13 +59,11 @@ def _field(payload: dict, name: str, item_id: int) -> Any:
 
 
 def _as_text(value: Any) -> str:
-    """Responses and entity records may be objects; the text of one is its JSON."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        for key in ("text", "content", "response"):
-            if isinstance(value.get(key), str):
-                return value[key]
+    """Responses and entity records may be objects; the text of one without a text field
+    is its JSON."""
+    text = conversations.response_text(value)
+    if text is not None:
+        return text
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
