@@ -121,8 +121,8 @@ def _send_body(base_url: str, path: str, *, chunked: bool) -> bytes:
     [
         ("login_content_length", "/accounts/login/", False, b"413"),
         ("login_chunked", "/accounts/login/", True, b"413"),
-        # Within the 2 GiB upload limit: read to a temporary file, then no credentials.
-        ("upload_api_unauthenticated", "/api/v1/projects/1/datasets/", False, b"403"),
+        # Within the 2 GiB upload limit: read to a temporary file, then no credentials (401).
+        ("upload_api_unauthenticated", "/api/v1/projects/1/datasets/", False, b"401"),
     ],
 )
 def test_server_memory_while_a_300mb_body_is_refused(server, report, name, path, chunked, status):
