@@ -3,7 +3,7 @@
 from django.contrib import admin
 
 from annotation.models import Annotation, Dataset, DatasetUpload, GoldLabel, Item, LabelSchema
-from portal.admin import ReadOnlyAdmin
+from core.admin import ReadOnlyAdmin
 
 
 @admin.register(Dataset)

@@ -20,12 +20,12 @@ from annotation.services.datasets import (
     dataset_upload_create,
     upload_progress,
 )
-from portal import time_spent
-from portal.authentication import ProjectTokenAuthentication, project_access_for_request
-from portal.models import Role
-from portal.pagination import PortalPagination
-from portal.parsers import StrictJSONParser
-from portal.selectors import project_access_get
+from core import time_spent
+from core.authentication import ProjectTokenAuthentication, project_access_for_request
+from core.models import Role
+from core.pagination import PortalPagination
+from core.parsers import StrictJSONParser
+from core.selectors import project_access_get
 
 DATA_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
 LOG_READERS = (*DATA_READERS, Role.ADJUDICATOR)
@@ -363,7 +363,7 @@ class QueueSubmitApi(APIView):
         body = {
             "annotation": annotation.pk,
             "item": annotation.item_id,
-            # What was recorded as time spent, and by which rule (portal.time_spent).
+            # What was recorded as time spent, and by which rule (core.time_spent).
             "seconds_spent": annotation.seconds_spent,
             "seconds_source": annotation.seconds_source,
             "too_fast": annotation.too_fast,

@@ -14,8 +14,8 @@ from annotation.models import QualityCheck, Snapshot
 from annotation.services import quality
 from annotation.services.exports import export_lines
 from annotation.services.snapshots import snapshot_create
-from portal.models import Role
-from portal.selectors import project_access_get
+from core.models import Role
+from core.selectors import project_access_get
 
 READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
 

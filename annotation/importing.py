@@ -21,9 +21,10 @@ from typing import Any, BinaryIO
 
 import ijson
 
-from annotation import conversations, strict_json
+from annotation import conversations
 from annotation.conversations import ConversationError
-from annotation.strict_json import JSONLimitError
+from core import strict_json
+from core.strict_json import JSONLimitError
 
 
 class ImportFormat(StrEnum):

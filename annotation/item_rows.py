@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from cryptography.fernet import Fernet, MultiFernet
 
 from annotation.importing import ImportRefused, ParsedRow, canonical_text, content_hash
-from governance.fields import encrypt_json
+from core.fields import encrypt_json
 
 ITEM_COLUMNS = (
     "project_id",

@@ -22,8 +22,8 @@ from annotation.selectors import (
     stage_counts,
     throughput_by_hour,
 )
-from portal import charts, time_spent
-from portal.models import Project, User
+from core import charts, time_spent
+from core.models import Project, User
 
 
 def _rows(project: Project, schema: LabelSchema) -> list[tuple[int, int, Any, Any]]:

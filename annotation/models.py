@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from governance.fields import EncryptedJSONField
+from core.fields import EncryptedJSONField
 
 # An answer (annotations, gold labels, snapshot members) is stored in two columns:
 # `choice`, plain jsonb, holds only what the label schema fixes (class names from its
@@ -61,7 +61,7 @@ class Dataset(models.Model):
         CSV = "csv", "CSV"
         LABEL_STUDIO = "labelstudio", "Label Studio JSON export"
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="datasets")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="datasets")
     name = models.CharField(max_length=200)
     file_name = models.CharField(max_length=255)
     file_format = models.CharField(max_length=20, choices=Format.choices)
@@ -117,7 +117,7 @@ class DatasetUpload(models.Model):
         FAILED = "failed", "Failed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     file_name = models.CharField(max_length=255)
     stored_path = models.CharField(max_length=500, blank=True)
     file_bytes = models.BigIntegerField(default=0)
@@ -157,7 +157,7 @@ class LabelSchema(models.Model):
     each annotation keeps the exact schema it was made under."""
 
     project = models.ForeignKey(
-        "portal.Project", on_delete=models.PROTECT, related_name="label_schemas"
+        "core.Project", on_delete=models.PROTECT, related_name="label_schemas"
     )
     version = models.PositiveIntegerField()
     task_type = models.CharField(max_length=30, choices=TaskType.choices)
@@ -178,9 +178,7 @@ class LabelSchema(models.Model):
 
 
 class Guideline(models.Model):
-    project = models.ForeignKey(
-        "portal.Project", on_delete=models.PROTECT, related_name="guidelines"
-    )
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="guidelines")
     version = models.PositiveIntegerField()
     markdown = models.TextField()
     # [{"title": ..., "payload": {...}, "answer": {...}, "why": "..."}]
@@ -217,7 +215,7 @@ class AnnotationSettings(models.Model):
         MAJORITY = "majority", "Majority (at least m of k)"
 
     project = models.OneToOneField(
-        "portal.Project", on_delete=models.PROTECT, related_name="annotation_settings"
+        "core.Project", on_delete=models.PROTECT, related_name="annotation_settings"
     )
     labels_per_item = models.PositiveSmallIntegerField(default=2)
     agreement_rule = models.CharField(max_length=20, choices=Rule.choices, default=Rule.UNANIMOUS)
@@ -251,7 +249,7 @@ class Item(models.Model):
         DISPUTED = "disputed", "Waiting for adjudication"
         RESOLVED = "resolved", "Gold label set"
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="items")
     row_number = models.IntegerField()
     external_id = models.CharField(max_length=200, blank=True)
@@ -310,7 +308,7 @@ class Lease(models.Model):
         SKIPPED = "skipped", "Skipped"
         EXPIRED = "expired", "Expired"
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="leases")
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
@@ -356,7 +354,7 @@ class Lease(models.Model):
 
 
 class Annotation(models.Model):
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="annotations")
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
@@ -372,7 +370,7 @@ class Annotation(models.Model):
     lease = models.ForeignKey(Lease, on_delete=models.PROTECT, related_name="+")
     started_at = models.DateTimeField()
     submitted_at = models.DateTimeField()
-    # Decided by portal.time_spent (one rule with the blind review): the browser's measure
+    # Decided by core.time_spent (one rule with the blind review): the browser's measure
     # ("client") or the server's span since the lease ("server"); blank: recorded before
     # the rule was stated. too_fast: under the reading time of what was shown.
     seconds_spent = models.FloatField()
@@ -405,7 +403,7 @@ class GoldLabel(models.Model):
         LABEL_MODEL = "label_model", "Label model (Dawid-Skene)"
         EVALUATION = "evaluation", "Pairwise evaluation judgment"
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     item = models.OneToOneField(Item, on_delete=models.PROTECT, related_name="gold_label")
     # Plain: schema choices only. Encrypted: a written or edited response, a reason.
     choice = models.JSONField(null=True, blank=True)
@@ -431,9 +429,7 @@ class Snapshot(models.Model):
     """A frozen, versioned set of gold-labelled items. The database refuses UPDATE and
     DELETE on this table and on its members (migration 0003), so every field is final."""
 
-    project = models.ForeignKey(
-        "portal.Project", on_delete=models.PROTECT, related_name="snapshots"
-    )
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="snapshots")
     name = models.CharField(max_length=200)
     version = models.PositiveIntegerField()
     task_type = models.CharField(max_length=30, choices=TaskType.choices)
@@ -494,7 +490,7 @@ class SnapshotMember(models.Model):
 class PiiRule(models.Model):
     """A project's own PII pattern, scanned beside the built-in recognizers."""
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     name = models.CharField(max_length=40, help_text="Upper-case; the placeholder is [NAME].")
     pattern = models.CharField(max_length=500)
     created_by = models.ForeignKey(
@@ -528,7 +524,7 @@ class QualityCheck(models.Model):
         SUCCEEDED = "succeeded", "Done"
         FAILED = "failed", "Failed"
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     dataset = models.ForeignKey(
         Dataset, on_delete=models.PROTECT, null=True, blank=True, related_name="+"

@@ -30,8 +30,8 @@ from annotation.models import (
     answer_join,
 )
 from annotation.schemas import agreement_key
-from governance.models import canonical_json
-from portal.models import Project
+from core.chain import canonical_json
+from core.models import Project
 
 GUIDELINE_TAGS = {
     "a",

@@ -24,9 +24,9 @@ from annotation.metrics import project_dashboard
 from annotation.models import DatasetUpload, Item, TaskType
 from annotation.schemas import shortcut_choices
 from annotation.services.datasets import Provenance, dataset_upload_create, upload_progress
-from portal.models import Role
-from portal.selectors import project_access_get
-from portal.spreadsheets import csv_writer
+from core.models import Role
+from core.selectors import project_access_get
+from core.spreadsheets import csv_writer
 
 DATA_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
 LOG_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE, Role.ADJUDICATOR)

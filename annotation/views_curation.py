@@ -12,9 +12,9 @@ from annotation.models import Item, QualityCheck, Snapshot
 from annotation.services import quality
 from annotation.services.exports import export_formats_for, export_lines
 from annotation.services.snapshots import snapshot_create
-from portal import charts
-from portal.models import Role
-from portal.selectors import ProjectAccess, project_access_get
+from core import charts
+from core.models import Role
+from core.selectors import ProjectAccess, project_access_get
 
 # Reports show counts, spans and charts; the rows themselves only to engineers.
 CURATION_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)

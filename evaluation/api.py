@@ -12,6 +12,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import time_spent
+from core.models import Role
+from core.pagination import PortalPagination
+from core.parsers import StrictJSONParser
+from core.selectors import project_access_get
 from evaluation import selectors, services
 from evaluation.models import (
     Campaign,
@@ -22,11 +27,6 @@ from evaluation.models import (
     MetricRun,
     PromptSet,
 )
-from portal import time_spent
-from portal.models import Role
-from portal.pagination import PortalPagination
-from portal.parsers import StrictJSONParser
-from portal.selectors import project_access_get
 
 RESULT_READERS = (Role.ENGINEER, Role.COMPLIANCE, Role.ADMIN)
 

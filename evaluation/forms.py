@@ -6,9 +6,9 @@ from typing import Any
 from django import forms
 
 from annotation.selectors import snapshot_list_for_project
+from core.models import Project
 from evaluation import selectors
 from evaluation.services.gates import CHECK_KINDS, TEXT_METRICS
-from portal.models import Project
 from training.selectors import base_model_list_for_project, model_version_list_for_project
 
 

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from governance.fields import EncryptedJSONField
+from core.fields import EncryptedJSONField
 
 
 def new_token() -> str:
@@ -25,7 +25,7 @@ class PromptSet(models.Model):
         UPLOAD = "upload", "Upload"
 
     project = models.ForeignKey(
-        "portal.Project", on_delete=models.PROTECT, related_name="prompt_sets"
+        "core.Project", on_delete=models.PROTECT, related_name="prompt_sets"
     )
     name = models.CharField(max_length=200)
     source = models.CharField(max_length=20, choices=Source.choices)
@@ -90,7 +90,7 @@ class Contestant(models.Model):
     imported from elsewhere. `label` is what engineers see in results; reviewers never."""
 
     project = models.ForeignKey(
-        "portal.Project", on_delete=models.PROTECT, related_name="contestants"
+        "core.Project", on_delete=models.PROTECT, related_name="contestants"
     )
     label = models.CharField(max_length=200)
     model_version = models.ForeignKey(
@@ -126,7 +126,7 @@ class GenerationJob(models.Model):
         INFERENCE = "inference", "Inference"
         IMPORT = "import", "Imported outputs"
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="jobs")
     contestant = models.ForeignKey(Contestant, on_delete=models.PROTECT, related_name="jobs")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.INFERENCE)
@@ -183,7 +183,7 @@ class Campaign(models.Model):
         OPEN = "open", "Open"
         CLOSED = "closed", "Closed"
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     name = models.CharField(max_length=200)
     prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="+")
     contestants = models.ManyToManyField(Contestant, related_name="campaigns")
@@ -283,7 +283,7 @@ class Judgment(models.Model):
     unsafe_right = models.BooleanField(default=False)
     # The reviewer's own words: free text, encrypted at rest (a JSON string).
     rationale = EncryptedJSONField(blank=True, default="")
-    # Decided by portal.time_spent, as for annotations: the browser's measure ("client") or
+    # Decided by core.time_spent, as for annotations: the browser's measure ("client") or
     # the server's span since the pair was handed out ("server"); blank before the rule.
     seconds_spent = models.FloatField(null=True, blank=True)
     seconds_source = models.CharField(max_length=10, blank=True, default="", db_default="")
@@ -370,7 +370,7 @@ class MetricRun(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     contestant = models.ForeignKey(Contestant, on_delete=models.PROTECT, related_name="+")
     prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="+")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.TEXT)
@@ -402,7 +402,7 @@ class Gate(models.Model):
     no_fairness_flag {prompt_set}; unsafe_rate_below {campaign, max};
     general_not_worse {prompt_set, metric, tolerance}."""
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     name = models.CharField(max_length=200)
     checks = models.JSONField(default=list)
     created_by = models.ForeignKey(

@@ -17,6 +17,8 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
 from annotation import conversations
+from core import time_spent
+from core.models import Project
 from evaluation import ratings as R
 from evaluation.models import (
     Campaign,
@@ -30,8 +32,6 @@ from evaluation.models import (
     PromptSet,
     RatingsBootstrap,
 )
-from portal import time_spent
-from portal.models import Project
 from training.models import BaseModel, ModelVersion
 
 # --- reviewers -------------------------------------------------------------------------------
@@ -282,7 +282,7 @@ class RaterRow:
     flagged: bool
     excluded: bool
     median_seconds: float | None
-    too_fast: int = 0  # judgments faster than reading time (portal.time_spent)
+    too_fast: int = 0  # judgments faster than reading time (core.time_spent)
 
 
 @dataclass(frozen=True)

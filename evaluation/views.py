@@ -14,7 +14,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotation import strict_json
+from core import strict_json
+from core.models import Role
+from core.selectors import ProjectAccess, project_access_get
 from evaluation import selectors, services
 from evaluation.forms import (
     ContestantForm,
@@ -26,8 +28,6 @@ from evaluation.forms import (
     gate_check_formset,
 )
 from evaluation.models import Campaign, Contestant, PromptSet
-from portal.models import Role
-from portal.selectors import ProjectAccess, project_access_get
 
 RESULT_READERS = (Role.ENGINEER, Role.COMPLIANCE, Role.ADMIN)
 JOBS_SHOWN = 50

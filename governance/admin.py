@@ -1,7 +1,7 @@
 from django.contrib import admin
 
-from governance.models import AuditEvent
-from portal.admin import ReadOnlyAdmin
+from core.admin import ReadOnlyAdmin
+from core.models import AuditEvent
 
 
 @admin.register(AuditEvent)

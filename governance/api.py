@@ -4,11 +4,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from governance.models import AuditEvent
+from core.models import AuditEvent, Role
+from core.pagination import PortalPagination
+from core.selectors import project_access_get
 from governance.selectors import AUDIT_FILTER_FIELDS, audit_event_list_for_project
-from portal.models import Role
-from portal.pagination import PortalPagination
-from portal.selectors import project_access_get
 
 AUDIT_READERS = (Role.COMPLIANCE, Role.ADMIN)
 

@@ -1,124 +1,5 @@
-from typing import Any
-
 from django.conf import settings
 from django.db import models
-
-from governance.chain import GENESIS_HASH, canonical_json, event_hash
-from governance.checkpoint import CHECKPOINT_FORMAT
-
-__all__ = [
-    "GENESIS_HASH",
-    "ApprovalPolicy",
-    "AuditChainHead",
-    "AuditCheckpoint",
-    "AuditEvent",
-    "Dossier",
-    "DossierDownload",
-    "SignOff",
-    "SignOffRole",
-    "StageChange",
-    "UseDeclaration",
-    "canonical_json",
-]
-
-
-class AuditEvent(models.Model):
-    """An append-only, hash-chained record of one write.
-
-    The database refuses UPDATE, DELETE and TRUNCATE on this table (triggers installed by
-    the migrations), and `hash` covers the event's canonical JSON and the previous hash, so
-    a change made with the triggers out of the way is still caught by verify_audit_log;
-    a whole chain recomputed from scratch is caught by the signed AuditCheckpoints.
-    """
-
-    seq = models.BigIntegerField(unique=True)
-    created_at = models.DateTimeField()
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
-    )
-    actor_username = models.CharField(max_length=150, blank=True)
-    project = models.ForeignKey(
-        "portal.Project", on_delete=models.PROTECT, null=True, related_name="+"
-    )
-    action = models.CharField(max_length=100)
-    target_type = models.CharField(max_length=100, blank=True)
-    target_id = models.CharField(max_length=64, blank=True)
-    data = models.JSONField(default=dict)
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
-
-    class Meta:
-        ordering = ["seq"]
-        indexes = [
-            models.Index(fields=["project", "seq"]),
-            models.Index(fields=["target_type", "target_id"]),
-            models.Index(fields=["action"]),
-        ]
-
-    def __str__(self) -> str:
-        return f"#{self.seq} {self.action}"
-
-    def payload(self) -> dict[str, Any]:
-        """The fields the hash covers, in the form they are hashed."""
-        return {
-            "seq": self.seq,
-            "created_at": self.created_at.isoformat(),
-            "actor_id": self.actor_id,
-            "actor_username": self.actor_username,
-            "project_id": self.project_id,
-            "action": self.action,
-            "target_type": self.target_type,
-            "target_id": self.target_id,
-            "data": self.data,
-        }
-
-    def compute_hash(self) -> str:
-        return event_hash(self.prev_hash, self.payload())
-
-
-class AuditChainHead(models.Model):
-    """The newest event's seq and hash; its row lock serialises appends to the chain. The
-    database lets it only move forward (governance 0005)."""
-
-    seq = models.BigIntegerField(default=0)
-    hash = models.CharField(max_length=64, default=GENESIS_HASH)
-
-    def __str__(self) -> str:
-        return f"head #{self.seq}"
-
-
-class AuditCheckpoint(models.Model):
-    """A signed statement of the chain's size and head hash (see governance.checkpoint).
-
-    The database copy of what `audit_checkpoint_sign` also appends to a file outside the
-    database; both are append-only (triggers refuse UPDATE, DELETE and TRUNCATE here too).
-    """
-
-    tree_size = models.BigIntegerField(unique=True)
-    head_hash = models.CharField(max_length=64)
-    timestamp = models.CharField(max_length=40)  # ISO 8601 in UTC, exactly as signed
-    key_id = models.CharField(max_length=64)
-    public_key = models.TextField()
-    signature = models.CharField(max_length=100)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["tree_size"]
-
-    def __str__(self) -> str:
-        return f"checkpoint #{self.tree_size}"
-
-    def entry(self) -> dict[str, Any]:
-        """The checkpoint as the JSON object the file holds and the verifier reads."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "tree_size": self.tree_size,
-            "head_hash": self.head_hash,
-            "timestamp": self.timestamp,
-            "key_id": self.key_id,
-            "public_key": self.public_key,
-            "signature": self.signature,
-        }
 
 
 class SignOffRole(models.TextChoices):
@@ -136,7 +17,7 @@ class ApprovalPolicy(models.Model):
     """How many sign-offs of each role a model version needs before canary or production."""
 
     project = models.OneToOneField(
-        "portal.Project", on_delete=models.PROTECT, related_name="approval_policy"
+        "core.Project", on_delete=models.PROTECT, related_name="approval_policy"
     )
     required = models.JSONField(default=default_required_signoffs)
     updated_by = models.ForeignKey(
@@ -156,7 +37,7 @@ class SignOff(models.Model):
         APPROVE = "approve", "Approve"
         REJECT = "reject", "Reject"
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     model_version = models.ForeignKey(
         "training.ModelVersion", on_delete=models.PROTECT, related_name="signoffs"
     )
@@ -188,7 +69,7 @@ class StageChange(models.Model):
         ARCHIVE = "archive", "Archived by a newer production version"
         ROLLBACK = "rollback", "Rollback"
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     model_version = models.ForeignKey(
         "training.ModelVersion", on_delete=models.PROTECT, related_name="stage_changes"
     )
@@ -218,7 +99,7 @@ class Dossier(models.Model):
         SUCCEEDED = "succeeded", "Ready"
         FAILED = "failed", "Failed"
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     model_version = models.ForeignKey(
         "training.ModelVersion", on_delete=models.PROTECT, related_name="dossiers"
     )
@@ -259,7 +140,7 @@ class Dossier(models.Model):
 class DossierDownload(models.Model):
     """The access log: who fetched which dossier, when and from where."""
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     dossier = models.ForeignKey(Dossier, on_delete=models.PROTECT, related_name="downloads")
     model_version = models.ForeignKey(
         "training.ModelVersion", on_delete=models.PROTECT, related_name="+"
@@ -281,7 +162,7 @@ class UseDeclaration(models.Model):
     """What a model version is for, as its engineers declare it: the dossier's intended-use
     section and the license check read this."""
 
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     model_version = models.OneToOneField(
         "training.ModelVersion", on_delete=models.PROTECT, related_name="use_declaration"
     )

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_date
 
+from core.models import AuditEvent, Membership, Project, Role, User
 from evaluation.models import GateRun
 from governance.models import (
     ApprovalPolicy,
-    AuditEvent,
     Dossier,
     DossierDownload,
     SignOff,
@@ -18,7 +18,6 @@ from governance.models import (
     StageChange,
     UseDeclaration,
 )
-from portal.models import Membership, Project, Role, User
 from training.models import ModelVersion
 
 # Filters the audit API accepts; anything else is refused rather than passed to the ORM.

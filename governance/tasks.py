@@ -1,9 +1,8 @@
-"""Celery entry points for governance: dossier builds, the retention sweep and audit
-checkpoints."""
+"""Celery entry points for governance: dossier builds and the retention sweep."""
 
 from celery import shared_task
 
-from governance.services import checkpoints, dossiers, protection
+from governance.services import dossiers, protection
 
 
 @shared_task(
@@ -21,10 +20,3 @@ def dossier_build_task(dossier_id: int) -> None:
 def purge_raw_uploads_task() -> None:
     """Meant for Celery beat (e.g. daily); `manage.py purge_raw_uploads` does the same."""
     protection.uploads_purge()
-
-
-@shared_task(name="governance.audit_checkpoint_sign", ignore_result=True)
-def audit_checkpoint_sign_task() -> None:
-    """Run by Celery beat (PORTAL_AUDIT_CHECKPOINT_SECONDS); a refusal (the log does not
-    extend the last checkpoint) fails the task loudly rather than signing a rewrite."""
-    checkpoints.audit_checkpoint_sign()

@@ -15,14 +15,15 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from governance import keys, selectors
-from governance.dossier.signing import public_key_pem
+from core import keys
+from core.client_ip import client_ip_get
+from core.models import Role
+from core.selectors import project_access_get
+from core.signing import public_key_pem
+from core.spreadsheets import csv_writer
+from governance import selectors
 from governance.models import Dossier, SignOffRole
 from governance.services import approvals, dossiers
-from portal.client_ip import client_ip_get
-from portal.models import Role
-from portal.selectors import project_access_get
-from portal.spreadsheets import csv_writer
 
 PROMOTERS = (Role.ENGINEER, Role.ADMIN)
 DOSSIER_REQUESTERS = (Role.COMPLIANCE, Role.ENGINEER, Role.ADMIN)

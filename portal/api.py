@@ -6,8 +6,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal import selectors, services
-from portal.models import ApiKey, Membership, Project, Role
+from core import selectors, services
+from core.models import ApiKey, Membership, Project, Role
 
 
 class ProjectOutput(serializers.ModelSerializer):

@@ -1,4 +1,4 @@
-from portal.selectors import project_list_for_user
+from core.selectors import project_list_for_user
 
 
 def navigation(request):

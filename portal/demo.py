@@ -4,8 +4,8 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from portal import services
-from portal.models import Project, Role, User
+from core import services
+from core.models import Project, Role, User
 
 DEMO_PROJECT_NAME = "Support assistant (demo)"
 DEMO_PROJECT_DESCRIPTION = (

@@ -14,8 +14,8 @@ from django.db import transaction
 
 from annotation.models import Dataset, Item
 from annotation.services import configuration, datasets, queue, resolution
+from core.models import Project, Role, User
 from portal.demo import demo_member, extra_demo_logins
-from portal.models import Project, Role, User
 
 DATASET_FILE = Path(__file__).resolve().parent / "demo_data" / "support_instructions.jsonl"
 DATASET_NAME = "Inkwell help-desk answers"

@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib.auth.forms import PasswordChangeForm
 
-from portal.models import Role
+from core.models import Role
 
 
 class ProjectForm(forms.Form):
@@ -53,4 +53,4 @@ class PortalPasswordChangeForm(PasswordChangeForm):
     """Django's form for validation only; the write goes through user_password_change."""
 
     def save(self, commit: bool = True):  # pragma: no cover - never called
-        raise NotImplementedError("Use portal.services.user_password_change.")
+        raise NotImplementedError("Use core.services.user_password_change.")

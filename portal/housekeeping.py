@@ -15,12 +15,12 @@ from django.utils import timezone
 from annotation.models import DatasetUpload, Lease, QualityCheck
 from annotation.services import leases_expire_all
 from annotation.services.datasets import dataset_upload_lost_cleanup
+from core.jobs import job_owner_gone
+from core.services.audit import audit_record
 from evaluation.models import GenerationJob, MetricRun, RatingsBootstrap
 from evaluation.services import judgments_release_stale
 from governance.models import Dossier
-from governance.services import audit_record
 from governance.services.dossiers import dossier_lost_cleanup
-from portal.jobs import job_owner_gone
 from training.models import BaseModelRegistration
 from training.services.base_models import base_model_registration_lost_cleanup
 from training.services.jobs import training_jobs_sweep_stale

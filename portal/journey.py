@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Sum
 from django.urls import reverse
 
-from portal.models import Project, Role
+from core.models import Project, Role
 
 ENGINEERING = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
 

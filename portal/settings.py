@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "axes",
     "channels",
     "csp",
+    "core",
     "portal",
     "governance",
     "annotation",
@@ -107,7 +108,7 @@ TEMPLATES = [
             # Django 6 has {% partialdef %} built in; on 5.2 the package supplies it.
             "builtins": [
                 "template_partials.templatetags.partials",
-                "portal.templatetags.portal_tags",
+                "core.templatetags.portal_tags",
             ],
         },
     }
@@ -130,7 +131,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
         "min_size": env_int("DATABASE_POOL_MIN", 1),
         "max_size": env_int("DATABASE_POOL_MAX", 16),
         # How long a request waits for a connection. While PostgreSQL is down (a restart)
-        # requests wait this long and then answer 503 with Retry-After (portal.api_errors),
+        # requests wait this long and then answer 503 with Retry-After (core.api_errors),
         # so keep it short: a client that is told to retry beats one left hanging.
         # Connections a restart broke are dropped: Django passes the pool a check
         # (CONN_HEALTH_CHECKS), and the pool reopens them once the server is back.
@@ -139,7 +140,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
     "DATABASE_PREPARED", default=True
 ):
-    # Lets portal.db.fetch_one prepare the hot paths' statements (Django turns preparing off
+    # Lets core.db.fetch_one prepare the hot paths' statements (Django turns preparing off
     # for the sake of transaction-mode poolers; set DATABASE_PREPARED=0 behind one that cannot
     # prepare). The threshold is never reached: Django's own queries go through client-side
     # binding cursors, which psycopg never prepares, and only fetch_one asks for it.
@@ -152,7 +153,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-AUTH_USER_MODEL = "portal.User"
+AUTH_USER_MODEL = "core.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -174,7 +175,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
 # The lockout key's address comes from the one function that decides client addresses.
-AXES_CLIENT_IP_CALLABLE = "portal.client_ip.client_ip_get"
+AXES_CLIENT_IP_CALLABLE = "core.client_ip.client_ip_get"
 AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
@@ -319,20 +320,20 @@ REST_FRAMEWORK = {
     # API keys first: DRF answers a failed authentication with the first class's scheme,
     # so a missing, expired or revoked key gets 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "portal.authentication.ApiKeyAuthentication",
+        "core.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON that refuses non-finite numbers, huge integers and deep nesting with a 400.
     "DEFAULT_PARSER_CLASSES": [
-        "portal.parsers.StrictJSONParser",
+        "core.parsers.StrictJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "portal.pagination.PortalPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.PortalPagination",
     "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "portal.api_errors.portal_exception_handler",
+    "EXCEPTION_HANDLER": "core.api_errors.portal_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tuning Portal API",

@@ -1,12 +1,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from portal import housekeeping, selectors, services
-
-
-@shared_task(name="portal.notify_user", ignore_result=True)
-def notify_user_task(user_id: int, text: str, kind: str = "info") -> None:
-    services.notification_push(user_id=user_id, text=text, kind=kind)
+from portal import housekeeping
 
 
 @shared_task(name="portal.sweep_dead_jobs")
@@ -21,11 +16,6 @@ def sweep_expired_leases_task() -> dict[str, int]:
     return housekeeping.leases_sweep_expired()
 
 
-@shared_task(name="portal.ping")
-def ping_task() -> dict:
-    return selectors.worker_health()
-
-
 # The demo chain waits on training and generation jobs: at most 720 retries.
 DEMO_RETRY_S = 10
 
@@ -37,8 +27,8 @@ DEMO_RETRY_S = 10
     ignore_result=True,
 )
 def demo_pipeline_advance_task(self, project_id: int) -> None:
+    from core.models import Project
     from portal.demo_pipeline import demo_pipeline_advance
-    from portal.models import Project
 
     progress = demo_pipeline_advance(project=Project.objects.get(pk=project_id))
     if not progress.done:

@@ -13,9 +13,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation import selectors as annotation_selectors
+from core import selectors, services
+from core.api_errors import RETRY_AFTER_SECONDS, DatabaseUnavailable, database_unavailable
+from core.models import Membership, Role
 from governance import selectors as governance_selectors
-from portal import selectors, services
-from portal.api_errors import RETRY_AFTER_SECONDS, DatabaseUnavailable, database_unavailable
 from portal.forms import (
     ApiKeyCreateForm,
     MemberAddForm,
@@ -25,7 +26,6 @@ from portal.forms import (
     UserCreateForm,
 )
 from portal.journey import journey_is_moving, project_journey
-from portal.models import Membership, Role
 
 
 def _form_errors_from(form, error: ValidationError) -> None:

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.backends.postgresql.operations import DatabaseOperations
 
+from core.models import Role
 from portal.celery import app as celery_app
-from portal.models import Role
 from tests.portal.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.support import servers
 

@@ -13,9 +13,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api_errors import StrictInput, field_lists
-from portal.models import Role
-from portal.selectors import project_access_get
+from core.api_errors import StrictInput, field_lists
+from core.models import Role
+from core.selectors import project_access_get
 from training import presets, selectors, services
 from training.models import JobKind, JobMethod, ModelVersion, TrainingJob
 from training.services.base_models import display_path, scrub_paths

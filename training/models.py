@@ -18,7 +18,7 @@ class BaseModel(models.Model):
         HUB = "hub", "Hub id"
 
     project = models.ForeignKey(
-        "portal.Project",
+        "core.Project",
         on_delete=models.PROTECT,
         related_name="base_models",
         null=True,
@@ -77,7 +77,7 @@ class BaseModelRegistration(models.Model):
 
     # The project it was asked from (its page shows the progress); the model itself is
     # global when `packaged`, else the project's own.
-    project = models.ForeignKey("portal.Project", on_delete=models.PROTECT, related_name="+")
+    project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     name = models.CharField(max_length=200)
     source = models.CharField(max_length=10, choices=BaseModel.Source.choices)
     path = models.CharField(max_length=500)
@@ -143,7 +143,7 @@ FINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 class TrainingJob(models.Model):
     project = models.ForeignKey(
-        "portal.Project", on_delete=models.PROTECT, related_name="training_jobs"
+        "core.Project", on_delete=models.PROTECT, related_name="training_jobs"
     )
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=10, choices=JobKind.choices)
@@ -285,7 +285,7 @@ class ModelVersion(models.Model):
         ARCHIVED = "archived", "Archived"
 
     project = models.ForeignKey(
-        "portal.Project", on_delete=models.PROTECT, related_name="model_versions"
+        "core.Project", on_delete=models.PROTECT, related_name="model_versions"
     )
     name = models.CharField(max_length=200)
     base_model = models.ForeignKey(BaseModel, on_delete=models.PROTECT, related_name="versions")

@@ -1,5 +1,5 @@
 """Reads shared by the training pages, the API and the CLI. Callers pass a project they got
-from `portal.selectors.project_access_get`, so every query here is scoped to it."""
+from `core.selectors.project_access_get`, so every query here is scoped to it."""
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -10,7 +10,7 @@ from django.http import Http404
 
 from annotation.models import Dataset, Snapshot
 from annotation.selectors import snapshot_sources
-from portal.models import Membership, Project, Role, User
+from core.models import Membership, Project, Role, User
 from training.models import (
     BaseModel,
     BaseModelRegistration,

@@ -11,10 +11,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from portal import realtime
-from portal.charts import line_chart
-from portal.models import Role
-from portal.selectors import project_access_get
+from core import realtime
+from core.charts import line_chart
+from core.models import Role
+from core.selectors import project_access_get
 from training import selectors, services, tasks
 from training.forms import JobForm, presets_json
 from training.models import BaseModel

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("portal", "0001_initial"),
+        ("core", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -73,7 +73,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="datasets",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],
@@ -134,7 +134,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],
@@ -168,7 +168,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="guidelines",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],
@@ -221,7 +221,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],
@@ -269,7 +269,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
                 (
@@ -320,7 +320,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="label_schemas",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],
@@ -382,7 +382,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],
@@ -415,7 +415,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
                 (
@@ -501,7 +501,7 @@ class Migration(migrations.Migration):
                     models.OneToOneField(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="annotation_settings",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],

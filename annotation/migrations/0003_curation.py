@@ -57,7 +57,7 @@ def uninstall(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("annotation", "0002_lease_shown_versions"),
-        ("portal", "0001_initial"),
+        ("core", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -136,7 +136,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="snapshots",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],
@@ -209,7 +209,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
                 (
@@ -299,7 +299,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],

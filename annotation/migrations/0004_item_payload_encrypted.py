@@ -3,13 +3,13 @@ text holding Fernet tokens, and rows written before are encrypted in place."""
 
 from django.db import migrations
 
-import governance.fields
+import core.fields
 
 COLUMNS = ["payload", "gold_answer"]
 
 
 def encrypt_existing(apps, schema_editor):
-    from governance.fields import TOKEN_PREFIX, rewrite_rows, rotate_token
+    from core.fields import TOKEN_PREFIX, rewrite_rows, rotate_token
 
     rewrite_rows(
         schema_editor.connection,
@@ -24,7 +24,7 @@ def encrypt_existing(apps, schema_editor):
 def decrypt_existing(apps, schema_editor):
     import json
 
-    from governance.fields import TOKEN_PREFIX, decrypt_json, rewrite_rows
+    from core.fields import TOKEN_PREFIX, decrypt_json, rewrite_rows
 
     rewrite_rows(
         schema_editor.connection,
@@ -47,12 +47,12 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="item",
             name="gold_answer",
-            field=governance.fields.EncryptedJSONField(blank=True, null=True),
+            field=core.fields.EncryptedJSONField(blank=True, null=True),
         ),
         migrations.AlterField(
             model_name="item",
             name="payload",
-            field=governance.fields.EncryptedJSONField(),
+            field=core.fields.EncryptedJSONField(),
         ),
         migrations.RunPython(encrypt_existing, decrypt_existing),
     ]

@@ -3,7 +3,7 @@ value is split into `choice` (plain jsonb: only what the label schema fixes, whi
 agreement and stratified splits read in SQL) and `free_text` (a Fernet token, under the
 keys and rotation of item payloads). Gold-label reasons and skip reasons are encrypted
 too (a lease that was not skipped has NULL). Rows written
-before are split and encrypted in place, batch by batch (governance.fields.rewrite_rows).
+before are split and encrypted in place, batch by batch (core.fields.rewrite_rows).
 
 Snapshot members stay immutable: the new trigger lets an UPDATE change `free_text` only,
 and only to another Fernet token, which is what key rotation does."""
@@ -12,7 +12,7 @@ import json
 
 from django.db import migrations, models
 
-import governance.fields
+import core.fields
 
 TABLES = {
     "annotation_annotation": "value",
@@ -101,14 +101,14 @@ def _choice_part(value, column, pk):
 
 
 def _free_text_part(value, column, pk):
-    from governance.fields import encrypt_json
+    from core.fields import encrypt_json
 
     part = {k: v for k, v in _json(value).items() if k in FREE_TEXT_KEYS}
     return encrypt_json(part) if part else None
 
 
 def split_existing(apps, schema_editor):
-    from governance.fields import encrypt_json, rewrite_rows
+    from core.fields import encrypt_json, rewrite_rows
 
     connection = schema_editor.connection
     _members_writable(schema_editor, True)
@@ -151,7 +151,7 @@ def restore_member_guard(apps, schema_editor):
 
 
 def join_existing(apps, schema_editor):
-    from governance.fields import decrypt_json, rewrite_rows
+    from core.fields import decrypt_json, rewrite_rows
 
     connection = schema_editor.connection
     _members_writable(schema_editor, True)
@@ -211,7 +211,7 @@ def _split_fields(model_name):
         migrations.AddField(
             model_name=model_name,
             name="free_text",
-            field=governance.fields.EncryptedJSONField(blank=True, null=True),
+            field=core.fields.EncryptedJSONField(blank=True, null=True),
         ),
     ]
 
@@ -239,12 +239,12 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="goldlabel",
             name="reason",
-            field=governance.fields.EncryptedJSONField(blank=True, default=""),
+            field=core.fields.EncryptedJSONField(blank=True, default=""),
         ),
         migrations.AlterField(
             model_name="lease",
             name="skip_reason",
-            field=governance.fields.EncryptedJSONField(blank=True, null=True),
+            field=core.fields.EncryptedJSONField(blank=True, null=True),
         ),
         migrations.RunPython(split_existing, join_existing),
         migrations.RemoveField(model_name="annotation", name="value"),

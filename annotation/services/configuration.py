@@ -6,8 +6,8 @@ from django.db.models import Max
 
 from annotation.models import AnnotationSettings, Guideline, LabelSchema
 from annotation.schemas import normalize_config
-from governance.services import audit_record
-from portal.models import Project, User
+from core.models import Project, User
+from core.services.audit import audit_record
 
 
 def annotation_settings_get(*, project: Project) -> AnnotationSettings:

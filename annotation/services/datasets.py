@@ -31,12 +31,11 @@ from annotation.importing import (
 from annotation.item_rows import ITEM_COLUMNS, ItemRows
 from annotation.models import Dataset, DatasetUpload, Item, LabelSchema
 from annotation.schemas import preference_shape
-from governance import keys
-from governance.services import audit_record, content_hash
-from governance.services.protection import stored_file_open_read, stored_file_open_write
-from portal import realtime
-from portal.jobs import runs_under_job_lock
-from portal.models import Project, User
+from core import keys, realtime
+from core.jobs import runs_under_job_lock
+from core.models import Project, User
+from core.services.audit import audit_record, content_hash
+from core.services.protection import stored_file_open_read, stored_file_open_write
 
 SPDX_PROPRIETARY = "proprietary"
 PROGRESS_EVERY_ROWS = 20_000

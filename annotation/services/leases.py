@@ -13,8 +13,8 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from annotation.models import Item, Lease
-from governance.services import audit_record
-from portal.models import Project, User
+from core.models import Project, User
+from core.services.audit import audit_record
 
 
 def _expire(overdue: QuerySet[Lease], *, project: Project) -> list[tuple[int, int, str]]:

@@ -33,11 +33,11 @@ from annotation.models import (
 )
 from annotation.schemas import normalize_config
 from annotation.split_groups import GROUP_METADATA_KEY, group_keys, straddling_groups
-from governance.models import canonical_json
-from governance.services import audit_record, content_hash
-from portal import realtime
-from portal.jobs import runs_under_job_lock
-from portal.models import Project, User
+from core import realtime
+from core.chain import canonical_json
+from core.jobs import runs_under_job_lock
+from core.models import Project, User
+from core.services.audit import audit_record, content_hash
 
 PROGRESS_EVERY = 2000
 CHUNK = 5000

@@ -36,11 +36,11 @@ from annotation.services.resolution import (
     agreement_outcome,
     item_resolve_by_agreement,
 )
-from governance.fields import encrypt_json
-from governance.services import audit_append_sql, audit_record, content_hash, event_draft
-from portal.db import fetch_one, run_alone
-from portal.models import Project, User
-from portal.time_spent import time_spent_decide
+from core.db import fetch_one, run_alone
+from core.fields import encrypt_json
+from core.models import Project, User
+from core.services.audit import audit_append_sql, audit_record, content_hash, event_draft
+from core.time_spent import time_spent_decide
 
 
 @dataclass(frozen=True)

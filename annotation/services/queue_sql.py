@@ -12,7 +12,7 @@ from typing import Any
 from django.db import connection
 
 from annotation.models import Annotation, Item, answer_join
-from governance.fields import EncryptedJSONField
+from core.fields import EncryptedJSONField
 
 ITEM_FIELDS = [f for f in Item._meta.concrete_fields]
 ITEM_ATTNAMES = [f.attname for f in ITEM_FIELDS]

@@ -23,8 +23,8 @@ from annotation.models import (
 )
 from annotation.schemas import agreement_key, validate_answer
 from annotation.services.leases import leases_expire
-from governance.services import audit_record, content_hash
-from portal.models import Project, User
+from core.models import Project, User
+from core.services.audit import audit_record, content_hash
 
 ADJUDICATION_LEASE = timedelta(minutes=15)
 

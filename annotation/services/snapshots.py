@@ -39,9 +39,9 @@ from annotation.models import (
 from annotation.schemas import normalize_config
 from annotation.services import quality
 from annotation.split_groups import GROUP_METADATA_KEY, GroupedSplitter, group_keys, needs_payload
-from governance.models import canonical_json
-from governance.services import audit_record
-from portal.models import Project, User
+from core.chain import canonical_json
+from core.models import Project, User
+from core.services.audit import audit_record
 
 DEFAULT_SPLIT = {"train": 0.8, "validation": 0.1, "test": 0.1}
 SPLITS = ("train", "validation", "test")

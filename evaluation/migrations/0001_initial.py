@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("annotation", "0003_curation"),
-        ("portal", "0001_initial"),
+        ("core", "0001_initial"),
         ("training", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
@@ -82,7 +82,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="contestants",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],
@@ -145,7 +145,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
                 (
@@ -241,7 +241,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],
@@ -365,7 +365,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],
@@ -519,7 +519,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="prompt_sets",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
                 (
@@ -609,7 +609,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
                 (

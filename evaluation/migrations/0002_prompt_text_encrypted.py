@@ -4,13 +4,13 @@ string; rows written before are encrypted in place."""
 
 from django.db import migrations
 
-import governance.fields
+import core.fields
 
 COLUMNS = ["text", "reference"]
 
 
 def encrypt_existing(apps, schema_editor):
-    from governance.fields import encrypt_json, rewrite_rows
+    from core.fields import encrypt_json, rewrite_rows
 
     rewrite_rows(
         schema_editor.connection,
@@ -21,7 +21,7 @@ def encrypt_existing(apps, schema_editor):
 
 
 def decrypt_existing(apps, schema_editor):
-    from governance.fields import decrypt_json, rewrite_rows
+    from core.fields import decrypt_json, rewrite_rows
 
     rewrite_rows(
         schema_editor.connection,
@@ -42,12 +42,12 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="prompt",
             name="reference",
-            field=governance.fields.EncryptedJSONField(blank=True, default=""),
+            field=core.fields.EncryptedJSONField(blank=True, default=""),
         ),
         migrations.AlterField(
             model_name="prompt",
             name="text",
-            field=governance.fields.EncryptedJSONField(),
+            field=core.fields.EncryptedJSONField(),
         ),
         migrations.RunPython(encrypt_existing, decrypt_existing),
     ]

@@ -8,7 +8,7 @@ import json
 
 from django.db import migrations
 
-import governance.fields
+import core.fields
 
 # table -> (column, whether the plaintext column holds JSON rather than text)
 COLUMNS = {
@@ -20,7 +20,7 @@ COLUMNS = {
 
 
 def _walk(schema_editor, change):
-    from governance.fields import rewrite_rows
+    from core.fields import rewrite_rows
 
     for table, columns in COLUMNS.items():
         is_json = dict(columns)
@@ -35,7 +35,7 @@ def _walk(schema_editor, change):
 
 
 def encrypt_existing(apps, schema_editor):
-    from governance.fields import encrypt_json
+    from core.fields import encrypt_json
 
     def change(value, table, column, pk, is_json):
         if not isinstance(value, str):  # a JSON column some drivers hand back decoded
@@ -46,7 +46,7 @@ def encrypt_existing(apps, schema_editor):
 
 
 def decrypt_existing(apps, schema_editor):
-    from governance.fields import decrypt_json
+    from core.fields import decrypt_json
 
     def change(value, table, column, pk, is_json):
         plain = decrypt_json(value, where=f"{table}.{column} row {pk}")
@@ -68,27 +68,27 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="battle",
             name="text_x",
-            field=governance.fields.EncryptedJSONField(),
+            field=core.fields.EncryptedJSONField(),
         ),
         migrations.AlterField(
             model_name="battle",
             name="text_y",
-            field=governance.fields.EncryptedJSONField(),
+            field=core.fields.EncryptedJSONField(),
         ),
         migrations.AlterField(
             model_name="generation",
             name="output",
-            field=governance.fields.EncryptedJSONField(),
+            field=core.fields.EncryptedJSONField(),
         ),
         migrations.AlterField(
             model_name="judgment",
             name="rationale",
-            field=governance.fields.EncryptedJSONField(blank=True, default=""),
+            field=core.fields.EncryptedJSONField(blank=True, default=""),
         ),
         migrations.AlterField(
             model_name="metricrun",
             name="examples",
-            field=governance.fields.EncryptedJSONField(blank=True, default=list),
+            field=core.fields.EncryptedJSONField(blank=True, default=list),
         ),
         migrations.RunPython(encrypt_existing, decrypt_existing),
     ]

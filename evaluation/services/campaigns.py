@@ -22,6 +22,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation.services import snapshot_create_from_pairs
+from core.jobs import runs_under_job_lock
+from core.models import Project, User
+from core.services.audit import audit_record
+from core.time_spent import time_spent_decide
 from evaluation import ratings as R
 from evaluation import selectors, tasks
 from evaluation.identity import self_identification
@@ -39,10 +43,6 @@ from evaluation.services.prompts import (
     contestant_model_names,
     generation_records,
 )
-from governance.services import audit_record
-from portal.jobs import runs_under_job_lock
-from portal.models import Project, User
-from portal.time_spent import time_spent_decide
 
 # Sides come from the OS entropy pool: a seeded PRNG would let someone who knows the seed
 # and the order of requests work out which side is which.
@@ -445,7 +445,7 @@ def judgment_submit(
 ) -> Judgment:
     """Record the reviewer's verdict on their open judgment `token` (outcome relative to the
     sides shown). Attention checks update the rater's record and flag. The time recorded
-    follows portal.time_spent, the annotation queue's rule: the client's `seconds_spent`
+    follows core.time_spent, the annotation queue's rule: the client's `seconds_spent`
     when plausible against the time since the pair was handed out."""
     judgment = (
         # The prompt comes along for its words (reading time) but is not locked: other

@@ -8,11 +8,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
+from core.models import Project, User
+from core.services.audit import audit_record
 from evaluation import metrics as M
 from evaluation import selectors
 from evaluation.models import Campaign, Contestant, Gate, GateRun, MetricRun, PromptSet
-from governance.services import audit_record
-from portal.models import Project, User
 from training.services import model_version_set_stage
 
 CHECK_KINDS = {

@@ -7,13 +7,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from core.jobs import runs_under_job_lock
+from core.models import User
+from core.services.audit import audit_record
 from evaluation import metrics as M
 from evaluation import tasks
 from evaluation.models import Contestant, MetricRun, PromptSet
 from evaluation.services.prompts import generation_outputs
-from governance.services import audit_record
-from portal.jobs import runs_under_job_lock
-from portal.models import User
 
 
 @transaction.atomic

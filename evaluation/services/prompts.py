@@ -13,12 +13,12 @@ from django.utils import timezone
 from annotation import conversations
 from annotation.conversations import ConversationError
 from annotation.services.exports import export_lines
+from core.jobs import runs_under_job_lock
+from core.models import Project, User
+from core.services.audit import audit_record
 from evaluation import tasks
 from evaluation.identity import self_identification
 from evaluation.models import Contestant, Generation, GenerationJob, Prompt, PromptSet
-from governance.services import audit_record
-from portal.jobs import runs_under_job_lock
-from portal.models import Project, User
 
 MAX_PROMPTS = 100_000
 NO_ASSERTION = "NOASSERTION"  # SPDX: nobody stated a licence

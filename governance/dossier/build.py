@@ -7,6 +7,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from core.signing import key_fingerprint
 from governance.dossier.bundle import bundle_build, json_bytes, sha256_hex
 from governance.dossier.collect import (
     DOSSIER_FORMAT,
@@ -16,7 +17,6 @@ from governance.dossier.collect import (
     inputs_sha256,
 )
 from governance.dossier.render import render_files
-from governance.dossier.signing import key_fingerprint
 from governance.dossier.verify import AUDIT_CHECKPOINT
 from training.models import ModelVersion
 

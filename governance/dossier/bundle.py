@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from governance.dossier.signing import envelope_sign, key_fingerprint, public_key_pem
+from core.signing import envelope_sign, key_fingerprint, public_key_pem
 
 MANIFEST = "manifest.json"
 ENVELOPE = "manifest.dsse.json"

@@ -34,14 +34,13 @@ from annotation.selectors import (
     pseudonym,
     settings_for,
 )
+from core.chain import canonical_json
+from core.models import AuditCheckpoint, AuditEvent
 from evaluation import selectors as evaluation_selectors
 from evaluation.models import Campaign, Contestant, GateRun, MetricRun
-from governance.chain import canonical_json
 from governance.dossier.licenses import license_check
 from governance.models import (
     ApprovalPolicy,
-    AuditCheckpoint,
-    AuditEvent,
     DossierDownload,
     SignOff,
     StageChange,

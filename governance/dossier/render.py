@@ -10,12 +10,12 @@ import yaml
 from django.template.loader import render_to_string
 from django.utils.text import slugify
 
-from governance.chain import canonical_json
+from core import charts
+from core.chain import canonical_json
+from core.spreadsheets import csv_writer
 from governance.dossier.bundle import json_bytes
 from governance.dossier.graph import lineage_svg
 from governance.dossier.pdf import html_to_pdf
-from portal import charts
-from portal.spreadsheets import csv_writer
 
 DISAGREEMENT_HEADER = [
     "snapshot",

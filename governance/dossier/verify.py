@@ -16,8 +16,14 @@ from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from governance.chain import EVENT_PAYLOAD_FIELDS, GENESIS_HASH, event_hash
-from governance.checkpoint import checkpoint_problem, describe
+from core.chain import EVENT_PAYLOAD_FIELDS, GENESIS_HASH, event_hash
+from core.checkpoint import checkpoint_problem, describe
+from core.signing import (
+    SigningKeyError,
+    envelope_verify,
+    key_fingerprint,
+    public_key_from_pem,
+)
 from governance.dossier.bundle import (
     ENVELOPE,
     MANIFEST,
@@ -25,12 +31,6 @@ from governance.dossier.bundle import (
     PUBLIC_KEY,
     STATEMENT_TYPE,
     zip_layout,
-)
-from governance.dossier.signing import (
-    SigningKeyError,
-    envelope_verify,
-    key_fingerprint,
-    public_key_from_pem,
 )
 
 AUDIT_EXCERPT = "audit/events.jsonl"

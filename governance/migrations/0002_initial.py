@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("governance", "0001_initial"),
-        ("portal", "0001_initial"),
+        ("core", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
                 null=True,
                 on_delete=django.db.models.deletion.PROTECT,
                 related_name="+",
-                to="portal.project",
+                to="core.project",
             ),
         ),
         migrations.AddIndex(

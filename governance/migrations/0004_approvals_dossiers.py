@@ -10,7 +10,7 @@ import governance.models
 class Migration(migrations.Migration):
     dependencies = [
         ("governance", "0003_auditevent_append_only"),
-        ("portal", "0001_initial"),
+        ("core", "0001_initial"),
         ("training", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
                     models.OneToOneField(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="approval_policy",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
                 (
@@ -92,7 +92,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
                 (
@@ -141,7 +141,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
                 (
@@ -197,7 +197,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
                 (
@@ -259,7 +259,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],
@@ -298,7 +298,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
                 (

@@ -8,12 +8,12 @@ approval policy). Rollback restores the version that held production before the 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
+from core.models import Membership, Project, Role, User
+from core.services.audit import audit_record, content_hash
 from evaluation import services as evaluation_services
 from evaluation.selectors import gate_run_latest
 from governance.models import ApprovalPolicy, SignOff, SignOffRole, StageChange, UseDeclaration
 from governance.selectors import approval_status
-from governance.services import audit_record, content_hash
-from portal.models import Membership, Project, Role, User
 from training.models import ModelVersion
 from training.services.registry import model_version_set_stage
 

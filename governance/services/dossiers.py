@@ -11,14 +11,14 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from governance import keys, tasks
+from core import keys, realtime
+from core.jobs import runs_under_job_lock
+from core.models import AuditEvent, User
+from core.services.audit import audit_record, content_hash
+from governance import tasks
 from governance.dossier.build import dossier_build, dossier_key
 from governance.dossier.verify import VerifyReport, verify_bundle
-from governance.models import AuditEvent, Dossier, DossierDownload
-from governance.services import audit_record, content_hash
-from portal import realtime
-from portal.jobs import runs_under_job_lock
-from portal.models import User
+from governance.models import Dossier, DossierDownload
 from training.models import ModelVersion
 
 

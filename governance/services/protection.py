@@ -6,30 +6,16 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
 
-from django.apps import apps
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import DatasetUpload
-from governance import at_rest, keys
-from governance.fields import EncryptedJSONField, rewrite_rows, rotate_token
-from governance.services import audit_record, content_hash
+from core import at_rest, keys
+from core.services.audit import audit_record, content_hash
+from core.services.protection import encrypted_columns_rotate
 from training.services.jobs import training_files_purge, training_files_stored
-
-ROTATE_BATCH = 2000
-
-
-def stored_file_open_write(path: str | Path) -> BinaryIO:
-    """Where an upload is written: plaintext in, ciphertext on disk under the newest key."""
-    return at_rest.open_write(path, keys.encryption_keys())
-
-
-def stored_file_open_read(path: str | Path) -> BinaryIO:
-    """The plaintext of a stored upload, whichever configured key encrypted it."""
-    return at_rest.open_read(path, keys.encryption_keys())
 
 
 def _stored_uploads():
@@ -37,45 +23,6 @@ def _stored_uploads():
         path = Path(upload.stored_path)
         if path.is_file():
             yield upload, path
-
-
-def encrypted_columns() -> list[tuple[type[models.Model], list[EncryptedJSONField]]]:
-    """Every model with values encrypted at rest, and those fields."""
-    found = []
-    for model in apps.get_models():
-        fields = [f for f in model._meta.concrete_fields if isinstance(f, EncryptedJSONField)]
-        if fields and not model._meta.proxy:
-            found.append((model, fields))
-    return found
-
-
-def encrypted_columns_rotate(*, on_progress: Callable[[str, int], None] | None = None) -> Counter:
-    """Put every value encrypted at rest (item payloads, honeypot answers, prompts and
-    references) under the first key; plaintext JSON written before encryption was turned
-    on is encrypted. Batches commit one by one: an interrupted run is finished by running
-    it again."""
-    done: Counter = Counter()
-    for model, fields in encrypted_columns():
-        label, table = model._meta.label, model._meta.db_table
-        done[label] = rewrite_rows(
-            connection,
-            table=table,
-            pk=model._meta.pk.column,
-            columns=[f.column for f in fields],
-            change=lambda token, column, pk, table=table: rotate_token(
-                token, where=f"{table}.{column} row {pk}"
-            ),
-            batch=ROTATE_BATCH,
-            on_batch=(
-                None if on_progress is None else lambda rows, label=label: on_progress(label, rows)
-            ),
-        )
-        audit_record(
-            actor=None,
-            action="governance.encryption.rekey_rows",
-            data={"model": label, "fields": [f.name for f in fields], "rows": done[label]},
-        )
-    return done
 
 
 def encryption_rotate(*, on_progress: Callable[[str, int], None] | None = None) -> Counter:

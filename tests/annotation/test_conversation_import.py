@@ -16,7 +16,7 @@ from annotation.models import Dataset, DatasetUpload, Item, LabelSchema
 from annotation.schemas import normalize_config
 from annotation.selectors import dataset_synthetic_shares
 from annotation.services.datasets import Provenance, dataset_import_run, dataset_upload_create
-from governance.models import AuditEvent
+from core.models import AuditEvent
 from tests.support.stored import stored_item
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 from annotation.models import QualityCheck, Snapshot
 from annotation.services.quality import pii_apply, quality_check_run, quality_check_start
 from annotation.services.snapshots import snapshot_create
-from portal.models import Role
+from core.models import Role
 from tests.annotation.factories import DatasetFactory, classification_setup, gold_item
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from django.test import override_settings
 from annotation.importing import ImportRefused
 from annotation.models import Dataset, DatasetUpload, Item
 from annotation.services.datasets import Provenance, dataset_import_run, dataset_upload_create
-from governance.models import AuditEvent
+from core.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ from annotation.importing import ImportFormat, ImportRefused, iter_rows
 from annotation.item_rows import ITEM_COLUMNS, OPEN, ItemRows
 from annotation.models import DatasetUpload, Item
 from annotation.services.datasets import import_workers_for
-from governance import keys
-from governance.fields import decrypt_json
+from core import keys
+from core.fields import decrypt_json
 from tests.annotation.test_datasets import _upload
 from tests.portal.factories import MembershipFactory, ProjectFactory
 

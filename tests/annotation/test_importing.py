@@ -15,7 +15,7 @@ from annotation.importing import (
     file_sha256,
     iter_rows,
 )
-from governance.models import canonical_json
+from core.chain import canonical_json
 
 
 def _parse(data: bytes, filename: str = "data.jsonl", **options) -> list[ParsedRow]:

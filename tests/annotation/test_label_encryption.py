@@ -21,7 +21,7 @@ from annotation.models import (
 from annotation.schemas import normalize_config
 from annotation.services.exports import export_lines
 from annotation.services.snapshots import label_sha256, manifest_recompute, snapshot_create
-from governance.fields import TOKEN_PREFIX
+from core.fields import TOKEN_PREFIX
 from tests.annotation.factories import DatasetFactory, ItemFactory, classification_setup
 from tests.portal.factories import MembershipFactory, UserFactory
 from tests.support.stored import (

@@ -13,7 +13,7 @@ from annotation.services.quality import (
     synthetic_spot_check,
 )
 from annotation.services.snapshots import snapshot_create
-from governance.models import AuditEvent
+from core.models import AuditEvent
 from tests.annotation.factories import DatasetFactory, ItemFactory, classification_setup, gold_item
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from annotation import services
 from annotation.models import Annotation, GoldLabel, Item, Lease
-from governance.models import AuditEvent
+from core.models import AuditEvent
 from tests.annotation.factories import ItemFactory, classification_setup
 from tests.portal.factories import MembershipFactory, UserFactory
 

@@ -9,8 +9,8 @@ from rest_framework.test import APIClient
 
 from annotation import services
 from annotation.models import Annotation, GoldLabel, Item, Lease
-from governance.models import AuditEvent
-from governance.services import audit_chain_verify
+from core.models import AuditEvent
+from core.services.audit import audit_chain_verify
 from tests.annotation.factories import ItemFactory, classification_setup
 from tests.conftest import ROLES
 from tests.portal.factories import MembershipFactory, UserFactory, api_key_for

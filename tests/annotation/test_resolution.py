@@ -6,8 +6,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from annotation import services
 from annotation.models import GoldLabel, Item, Lease
 from annotation.selectors import adjudication_view, disagreement_log
-from governance.models import AuditEvent
-from governance.services import content_hash
+from core.models import AuditEvent
+from core.services.audit import content_hash
 from tests.annotation.factories import ItemFactory, classification_setup, label_next
 from tests.portal.factories import MembershipFactory, UserFactory
 

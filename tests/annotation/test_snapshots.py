@@ -8,7 +8,7 @@ from annotation.services.snapshots import (
     snapshot_create,
     snapshot_create_from_pairs,
 )
-from governance.models import AuditEvent
+from core.models import AuditEvent
 from tests.annotation.factories import DatasetFactory, classification_setup, gold_item
 
 pytestmark = pytest.mark.django_db

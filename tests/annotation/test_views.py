@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from annotation import services
 from annotation.models import Annotation, Dataset, GoldLabel, Item, LabelSchema
-from governance.models import AuditEvent
+from core.models import AuditEvent
 from tests.annotation.factories import DatasetFactory, ItemFactory, classification_setup
 from tests.conftest import ROLES
 

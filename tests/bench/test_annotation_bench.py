@@ -15,7 +15,7 @@ from django.db.models import Count
 from annotation.agreement import LabelTable, agreement_summary
 from annotation.models import Annotation, DatasetUpload, Item
 from annotation.services.datasets import Provenance, dataset_import_run, dataset_upload_create
-from governance.services import audit_chain_verify
+from core.services.audit import audit_chain_verify
 from tests.annotation.factories import classification_setup
 from tests.portal.factories import MembershipFactory, UserFactory, api_key_for
 

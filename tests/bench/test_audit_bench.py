@@ -5,8 +5,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from governance.services import audit_append_sql, audit_record, event_draft
-from governance.services.checkpoints import audit_checkpoint_sign, audit_log_verify
+from core.services.audit import audit_append_sql, audit_record, event_draft
+from core.services.checkpoints import audit_checkpoint_sign, audit_log_verify
 
 # Inside one transaction: the figures are the statements' cost, not the commit's fsync.
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from annotation.models import QualityCheck
 from annotation.services.exports import export_lines
 from annotation.services.quality import quality_check_run, quality_check_start
 from annotation.services.snapshots import manifest_recompute, snapshot_create
-from governance.fields import encrypt_json
+from core.fields import encrypt_json
 from tests.annotation.factories import DatasetFactory, classification_setup
 
 pytestmark = pytest.mark.django_db

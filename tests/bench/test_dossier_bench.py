@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from governance import keys
+from core import keys
 from governance.dossier.build import dossier_build
 from governance.services.approvals import use_declaration_set
 from governance.services.dossiers import dossier_verify

@@ -36,7 +36,7 @@ def test_login_page_p95_ms(asgi_server, report):
 def test_line_chart_of_5000_points_ms(report):
     """A live loss curve redraws on each pushed point; 5,000 points must draw in well under
     50 ms. A speed target, so it lives here and not as a timed unit test."""
-    from portal import charts
+    from core import charts
 
     series = {"loss": [(i, 1 / (i + 1)) for i in range(5000)]}
     charts.line_chart(series=series, title="warm-up")

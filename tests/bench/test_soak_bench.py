@@ -15,8 +15,8 @@ import pytest
 from django.db.models import Count
 
 from annotation.models import Annotation, Item
+from core.services.audit import audit_chain_verify
 from governance.models import Dossier
-from governance.services import audit_chain_verify
 from governance.services.approvals import use_declaration_set
 from governance.services.dossiers import dossier_request
 from tests.annotation.factories import classification_setup

@@ -3,9 +3,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from portal import services
+from core import services
+from core.models import Role, User
 from portal.demo import DEMO_LOGINS, demo_seed
-from portal.models import Role, User
 from tests.e2e.conftest import log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from annotation import services
 from annotation.models import Annotation, Dataset, GoldLabel, Item, LabelSchema
 from annotation.schemas import normalize_config
-from portal.models import Role
+from core.models import Role
 from tests.annotation.factories import ItemFactory, classification_setup
 from tests.e2e.conftest import log_in
 from tests.e2e.steps import member

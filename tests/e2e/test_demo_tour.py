@@ -9,13 +9,13 @@ from django.urls import reverse
 from playwright.sync_api import Page, expect
 
 from annotation.models import Dataset, GoldLabel, Item, QualityCheck, Snapshot
+from core.models import Project, User
+from core.services.audit import audit_chain_verify
 from evaluation import services as evaluation_services
 from evaluation.models import Campaign, CampaignRater, GateRun, Generation, Judgment
 from governance.models import Dossier, SignOff
-from governance.services import audit_chain_verify
 from governance.services.dossiers import dossier_verify
 from portal import demo_pipeline
-from portal.models import Project, User
 from tests.e2e.conftest import log_in
 from training.models import ModelVersion, TrainingJob
 

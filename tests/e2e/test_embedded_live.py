@@ -34,8 +34,8 @@ NOT_EMBEDDED = {
 
 SETUP = """
 import json
-from portal import services
-from portal.models import Role
+from core import services
+from core.models import Role
 from training import services as training
 admin = services.user_create(username="boss", password="boss-pass-1", is_staff=True,
                              created_by=None, validate=False)

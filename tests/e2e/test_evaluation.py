@@ -1,9 +1,9 @@
 import pytest
 from playwright.sync_api import expect
 
+from core.models import Role
 from evaluation import services
 from evaluation.models import Battle, Campaign, Contestant, GateRun, Judgment
-from portal.models import Role
 from tests.e2e.conftest import log_in
 from tests.e2e.steps import member, rating_gate_create_and_run
 from tests.evaluation.factories import build_campaign, writing_snapshot

@@ -1,7 +1,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from portal.models import Role
+from core.models import Role
 from tests.e2e.conftest import log_in
 from tests.e2e.steps import dossier_build_download_verify
 from tests.governance.factories import gate_passed, lineage_fixture

@@ -5,9 +5,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from annotation.models import Annotation, Dataset, GoldLabel, Item, QualityCheck, Snapshot
+from core.models import Role
 from evaluation.models import Campaign, Contestant, GateRun, GenerationJob, Judgment
 from governance.models import Dossier, SignOff
-from portal.models import Role
 from tests.e2e.conftest import log_in
 from tests.e2e.steps import dossier_build_download_verify, rating_gate_create_and_run
 from tests.portal.factories import MembershipFactory, UserFactory, password_for

@@ -3,7 +3,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from portal.models import Role
+from core.models import Role
 from tests.e2e.conftest import log_in
 from tests.portal.factories import MembershipFactory, UserFactory, password_for
 from tests.training.conftest import data_files  # noqa: F401 - fixture

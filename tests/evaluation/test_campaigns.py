@@ -5,9 +5,9 @@ from django.core.exceptions import ValidationError
 
 from annotation.models import Dataset, QualityCheck
 from annotation.services.quality import quality_check_run
+from core.models import AuditEvent
 from evaluation import selectors, services
 from evaluation.models import Battle, Campaign, CampaignRater, Judgment, PromptSet
-from governance.models import AuditEvent
 from tests.evaluation.factories import build_campaign, writing_snapshot
 
 pytestmark = pytest.mark.django_db

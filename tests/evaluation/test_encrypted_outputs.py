@@ -1,8 +1,8 @@
 import pytest
 
+from core.fields import TOKEN_PREFIX
 from evaluation import selectors, services
 from evaluation.models import Battle, Generation, Judgment, MetricRun
-from governance.fields import TOKEN_PREFIX
 from tests.evaluation.factories import build_campaign
 from tests.support.stored import stored_column
 

@@ -2,9 +2,9 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from core.models import Role
 from evaluation import services
 from evaluation.models import Contestant, Gate, GateRun, GenerationJob, PromptSet
-from portal.models import Role
 from tests.conftest import ROLES
 from tests.evaluation.factories import (
     base_model,

@@ -3,10 +3,10 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import escape
 
+from core.models import AuditEvent
 from evaluation import services
 from evaluation.models import MetricRun
 from evaluation.services.gates import metric_reason
-from governance.models import AuditEvent
 from tests.evaluation.factories import contestant_with_outputs, model_version, prompt_rows
 from training.models import ModelVersion
 
@@ -148,7 +148,7 @@ def test_gate_checks_are_validated(project, engineer):
 
 
 def test_a_rating_check_needs_enough_head_to_head_judgments(project, engineer, member_of):
-    from portal.models import Role
+    from core.models import Role
     from tests.evaluation.factories import build_campaign
 
     campaign, (candidate, baseline) = build_campaign(engineer, project, prompts=3, contestants=2)

@@ -5,9 +5,9 @@ from django.core.exceptions import ValidationError
 
 from annotation.models import LabelSchema, SnapshotMember
 from annotation.services.snapshots import snapshot_create
+from core.models import AuditEvent
 from evaluation import services
 from evaluation.models import GenerationJob, PromptSet
-from governance.models import AuditEvent
 from tests.annotation.factories import DatasetFactory, gold_item
 from tests.evaluation.factories import base_model, prompt_rows, writing_snapshot
 

@@ -139,8 +139,8 @@ def test_a_generation_job_started_from_the_form_succeeds_on_a_real_worker(
 def test_abandoned_generation_is_requeued_and_carries_on_after_its_answers(
     project, engineer, tiny_model_dir, django_capture_on_commit_callbacks
 ):
+    from core.models import AuditEvent
     from evaluation.models import MetricRun
-    from governance.models import AuditEvent
 
     base = base_model_register(
         actor=None, project=project, name="tiny", source="local", path=str(tiny_model_dir)

@@ -8,8 +8,8 @@ from django.db import connection
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from core.models import Role
 from evaluation.models import Battle, Campaign, Contestant, GenerationJob, Judgment
-from portal.models import Role
 from tests.conftest import ROLES
 from tests.evaluation.factories import build_campaign
 from training.models import BaseModel, ModelVersion

@@ -18,8 +18,8 @@ from annotation.models import (
     Snapshot,
     SnapshotMember,
 )
+from core.services.audit import audit_record
 from evaluation.models import Contestant, Gate, GateRun
-from governance.services import audit_record
 from tests.annotation.factories import DatasetFactory, classification_setup
 from tests.portal.factories import UserFactory
 from training.models import BaseModel, ModelVersion, TrainingJob, TrainingMetric

@@ -1,8 +1,9 @@
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from governance.models import AuditEvent, SignOff, StageChange
-from governance.services import content_hash
+from core.models import AuditEvent
+from core.services.audit import content_hash
+from governance.models import SignOff, StageChange
 from governance.services.approvals import (
     approval_policy_set,
     model_version_promote_approved,

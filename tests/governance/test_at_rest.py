@@ -3,7 +3,7 @@ import os
 import pytest
 from cryptography.fernet import Fernet, MultiFernet
 
-from governance import at_rest
+from core import at_rest
 
 
 @pytest.fixture

@@ -9,23 +9,23 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
-from governance import keys
-from governance.chain import GENESIS_HASH, event_hash
-from governance.checkpoint import checkpoint_problem, checkpoint_sign
-from governance.checks import keys_configured
-from governance.dossier.bundle import bundle_build, json_bytes
-from governance.dossier.signing import private_key_pem
-from governance.dossier.verify import AUDIT_CHECKPOINT, verify_bundle
-from governance.models import AuditChainHead, AuditCheckpoint, AuditEvent, canonical_json
-from governance.services import audit_chain_verify, audit_record
-from governance.services.checkpoints import (
+from core import keys
+from core.chain import GENESIS_HASH, canonical_json, event_hash
+from core.checkpoint import checkpoint_problem, checkpoint_sign
+from core.checks import keys_configured
+from core.models import AuditChainHead, AuditCheckpoint, AuditEvent
+from core.services.audit import audit_chain_verify, audit_record
+from core.services.checkpoints import (
     CheckpointRefused,
     audit_checkpoint_sign,
     audit_log_verify,
     checkpoint_file,
 )
+from core.signing import private_key_pem
+from core.tasks import audit_checkpoint_sign_task
+from governance.dossier.bundle import bundle_build, json_bytes
+from governance.dossier.verify import AUDIT_CHECKPOINT, verify_bundle
 from governance.services.dossiers import dossier_request, dossier_verify
-from governance.tasks import audit_checkpoint_sign_task
 from portal.celery import app as celery_app
 from tests.governance.factories import lineage_fixture
 

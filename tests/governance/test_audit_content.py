@@ -13,15 +13,15 @@ from annotation.models import AnnotationSettings, DatasetUpload, LabelSchema
 from annotation.schemas import normalize_config
 from annotation.services.datasets import dataset_import_run, dataset_upload_create
 from annotation.services.quality import pii_rule_add
+from core import services as portal
+from core.models import AuditEvent
+from core.services.audit import content_hash
 from evaluation import services as evaluation
-from governance.models import AuditEvent
-from governance.services import content_hash
 from governance.services.approvals import (
     model_version_promote_approved,
     model_version_rollback,
     signoff_record,
 )
-from portal import services as portal
 from tests.annotation.factories import ItemFactory
 from tests.annotation.test_datasets import PROVENANCE
 from tests.evaluation.factories import contestant_with_outputs

@@ -3,8 +3,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
-from governance.models import GENESIS_HASH, AuditChainHead, AuditEvent
-from governance.services import audit_chain_verify, audit_record, record_event
+from core.chain import GENESIS_HASH
+from core.models import AuditChainHead, AuditEvent
+from core.services.audit import audit_chain_verify, audit_record, record_event
 
 pytestmark = pytest.mark.django_db
 

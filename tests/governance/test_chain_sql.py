@@ -4,9 +4,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from governance.chain import GENESIS_HASH
-from governance.models import AuditChainHead, AuditEvent
-from governance.services import (
+from core.chain import GENESIS_HASH
+from core.models import AuditChainHead, AuditEvent
+from core.services.audit import (
     audit_append_sql,
     audit_chain_verify,
     audit_record,

@@ -8,11 +8,12 @@ import yaml
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from governance import keys
-from governance.checks import missing_libraries
+from core import keys
+from core.checks import missing_libraries
+from core.models import AuditEvent
 from governance.dossier.bundle import zip_bytes
 from governance.dossier.verify import verify_bundle
-from governance.models import AuditEvent, Dossier
+from governance.models import Dossier
 from governance.services.approvals import signoff_record, use_declaration_set
 from governance.services.dossiers import dossier_request, dossier_verify
 from tests.governance.factories import gate_passed, lineage_fixture

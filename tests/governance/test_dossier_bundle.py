@@ -6,7 +6,7 @@ import zipfile
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from governance.chain import GENESIS_HASH, canonical_json, event_hash
+from core.chain import GENESIS_HASH, canonical_json, event_hash
 from governance.dossier import verify
 from governance.dossier.bundle import (
     ENVELOPE,

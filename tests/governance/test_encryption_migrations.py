@@ -6,9 +6,9 @@ from django.db.migrations.executor import MigrationExecutor
 
 from annotation.models import Annotation, GoldLabel, Item, SnapshotMember
 from annotation.services.snapshots import manifest_recompute, snapshot_create
+from core.fields import TOKEN_PREFIX
 from evaluation.models import Battle, Generation, Judgment
 from evaluation.services import judgment_next, judgment_submit, prompt_set_create
-from governance.fields import TOKEN_PREFIX
 from tests.annotation.factories import DatasetFactory
 from tests.annotation.test_label_encryption import SECRET, _written_gold
 from tests.evaluation.factories import build_campaign

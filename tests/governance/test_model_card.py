@@ -4,10 +4,10 @@ import pytest
 from markdown_it import MarkdownIt
 
 from annotation.models import Dataset
+from core.markdown_text import markdown_block, markdown_code, markdown_inline
 from governance.models import Dossier
 from governance.services.approvals import use_declaration_set
 from governance.services.dossiers import dossier_request
-from portal.markdown_text import markdown_block, markdown_code, markdown_inline
 from tests.governance.factories import lineage_fixture
 from training.models import BaseModel, ModelVersion
 

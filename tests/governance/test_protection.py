@@ -12,11 +12,11 @@ from django.utils import timezone
 
 from annotation.models import DatasetUpload, Item
 from annotation.services.datasets import dataset_import_run, dataset_upload_create
+from core import at_rest
+from core.fields import TOKEN_PREFIX, EncryptedValueError
+from core.models import AuditEvent
+from core.services.protection import stored_file_open_read
 from evaluation.services import prompt_set_create
-from governance import at_rest
-from governance.fields import TOKEN_PREFIX, EncryptedValueError
-from governance.models import AuditEvent
-from governance.services.protection import stored_file_open_read
 from tests.annotation.test_datasets import PROVENANCE
 from tests.support.stored import stored_item, stored_prompt
 

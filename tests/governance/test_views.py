@@ -5,15 +5,9 @@ import json
 import pytest
 from django.urls import reverse
 
+from core.models import AuditEvent
 from governance.dossier.bundle import zip_bytes
-from governance.models import (
-    ApprovalPolicy,
-    AuditEvent,
-    DossierDownload,
-    SignOff,
-    StageChange,
-    UseDeclaration,
-)
+from governance.models import ApprovalPolicy, DossierDownload, SignOff, StageChange, UseDeclaration
 from governance.services.dossiers import dossier_request
 from tests.governance.factories import gate_passed, lineage_fixture
 

@@ -1,7 +1,7 @@
 import factory
 
-from portal.models import Membership, Project, Role, User
-from portal.services import api_key_create
+from core.models import Membership, Project, Role, User
+from core.services import api_key_create
 
 PASSWORD_SUFFIX = "-pass-123"
 

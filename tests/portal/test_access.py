@@ -5,8 +5,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from governance.models import AuditEvent
-from portal.models import Membership, Project, Role
+from core.models import AuditEvent, Membership, Project, Role
 from tests.conftest import ROLES
 from tests.portal.factories import UserFactory, api_key_for
 

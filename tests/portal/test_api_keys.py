@@ -11,10 +11,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotation.models import Annotation, GoldLabel
-from governance.models import AuditEvent
-from governance.services import audit_record
-from portal import services
-from portal.models import ApiKey
+from core import services
+from core.models import ApiKey, AuditEvent
+from core.services.audit import audit_record
 from tests.annotation.factories import ItemFactory, classification_setup
 from tests.portal.factories import api_key_for
 
@@ -319,9 +318,9 @@ def test_the_admin_has_no_token_group_or_api_key_pages(client, staff):
         "authtoken.Token",
         "authtoken.TokenProxy",
         "auth.Group",
-        "portal.ApiKey",
+        "core.ApiKey",
     }
-    for url in ("/admin/authtoken/token/", "/admin/auth/group/", "/admin/portal/apikey/"):
+    for url in ("/admin/authtoken/token/", "/admin/auth/group/", "/admin/core/apikey/"):
         assert client.get(url).status_code == 404, url
 
 
@@ -370,7 +369,7 @@ def test_admin_pages_show_no_decrypted_content(client, staff, project, annotator
 
 
 def test_existing_drf_tokens_become_hashed_keys_and_the_plaintext_table_goes(annotator):
-    migration = __import__("portal.migrations.0002_a_api_keys", fromlist=["x"])
+    migration = __import__("core.migrations.0002_a_api_keys", fromlist=["x"])
     old_key = "0123456789abcdef0123456789abcdef01234567"
     with connection.cursor() as cursor:
         cursor.execute(

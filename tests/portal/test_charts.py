@@ -4,7 +4,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from django.template import Context, Engine
 
-from portal import charts
+from core import charts
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 EVIL = "<script>alert(1)</script>"

@@ -9,11 +9,11 @@ from axes.models import AccessAttempt, AccessLog
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client, RequestFactory, override_settings
 
+from core.client_ip import client_ip_get
+from core.models import Role
 from governance.models import DossierDownload
 from governance.services.dossiers import dossier_request
-from portal.client_ip import client_ip_get
 from portal.env import env_networks
-from portal.models import Role
 from tests.governance.factories import lineage_fixture
 from tests.portal.factories import MembershipFactory, UserFactory, password_for
 from tests.support import servers

@@ -7,10 +7,10 @@ import pytest
 from django.urls import reverse
 
 from annotation.models import GoldLabel, Item
+from core.services.audit import audit_record
+from core.spreadsheets import FORMULA_STARTS, csv_writer, spreadsheet_cell
 from governance.models import Dossier
-from governance.services import audit_record
 from governance.services.dossiers import dossier_request
-from portal.spreadsheets import FORMULA_STARTS, csv_writer, spreadsheet_cell
 from tests.governance.factories import lineage_fixture
 from tests.portal.factories import UserFactory
 from tests.support.servers import ROOT

@@ -5,7 +5,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from portal.models import Role
+from core.models import Role
 from tests.governance.factories import lineage_fixture
 from tests.portal.factories import MembershipFactory, UserFactory
 

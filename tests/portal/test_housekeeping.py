@@ -11,10 +11,11 @@ from django.core.cache import cache
 
 from annotation.models import Dataset, DatasetUpload, Item, QualityCheck
 from annotation.services.datasets import Provenance, dataset_upload_create
-from governance.models import AuditEvent, Dossier
+from core.jobs import job_lock
+from core.models import AuditEvent
+from governance.models import Dossier
 from governance.services.dossiers import dossier_dir, dossier_request
 from portal.celery import app as celery_app
-from portal.jobs import job_lock
 from portal.tasks import sweep_dead_jobs_task
 from tests.governance.factories import gate_passed, lineage_fixture
 

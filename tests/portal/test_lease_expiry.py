@@ -14,9 +14,9 @@ from rest_framework.test import APIClient
 
 from annotation import services as annotation_services
 from annotation.models import Item, Lease
+from core.models import AuditEvent
 from evaluation import services as evaluation_services
 from evaluation.models import Battle, Judgment
-from governance.models import AuditEvent
 from portal import housekeeping
 from portal.celery import app as celery_app
 from tests.annotation.factories import ItemFactory, classification_setup, label_next

@@ -4,8 +4,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from governance.models import AuditEvent
-from portal.models import Membership, Role
+from core.models import AuditEvent, Membership, Role
 from tests.portal.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -4,8 +4,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.parsers import JSONParser
 from rest_framework.test import APIClient
 
+from core.parsers import StrictJSONParser
 from evaluation.models import PromptSet
-from portal.parsers import StrictJSONParser
 
 pytestmark = pytest.mark.django_db
 

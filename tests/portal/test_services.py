@@ -1,9 +1,8 @@
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from governance.models import AuditEvent
-from portal import services
-from portal.models import Membership, Project, Role, User
+from core import services
+from core.models import AuditEvent, Membership, Project, Role, User
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import pytest
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from governance.dossier.signing import private_key_pem
+from core.signing import private_key_pem
 from tests.support.servers import ROOT
 
 GOOD_KEY = "p4-" + "x9Qz" * 15

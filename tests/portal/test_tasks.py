@@ -1,6 +1,6 @@
 import pytest
 
-from portal.tasks import ping_task
+from core.tasks import ping_task
 from tests.portal.factories import ProjectFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery]

@@ -1,4 +1,4 @@
-"""One rule for time spent (portal.time_spent), used alike by the annotation queue and the
+"""One rule for time spent (core.time_spent), used alike by the annotation queue and the
 blind review: the browser's measure when it fits in the time the item was out, else the
 server's; the API answer says which was recorded, the dashboards state the rule and count
 answers faster than reading time."""
@@ -14,9 +14,9 @@ from rest_framework.test import APIClient
 
 from annotation import services as annotation_services
 from annotation.models import Annotation, Lease
+from core.time_spent import RULE, min_reading_seconds, time_spent_decide, words_in
 from evaluation import services as evaluation_services
 from evaluation.models import Judgment
-from portal.time_spent import RULE, min_reading_seconds, time_spent_decide, words_in
 from tests.annotation.factories import ItemFactory, classification_setup
 from tests.evaluation.factories import build_campaign
 

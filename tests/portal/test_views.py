@@ -1,8 +1,7 @@
 import pytest
 from django.urls import reverse
 
-from governance.models import AuditEvent
-from portal.models import Membership, Role, User
+from core.models import AuditEvent, Membership, Role, User
 
 pytestmark = pytest.mark.django_db
 

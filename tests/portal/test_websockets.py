@@ -9,9 +9,9 @@ from django.test import Client
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from portal.models import Membership, Role
-from portal.realtime import push_to_project
-from portal.services import membership_remove
+from core.models import Membership, Role
+from core.realtime import push_to_project
+from core.services import membership_remove
 from tests.portal.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

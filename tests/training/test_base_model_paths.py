@@ -12,8 +12,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from governance.models import AuditEvent
-from portal.models import Role
+from core.models import AuditEvent, Role
 from tests.portal.factories import MembershipFactory
 from training import services
 from training.models import BaseModel, ModelVersion

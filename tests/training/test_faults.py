@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from governance.models import AuditEvent
+from core.models import AuditEvent
 from tests.support import servers
 from tests.training.conftest import QUICK, wait_finished, wait_for
 from training import services

@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from governance.models import AuditEvent
-from portal.models import Role
+from core.models import AuditEvent, Role
 from tests.training.test_faults import beat  # noqa: F401 - fixture
 from training import services
 from training.models import BaseModel, BaseModelRegistration

@@ -6,8 +6,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from governance.models import AuditEvent
-from portal.jobs import job_lock
+from core.jobs import job_lock
+from core.models import AuditEvent
 from tests.training.conftest import QUICK
 from training import presets, selectors, services
 from training.models import JobStatus, ModelVersion, TrainingCheckpoint, TrainingJob

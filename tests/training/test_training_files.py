@@ -10,8 +10,8 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
-from governance import at_rest
-from governance.models import AuditEvent
+from core import at_rest
+from core.models import AuditEvent
 from governance.services.protection import encryption_rotate
 from tests.training.conftest import QUICK
 from training import services

@@ -163,7 +163,7 @@ def test_other_endpoints_answer_400s_in_the_same_shape(client, admin, project):
 
 
 def test_field_lists_flattens_every_shape_drf_and_services_produce():
-    from portal.api_errors import field_lists
+    from core.api_errors import field_lists
 
     assert field_lists("one") == {"detail": ["one"]}
     assert field_lists(["one", "two"]) == {"detail": ["one", "two"]}

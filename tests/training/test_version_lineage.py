@@ -9,8 +9,8 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from core.models import Role
 from governance.services.dossiers import dossier_request
-from portal.models import Role
 from tests.evaluation.factories import model_version
 from tests.governance.factories import lineage_fixture
 from training.models import ModelVersion, TrainingJob

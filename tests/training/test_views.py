@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from portal.models import Role
+from core.models import Role
 from tests.training.conftest import QUICK
 from training import services
 from training.models import JobStatus, TrainingJob

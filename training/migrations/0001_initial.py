@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("portal", "0001_initial"),
+        ("core", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -60,7 +60,7 @@ class Migration(migrations.Migration):
                         null=True,
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="base_models",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],
@@ -139,7 +139,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="model_versions",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],
@@ -245,7 +245,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="training_jobs",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
                 (

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("portal", "0002_a_api_keys"),
+        ("core", "0002_a_api_keys"),
         ("training", "0002_job_snapshot"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
@@ -84,7 +84,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],

@@ -20,10 +20,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from governance.services import audit_record, content_hash
-from portal import realtime
-from portal.jobs import runs_under_job_lock
-from portal.models import Project, User
+from core import realtime
+from core.jobs import runs_under_job_lock
+from core.models import Project, User
+from core.services.audit import audit_record, content_hash
 from training import tasks
 from training.models import BaseModel, BaseModelRegistration, ModelVersion
 from training.services.progress import phase_event_fields, progress_next

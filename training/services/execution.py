@@ -20,8 +20,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from governance.services import audit_record, content_hash
-from portal.jobs import runs_under_job_lock
+from core.jobs import runs_under_job_lock
+from core.services.audit import audit_record, content_hash
 from training.models import (
     JobStatus,
     TrainingCheckpoint,

@@ -14,11 +14,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
-from governance import at_rest, keys
-from governance.services import audit_record
-from portal import realtime
-from portal.jobs import job_owner_gone
-from portal.models import Project, User
+from core import at_rest, keys, realtime
+from core.jobs import job_owner_gone
+from core.models import Project, User
+from core.services.audit import audit_record
 from training import presets, tasks
 from training.models import (
     ACTIVE_STATUSES,
@@ -45,7 +44,7 @@ def uploads_root() -> Path:
     return Path(settings.MEDIA_ROOT) / "training" / "files"
 
 
-# Stored as dataset uploads are (governance.services.protection, which rotates these too).
+# Stored as dataset uploads are (core.services.protection; governance rotates these too).
 def stored_file_open_write(path: str | Path) -> IO[bytes]:
     return at_rest.open_write(path, keys.encryption_keys())
 

@@ -3,8 +3,8 @@
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from governance.services import audit_record
-from portal.models import User
+from core.models import User
+from core.services.audit import audit_record
 from training.models import JobKind, ModelVersion, TrainingJob
 
 STAGES = tuple(ModelVersion.Stage.values)

@@ -13,7 +13,7 @@ from annotation.services.datasets import (
     dataset_import_run,
     dataset_upload_create,
 )
-from portal.models import Project, Role, User
+from core.models import Project, Role, User
 
 
 class Command(BaseCommand):

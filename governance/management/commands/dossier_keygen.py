@@ -1,7 +1,7 @@
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management.base import BaseCommand
 
-from governance.dossier.signing import key_fingerprint, private_key_pem
+from core.signing import key_fingerprint, private_key_pem
 
 
 class Command(BaseCommand):

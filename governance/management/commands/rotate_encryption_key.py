@@ -2,9 +2,10 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from governance.at_rest import DecryptionError
-from governance.fields import EncryptedValueError
-from governance.services.protection import encrypted_columns, encryption_rotate
+from core.at_rest import DecryptionError
+from core.fields import EncryptedValueError
+from core.services.protection import encrypted_columns
+from governance.services.protection import encryption_rotate
 
 
 class Command(BaseCommand):

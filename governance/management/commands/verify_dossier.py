@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from governance.dossier.signing import SigningKeyError, public_key_from_pem
+from core.signing import SigningKeyError, public_key_from_pem
 from governance.dossier.verify import verify_bundle
 from governance.services.dossiers import dossier_verify
 

@@ -1,9 +1,9 @@
 from django.core.management.base import BaseCommand
 
+from core.models import User
 from portal.demo import demo_login_lines, demo_seed
 from portal.demo_annotation import demo_seed_annotation
 from portal.demo_pipeline import demo_pipeline_start
-from portal.models import User
 
 
 class Command(BaseCommand):

@@ -27,8 +27,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 from django.http import Http404
 
-from portal.models import Project, Role, User
-from portal.selectors import project_access_get
+from core.models import Project, Role, User
+from core.selectors import project_access_get
 from training import presets, selectors, services
 from training.models import FINAL_STATUSES, JobStatus
 from training.services.execution import training_job_execute

@@ -10,7 +10,7 @@ import ctypes.util
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
-from governance import keys
+from core import keys
 
 _KEYS = [
     (

@@ -4,7 +4,7 @@ so a value left without one is still HTML-escaped)."""
 from django import template
 from django.utils.safestring import SafeString, mark_safe
 
-from portal.markdown_text import markdown_block, markdown_code, markdown_inline
+from core.markdown_text import markdown_block, markdown_code, markdown_inline
 
 register = template.Library()
 

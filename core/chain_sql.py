@@ -7,7 +7,7 @@ Here the database fills in what only the head knows (seq, prev_hash, and the has
 them) with `sha256()`, so an append is part of one statement; run in autocommit, the lock
 lives only inside the server, for well under a millisecond.
 
-The bytes hashed are exactly `governance.chain.event_hash`'s: Python renders the event's
+The bytes hashed are exactly `core.chain.event_hash`'s: Python renders the event's
 canonical JSON with a placeholder seq and cuts it around that number; SQL splices the
 real seq back in."""
 
@@ -18,7 +18,8 @@ from typing import Any
 
 from django.db import models
 
-from governance.models import AuditEvent, canonical_json
+from core.chain import canonical_json
+from core.models import AuditEvent, audit_target_type
 
 # Never a real seq (the chain would need 10**17 events), so it marks the one place to cut.
 _SEQ_MARK = 99_999_999_999_999_999
@@ -48,7 +49,7 @@ def event_draft(
     """Precondition: the target's pk is known (pre-allocated when the row is written in the
     same statement; pass target_type and target_id then instead of target)."""
     if target is not None:
-        target_type, target_id = target._meta.label_lower, str(target.pk)
+        target_type, target_id = audit_target_type(target), str(target.pk)
         if project_id is None:
             project_id = (
                 target.pk

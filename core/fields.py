@@ -16,7 +16,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django import forms
 from django.db import models, transaction
 
-from governance import keys
+from core import keys
 
 # Every Fernet token starts with its version byte 0x80 and a 64-bit timestamp whose high
 # bytes are zero, which base64 writes as "gAAAAA"; JSON text never starts with a "g".

@@ -1,4 +1,4 @@
-"""`{% load charts %}`: one simple tag per chart in portal.charts, keyword arguments only.
+"""`{% load charts %}`: one simple tag per chart in core.charts, keyword arguments only.
 
 The chart functions are registered as they are, so Django checks the keyword names and the
 required ones when the template compiles rather than when the page renders.
@@ -6,7 +6,7 @@ required ones when the template compiles rather than when the page renders.
 
 from django import template
 
-from portal import charts
+from core import charts
 
 register = template.Library()
 

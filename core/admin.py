@@ -9,8 +9,8 @@ from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib import admin
 from django.contrib.auth.models import Group
 
-from governance.fields import EncryptedJSONField
-from portal.models import Membership, Project, SiteSettings, User
+from core.fields import EncryptedJSONField
+from core.models import Membership, Project, SiteSettings, User
 
 admin.site.unregister(Group)
 

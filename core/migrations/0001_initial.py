@@ -9,6 +9,9 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    # Written as portal 0001 before these models moved into core (issue 19): a database
+    # that applied that migration has these tables already and counts this one as applied.
+    replaces = [("portal", "0001_initial")]
     initial = True
 
     dependencies = [
@@ -29,6 +32,7 @@ class Migration(migrations.Migration):
                 ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
+                "db_table": "portal_sitesettings",
                 "verbose_name_plural": "site settings",
             },
         ),
@@ -153,6 +157,7 @@ class Migration(migrations.Migration):
                 ),
             ],
             options={
+                "db_table": "portal_project",
                 "ordering": ["name"],
             },
         ),
@@ -202,11 +207,12 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="memberships",
-                        to="portal.project",
+                        to="core.project",
                     ),
                 ),
             ],
             options={
+                "db_table": "portal_membership",
                 "ordering": ["project_id", "user_id", "role"],
                 "indexes": [
                     models.Index(fields=["project", "role"], name="portal_memb_project_ce3c9c_idx")

@@ -23,10 +23,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from governance import keys
-from governance.checkpoint import checkpoint_problem, checkpoint_sign, describe
-from governance.models import GENESIS_HASH, AuditCheckpoint, AuditEvent, canonical_json
-from governance.services import ChainReport, audit_chain_verify
+from core import keys
+from core.chain import GENESIS_HASH, canonical_json
+from core.checkpoint import checkpoint_problem, checkpoint_sign, describe
+from core.models import AuditCheckpoint, AuditEvent
+from core.services.audit import ChainReport, audit_chain_verify
 
 CHECKPOINT_FILE = "checkpoints.jsonl"
 

@@ -3,9 +3,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from governance import keys
-from governance.dossier.signing import SigningKeyError, public_key_from_pem
-from governance.services.checkpoints import audit_log_verify
+from core import keys
+from core.services.checkpoints import audit_log_verify
+from core.signing import SigningKeyError, public_key_from_pem
 
 
 class Command(BaseCommand):

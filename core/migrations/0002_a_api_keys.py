@@ -18,7 +18,7 @@ def carry_over_drf_tokens(apps, schema_editor):
     connection = schema_editor.connection
     if "authtoken_token" not in connection.introspection.table_names():
         return
-    ApiKey = apps.get_model("portal", "ApiKey")
+    ApiKey = apps.get_model("core", "ApiKey")
     expires_at = timezone.now() + timedelta(days=settings.PORTAL_API_KEY_DAYS)
     with connection.cursor() as cursor:
         cursor.execute("SELECT key, user_id, created FROM authtoken_token")
@@ -42,8 +42,9 @@ def carry_over_drf_tokens(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+    replaces = [("portal", "0002_a_api_keys")]
     dependencies = [
-        ("portal", "0001_initial"),
+        ("core", "0001_initial"),
     ]
 
     operations = [
@@ -73,6 +74,7 @@ class Migration(migrations.Migration):
                 ),
             ],
             options={
+                "db_table": "portal_apikey",
                 "ordering": ["-created_at", "-id"],
                 "indexes": [
                     models.Index(

@@ -11,10 +11,10 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from governance.services import audit_record, content_hash
-from portal import realtime, tasks
-from portal.models import ApiKey, Membership, Project, Role, SiteSettings, User
-from portal.selectors import api_key_hash
+from core import realtime, tasks
+from core.models import ApiKey, Membership, Project, Role, SiteSettings, User
+from core.selectors import api_key_hash
+from core.services.audit import audit_record, content_hash
 
 
 @transaction.atomic

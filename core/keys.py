@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from governance.dossier.signing import (
+from core.signing import (
     SigningKeyError,
     key_fingerprint,
     private_key_from_pem,

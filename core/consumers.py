@@ -3,9 +3,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from portal.models import Role
-from portal.realtime import member_group, project_group, user_group
-from portal.selectors import project_access_get
+from core.models import Role
+from core.realtime import member_group, project_group, user_group
+from core.selectors import project_access_get
 
 # Close codes in the 4000 range are ours: the browser script reads them.
 CLOSE_UNAUTHENTICATED = 4401

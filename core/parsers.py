@@ -3,7 +3,7 @@
 DRF's parser accepts 1e400 (infinity, which the database then refuses: a 500) and lets
 RecursionError from deep nesting escape (a 500). Here both, NaN/Infinity and integers of
 more digits than int() converts, are a 400 naming the field, in the shape of every other
-validation error (portal.api_errors).
+validation error (core.api_errors).
 """
 
 import json
@@ -12,7 +12,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 
-from annotation import strict_json
+from core import strict_json
 
 
 class StrictJSONParser(JSONParser):

@@ -14,8 +14,8 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from portal.db import fetch_one
-from portal.models import ApiKey, Membership, Project, Role, User
+from core.db import fetch_one
+from core.models import ApiKey, Membership, Project, Role, User
 
 
 @dataclass(frozen=True)

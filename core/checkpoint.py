@@ -19,8 +19,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from governance.chain import canonical_json
-from governance.dossier.signing import (
+from core.chain import canonical_json
+from core.signing import (
     SigningKeyError,
     key_fingerprint,
     pae,

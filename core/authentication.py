@@ -4,8 +4,8 @@ from drf_spectacular.drainage import set_override
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 
-from portal.selectors import TokenAccess, token_access_get
-from portal.services import api_key_touch
+from core.selectors import TokenAccess, token_access_get
+from core.services import api_key_touch
 
 # Longer than any key we issue; refused before hashing so a huge header costs nothing.
 API_KEY_MAX_LENGTH = 128

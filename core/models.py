@@ -1,0 +1,233 @@
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+from core.chain import GENESIS_HASH, event_hash
+from core.checkpoint import CHECKPOINT_FORMAT
+
+# The audit log names a target by its model's label. These models moved here from `portal`
+# and `governance` (issue 19); the append-only log keeps the names it has always used.
+AUDIT_TARGET_TYPES = {
+    "core.user": "portal.user",
+    "core.project": "portal.project",
+    "core.membership": "portal.membership",
+    "core.apikey": "portal.apikey",
+    "core.sitesettings": "portal.sitesettings",
+    "core.auditevent": "governance.auditevent",
+    "core.auditchainhead": "governance.auditchainhead",
+    "core.auditcheckpoint": "governance.auditcheckpoint",
+}
+
+
+def audit_target_type(target: models.Model) -> str:
+    label = target._meta.label_lower
+    return AUDIT_TARGET_TYPES.get(label, label)
+
+
+class User(AbstractUser):
+    """The portal's account. Kept as our own model so fields can be added without a swap."""
+
+    class Meta:
+        db_table = "portal_user"
+
+
+class Role(models.TextChoices):
+    ANNOTATOR = "annotator", "Annotator"
+    ADJUDICATOR = "adjudicator", "Adjudicator"
+    REVIEWER = "reviewer", "Reviewer"
+    ENGINEER = "engineer", "Engineer"
+    COMPLIANCE = "compliance", "Compliance"
+    ADMIN = "admin", "Admin"
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    archived = models.BooleanField(default=False)
+
+    class Meta:
+        db_table = "portal_project"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """One role of one user in one project; a user holding two roles has two rows."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="memberships"
+    )
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "portal_membership"
+        ordering = ["project_id", "user_id", "role"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "project", "role"], name="membership_unique_role"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(role__in=Role.values), name="membership_role_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "role"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.role} in {self.project}"
+
+
+class SiteSettings(models.Model):
+    """Portal-wide switches an admin can flip at run time. One row, id 1."""
+
+    signup_open = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "portal_sitesettings"
+        verbose_name_plural = "site settings"
+
+    def __str__(self) -> str:
+        return "Site settings"
+
+
+class ApiKey(models.Model):
+    """A personal API key. Only the SHA-256 of the secret is stored (the secret is shown
+    once, at creation); `prefix` is its visible start, so a user can tell keys apart.
+    A key works until `expires_at` or `revoked_at`, whichever comes first."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_keys"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "portal_apikey"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "revoked_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
+
+class AuditEvent(models.Model):
+    """An append-only, hash-chained record of one write.
+
+    The database refuses UPDATE, DELETE and TRUNCATE on this table (triggers installed by
+    the migrations), and `hash` covers the event's canonical JSON and the previous hash, so
+    a change made with the triggers out of the way is still caught by verify_audit_log;
+    a whole chain recomputed from scratch is caught by the signed AuditCheckpoints.
+    """
+
+    seq = models.BigIntegerField(unique=True)
+    created_at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    actor_username = models.CharField(max_length=150, blank=True)
+    project = models.ForeignKey(
+        "core.Project", on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    action = models.CharField(max_length=100)
+    target_type = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    data = models.JSONField(default=dict)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        db_table = "governance_auditevent"
+        ordering = ["seq"]
+        indexes = [
+            models.Index(fields=["project", "seq"]),
+            models.Index(fields=["target_type", "target_id"]),
+            models.Index(fields=["action"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action}"
+
+    def payload(self) -> dict[str, Any]:
+        """The fields the hash covers, in the form they are hashed."""
+        return {
+            "seq": self.seq,
+            "created_at": self.created_at.isoformat(),
+            "actor_id": self.actor_id,
+            "actor_username": self.actor_username,
+            "project_id": self.project_id,
+            "action": self.action,
+            "target_type": self.target_type,
+            "target_id": self.target_id,
+            "data": self.data,
+        }
+
+    def compute_hash(self) -> str:
+        return event_hash(self.prev_hash, self.payload())
+
+
+class AuditChainHead(models.Model):
+    """The newest event's seq and hash; its row lock serialises appends to the chain. The
+    database lets it only move forward (governance 0005)."""
+
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default=GENESIS_HASH)
+
+    class Meta:
+        db_table = "governance_auditchainhead"
+
+    def __str__(self) -> str:
+        return f"head #{self.seq}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement of the chain's size and head hash (see core.checkpoint).
+
+    The database copy of what `audit_checkpoint_sign` also appends to a file outside the
+    database; both are append-only (triggers refuse UPDATE, DELETE and TRUNCATE here too).
+    """
+
+    tree_size = models.BigIntegerField(unique=True)
+    head_hash = models.CharField(max_length=64)
+    timestamp = models.CharField(max_length=40)  # ISO 8601 in UTC, exactly as signed
+    key_id = models.CharField(max_length=64)
+    public_key = models.TextField()
+    signature = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "governance_auditcheckpoint"
+        ordering = ["tree_size"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.tree_size}"
+
+    def entry(self) -> dict[str, Any]:
+        """The checkpoint as the JSON object the file holds and the verifier reads."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "tree_size": self.tree_size,
+            "head_hash": self.head_hash,
+            "timestamp": self.timestamp,
+            "key_id": self.key_id,
+            "public_key": self.public_key,
+            "signature": self.signature,
+        }
