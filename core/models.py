@@ -42,6 +42,30 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
+class RoleSet:
+    """Who may do what, named once: pages, the API, consumers and services all use these
+    (`access.require(*RoleSet.OVERSIGHT)`). A new kind of permission gets a name here."""
+
+    # Read a project's data, jobs, results and lineage; follow its live events.
+    OVERSIGHT = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
+    # The same, plus the adjudication log.
+    OVERSIGHT_AND_ADJUDICATORS = (*OVERSIGHT, Role.ADJUDICATOR)
+    # Everyone who works on the labels: sees schemas and guidelines.
+    LABEL_READERS = (*OVERSIGHT, Role.ANNOTATOR, Role.ADJUDICATOR)
+    # Read the audit log and access logs.
+    AUDITORS = (Role.COMPLIANCE, Role.ADMIN)
+    # Configure the project's work and change a model version's stage.
+    MANAGERS = (Role.ENGINEER, Role.ADMIN)
+    # Launch and cancel jobs, upload data.
+    ENGINEERS = (Role.ENGINEER,)
+    # Members, policies and settings of the project itself.
+    ADMINS = (Role.ADMIN,)
+    ANNOTATORS = (Role.ANNOTATOR,)
+    ADJUDICATORS = (Role.ADJUDICATOR,)
+    REVIEWERS = (Role.REVIEWER,)
+    COMPLIANCE = (Role.COMPLIANCE,)
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
