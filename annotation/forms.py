@@ -1,9 +1,14 @@
 from datetime import date
+from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.http import QueryDict
 
-from annotation.models import AnnotationSettings, TaskType
+from annotation import selectors
+from annotation.models import AnnotationSettings, LabelSchema, TaskType
+from core.forms import OptionalText
+from core.models import Project
 
 
 def answer_from_post(task_type: str, config: dict, post: QueryDict) -> dict:
@@ -173,3 +178,112 @@ class SettingsForm(forms.ModelForm):
             "lease_seconds": "How long an item stays reserved for one annotator.",
             "gold_rate": "Share of requests that serve a gold (honeypot) item, 0 to 0.5.",
         }
+
+
+class _AnswerForm(forms.Form):
+    """A task's answer: its inputs depend on the schema (`labels`, `rank-<n>`,
+    `rating-<criterion>`...), so `answer()` reads them as the schema shapes them."""
+
+    def __init__(self, *args: Any, schema: LabelSchema | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.schema = schema
+
+    def answer(self) -> dict:
+        return answer_from_post(self.schema.task_type, self.schema.config, self.data)
+
+
+class AnnotationSubmitForm(_AnswerForm):
+    """The annotator's submit or skip. The lease, submission id and time spent come from
+    the page itself: when one is missing or garbled the whole form is "incomplete"."""
+
+    lease = forms.IntegerField()
+    submission_id = forms.UUIDField()
+    seconds = forms.FloatField(required=False)
+    action = OptionalText()
+    skip_reason = OptionalText()
+
+
+class AdjudicationForm(_AnswerForm):
+    item = forms.IntegerField(required=False)
+    reason = OptionalText()
+
+
+# The curation page's forms keep the words its error line has always used.
+WHOLE_NUMBER = {"required": "must be a whole number", "invalid": "must be a whole number"}
+NUMBER = {"required": "must be a number", "invalid": "must be a number"}
+
+
+class _ProjectForm(forms.Form):
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.project = project
+
+
+class _DatasetForm(_ProjectForm):
+    def clean_dataset(self) -> Any:
+        dataset_id = self.cleaned_data["dataset"]
+        if dataset_id is None:
+            return None
+        dataset = selectors.dataset_get(project=self.project, dataset_id=dataset_id)
+        if dataset is None:
+            raise ValidationError("no such dataset in this project")
+        return dataset
+
+
+class QualityCheckForm(_DatasetForm):
+    kind = OptionalText()
+    dataset = forms.IntegerField(required=False, error_messages=WHOLE_NUMBER)
+    threshold = OptionalText()  # the check's parameters validate it
+
+
+class SnapshotForm(_ProjectForm):
+    name = OptionalText()
+    seed = forms.IntegerField(required=False, error_messages=WHOLE_NUMBER)
+    train = forms.FloatField(error_messages=NUMBER)
+    validation = forms.FloatField(error_messages=NUMBER)
+    test = forms.FloatField(error_messages=NUMBER)
+    # Dataset ids as sent: the snapshot's filter checks them against the project.
+    datasets = forms.Field(required=False, widget=forms.SelectMultiple)
+    synthetic = OptionalText()
+
+
+class PiiRuleForm(_ProjectForm):
+    name = OptionalText()
+    pattern = OptionalText()
+
+
+class SpotCheckForm(_ProjectForm):
+    n = forms.IntegerField(error_messages=WHOLE_NUMBER)
+    seed = forms.IntegerField(required=False, error_messages=WHOLE_NUMBER)
+
+
+class ChunkForm(_DatasetForm):
+    dataset = forms.IntegerField(
+        error_messages={**WHOLE_NUMBER, "required": "choose the dataset to chunk"}
+    )
+    field = forms.CharField(required=False)
+    max_tokens = forms.IntegerField(error_messages=WHOLE_NUMBER)
+    overlap = forms.IntegerField(required=False, error_messages=WHOLE_NUMBER)
+
+
+CURATION_FORMS: dict[str, type[_ProjectForm]] = {
+    "check": QualityCheckForm,
+    "snapshot": SnapshotForm,
+    "pii_rule": PiiRuleForm,
+    "spot_check": SpotCheckForm,
+    "chunk": ChunkForm,
+}
+
+
+class CheckActionForm(forms.Form):
+    action = forms.ChoiceField(
+        choices=[("keep_one", "keep_one"), ("redact", "redact"), ("drop", "drop")],
+        error_messages={
+            "required": "is keep_one, redact or drop",
+            "invalid_choice": "is keep_one, redact or drop",
+        },
+    )
+
+
+class LeakageCheckForm(forms.Form):
+    threshold = OptionalText()

@@ -3,7 +3,6 @@ import json
 import uuid
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -12,11 +11,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from annotation import conversations, selectors, services
 from annotation.forms import (
+    AdjudicationForm,
+    AnnotationSubmitForm,
     GuidelineForm,
     SchemaForm,
     SettingsForm,
     UploadForm,
-    answer_from_post,
     split_fields,
 )
 from annotation.importing import ImportRefused
@@ -24,12 +24,17 @@ from annotation.metrics import project_dashboard
 from annotation.models import DatasetUpload, Item, TaskType
 from annotation.schemas import shortcut_choices
 from annotation.services.datasets import Provenance, dataset_upload_create, upload_progress
-from core.models import Role
-from core.selectors import project_access_get
+from core.access import project_page
+from core.forms import (
+    WhichForm,
+    form_errors_from,
+    form_errors_text,
+    form_submit,
+    validation_error_text,
+)
+from core.models import Role, RoleSet
+from core.selectors import ProjectAccess
 from core.spreadsheets import csv_writer
-
-DATA_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
-LOG_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE, Role.ADJUDICATOR)
 
 
 def _task_context(request, access, offer, error=None, undone=False) -> dict:
@@ -87,10 +92,9 @@ def _render_task(request, access, offer, **extra) -> HttpResponse:
     return render(request, template, context)
 
 
-@login_required
 @require_GET
-def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user).require(Role.ANNOTATOR)
+@project_page(RoleSet.ANNOTATORS)
+def annotate(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     try:
         offer = services.item_lease_next(project=access.project, annotator=request.user)
     except ValidationError as error:
@@ -98,81 +102,70 @@ def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
     return _render_task(request, access, offer)
 
 
-@login_required
 @require_POST
-def annotate_submit(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user).require(Role.ANNOTATOR)
+@project_page(RoleSet.ANNOTATORS)
+def annotate_submit(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     project = access.project
     offer = services.item_lease_next(project=project, annotator=request.user)
-    try:
-        lease_id = int(request.POST.get("lease", ""))
-        submission_id = uuid.UUID(request.POST.get("submission_id", ""))
-        seconds = float(request.POST.get("seconds") or "nan")
-    except ValueError:
+    form = AnnotationSubmitForm(request.POST, schema=selectors.current_schema(project))
+    if not form.is_valid():
         return _render_task(request, access, offer, error="The form was incomplete; try again.")
-    schema = selectors.current_schema(project)
-    action = request.POST.get("action", "submit")
+    data = form.cleaned_data
     try:
-        if action == "skip":
+        if data["action"] == "skip":
             services.item_skip(
                 project=project,
-                lease_id=lease_id,
+                lease_id=data["lease"],
                 annotator=request.user,
-                reason=request.POST.get("skip_reason", ""),
+                reason=data["skip_reason"],
             )
         else:
             services.annotation_submit(
                 project=project,
-                lease_id=lease_id,
+                lease_id=data["lease"],
                 annotator=request.user,
-                value=answer_from_post(schema.task_type, schema.config, request.POST),
-                submission_id=submission_id,
-                seconds_spent=None if seconds != seconds else seconds,
+                value=form.answer(),
+                submission_id=data["submission_id"],
+                seconds_spent=data["seconds"],
             )
     except ValidationError as error:
+        form_errors_from(form, error)
         offer = services.item_lease_next(project=project, annotator=request.user)
-        return _render_task(request, access, offer, error=_messages(error))
+        return _render_task(request, access, offer, error=form_errors_text(form))
     offer = services.item_lease_next(project=project, annotator=request.user)
     return _render_task(request, access, offer)
 
 
-@login_required
 @require_POST
-def annotate_undo(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user).require(Role.ANNOTATOR)
+@project_page(RoleSet.ANNOTATORS)
+def annotate_undo(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     try:
         offer = services.annotation_undo(project=access.project, annotator=request.user)
     except ValidationError as error:
         offer = services.item_lease_next(project=access.project, annotator=request.user)
-        return _render_task(request, access, offer, error=_messages(error))
+        return _render_task(request, access, offer, error=validation_error_text(error))
     return _render_task(request, access, offer, undone=True)
 
 
-def _messages(error: ValidationError) -> str:
-    if hasattr(error, "error_dict"):
-        return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in error.message_dict.items())
-    return " ".join(error.messages)
-
-
-@login_required
 @require_http_methods(["GET", "POST"])
-def adjudicate(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(Role.ADJUDICATOR)
+@project_page(RoleSet.ADJUDICATORS)
+def adjudicate(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     project = access.project
     error = None
     if request.method == "POST":
-        schema = selectors.current_schema(project)
-        try:
-            services.adjudication_resolve(
+        form = AdjudicationForm(request.POST, schema=selectors.current_schema(project))
+        resolved = form_submit(
+            form,
+            lambda data: services.adjudication_resolve(
                 project=project,
-                item_id=int(request.POST.get("item", "0")),
+                item_id=data["item"] or 0,
                 adjudicator=request.user,
-                reason=request.POST.get("reason", ""),
-                value=answer_from_post(schema.task_type, schema.config, request.POST),
-            )
-        except ValidationError as invalid:
-            error = _messages(invalid)
+                reason=data["reason"],
+                value=form.answer(),
+            ),
+        )
+        if resolved is None:
+            error = form_errors_text(form)
         else:
             messages.success(request, "Gold label set.")
     lease = services.adjudication_lease_next(project=project, adjudicator=request.user)
@@ -185,20 +178,17 @@ def adjudicate(request: HttpRequest, project_id: int) -> HttpResponse:
             schema=schema,
             guideline=selectors.current_guideline(project),
         )
-        context.update(_task_context(request, access, offer))
+        context.update(_task_context(request, access, offer, error=error))
         context["view"] = selectors.adjudication_view(item=lease.item)
     template = "annotation/adjudicate.html#panel" if request.htmx else "annotation/adjudicate.html"
     return render(request, template, context)
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
-def datasets(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(*DATA_READERS)
+@project_page({"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS})
+def datasets(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     form = UploadForm()
     if request.method == "POST":
-        access.require(Role.ENGINEER)
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
             data = form.cleaned_data
@@ -224,8 +214,7 @@ def datasets(request: HttpRequest, project_id: int) -> HttpResponse:
             except ImportRefused as refused:
                 form.add_error("file", str(refused))
             except ValidationError as error:
-                for field, errs in error.message_dict.items():
-                    form.add_error(field if field in form.fields else None, errs)
+                form_errors_from(form, error)
             else:
                 if request.headers.get("Accept") == "application/json":
                     return JsonResponse({"upload": str(upload.id)}, status=202)
@@ -246,11 +235,11 @@ def datasets(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(request, "annotation/datasets.html", context)
 
 
-@login_required
 @require_GET
-def upload_status(request: HttpRequest, project_id: int, upload_id: uuid.UUID) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(*DATA_READERS)
+@project_page(RoleSet.OVERSIGHT)
+def upload_status(
+    request: HttpRequest, access: ProjectAccess, upload_id: uuid.UUID
+) -> HttpResponse:
     upload = selectors.upload_get(project=access.project, upload_id=upload_id)
     if upload is None:
         raise Http404("No such upload.")
@@ -265,11 +254,9 @@ def upload_status(request: HttpRequest, project_id: int, upload_id: uuid.UUID) -
     return render(request, template, context)
 
 
-@login_required
 @require_GET
-def dataset_detail(request: HttpRequest, project_id: int, dataset_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(*DATA_READERS)
+@project_page(RoleSet.OVERSIGHT)
+def dataset_detail(request: HttpRequest, access: ProjectAccess, dataset_id: int) -> HttpResponse:
     dataset = selectors.dataset_get(project=access.project, dataset_id=dataset_id)
     if dataset is None:
         raise Http404("No such dataset.")
@@ -295,55 +282,59 @@ def dataset_detail(request: HttpRequest, project_id: int, dataset_id: int) -> Ht
     )
 
 
-@login_required
+SETUP_DONE = {
+    "schema": "Schema published.",
+    "guideline": "Guideline published.",
+    "settings": "Settings saved.",
+}
+
+
 @require_http_methods(["GET", "POST"])
-def setup(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(Role.ENGINEER, Role.ADMIN)
+@project_page(RoleSet.MANAGERS)
+def setup(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     project = access.project
     settings_row = selectors.settings_for(project)
     schema_form = SchemaForm(prefix="schema")
     guideline_form = GuidelineForm(prefix="guide")
     settings_form = SettingsForm(instance=settings_row, prefix="settings")
     if request.method == "POST":
-        which = request.POST.get("form")
-        try:
-            if which == "schema":
-                schema_form = SchemaForm(request.POST, prefix="schema")
-                if schema_form.is_valid():
-                    services.label_schema_publish(
-                        project=project,
-                        task_type=schema_form.cleaned_data["task_type"],
-                        config=schema_form.config(),
-                        published_by=request.user,
-                    )
-                    messages.success(request, "Schema published.")
-                    return redirect("annotation:setup", project_id=project.pk)
-            elif which == "guideline":
-                guideline_form = GuidelineForm(request.POST, prefix="guide")
-                if guideline_form.is_valid():
-                    services.guideline_publish(
-                        project=project,
-                        markdown=guideline_form.cleaned_data["markdown"],
-                        published_by=request.user,
-                    )
-                    messages.success(request, "Guideline published.")
-                    return redirect("annotation:setup", project_id=project.pk)
-            elif which == "settings":
-                # The form validates field by field; the write goes through the service.
-                settings_form = SettingsForm(
-                    request.POST, prefix="settings", instance=selectors.settings_for(project)
-                )
-                if settings_form.is_valid():
-                    services.annotation_settings_update(
-                        project=project,
-                        changed_by=request.user,
-                        **{f: settings_form.cleaned_data[f] for f in SettingsForm.Meta.fields},
-                    )
-                    messages.success(request, "Settings saved.")
-                    return redirect("annotation:setup", project_id=project.pk)
-        except ValidationError as error:
-            messages.error(request, _messages(error))
+        posted = WhichForm(request.POST).chosen("form")
+        done = None
+        if posted == "schema":
+            schema_form = SchemaForm(request.POST, prefix="schema")
+            done = form_submit(
+                schema_form,
+                lambda data: services.label_schema_publish(
+                    project=project,
+                    task_type=data["task_type"],
+                    config=schema_form.config(),
+                    published_by=request.user,
+                ),
+            )
+        elif posted == "guideline":
+            guideline_form = GuidelineForm(request.POST, prefix="guide")
+            done = form_submit(
+                guideline_form,
+                lambda data: services.guideline_publish(
+                    project=project, markdown=data["markdown"], published_by=request.user
+                ),
+            )
+        elif posted == "settings":
+            # The form validates field by field; the write goes through the service.
+            settings_form = SettingsForm(
+                request.POST, prefix="settings", instance=selectors.settings_for(project)
+            )
+            done = form_submit(
+                settings_form,
+                lambda data: services.annotation_settings_update(
+                    project=project,
+                    changed_by=request.user,
+                    **{f: data[f] for f in SettingsForm.Meta.fields},
+                ),
+            )
+        if done is not None:
+            messages.success(request, SETUP_DONE[posted])
+            return redirect("annotation:setup", project_id=project.pk)
     schema = selectors.current_schema(project)
     guideline = selectors.current_guideline(project)
     return render(
@@ -364,11 +355,9 @@ def setup(request: HttpRequest, project_id: int) -> HttpResponse:
     )
 
 
-@login_required
 @require_GET
-def dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(*DATA_READERS)
+@project_page(RoleSet.OVERSIGHT)
+def dashboard(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     context = {
         "access": access,
         "project": access.project,
@@ -382,16 +371,16 @@ def _csv_text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-@login_required
 @require_GET
-def disagreements(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(*LOG_READERS)
+@project_page(RoleSet.OVERSIGHT_AND_ADJUDICATORS)
+def disagreements(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     filters = {k: v for k, v in request.GET.items() if k in selectors.DISAGREEMENT_FILTERS}
     try:
         rows = selectors.disagreement_log(project=access.project, filters=filters)
     except ValidationError as error:
-        return HttpResponse(_messages(error), status=400, content_type="text/plain; charset=utf-8")
+        return HttpResponse(
+            validation_error_text(error), status=400, content_type="text/plain; charset=utf-8"
+        )
     fmt = request.GET.get("format")
     if fmt == "json":
         return JsonResponse(

@@ -1,132 +1,109 @@
 """Curation pages: quality checks and their reports, snapshots, comparisons and exports."""
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation import pii, selectors
+from annotation.forms import CURATION_FORMS, CheckActionForm, LeakageCheckForm
 from annotation.models import Item, QualityCheck, Snapshot
 from annotation.services import quality
 from annotation.services.exports import export_formats_for, export_lines
 from annotation.services.snapshots import snapshot_create
 from core import charts
-from core.models import Role
-from core.selectors import ProjectAccess, project_access_get
+from core.access import project_page
+from core.forms import WhichForm, form_errors_text, form_submit, validation_error_text
+from core.models import Role, RoleSet
+from core.selectors import ProjectAccess
 
 # Reports show counts, spans and charts; the rows themselves only to engineers.
-CURATION_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
+CURATION_PAGE = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS}
 
 
-def _messages(error: ValidationError) -> str:
-    if hasattr(error, "error_dict"):
-        return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in error.message_dict.items())
-    return " ".join(error.messages)
+def _start_check(request: HttpRequest, project, data: dict) -> HttpResponse:
+    check = quality.quality_check_start(
+        actor=request.user,
+        project=project,
+        kind=data["kind"],
+        dataset=data["dataset"],
+        params={"threshold": data["threshold"] or 0.8},
+    )
+    return redirect("annotation:check", project_id=project.pk, check_id=check.pk)
 
 
-def _int(value: str | None, field: str, default: int | None = None) -> int:
-    if value in (None, "") and default is not None:
-        return default
-    try:
-        return int(value or "")
-    except ValueError:
-        raise ValidationError({field: "must be a whole number"}) from None
+def _take_snapshot(request: HttpRequest, project, data: dict) -> HttpResponse:
+    snapshot = snapshot_create(
+        actor=request.user,
+        project=project,
+        name=data["name"],
+        seed=data["seed"] or 0,
+        split_ratios={s: data[s] for s in ("train", "validation", "test")},
+        filter={"datasets": data["datasets"], "synthetic": data["synthetic"] or "include"},
+    )
+    return redirect("annotation:snapshot", project_id=project.pk, snapshot_id=snapshot.pk)
 
 
-def _float(value: str | None, field: str) -> float:
-    try:
-        return float(value or "")
-    except ValueError:
-        raise ValidationError({field: "must be a number"}) from None
-
-
-def _dataset(access: ProjectAccess, value: str | None):
-    if not value:
-        return None
-    dataset = selectors.dataset_get(project=access.project, dataset_id=_int(value, "dataset"))
-    if dataset is None:
-        raise ValidationError({"dataset": "no such dataset in this project"})
-    return dataset
-
-
-def _handle_curation_post(request: HttpRequest, access: ProjectAccess) -> HttpResponse | None:
-    project, post = access.project, request.POST
-    which = post.get("form")
-    if which == "check":
-        check = quality.quality_check_start(
-            actor=request.user,
-            project=project,
-            kind=post.get("kind", ""),
-            dataset=_dataset(access, post.get("dataset")),
-            params={"threshold": post.get("threshold") or 0.8},
-        )
-        return redirect("annotation:check", project_id=project.pk, check_id=check.pk)
-    if which == "snapshot":
-        snapshot = snapshot_create(
-            actor=request.user,
-            project=project,
-            name=post.get("name", ""),
-            seed=_int(post.get("seed"), "seed", 0),
-            split_ratios={
-                s: _float(post.get(s), f"split_ratios.{s}") for s in ("train", "validation", "test")
-            },
-            filter={
-                "datasets": post.getlist("datasets"),
-                "synthetic": post.get("synthetic") or "include",
-            },
-        )
-        return redirect("annotation:snapshot", project_id=project.pk, snapshot_id=snapshot.pk)
-    if which == "pii_rule":
-        quality.pii_rule_add(
-            actor=request.user,
-            project=project,
-            name=post.get("name", ""),
-            pattern=post.get("pattern", ""),
-        )
-        messages.success(request, "PII rule added; it applies to the next scan.")
-    elif which == "spot_check":
-        review = quality.synthetic_spot_check(
-            actor=request.user,
-            project=project,
-            n=_int(post.get("n"), "n"),
-            seed=_int(post.get("seed"), "seed", 0),
-        )
-        messages.success(
-            request, f"{review.row_count} synthetic rows are first in the annotation queue."
-        )
-    elif which == "chunk":
-        dataset = _dataset(access, post.get("dataset"))
-        if dataset is None:
-            raise ValidationError({"dataset": "choose the dataset to chunk"})
-        chunked = quality.dataset_chunk(
-            actor=request.user,
-            dataset=dataset,
-            field=post.get("field", "text").strip(),
-            max_tokens=_int(post.get("max_tokens"), "max_tokens"),
-            overlap=_int(post.get("overlap"), "overlap", 0),
-        )
-        return redirect("annotation:dataset", project_id=project.pk, dataset_id=chunked.pk)
-    else:
-        raise ValidationError({"form": "unknown form"})
+def _add_pii_rule(request: HttpRequest, project, data: dict) -> HttpResponse:
+    quality.pii_rule_add(
+        actor=request.user, project=project, name=data["name"], pattern=data["pattern"]
+    )
+    messages.success(request, "PII rule added; it applies to the next scan.")
     return redirect("annotation:curation", project_id=project.pk)
 
 
-@login_required
+def _spot_check(request: HttpRequest, project, data: dict) -> HttpResponse:
+    review = quality.synthetic_spot_check(
+        actor=request.user, project=project, n=data["n"], seed=data["seed"] or 0
+    )
+    messages.success(
+        request, f"{review.row_count} synthetic rows are first in the annotation queue."
+    )
+    return redirect("annotation:curation", project_id=project.pk)
+
+
+def _chunk(request: HttpRequest, project, data: dict) -> HttpResponse:
+    chunked = quality.dataset_chunk(
+        actor=request.user,
+        dataset=data["dataset"],
+        field=data["field"],
+        max_tokens=data["max_tokens"],
+        overlap=data["overlap"] or 0,
+    )
+    return redirect("annotation:dataset", project_id=project.pk, dataset_id=chunked.pk)
+
+
+# The curation page's forms (its hidden `form` input) and what each does.
+CURATION_WRITES = {
+    "check": _start_check,
+    "snapshot": _take_snapshot,
+    "pii_rule": _add_pii_rule,
+    "spot_check": _spot_check,
+    "chunk": _chunk,
+}
+
+
+def _handle_curation_post(request: HttpRequest, access: ProjectAccess) -> HttpResponse | None:
+    """Where to go after a successful write; None after a refusal, shown as a message."""
+    posted = WhichForm(request.POST).chosen("form")
+    if posted not in CURATION_FORMS:
+        messages.error(request, "form: unknown form")
+        return None
+    form = CURATION_FORMS[posted](request.POST, project=access.project)
+    done = form_submit(form, lambda data: CURATION_WRITES[posted](request, access.project, data))
+    if done is None:
+        messages.error(request, form_errors_text(form))
+    return done
+
+
 @require_http_methods(["GET", "POST"])
-def curation(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(*CURATION_READERS)
+@project_page(CURATION_PAGE)
+def curation(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     if request.method == "POST":
-        access.require(Role.ENGINEER)
-        try:
-            response = _handle_curation_post(request, access)
-        except ValidationError as error:
-            messages.error(request, _messages(error))
-        else:
-            if response is not None:
-                return response
+        response = _handle_curation_post(request, access)
+        if response is not None:
+            return response
     project = access.project
     return render(
         request,
@@ -230,26 +207,24 @@ def _report_context(access: ProjectAccess, check: QualityCheck) -> dict:
     return context
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
-def check_report(request: HttpRequest, project_id: int, check_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(*CURATION_READERS)
+@project_page(CURATION_PAGE)
+def check_report(request: HttpRequest, access: ProjectAccess, check_id: int) -> HttpResponse:
     check = selectors.quality_check_get(project=access.project, check_id=check_id)
     if check is None:
         raise Http404("No such check.")
     if request.method == "POST":
-        access.require(Role.ENGINEER)
-        action = request.POST.get("action")
-        try:
-            if action == "keep_one":
-                versions = quality.duplicates_keep_one(actor=request.user, check=check)
-            elif action in ("redact", "drop"):
-                versions = quality.pii_apply(actor=request.user, check=check, action=action)
-            else:
-                raise ValidationError({"action": "is keep_one, redact or drop"})
-        except ValidationError as error:
-            messages.error(request, _messages(error))
+        form = CheckActionForm(request.POST)
+        versions = form_submit(
+            form,
+            lambda data: (
+                quality.duplicates_keep_one(actor=request.user, check=check)
+                if data["action"] == "keep_one"
+                else quality.pii_apply(actor=request.user, check=check, action=data["action"])
+            ),
+        )
+        if versions is None:
+            messages.error(request, form_errors_text(form))
         else:
             names = ", ".join(v.name for v in versions) or "no new versions (datasets retired)"
             messages.success(
@@ -270,26 +245,26 @@ def check_report(request: HttpRequest, project_id: int, check_id: int) -> HttpRe
     return render(request, template, context)
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
-def snapshot_detail(request: HttpRequest, project_id: int, snapshot_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(*CURATION_READERS)
+@project_page(CURATION_PAGE)
+def snapshot_detail(request: HttpRequest, access: ProjectAccess, snapshot_id: int) -> HttpResponse:
     snapshot = selectors.snapshot_get(project=access.project, snapshot_id=snapshot_id)
     if snapshot is None:
         raise Http404("No such snapshot.")
     if request.method == "POST":
-        access.require(Role.ENGINEER)
-        try:
-            check = quality.quality_check_start(
+        form = LeakageCheckForm(request.POST)
+        check = form_submit(
+            form,
+            lambda data: quality.quality_check_start(
                 actor=request.user,
                 project=access.project,
                 kind="leakage",
                 snapshot=snapshot,
-                params={"threshold": request.POST.get("threshold") or 0.8},
-            )
-        except ValidationError as error:
-            messages.error(request, _messages(error))
+                params={"threshold": data["threshold"] or 0.8},
+            ),
+        )
+        if check is None:
+            messages.error(request, form_errors_text(form))
         else:
             return redirect("annotation:check", project_id=access.project.pk, check_id=check.pk)
     if request.htmx:  # the checks card refreshing itself while leakage is checked
@@ -342,14 +317,12 @@ def _safe_int(value: str) -> int:
         raise Http404("No such snapshot.") from None
 
 
-@login_required
 @require_GET
+@project_page(RoleSet.ENGINEERS)
 def snapshot_export(
-    request: HttpRequest, project_id: int, snapshot_id: int, fmt: str
+    request: HttpRequest, access: ProjectAccess, snapshot_id: int, fmt: str
 ) -> HttpResponse:
     """Training data, streamed: engineers only (it is the rows themselves)."""
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(Role.ENGINEER)
     snapshot = selectors.snapshot_get(project=access.project, snapshot_id=snapshot_id)
     if snapshot is None:
         raise Http404("No such snapshot.")
@@ -357,7 +330,9 @@ def snapshot_export(
     try:
         lines = export_lines(snapshot=snapshot, fmt=fmt, split=split)
     except ValidationError as error:
-        return HttpResponse(_messages(error), status=400, content_type="text/plain; charset=utf-8")
+        return HttpResponse(
+            validation_error_text(error), status=400, content_type="text/plain; charset=utf-8"
+        )
     response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
     name = f"{snapshot.name}-v{snapshot.version}-{fmt}{'-' + split if split else ''}.jsonl"
     response["Content-Disposition"] = f'attachment; filename="{name}"'

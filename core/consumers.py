@@ -3,16 +3,13 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from core.models import Role
+from core.models import RoleSet
 from core.realtime import member_group, project_group, user_group
 from core.selectors import project_access_get
 
 # Close codes in the 4000 range are ours: the browser script reads them.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_ACCESS_LOST = 4403
-# Who may hear a project's events: job progress and logs, dataset uploads, quality checks
-# and dossier builds, which the pages behind them show to these roles only.
-PROJECT_EVENT_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
 
 
 def _may_hear_project(*, project_id, user) -> int | None:
@@ -21,7 +18,7 @@ def _may_hear_project(*, project_id, user) -> int | None:
         access = project_access_get(project_id=project_id, user=user)
     except (Http404, PermissionDenied):
         return None
-    return access.project.pk if access.has(*PROJECT_EVENT_READERS) else None
+    return access.project.pk if access.has(*RoleSet.OVERSIGHT) else None
 
 
 class EventsConsumer(AsyncJsonWebsocketConsumer):

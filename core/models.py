@@ -64,6 +64,8 @@ class RoleSet:
     ADJUDICATORS = (Role.ADJUDICATOR,)
     REVIEWERS = (Role.REVIEWER,)
     COMPLIANCE = (Role.COMPLIANCE,)
+    # Any role at all: the project's own page, where each member finds their work.
+    MEMBERS = tuple(Role.values)
 
 
 class Project(models.Model):

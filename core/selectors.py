@@ -15,7 +15,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from core.db import fetch_one
-from core.models import ApiKey, Membership, Project, Role, User
+from core.models import ApiKey, Membership, Project, Role, RoleSet, User
 
 
 @dataclass(frozen=True)
@@ -203,8 +203,9 @@ def memberships_by_user_for_project(*, project: Project) -> list[tuple[User, lis
     return list(grouped.values())
 
 
-# Who may see a project's member list: those who manage or audit it.
-MEMBER_LIST_READERS = (Role.ADMIN, Role.ENGINEER, Role.COMPLIANCE)
+# portal/api.py reads this name until it moves onto RoleSet (the API's own branch); then
+# it goes.
+MEMBER_LIST_READERS = RoleSet.OVERSIGHT
 
 
 def user_addable_get(*, username: str, by: User) -> User | None:
@@ -214,7 +215,8 @@ def user_addable_get(*, username: str, by: User) -> User | None:
     nobody has, so adding members is no way to list the portal's other usernames."""
     users = User.objects.filter(username__iexact=username, is_active=True)
     if not by.is_staff:
-        visible = Membership.objects.filter(user_id=by.pk, role__in=MEMBER_LIST_READERS)
+        # Those who see a project's member list: who manage or audit it.
+        visible = Membership.objects.filter(user_id=by.pk, role__in=RoleSet.OVERSIGHT)
         users = users.filter(
             Q(memberships__project_id__in=visible.values("project_id"))
             | Q(memberships__isnull=True)

@@ -1,11 +1,15 @@
 """The engineer's forms on the evaluation overview. Every choice list comes from a selector
 scoped to the project, so an id of another project fails as "not one of the choices"."""
 
+import json
 from typing import Any
 
 from django import forms
+from django.http import QueryDict
 
 from annotation.selectors import snapshot_list_for_project
+from core import strict_json
+from core.forms import OptionalText
 from core.models import Project
 from evaluation import selectors
 from evaluation.services.gates import CHECK_KINDS, TEXT_METRICS
@@ -220,3 +224,96 @@ class GateRunForm(forms.Form):
         if candidate is not None and candidate == baseline:
             self.add_error("baseline", "Choose a baseline other than the candidate.")
         return data
+
+
+def criteria_from_post(post: QueryDict) -> dict[str, dict[str, str]]:
+    """Form fields `crit-<key>-a` / `crit-<key>-b` → {key: {a, b}}."""
+    out: dict[str, dict[str, str]] = {}
+    for name, value in post.items():
+        if name.startswith("crit-") and value != "":
+            key, _, side = name[5:].rpartition("-")
+            out.setdefault(key, {})[side] = value
+    return out
+
+
+class JudgmentForm(forms.Form):
+    """A reviewer's verdict on a blind pair. The service checks every value; the per-criterion
+    scores (`crit-<key>-<side>`) are as many as the campaign asks, read by `clean`."""
+
+    token = OptionalText()
+    outcome = OptionalText()
+    rationale = OptionalText()
+    seconds = OptionalText()
+    unsafe_a = forms.BooleanField(required=False)
+    unsafe_b = forms.BooleanField(required=False)
+
+    def clean_seconds(self) -> float | None:
+        # Time spent is measured by the page's script; a garbled value is no reason to
+        # refuse the verdict, it is just not known.
+        try:
+            seconds = float(self.cleaned_data["seconds"] or "nan")
+        except ValueError:
+            return None
+        return None if seconds != seconds else seconds
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        data["criteria"] = criteria_from_post(self.data)
+        return data
+
+
+class PromptSetUploadForm(forms.Form):
+    """The overview's prompt set upload: a JSONL file, one {prompt, ...} per line."""
+
+    name = OptionalText()
+    file = forms.FileField(required=False, allow_empty_file=True)  # no rows: the service says
+    adversarial = forms.BooleanField(required=False)
+    general = forms.BooleanField(required=False)
+    license = OptionalText()
+    synthetic = forms.BooleanField(required=False)
+
+    def clean_file(self) -> list[Any]:
+        """The file's rows, each line read as strictly as the API reads a body."""
+        upload = self.cleaned_data["file"]
+        if upload is None:
+            raise forms.ValidationError("Choose a JSONL file with one {prompt, ...} per line.")
+        try:
+            text = upload.read().decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise forms.ValidationError(f"not UTF-8 text ({bad.reason})") from None
+        rows = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(strict_json.decode(line))
+                except json.JSONDecodeError as bad:
+                    raise forms.ValidationError(f"line {n}: not JSON ({bad.msg})") from None
+                except strict_json.JSONLimitError as bad:
+                    field = f", field {bad.path!r}" if bad.path else ""
+                    raise forms.ValidationError(f"line {n}{field}: {bad.reason}") from None
+        return rows
+
+
+class CampaignForm(forms.Form):
+    """The overview's new campaign: the service checks the contestants and settings."""
+
+    name = OptionalText()
+    prompt_set = forms.ModelChoiceField(queryset=None)
+    contestants = forms.ModelMultipleChoiceField(queryset=None, required=False)
+    question = OptionalText()
+    raters_per_pair = forms.IntegerField(required=False)
+    rater_quota = forms.IntegerField(required=False)
+    pair_selection = OptionalText()
+
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["prompt_set"].queryset = selectors.prompt_set_list_for_project(project=project)
+        self.fields["contestants"].queryset = selectors.contestant_list_for_project(project=project)
+
+
+class CampaignActionForm(forms.Form):
+    """The results page's buttons: bootstrap, close, export, or exclude/include a rater."""
+
+    action = OptionalText()
+    reviewer = forms.IntegerField(required=False)
+    name = OptionalText()

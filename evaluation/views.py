@@ -1,43 +1,42 @@
 """Pages for blind review (reviewers) and for campaigns, results, metrics and gates
 (engineers, compliance, admins)."""
 
-import json
-from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from core import strict_json
-from core.models import Role
-from core.selectors import ProjectAccess, project_access_get
+from core.access import project_page
+from core.forms import (
+    WhichForm,
+    form_errors_text,
+    form_submit,
+)
+from core.models import Role, RoleSet
+from core.selectors import ProjectAccess
 from evaluation import selectors, services
 from evaluation.forms import (
+    CampaignActionForm,
+    CampaignForm,
     ContestantForm,
     GateForm,
     GateRunForm,
     GenerationForm,
+    JudgmentForm,
     MetricRunForm,
     PromptSetFromSnapshotForm,
+    PromptSetUploadForm,
     gate_check_formset,
 )
-from evaluation.models import Campaign, Contestant, PromptSet
+from evaluation.models import Campaign
 
-RESULT_READERS = (Role.ENGINEER, Role.COMPLIANCE, Role.ADMIN)
 JOBS_SHOWN = 50
 GATE_RUNS_SHOWN = 20
-
-
-def _messages(error: ValidationError) -> str:
-    if hasattr(error, "error_dict"):
-        return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in error.message_dict.items())
-    return " ".join(error.messages)
 
 
 def _campaign(access, campaign_id) -> Campaign:
@@ -50,10 +49,9 @@ def _campaign(access, campaign_id) -> Campaign:
 # --- reviewers ---------------------------------------------------------------------------------
 
 
-@login_required
 @require_GET
-def review_home(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user).require(Role.REVIEWER)
+@project_page(RoleSet.REVIEWERS)
+def review_home(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     campaigns = selectors.review_campaign_list(project=access.project, reviewer=request.user)
     return render(
         request,
@@ -87,46 +85,33 @@ def _render_pair(request, access, campaign, error=None) -> HttpResponse:
     return response
 
 
-@login_required
 @require_GET
-def review(request: HttpRequest, project_id: int, campaign_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user).require(Role.REVIEWER)
+@project_page(RoleSet.REVIEWERS)
+def review(request: HttpRequest, access: ProjectAccess, campaign_id: int) -> HttpResponse:
     return _render_pair(request, access, _campaign(access, campaign_id))
 
 
-def criteria_from_post(post) -> dict[str, dict[str, str]]:
-    """Form fields `crit-<key>-a` / `crit-<key>-b` → {key: {a, b}}."""
-    out: dict[str, dict[str, str]] = {}
-    for name, value in post.items():
-        if name.startswith("crit-") and value != "":
-            key, _, side = name[5:].rpartition("-")
-            out.setdefault(key, {})[side] = value
-    return out
-
-
-@login_required
 @require_POST
-def review_submit(request: HttpRequest, project_id: int, campaign_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user).require(Role.REVIEWER)
+@project_page(RoleSet.REVIEWERS)
+def review_submit(request: HttpRequest, access: ProjectAccess, campaign_id: int) -> HttpResponse:
     campaign = _campaign(access, campaign_id)
-    try:
-        seconds = float(request.POST.get("seconds") or "nan")
-    except ValueError:
-        seconds = float("nan")
-    try:
-        services.judgment_submit(
+    form = JudgmentForm(request.POST)
+    judgment = form_submit(
+        form,
+        lambda data: services.judgment_submit(
             campaign=campaign,
             reviewer=request.user,
-            token=request.POST.get("token", ""),
-            outcome=request.POST.get("outcome", ""),
-            criteria=criteria_from_post(request.POST),
-            rationale=request.POST.get("rationale", ""),
-            seconds_spent=None if seconds != seconds else seconds,
-            unsafe_a=request.POST.get("unsafe_a") == "on",
-            unsafe_b=request.POST.get("unsafe_b") == "on",
-        )
-    except ValidationError as error:
-        return _render_pair(request, access, campaign, error=_messages(error))
+            token=data["token"],
+            outcome=data["outcome"],
+            criteria=data["criteria"],
+            rationale=data["rationale"],
+            seconds_spent=data["seconds"],
+            unsafe_a=data["unsafe_a"],
+            unsafe_b=data["unsafe_b"],
+        ),
+    )
+    if judgment is None:
+        return _render_pair(request, access, campaign, error=form_errors_text(form))
     return _render_pair(request, access, campaign)
 
 
@@ -148,7 +133,7 @@ def _render_overview(
     context = {
         "access": access,
         "project": project,
-        "error": error or _form_errors(*bound.values()),
+        "error": error or form_errors_text(*bound.values(), by_label=True),
         "prompt_sets": selectors.prompt_set_list_for_project(project=project),
         "contestants": selectors.contestant_list_for_project(project=project),
         "campaigns": selectors.campaign_list_for_project(project=project),
@@ -172,102 +157,34 @@ def _render_overview(
     return render(request, "evaluation/overview.html", context)
 
 
-def _form_errors(*bound: forms.Form | forms.BaseFormSet) -> str | None:
-    """One line for the top of the page that names each field with an error."""
-    parts = []
-    for form in bound:
-        if isinstance(form, forms.BaseFormSet):
-            for n, row in enumerate(form.forms, start=1):
-                parts.extend(
-                    f"check {n}, {_label(row, field)}: {' '.join(msgs)}"
-                    for field, msgs in row.errors.items()
-                )
-            parts.extend(form.non_form_errors())
-        else:
-            parts.extend(
-                f"{_label(form, field)}: {' '.join(msgs)}" if field != "__all__" else " ".join(msgs)
-                for field, msgs in form.errors.items()
-            )
-    return "; ".join(parts) or None
-
-
-def _label(form: forms.Form, field: str) -> str:
-    return str(form[field].label) if field in form.fields else field
-
-
-def _add_service_error(
-    form: forms.Form, error: ValidationError, aliases: dict[str, str] | None = None
-) -> None:
-    """A service's ValidationError onto the form: under the field it names where the form
-    has that field, else at the top of the form, still named."""
-    if not hasattr(error, "error_dict"):
-        form.add_error(None, error.messages)
-        return
-    for name, msgs in error.message_dict.items():
-        field = (aliases or {}).get(name, name)
-        if field in form.fields:
-            form.add_error(field, msgs)
-        else:
-            form.add_error(None, [f"{name}: {m}" for m in msgs])
-
-
-def _submit(
-    form: forms.Form, write: Callable[[dict[str, Any]], Any], aliases: dict[str, str] | None = None
-) -> Any:
-    """Validate `form` and hand its data to `write` (one service call); None on any error,
-    which is then on the form."""
-    if not form.is_valid():
-        return None
-    try:
-        return write(form.cleaned_data)
-    except ValidationError as error:
-        _add_service_error(form, error, aliases)
-        return None
-
-
 def _back_to(access: ProjectAccess, section: str) -> HttpResponse:
     return redirect(reverse("evaluation:overview", args=[access.project.pk]) + f"#{section}")
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
-def overview(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(*RESULT_READERS)
+@project_page({"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS})
+def overview(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     error = None
     if request.method == "POST":
-        access.require(Role.ENGINEER)
-        try:
-            _overview_post(request, access.project)
-        except ValidationError as invalid:
-            error = _messages(invalid)
-        except (ValueError, KeyError, json.JSONDecodeError) as bad:
-            error = f"Could not read the form: {bad}"
-        else:
+        error = _overview_post(request, access.project)
+        if error is None:
             return redirect("evaluation:overview", project_id=access.project.pk)
     return _render_overview(request, access, error=error)
 
 
-@login_required
 @require_GET
-def generation_jobs(request: HttpRequest, project_id: int) -> HttpResponse:
+@project_page(RoleSet.OVERSIGHT)
+def generation_jobs(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     """The generation jobs table alone, which the overview polls while a job may change."""
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(*RESULT_READERS)
     context = {"project": access.project, **_generation_jobs_context(access.project)}
     return render(request, "evaluation/overview.html#generation_jobs", context)
 
 
-def _engineer(request: HttpRequest, project_id: int) -> ProjectAccess:
-    return project_access_get(project_id=project_id, user=request.user).require(Role.ENGINEER)
-
-
-@login_required
 @require_POST
-def prompt_set_from_snapshot(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = _engineer(request, project_id)
+@project_page(RoleSet.ENGINEERS)
+def prompt_set_from_snapshot(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     form = PromptSetFromSnapshotForm(request.POST, project=access.project)
-    prompt_set = _submit(
+    prompt_set = form_submit(
         form,
         lambda data: services.prompt_set_create_from_snapshot(
             actor=request.user,
@@ -284,12 +201,11 @@ def prompt_set_from_snapshot(request: HttpRequest, project_id: int) -> HttpRespo
     return _back_to(access, "prompt-sets")
 
 
-@login_required
 @require_POST
-def contestant_create(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = _engineer(request, project_id)
+@project_page(RoleSet.ENGINEERS)
+def contestant_create(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     form = ContestantForm(request.POST, project=access.project)
-    contestant = _submit(
+    contestant = form_submit(
         form,
         lambda data: services.contestant_create(actor=request.user, project=access.project, **data),
     )
@@ -299,12 +215,11 @@ def contestant_create(request: HttpRequest, project_id: int) -> HttpResponse:
     return _back_to(access, "contestants")
 
 
-@login_required
 @require_POST
-def generation_start(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = _engineer(request, project_id)
+@project_page(RoleSet.ENGINEERS)
+def generation_start(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     form = GenerationForm(request.POST, project=access.project)
-    jobs = _submit(
+    jobs = form_submit(
         form,
         lambda data: services.generation_jobs_start(actor=request.user, **data),
         aliases={"contestant": "contestants", "decoding": "temperature"},
@@ -315,27 +230,25 @@ def generation_start(request: HttpRequest, project_id: int) -> HttpResponse:
     return _back_to(access, "generations")
 
 
-@login_required
 @require_POST
-def metric_runs_start(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = _engineer(request, project_id)
+@project_page(RoleSet.ENGINEERS)
+def metric_runs_start(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     form = MetricRunForm(request.POST, project=access.project)
-    runs = _submit(form, lambda data: services.metric_runs_start(actor=request.user, **data))
+    runs = form_submit(form, lambda data: services.metric_runs_start(actor=request.user, **data))
     if runs is None:
         return _render_overview(request, access, metric_form=form)
     messages.success(request, f"{len(runs)} metric run(s) queued.")
     return _back_to(access, "metrics")
 
 
-@login_required
 @require_POST
-def gate_create(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = _engineer(request, project_id)
+@project_page(RoleSet.ENGINEERS)
+def gate_create(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     form = GateForm(request.POST)
     checks = gate_check_formset(request.POST, project=access.project)
     gate = None
     if checks.is_valid():
-        gate = _submit(
+        gate = form_submit(
             form,
             lambda data: services.gate_create(
                 actor=request.user,
@@ -352,12 +265,11 @@ def gate_create(request: HttpRequest, project_id: int) -> HttpResponse:
     return _back_to(access, "gates")
 
 
-@login_required
 @require_POST
-def gate_run(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = _engineer(request, project_id)
+@project_page(RoleSet.ENGINEERS)
+def gate_run(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     form = GateRunForm(request.POST, project=access.project)
-    run = _submit(
+    run = form_submit(
         form,
         lambda data: services.gate_run(actor=request.user, **data),
     )
@@ -369,59 +281,51 @@ def gate_run(request: HttpRequest, project_id: int) -> HttpResponse:
     return _back_to(access, "gates")
 
 
-def _overview_post(request: HttpRequest, project) -> None:
-    action = request.POST.get("action")
+def _prompt_set_upload(request: HttpRequest, project, data: dict[str, Any]):
+    return services.prompt_set_create(
+        actor=request.user,
+        project=project,
+        name=data["name"],
+        rows=data["file"],
+        adversarial=data["adversarial"],
+        general=data["general"],
+        license=data["license"],
+        synthetic=data["synthetic"],
+    )
+
+
+def _campaign_create(request: HttpRequest, project, data: dict[str, Any]):
+    return services.campaign_create(
+        actor=request.user,
+        project=project,
+        name=data["name"],
+        prompt_set=data["prompt_set"],
+        contestants=list(data["contestants"]),
+        question=data["question"],
+        raters_per_pair=data["raters_per_pair"] or 1,
+        rater_quota=data["rater_quota"] or 0,
+        pair_selection=data["pair_selection"] or "all",
+    )
+
+
+def _overview_post(request: HttpRequest, project) -> str | None:
+    """Upload a prompt set or start a campaign (the overview's `action` input): the
+    refusal as one line, or None when it was done."""
+    action = WhichForm(request.POST).chosen("action")
     if action == "prompt_set":
-        upload = request.FILES.get("file")
-        if upload is None:
-            raise ValidationError({"file": "Choose a JSONL file with one {prompt, ...} per line."})
-        rows = []
-        for n, line in enumerate(upload.read().decode("utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(strict_json.decode(line))
-                except json.JSONDecodeError as bad:
-                    raise ValidationError({"file": f"line {n}: not JSON ({bad.msg})"}) from None
-                except strict_json.JSONLimitError as bad:
-                    field = f", field {bad.path!r}" if bad.path else ""
-                    raise ValidationError({"file": f"line {n}{field}: {bad.reason}"}) from None
-        services.prompt_set_create(
-            actor=request.user,
-            project=project,
-            name=request.POST.get("name", ""),
-            rows=rows,
-            adversarial=request.POST.get("adversarial") == "on",
-            general=request.POST.get("general") == "on",
-            license=request.POST.get("license", ""),
-            synthetic=request.POST.get("synthetic") == "on",
-        )
+        form = PromptSetUploadForm(request.POST, request.FILES)
+        done = form_submit(form, partial(_prompt_set_upload, request, project))
     elif action == "campaign":
-        prompt_set = PromptSet.objects.get(project=project, pk=int(request.POST["prompt_set"]))
-        contestants = list(
-            Contestant.objects.filter(
-                project=project, pk__in=[int(x) for x in request.POST.getlist("contestants")]
-            )
-        )
-        services.campaign_create(
-            actor=request.user,
-            project=project,
-            name=request.POST.get("name", ""),
-            prompt_set=prompt_set,
-            contestants=contestants,
-            question=request.POST.get("question", ""),
-            raters_per_pair=int(request.POST.get("raters_per_pair") or 1),
-            rater_quota=int(request.POST.get("rater_quota") or 0),
-            pair_selection=request.POST.get("pair_selection", "all"),
-        )
+        form = CampaignForm(request.POST, project=project)
+        done = form_submit(form, partial(_campaign_create, request, project))
     else:
-        raise ValidationError(f"Unknown action {action!r}.")
+        return f"Unknown action {action!r}."
+    return form_errors_text(form) if done is None else None
 
 
-@login_required
 @require_GET
-def results(request: HttpRequest, project_id: int, campaign_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(*RESULT_READERS)
+@project_page(RoleSet.OVERSIGHT)
+def results(request: HttpRequest, access: ProjectAccess, campaign_id: int) -> HttpResponse:
     campaign = _campaign(access, campaign_id)
     res = selectors.campaign_results(
         campaign=campaign,
@@ -455,33 +359,39 @@ def results(request: HttpRequest, project_id: int, campaign_id: int) -> HttpResp
     return response
 
 
-@login_required
+def _campaign_act(request: HttpRequest, campaign: Campaign, data: dict[str, Any]) -> str:
+    """Do what the results page's button asked; what to tell the engineer ("" for nothing)."""
+    action = data["action"]
+    if action == "bootstrap":
+        services.ratings_bootstrap_start(actor=request.user, campaign=campaign)
+        return "Bootstrap queued (1000 rounds)."
+    if action == "close":
+        services.campaign_close(actor=request.user, campaign=campaign)
+        return "Campaign closed; final bootstrap queued."
+    if action in ("exclude", "include"):
+        services.rater_set_excluded(
+            actor=request.user,
+            campaign=campaign,
+            reviewer_id=data["reviewer"] or 0,
+            excluded=action == "exclude",
+        )
+        return ""
+    if action == "export":
+        snapshot = services.campaign_export_preferences(
+            actor=request.user, campaign=campaign, name=data["name"]
+        )
+        return f"Preference snapshot {snapshot} created."
+    raise ValidationError(f"Unknown action {action!r}.")
+
+
 @require_POST
-def campaign_action(request: HttpRequest, project_id: int, campaign_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user).require(Role.ENGINEER)
+@project_page(RoleSet.ENGINEERS)
+def campaign_action(request: HttpRequest, access: ProjectAccess, campaign_id: int) -> HttpResponse:
     campaign = _campaign(access, campaign_id)
-    action = request.POST.get("action")
-    try:
-        if action == "bootstrap":
-            services.ratings_bootstrap_start(actor=request.user, campaign=campaign)
-            messages.success(request, "Bootstrap queued (1000 rounds).")
-        elif action == "close":
-            services.campaign_close(actor=request.user, campaign=campaign)
-            messages.success(request, "Campaign closed; final bootstrap queued.")
-        elif action in ("exclude", "include"):
-            services.rater_set_excluded(
-                actor=request.user,
-                campaign=campaign,
-                reviewer_id=int(request.POST.get("reviewer", "0")),
-                excluded=action == "exclude",
-            )
-        elif action == "export":
-            snapshot = services.campaign_export_preferences(
-                actor=request.user, campaign=campaign, name=request.POST.get("name", "")
-            )
-            messages.success(request, f"Preference snapshot {snapshot} created.")
-        else:
-            raise ValidationError(f"Unknown action {action!r}.")
-    except ValidationError as error:
-        messages.error(request, _messages(error))
+    form = CampaignActionForm(request.POST)
+    said = form_submit(form, partial(_campaign_act, request, campaign))
+    if said is None:
+        messages.error(request, form_errors_text(form))
+    elif said:
+        messages.success(request, said)
     return redirect("evaluation:results", project_id=access.project.pk, campaign_id=campaign.pk)

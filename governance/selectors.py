@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_date
 
-from core.models import AuditEvent, Membership, Project, Role, User
+from core.models import AuditEvent, Membership, Project, RoleSet, User
 from evaluation.models import GateRun
 from governance.models import (
     ApprovalPolicy,
@@ -24,8 +24,6 @@ from training.models import ModelVersion
 AUDIT_FILTER_FIELDS = ("action", "actor_username", "target_type", "target_id")
 # The audit screen's filters (project, actor, action, time).
 AUDIT_SCREEN_FILTERS = ("project", "actor", "action", "since", "until")
-GOVERNANCE_READERS = (Role.COMPLIANCE, Role.ENGINEER, Role.ADMIN)
-AUDIT_READERS = (Role.COMPLIANCE, Role.ADMIN)
 
 
 def audit_event_list_for_project(
@@ -50,7 +48,7 @@ def project_ids_for_user(*, user: User, roles: tuple[str, ...]) -> list[int]:
 
 
 def audit_projects_for_user(*, user: User) -> QuerySet[Project]:
-    ids = project_ids_for_user(user=user, roles=AUDIT_READERS)
+    ids = project_ids_for_user(user=user, roles=RoleSet.AUDITORS)
     return Project.objects.filter(pk__in=ids).order_by("name")
 
 
@@ -67,7 +65,7 @@ def _day(value: str, name: str) -> datetime.date:
 def audit_event_list_for_user(*, user: User, filters: dict[str, str]) -> QuerySet[AuditEvent]:
     """Events of the projects where `user` is compliance or admin, newest first. Raises
     ValueError naming a filter that cannot be applied."""
-    allowed = project_ids_for_user(user=user, roles=AUDIT_READERS)
+    allowed = project_ids_for_user(user=user, roles=RoleSet.AUDITORS)
     events = AuditEvent.objects.filter(project_id__in=allowed)
     for name, value in filters.items():
         if name not in AUDIT_SCREEN_FILTERS:
@@ -141,7 +139,7 @@ class VersionRow:
 def version_rows_for_user(*, user: User, query: str = "") -> list[VersionRow]:
     """Model versions of the caller's governance projects with their gate, approvals and
     latest dossier, for the compliance home page."""
-    allowed = project_ids_for_user(user=user, roles=GOVERNANCE_READERS)
+    allowed = project_ids_for_user(user=user, roles=RoleSet.OVERSIGHT)
     versions = ModelVersion.objects.filter(project_id__in=allowed).select_related("project")
     if query:
         versions = versions.filter(Q(name__icontains=query) | Q(project__name__icontains=query))
@@ -156,7 +154,7 @@ HOME_VERSIONS_PER_PROJECT = 10
 def signoff_rows_for_user(*, user: User) -> dict[int, list[VersionRow]]:
     """Per project where `user` is a compliance officer: its newest model versions that are
     not archived, with their gate and sign-off state, for the home page."""
-    allowed = project_ids_for_user(user=user, roles=(Role.COMPLIANCE,))
+    allowed = project_ids_for_user(user=user, roles=RoleSet.COMPLIANCE)
     rows: dict[int, list[VersionRow]] = {pk: [] for pk in allowed}
     for project_id in allowed:
         versions = (
@@ -181,7 +179,7 @@ def _row(version: ModelVersion) -> VersionRow:
 
 
 def version_get_for_user(*, user: User, version_id: int) -> VersionRow | None:
-    allowed = project_ids_for_user(user=user, roles=GOVERNANCE_READERS)
+    allowed = project_ids_for_user(user=user, roles=RoleSet.OVERSIGHT)
     version = (
         ModelVersion.objects.filter(pk=version_id, project_id__in=allowed)
         .select_related("project", "base_model", "job")
@@ -199,7 +197,7 @@ def use_declaration_for(*, version: ModelVersion) -> UseDeclaration | None:
 
 
 def dossier_get_for_user(*, user: User, dossier_id: int) -> Dossier | None:
-    allowed = project_ids_for_user(user=user, roles=GOVERNANCE_READERS)
+    allowed = project_ids_for_user(user=user, roles=RoleSet.OVERSIGHT)
     return (
         Dossier.objects.filter(pk=dossier_id, project_id__in=allowed)
         .select_related("model_version")
@@ -208,7 +206,7 @@ def dossier_get_for_user(*, user: User, dossier_id: int) -> Dossier | None:
 
 
 def download_list_for_user(*, user: User) -> QuerySet[DossierDownload]:
-    allowed = project_ids_for_user(user=user, roles=AUDIT_READERS)
+    allowed = project_ids_for_user(user=user, roles=RoleSet.AUDITORS)
     return (
         DossierDownload.objects.filter(project_id__in=allowed)
         .select_related("user", "model_version", "project")

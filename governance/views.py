@@ -6,27 +6,32 @@ it too)."""
 import io
 import json
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core import keys
+from core.access import project_page
 from core.client_ip import client_ip_get
-from core.models import Role
-from core.selectors import project_access_get
+from core.forms import form_errors_text, form_submit
+from core.models import RoleSet
+from core.selectors import ProjectAccess, project_access_get
 from core.signing import public_key_pem
 from core.spreadsheets import csv_writer
 from governance import selectors
+from governance.forms import (
+    DossierVerifyForm,
+    PromoteForm,
+    RollbackForm,
+    SignOffForm,
+    UseDeclarationForm,
+)
 from governance.models import Dossier, SignOffRole
 from governance.services import approvals, dossiers
-
-PROMOTERS = (Role.ENGINEER, Role.ADMIN)
-DOSSIER_REQUESTERS = (Role.COMPLIANCE, Role.ENGINEER, Role.ADMIN)
 
 
 def _version_or_404(request, version_id):
@@ -45,9 +50,7 @@ def home(request: HttpRequest) -> HttpResponse:
     if (
         not rows
         and not query
-        and not selectors.project_ids_for_user(
-            user=request.user, roles=selectors.GOVERNANCE_READERS
-        )
+        and not selectors.project_ids_for_user(user=request.user, roles=RoleSet.OVERSIGHT)
     ):
         raise PermissionDenied(
             "The compliance screens need the compliance, engineer or admin role."
@@ -65,7 +68,7 @@ def _version_context(request, row, access, **extra) -> dict:
         "row": row,
         "version": version,
         "access": access,
-        "can_promote": access.has(*PROMOTERS),
+        "can_promote": access.has(*RoleSet.MANAGERS),
         "next_stage": approvals.NEXT_STAGE.get(version.stage),
         "signoff_roles": [
             (role.value, role.label)
@@ -86,15 +89,11 @@ def version_detail(request: HttpRequest, version_id: int) -> HttpResponse:
     return render(request, template, _version_context(request, row, access))
 
 
-def _refused(request, row, access, error: ValidationError) -> HttpResponse:
-    text = "; ".join(
-        f"{k}: {' '.join(v)}" if k != "__all__" else " ".join(v)
-        for k, v in getattr(error, "message_dict", {"__all__": error.messages}).items()
-    )
+def _refused(request, row, access, form) -> HttpResponse:
     return render(
         request,
         "governance/version.html",
-        _version_context(request, row, access, error=text),
+        _version_context(request, row, access, error=form_errors_text(form)),
         status=400,
     )
 
@@ -103,16 +102,12 @@ def _refused(request, row, access, error: ValidationError) -> HttpResponse:
 @require_POST
 def signoff(request: HttpRequest, version_id: int) -> HttpResponse:
     row, access = _version_or_404(request, version_id)
-    try:
-        approvals.signoff_record(
-            actor=request.user,
-            version=row.version,
-            role=request.POST.get("role", ""),
-            decision=request.POST.get("decision", ""),
-            comment=request.POST.get("comment", ""),
-        )
-    except ValidationError as error:
-        return _refused(request, row, access, error)
+    form = SignOffForm(request.POST)
+    done = form_submit(
+        form, lambda data: approvals.signoff_record(actor=request.user, version=row.version, **data)
+    )
+    if done is None:
+        return _refused(request, row, access, form)
     messages.success(request, "Sign-off recorded.")
     return redirect("governance:version", version_id=version_id)
 
@@ -121,31 +116,32 @@ def signoff(request: HttpRequest, version_id: int) -> HttpResponse:
 @require_POST
 def promote(request: HttpRequest, version_id: int) -> HttpResponse:
     row, access = _version_or_404(request, version_id)
-    access.require(*PROMOTERS)
-    try:
-        approvals.model_version_promote_approved(
-            actor=request.user,
-            version=row.version,
-            stage=request.POST.get("stage", ""),
-            reason=request.POST.get("reason", ""),
-        )
-    except ValidationError as error:
-        return _refused(request, row, access, error)
-    messages.success(request, f"{row.version} is now {request.POST.get('stage')}.")
+    access.require(*RoleSet.MANAGERS)
+    form = PromoteForm(request.POST)
+    done = form_submit(
+        form,
+        lambda data: approvals.model_version_promote_approved(
+            actor=request.user, version=row.version, **data
+        ),
+    )
+    if done is None:
+        return _refused(request, row, access, form)
+    messages.success(request, f"{row.version} is now {form.cleaned_data['stage']}.")
     return redirect("governance:version", version_id=version_id)
 
 
-@login_required
 @require_POST
-def rollback(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = project_access_get(project_id=project_id, user=request.user)
-    access.require(*PROMOTERS)
-    try:
-        restored = approvals.model_version_rollback(
-            actor=request.user, project=access.project, reason=request.POST.get("reason", "")
-        )
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
+@project_page(RoleSet.MANAGERS)
+def rollback(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
+    form = RollbackForm(request.POST)
+    restored = form_submit(
+        form,
+        lambda data: approvals.model_version_rollback(
+            actor=request.user, project=access.project, reason=data["reason"]
+        ),
+    )
+    if restored is None:
+        messages.error(request, form_errors_text(form))
         return redirect("governance:home")
     messages.success(request, f"Production rolled back to {restored}.")
     return redirect("governance:version", version_id=restored.pk)
@@ -155,19 +151,14 @@ def rollback(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_POST
 def declare(request: HttpRequest, version_id: int) -> HttpResponse:
     row, access = _version_or_404(request, version_id)
-    access.require(*approvals.DECLARERS)
-    try:
-        approvals.use_declaration_set(
-            actor=request.user,
-            version=row.version,
-            intended_use=request.POST.get("intended_use", ""),
-            limitations=request.POST.get("limitations", ""),
-            out_of_scope=request.POST.get("out_of_scope", ""),
-            license=request.POST.get("license", ""),
-            commercial_use=request.POST.get("commercial_use") == "on",
-        )
-    except ValidationError as error:
-        return _refused(request, row, access, error)
+    access.require(*RoleSet.MANAGERS)
+    form = UseDeclarationForm(request.POST)
+    done = form_submit(
+        form,
+        lambda data: approvals.use_declaration_set(actor=request.user, version=row.version, **data),
+    )
+    if done is None:
+        return _refused(request, row, access, form)
     messages.success(request, "Intended use recorded.")
     return redirect("governance:version", version_id=version_id)
 
@@ -176,7 +167,7 @@ def declare(request: HttpRequest, version_id: int) -> HttpResponse:
 @require_POST
 def dossier_request(request: HttpRequest, version_id: int) -> HttpResponse:
     row, access = _version_or_404(request, version_id)
-    access.require(*DOSSIER_REQUESTERS)
+    access.require(*RoleSet.OVERSIGHT)
     dossiers.dossier_request(actor=request.user, version=row.version)
     if request.htmx:
         row, access = _version_or_404(request, version_id)
@@ -192,9 +183,7 @@ def dossier_download(request: HttpRequest, dossier_id: int) -> FileResponse:
     dossier = selectors.dossier_get_for_user(user=request.user, dossier_id=dossier_id)
     if dossier is None or dossier.status != Dossier.Status.SUCCEEDED:
         raise Http404("No such dossier, or it is not built yet.")
-    project_access_get(project_id=dossier.project_id, user=request.user).require(
-        *DOSSIER_REQUESTERS
-    )
+    project_access_get(project_id=dossier.project_id, user=request.user).require(*RoleSet.OVERSIGHT)
     try:
         handle = open(dossier.file_path, "rb")  # noqa: SIM115 - FileResponse closes it
     except OSError:
@@ -213,20 +202,17 @@ def dossier_download(request: HttpRequest, dossier_id: int) -> FileResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def verify(request: HttpRequest) -> HttpResponse:
-    if not selectors.project_ids_for_user(user=request.user, roles=selectors.GOVERNANCE_READERS):
+    if not selectors.project_ids_for_user(user=request.user, roles=RoleSet.OVERSIGHT):
         raise PermissionDenied("Verifying dossiers needs the compliance, engineer or admin role.")
     context: dict = {"key_id": keys.signing_key_id()}
     status = 200
     if request.method == "POST":
-        upload = request.FILES.get("dossier")
-        if upload is None:
-            context["error"] = "dossier: choose the .zip file to verify."
-            status = 400
-        elif upload.size > settings.PORTAL_MAX_VERIFY_BYTES:
-            limit = settings.PORTAL_MAX_VERIFY_BYTES
-            context["error"] = f"dossier: {upload.name} is larger than {limit} bytes."
+        form = DossierVerifyForm(request.POST, request.FILES)
+        if not form.is_valid():
+            context["error"] = form_errors_text(form)
             status = 400
         else:
+            upload = form.cleaned_data["dossier"]
             # Read in pieces from the upload's temporary file, never whole.
             context["report"] = dossiers.dossier_verify(data=upload.file)
             context["file_name"] = upload.name
@@ -257,7 +243,7 @@ AUDIT_EXPORT_FIELDS = [
 @login_required
 @require_GET
 def audit_log(request: HttpRequest) -> HttpResponse:
-    if not selectors.project_ids_for_user(user=request.user, roles=selectors.AUDIT_READERS):
+    if not selectors.project_ids_for_user(user=request.user, roles=RoleSet.AUDITORS):
         raise PermissionDenied("The audit log needs the compliance or admin role.")
     filters = {k: request.GET.get(k, "").strip() for k in selectors.AUDIT_SCREEN_FILTERS}
     export = request.GET.get("export", "")
@@ -307,7 +293,7 @@ def _audit_export(events, fmt: str) -> HttpResponse:
 @login_required
 @require_GET
 def access_log(request: HttpRequest) -> HttpResponse:
-    if not selectors.project_ids_for_user(user=request.user, roles=selectors.AUDIT_READERS):
+    if not selectors.project_ids_for_user(user=request.user, roles=RoleSet.AUDITORS):
         raise PermissionDenied("The access log needs the compliance or admin role.")
     page = Paginator(selectors.download_list_for_user(user=request.user), 100).get_page(
         request.GET.get("page")

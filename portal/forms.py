@@ -39,6 +39,11 @@ class SignupForm(forms.Form):
     password = forms.CharField(widget=forms.PasswordInput)
 
 
+class SignupToggleForm(forms.Form):
+    # The button sends the state it switches to: "1" opens sign-up, anything else closes it.
+    open = forms.CharField(required=False)
+
+
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What or who will use it.")
     expires_in_days = forms.IntegerField(

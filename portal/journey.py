@@ -9,9 +9,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Sum
 from django.urls import reverse
 
-from core.models import Project, Role
-
-ENGINEERING = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
+from core.models import Project, RoleSet
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,7 @@ def project_journey(*, project: Project, roles: set[str]) -> list[Stage]:
     from governance.models import Dossier
     from training.models import ModelVersion, TrainingJob
 
-    if not roles & set(ENGINEERING):
+    if not roles & set(RoleSet.OVERSIGHT):
         # Job, model and campaign names must never reach a blind reviewer; annotators and
         # adjudicators have their own queues. The card is for those who run the project.
         return []

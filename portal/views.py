@@ -14,8 +14,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from annotation import selectors as annotation_selectors
 from core import selectors, services
+from core.access import project_page
 from core.api_errors import RETRY_AFTER_SECONDS, DatabaseUnavailable, database_unavailable
-from core.models import Membership, Role
+from core.forms import form_submit
+from core.models import Membership, Role, RoleSet
+from core.selectors import ProjectAccess
 from governance import selectors as governance_selectors
 from portal.forms import (
     ApiKeyCreateForm,
@@ -23,18 +26,10 @@ from portal.forms import (
     PortalPasswordChangeForm,
     ProjectForm,
     SignupForm,
+    SignupToggleForm,
     UserCreateForm,
 )
 from portal.journey import journey_is_moving, project_journey
-
-
-def _form_errors_from(form, error: ValidationError) -> None:
-    """Attach a service's ValidationError to the form fields it names."""
-    if hasattr(error, "error_dict"):
-        for field, errs in error.message_dict.items():
-            form.add_error(field if field in form.fields else None, errs)
-    else:
-        form.add_error(None, error.messages)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
@@ -82,12 +77,11 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-@login_required
 @require_GET
-def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
+@project_page(RoleSet.MEMBERS)
+def project_detail(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     """The project's page: links for the caller's roles and where the project stands (the
     journey card refreshes itself while training or a dossier build runs)."""
-    access = selectors.project_access_get(project_id=project_id, user=request.user)
     stages = project_journey(project=access.project, roles=set(access.roles))
     context = {
         "access": access,
@@ -105,12 +99,11 @@ def project_create(request: HttpRequest) -> HttpResponse:
     if not request.user.is_staff:
         raise PermissionDenied("Only portal administrators create projects.")
     form = ProjectForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            project = services.project_create(created_by=request.user, **form.cleaned_data)
-        except ValidationError as error:
-            _form_errors_from(form, error)
-        else:
+    if request.method == "POST":
+        project = form_submit(
+            form, lambda data: services.project_create(created_by=request.user, **data)
+        )
+        if project is not None:
             messages.success(request, f"Project {project.name} created; you are its admin.")
             return redirect("project_members", project_id=project.pk)
     return render(request, "portal/project_create.html", {"form": form})
@@ -126,11 +119,9 @@ def _members_context(request: HttpRequest, access, form: MemberAddForm) -> dict:
     }
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
-def project_members(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = selectors.project_access_get(project_id=project_id, user=request.user)
-    access.require(Role.ADMIN)
+@project_page(RoleSet.ADMINS)
+def project_members(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     form = MemberAddForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = selectors.user_addable_get(username=form.cleaned_data["username"], by=request.user)
@@ -157,11 +148,11 @@ def project_members(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(request, template, context)
 
 
-@login_required
 @require_POST
-def membership_remove(request: HttpRequest, project_id: int, membership_id: int) -> HttpResponse:
-    access = selectors.project_access_get(project_id=project_id, user=request.user)
-    access.require(Role.ADMIN)
+@project_page(RoleSet.ADMINS)
+def membership_remove(
+    request: HttpRequest, access: ProjectAccess, membership_id: int
+) -> HttpResponse:
     membership = get_object_or_404(Membership, pk=membership_id, project=access.project)
     try:
         services.membership_remove(membership=membership, removed_by=request.user)
@@ -179,12 +170,9 @@ def people(request: HttpRequest) -> HttpResponse:
     if not request.user.is_staff:
         raise PermissionDenied("Only portal administrators manage accounts.")
     form = UserCreateForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            user = services.user_create(created_by=request.user, **form.cleaned_data)
-        except ValidationError as error:
-            _form_errors_from(form, error)
-        else:
+    if request.method == "POST":
+        user = form_submit(form, lambda data: services.user_create(created_by=request.user, **data))
+        if user is not None:
             messages.success(request, f"Account {user.username} created.")
             return redirect("people")
     context = {
@@ -198,8 +186,9 @@ def people(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def signup_toggle(request: HttpRequest) -> HttpResponse:
+    form = SignupToggleForm(request.POST)
     row = services.site_settings_set_signup(
-        open_=request.POST.get("open") == "1", changed_by=request.user
+        open_=form.is_valid() and form.cleaned_data["open"] == "1", changed_by=request.user
     )
     messages.success(request, "Sign-up is now " + ("open." if row.signup_open else "closed."))
     return redirect("people")
@@ -210,12 +199,9 @@ def signup(request: HttpRequest) -> HttpResponse:
     if not services.site_settings_get().signup_open:
         return render(request, "registration/signup_closed.html", status=403)
     form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            user = services.user_signup(**form.cleaned_data)
-        except ValidationError as error:
-            _form_errors_from(form, error)
-        else:
+    if request.method == "POST":
+        user = form_submit(form, lambda data: services.user_signup(**data))
+        if user is not None:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             return redirect("home")
     return render(request, "registration/signup.html", {"form": form})
@@ -255,13 +241,10 @@ def account(request: HttpRequest) -> HttpResponse:
 def api_key_create(request: HttpRequest) -> HttpResponse:
     """Make a key and show its secret this once (it is stored only as a hash)."""
     key_form = ApiKeyCreateForm(request.POST)
-    if key_form.is_valid():
-        try:
-            key, raw = services.api_key_create(user=request.user, **key_form.cleaned_data)
-        except ValidationError as error:
-            _form_errors_from(key_form, error)
-        else:
-            return _render_account(request, new_key=key, new_secret=raw)
+    made = form_submit(key_form, lambda data: services.api_key_create(user=request.user, **data))
+    if made is not None:
+        key, raw = made
+        return _render_account(request, new_key=key, new_secret=raw)
     # htmx swaps only 2xx answers; a plain form post gets the 400 it deserves.
     return _render_account(request, status=200 if request.htmx else 400, key_form=key_form)
 

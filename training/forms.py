@@ -6,8 +6,9 @@ from typing import Any
 
 from django import forms
 
+from core.forms import OptionalText
 from training import presets
-from training.models import JobKind, JobMethod
+from training.models import BaseModel, JobKind, JobMethod
 
 
 def _field_for(name: str, spec: presets.Field) -> forms.Field:
@@ -143,3 +144,37 @@ def presets_json() -> str:
         for name, f in presets.FIELDS.items()
     }
     return json.dumps({"presets": data, "defaults": defaults})
+
+
+class BaseModelRegisterForm(forms.Form):
+    """Either form of the base-model page: the packaged default (`action=default`) or a
+    model by path or hub id. The service checks every value."""
+
+    name = OptionalText()
+    source = OptionalText()
+    path = forms.CharField(required=False)
+    license = OptionalText()
+    action = OptionalText()
+
+    def clean_source(self) -> str:
+        return self.cleaned_data["source"] or BaseModel.Source.LOCAL
+
+
+class PlaygroundForm(forms.Form):
+    """A prompt for two models side by side. Its values go back on the page as sent,
+    whatever happens, so each is a plain text here and `clean` names the one problem."""
+
+    prompt = forms.CharField(required=False)
+    max_new_tokens = forms.CharField(required=False)
+    left = OptionalText()
+    right = OptionalText()
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        tokens = data.get("max_new_tokens") or "64"
+        data["max_new_tokens"] = tokens
+        if not data.get("prompt"):
+            raise forms.ValidationError("Write a prompt.")
+        if not tokens.isdigit() or not 1 <= int(tokens) <= 1024:
+            raise forms.ValidationError("Max new tokens: a whole number from 1 to 1024.")
+        return data

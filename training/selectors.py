@@ -10,7 +10,7 @@ from django.http import Http404
 
 from annotation.models import Dataset, Snapshot
 from annotation.selectors import snapshot_sources
-from core.models import Membership, Project, Role, User
+from core.models import Membership, Project, RoleSet, User
 from training.models import (
     BaseModel,
     BaseModelRegistration,
@@ -194,10 +194,6 @@ def model_version_lineage_full(*, version: ModelVersion) -> Lineage:
     return lineage
 
 
-# The roles that may open each kind of lineage page (the annotation and training views
-# require the same three); a node in a project where the caller holds none is shown
-# without its name, hashes or link.
-LINEAGE_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
 KIND_ORDER = {"dataset": 0, "snapshot": 1, "base": 2, "job": 3, "version": 4}
 
 
@@ -313,8 +309,9 @@ def model_version_lineage_for_user(*, version: ModelVersion, user: User) -> Line
     they hold a reading role (or a base model shared by all projects) with its name, hashes
     and key; any other node only as its kind, under an opaque key."""
     lineage = model_version_lineage_full(version=version)
+    # The roles that open the lineage pages themselves.
     readable = set(
-        Membership.objects.filter(user_id=user.pk, role__in=LINEAGE_READERS).values_list(
+        Membership.objects.filter(user_id=user.pk, role__in=RoleSet.OVERSIGHT).values_list(
             "project_id", flat=True
         )
     )

@@ -4,7 +4,6 @@ the playground. Engineers launch and cancel; admins and compliance read."""
 import time
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -12,26 +11,15 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core import realtime
+from core.access import project_page
 from core.charts import line_chart
-from core.models import Role
-from core.selectors import project_access_get
+from core.forms import form_errors_text, form_submit, validation_error_text
+from core.models import RoleSet
+from core.selectors import ProjectAccess
 from training import selectors, services, tasks
-from training.forms import JobForm, presets_json
-from training.models import BaseModel
+from training.forms import BaseModelRegisterForm, JobForm, PlaygroundForm, presets_json
 
-READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
-LAUNCHERS = (Role.ENGINEER,)
 PLAYGROUND_RESULT_TTL_S = 3600
-
-
-def _access(request: HttpRequest, project_id: int, *roles: str):
-    return project_access_get(project_id=project_id, user=request.user).require(*roles)
-
-
-def _error_text(error: ValidationError) -> str:
-    if hasattr(error, "error_dict"):
-        return "; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())
-    return " ".join(error.messages)
 
 
 def _snapshots(project):
@@ -41,16 +29,15 @@ def _snapshots(project):
     return list(finder(project=project)) if finder else []
 
 
-@login_required
 @require_GET
-def job_list(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = _access(request, project_id, *READERS)
+@project_page(RoleSet.OVERSIGHT)
+def job_list(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     jobs = list(selectors.job_list_for_project(project=access.project)[:200])
     context = {
         "access": access,
         "project": access.project,
         "jobs": jobs,
-        "can_launch": access.has(*LAUNCHERS),
+        "can_launch": access.has(*RoleSet.ENGINEERS),
         # As on the job page: poll while a job runs where no push reaches this process.
         "poll_live": any(job.is_active for job in jobs) and not realtime.pushes_cross_processes(),
     }
@@ -58,10 +45,9 @@ def job_list(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(request, template, context)
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
-def job_new(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = _access(request, project_id, *LAUNCHERS)
+@project_page(RoleSet.ENGINEERS)
+def job_new(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     project = access.project
     bases = list(selectors.base_model_list_for_project(project=project))
     versions = list(selectors.model_version_list_for_project(project=project))
@@ -70,19 +56,15 @@ def job_new(request: HttpRequest, project_id: int) -> HttpResponse:
     form = JobForm(**form_kwargs)
     if request.method == "POST":
         form = JobForm(request.POST, request.FILES, **form_kwargs)
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                job = _create_from_form(request, project, data, form, bases, versions, snapshots)
-            except ValidationError as error:
-                if hasattr(error, "error_dict"):
-                    for field, msgs in error.message_dict.items():
-                        form.add_error(field if field in form.fields else None, msgs)
-                else:
-                    form.add_error(None, error.messages)
-            else:
-                messages.success(request, f"Job {job.name} queued.")
-                return redirect("training:job", project_id=project.pk, job_id=job.pk)
+        job = form_submit(
+            form,
+            lambda data: _create_from_form(
+                request, project, data, form, bases, versions, snapshots
+            ),
+        )
+        if job is not None:
+            messages.success(request, f"Job {job.name} queued.")
+            return redirect("training:job", project_id=project.pk, job_id=job.pk)
     context = {
         "access": access,
         "project": project,
@@ -155,15 +137,14 @@ def _job_context(access, job) -> dict:
         "log_lines": selectors.job_log_tail(job=job),
         "checkpoints": selectors.job_checkpoints(job=job),
         "version": getattr(job, "model_version", None) if job.status == "succeeded" else None,
-        "can_cancel": access.has(*LAUNCHERS) and job.is_active,
-        "can_resume": access.has(*LAUNCHERS) and job.status in ("failed", "cancelled"),
+        "can_cancel": access.has(*RoleSet.ENGINEERS) and job.is_active,
+        "can_resume": access.has(*RoleSet.ENGINEERS) and job.status in ("failed", "cancelled"),
     }
 
 
-@login_required
 @require_GET
-def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
-    access = _access(request, project_id, *READERS)
+@project_page(RoleSet.OVERSIGHT)
+def job_detail(request: HttpRequest, access: ProjectAccess, job_id: int) -> HttpResponse:
     job = selectors.job_get(project=access.project, job_id=job_id)
     context = _job_context(access, job)
     part = request.GET.get("part")
@@ -172,37 +153,34 @@ def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpRespon
     return render(request, "training/job.html", context)
 
 
-@login_required
 @require_POST
-def job_cancel(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
-    access = _access(request, project_id, *LAUNCHERS)
+@project_page(RoleSet.ENGINEERS)
+def job_cancel(request: HttpRequest, access: ProjectAccess, job_id: int) -> HttpResponse:
     job = selectors.job_get(project=access.project, job_id=job_id)
     try:
         services.training_job_cancel(actor=request.user, job=job)
     except ValidationError as error:
-        messages.error(request, _error_text(error))
+        messages.error(request, validation_error_text(error))
     else:
         messages.success(request, "Cancel requested; the job stops after its current step.")
     return redirect("training:job", project_id=access.project.pk, job_id=job.pk)
 
 
-@login_required
 @require_POST
-def job_resume(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
-    access = _access(request, project_id, *LAUNCHERS)
+@project_page(RoleSet.ENGINEERS)
+def job_resume(request: HttpRequest, access: ProjectAccess, job_id: int) -> HttpResponse:
     job = selectors.job_get(project=access.project, job_id=job_id)
     try:
         resumed = services.training_job_resume(actor=request.user, job=job)
     except ValidationError as error:
-        messages.error(request, _error_text(error))
+        messages.error(request, validation_error_text(error))
         return redirect("training:job", project_id=access.project.pk, job_id=job.pk)
     return redirect("training:job", project_id=access.project.pk, job_id=resumed.pk)
 
 
-@login_required
 @require_GET
-def version_list(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = _access(request, project_id, *READERS)
+@project_page(RoleSet.OVERSIGHT)
+def version_list(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     context = {
         "access": access,
         "project": access.project,
@@ -212,10 +190,9 @@ def version_list(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(request, "training/versions.html", context)
 
 
-@login_required
 @require_GET
-def version_detail(request: HttpRequest, project_id: int, version_id: int) -> HttpResponse:
-    access = _access(request, project_id, *READERS)
+@project_page(RoleSet.OVERSIGHT)
+def version_detail(request: HttpRequest, access: ProjectAccess, version_id: int) -> HttpResponse:
     version = selectors.model_version_get(project=access.project, version_id=version_id)
     sanity = version.metrics.get("sanity")
     context = {
@@ -229,28 +206,29 @@ def version_detail(request: HttpRequest, project_id: int, version_id: int) -> Ht
     return render(request, "training/version.html", context)
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
-def base_models(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = _access(request, project_id, *READERS)
+@project_page({"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS})
+def base_models(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     project = access.project
     error = None
     if request.method == "POST":
-        access.require(*LAUNCHERS)
-        try:
-            # Reading (and converting) a model takes a worker up to minutes: queue it and
-            # show its progress, never hold the request.
-            registration = services.base_model_registration_start(
+        form = BaseModelRegisterForm(request.POST)
+        # Reading (and converting) a model takes a worker up to minutes: queue it and
+        # show its progress, never hold the request.
+        registration = form_submit(
+            form,
+            lambda data: services.base_model_registration_start(
                 actor=request.user,
                 project=project,
-                name=request.POST.get("name", ""),
-                source=request.POST.get("source", BaseModel.Source.LOCAL),
-                path=request.POST.get("path", "").strip(),
-                license=request.POST.get("license", ""),
-                packaged=request.POST.get("action") == "default",
-            )
-        except ValidationError as invalid:
-            error = _error_text(invalid)
+                name=data["name"],
+                source=data["source"],
+                path=data["path"],
+                license=data["license"],
+                packaged=data["action"] == "default",
+            ),
+        )
+        if registration is None:
+            error = form_errors_text(form)
         else:
             messages.success(request, f"Registering {registration.name}: follow it below.")
             return redirect(
@@ -264,19 +242,18 @@ def base_models(request: HttpRequest, project_id: int) -> HttpResponse:
         "registrations": registrations,
         "registering": any(r.is_active for r in registrations),
         "error": error,
-        "can_launch": access.has(*LAUNCHERS),
+        "can_launch": access.has(*RoleSet.ENGINEERS),
     }
     if request.htmx and request.method == "GET":
         return render(request, "training/base_models.html#registrations", context)
     return render(request, "training/base_models.html", context)
 
 
-@login_required
 @require_GET
+@project_page(RoleSet.OVERSIGHT)
 def registration_detail(
-    request: HttpRequest, project_id: int, registration_id: int
+    request: HttpRequest, access: ProjectAccess, registration_id: int
 ) -> HttpResponse:
-    access = _access(request, project_id, *READERS)
     registration = selectors.registration_get(
         project=access.project, registration_id=registration_id
     )
@@ -302,10 +279,9 @@ def _playground_choice(project, value: str):
     return base, None, f"{base} (base)"
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
-def playground(request: HttpRequest, project_id: int) -> HttpResponse:
-    access = _access(request, project_id, *LAUNCHERS)
+@project_page(RoleSet.ENGINEERS)
+def playground(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     project = access.project
     choices = [
         (f"b{b.pk}", f"{b} (base)") for b in selectors.base_model_list_for_project(project=project)
@@ -317,28 +293,23 @@ def playground(request: HttpRequest, project_id: int) -> HttpResponse:
     ]
     context = {"access": access, "project": project, "choices": choices, "runs": None}
     if request.method == "POST":
-        prompt = request.POST.get("prompt", "").strip()
-        max_new_tokens = request.POST.get("max_new_tokens") or "64"
+        form = PlaygroundForm(request.POST)
+        valid = form.is_valid()
+        data = form.cleaned_data
         # The form comes back as it was sent, whatever happens next.
-        context.update(
-            prompt=prompt,
-            max_new_tokens=max_new_tokens,
-            left=request.POST.get("left", ""),
-            right=request.POST.get("right", ""),
-        )
-        if not prompt:
-            context["error"] = "Write a prompt."
-        elif not max_new_tokens.isdigit() or not 1 <= int(max_new_tokens) <= 1024:
-            context["error"] = "Max new tokens: a whole number from 1 to 1024."
+        context.update({k: data.get(k, "") for k in ("prompt", "max_new_tokens", "left", "right")})
+        if not valid:
+            context["error"] = form_errors_text(form)
         else:
+            prompt = data["prompt"]
             runs = []
             for side in ("left", "right"):
-                base, version, label = _playground_choice(project, request.POST.get(side, ""))
+                base, version, label = _playground_choice(project, data[side])
                 result = tasks.generate_task.delay(
                     base.pk,
                     version.pk if version else None,
                     [prompt],
-                    int(max_new_tokens),
+                    int(data["max_new_tokens"]),
                 )
                 cache.set(
                     f"training:playground:{result.id}", request.user.pk, PLAYGROUND_RESULT_TTL_S
@@ -348,10 +319,9 @@ def playground(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(request, "training/playground.html", context)
 
 
-@login_required
 @require_GET
-def playground_result(request: HttpRequest, project_id: int, task_id: str) -> HttpResponse:
-    access = _access(request, project_id, *LAUNCHERS)
+@project_page(RoleSet.ENGINEERS)
+def playground_result(request: HttpRequest, access: ProjectAccess, task_id: str) -> HttpResponse:
     if cache.get(f"training:playground:{task_id}") != request.user.pk:
         return HttpResponse(status=404)
     result = tasks.generate_task.AsyncResult(task_id)

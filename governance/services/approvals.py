@@ -8,7 +8,7 @@ approval policy). Rollback restores the version that held production before the 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from core.models import Membership, Project, Role, User
+from core.models import Membership, Project, Role, RoleSet, User
 from core.services.audit import audit_record, content_hash
 from evaluation import services as evaluation_services
 from evaluation.selectors import gate_run_latest
@@ -27,8 +27,6 @@ NEXT_STAGE = {
     ModelVersion.Stage.CANDIDATE: ModelVersion.Stage.CANARY,
     ModelVersion.Stage.CANARY: ModelVersion.Stage.PRODUCTION,
 }
-PROMOTERS = (Role.ENGINEER, Role.ADMIN)
-POLICY_EDITORS = (Role.ADMIN,)
 MAX_REQUIRED = 5
 
 
@@ -47,7 +45,7 @@ def _require(user: User, project_id: int, roles: tuple[str, ...], doing: str) ->
 
 @transaction.atomic
 def approval_policy_set(*, actor: User, project: Project, required: dict) -> ApprovalPolicy:
-    _require(actor, project.pk, POLICY_EDITORS, "Changing the approval policy")
+    _require(actor, project.pk, RoleSet.ADMINS, "Changing the approval policy")
     clean: dict[str, int] = {}
     for role, count in (required or {}).items():
         if role not in SignOffRole.values:
@@ -148,7 +146,7 @@ def model_version_promote_approved(
     """Promote one step (candidate -> canary -> production) once the latest gate run passed
     and the required sign-offs are in. Promoting to production archives the version that
     held it, which rollback can restore."""
-    _require(actor, version.project_id, PROMOTERS, "Promoting a model version")
+    _require(actor, version.project_id, RoleSet.MANAGERS, "Promoting a model version")
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
     expected = NEXT_STAGE.get(ModelVersion.Stage(version.stage))
     if stage != expected:
@@ -229,7 +227,7 @@ def rollback_target(*, project: Project) -> tuple[ModelVersion | None, ModelVers
 def model_version_rollback(*, actor: User, project: Project, reason: str) -> ModelVersion:
     """One action: archive the production version and restore the previous one. The
     restored version passed its gate and sign-offs when it was promoted."""
-    _require(actor, project.pk, PROMOTERS, "Rolling back production")
+    _require(actor, project.pk, RoleSet.MANAGERS, "Rolling back production")
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": "Say why production is being rolled back."})
@@ -266,9 +264,6 @@ def model_version_rollback(*, actor: User, project: Project, reason: str) -> Mod
     return restored
 
 
-DECLARERS = (Role.ENGINEER, Role.ADMIN)
-
-
 @transaction.atomic
 def use_declaration_set(
     *,
@@ -282,7 +277,7 @@ def use_declaration_set(
 ) -> UseDeclaration:
     """Declare what a version is for and under which license it ships; the dossier's
     intended-use section and license check read it."""
-    _require(actor, version.project_id, DECLARERS, "Declaring a version's intended use")
+    _require(actor, version.project_id, RoleSet.MANAGERS, "Declaring a version's intended use")
     errors = {}
     if not (intended_use or "").strip():
         errors["intended_use"] = "Describe the intended use."

@@ -275,6 +275,22 @@ def test_adjudicator_resolves_through_the_page(client, project, ready, adjudicat
     assert (gold.value, gold.reason) == ({"labels": ["neg"]}, "clearly negative")
 
 
+def test_adjudication_with_a_garbled_item_id_is_refused_by_name(
+    client, project, ready, adjudicator
+):
+    Item.objects.filter(pk=ready.pk).update(state=Item.State.DISPUTED)
+    client.force_login(adjudicator)
+
+    response = client.post(
+        reverse("annotation:adjudicate", args=[project.pk]),
+        {"item": "one", "labels": "neg", "reason": "clearly negative"},
+    )
+
+    assert response.status_code == 200
+    assert response.context["error"] == "item: Enter a whole number."
+    assert not GoldLabel.objects.exists()
+
+
 def test_disagreement_csv_defuses_formulas(client, project, ready, adjudicator, engineer):
     Item.objects.filter(pk=ready.pk).update(state=Item.State.DISPUTED)
     services.adjudication_resolve(

@@ -9,9 +9,11 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from core.models import Role
+from evaluation import services
 from evaluation.models import Battle, Campaign, Contestant, GenerationJob, Judgment
 from tests.conftest import ROLES
-from tests.evaluation.factories import build_campaign
+from tests.evaluation.factories import build_campaign, prompt_rows
+from tests.portal.factories import MembershipFactory
 from training.models import BaseModel, ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -314,3 +316,30 @@ def test_the_blindness_scan_catches_an_engineer_page(client, project, engineer):
 
     with pytest.raises(AssertionError, match="reached the reviewer|identity id"):
         _scan(response.content, response["Content-Type"], words, names, ids, "results")
+
+
+def test_a_campaign_over_another_projects_prompt_set_is_refused_by_name(
+    client, project, other_project, campaign, engineer
+):
+    theirs = MembershipFactory(project=other_project, role=Role.ENGINEER).user
+    foreign = services.prompt_set_create(
+        actor=theirs, project=other_project, name="Their prompts", rows=prompt_rows(2)
+    )
+    client.force_login(engineer)
+    before = Campaign.objects.count()
+
+    response = client.post(
+        reverse("evaluation:overview", args=[project.pk]),
+        {
+            "action": "campaign",
+            "name": "Borrowed prompts",
+            "prompt_set": foreign.pk,
+            "contestants": list(
+                Contestant.objects.filter(project=project).values_list("pk", flat=True)
+            ),
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.context["error"].startswith("prompt_set: Select a valid choice.")
+    assert Campaign.objects.count() == before
