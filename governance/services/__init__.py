@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from governance.chain_sql import EventDraft, append_sql, drafts_settle, event_draft
 from governance.models import GENESIS_HASH, AuditChainHead, AuditEvent, canonical_json
+from portal.db import on_postgresql
 
 # For services that append their events inside their own single-statement writes.
 audit_append_sql = append_sql
@@ -63,7 +64,7 @@ def audit_record(
 
 
 def _append(*, actor, action, target, data, project_id) -> AuditEvent:
-    if connection.vendor == "postgresql":
+    if on_postgresql():
         return _append_in_one_statement(
             actor=actor, action=action, target=target, data=data, project_id=project_id
         )
