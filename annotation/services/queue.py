@@ -36,7 +36,7 @@ from annotation.services.resolution import (
     agreement_outcome,
     item_resolve_by_agreement,
 )
-from core.db import fetch_one, run_alone
+from core.db import commit_without_flush, fetch_one, on_postgresql, run_alone
 from core.fields import encrypt_json
 from core.models import Project, User
 from core.services.audit import audit_append_sql, audit_record, content_hash, event_draft
@@ -190,36 +190,74 @@ def _claim(
     guideline_id: int | None,
     now,
     expires,
+) -> Lease | None:
+    """A newly claimed item under a new lease, or None when nothing is left to claim."""
+    claim = _claim_postgresql if on_postgresql() else _claim_portable
+    return claim(
+        project=project,
+        annotator=annotator,
+        k=k,
+        order=order,
+        schema_id=schema_id,
+        guideline_id=guideline_id,
+        now=now,
+        expires=expires,
+    )
+
+
+def _claim_postgresql(
+    *,
+    project: Project,
+    annotator: User,
+    k: int,
+    order: str,
+    schema_id: int,
+    guideline_id: int | None,
+    now,
+    expires,
     run=fetch_one,
 ) -> Lease | None:
-    """A newly claimed item under a new lease, or None when nothing is left to claim.
-    `run` runs the statement: on its own (the fast path) or in the caller's transaction."""
-    if connection.vendor == "postgresql":
-        row = run(
-            sql.claim_sql(order),
-            {
-                "project": project.pk,
-                "k": k,
-                "user": annotator.pk,
-                "now": now,
-                "expires": expires,
-                "schema": schema_id,
-                "guideline": guideline_id,
-            },
-        )
-        if row is None:
-            return None
-        return _label_lease(
-            pk=row[0],
-            project=project,
-            item=sql.item_from_row(row[1:-1]),
-            annotator=annotator,
-            schema_id=schema_id,
-            guideline_id=guideline_id,
-            created_at=now,
-            expires_at=expires,
-        )
-    # The embedded SQLite demo: one writer at a time, so plain ORM steps are safe there.
+    """_claim in one statement (SKIP LOCKED). `run` runs it: on its own (the fast path) or
+    in the caller's transaction."""
+    row = run(
+        sql.claim_sql(order),
+        {
+            "project": project.pk,
+            "k": k,
+            "user": annotator.pk,
+            "now": now,
+            "expires": expires,
+            "schema": schema_id,
+            "guideline": guideline_id,
+        },
+    )
+    if row is None:
+        return None
+    return _label_lease(
+        pk=row[0],
+        project=project,
+        item=sql.item_from_row(row[1:-1]),
+        annotator=annotator,
+        schema_id=schema_id,
+        guideline_id=guideline_id,
+        created_at=now,
+        expires_at=expires,
+    )
+
+
+def _claim_portable(
+    *,
+    project: Project,
+    annotator: User,
+    k: int,
+    order: str,
+    schema_id: int,
+    guideline_id: int | None,
+    now,
+    expires,
+) -> Lease | None:
+    """_claim in plain ORM steps, for the embedded SQLite demo: its transactions begin
+    IMMEDIATE, one writer at a time, so nobody claims between the read and the writes."""
     item = (
         Item.objects.filter(
             project=project,
@@ -271,7 +309,7 @@ def item_lease_next(*, project: Project, annotator: User) -> LeaseOffer | None:
 
     On PostgreSQL this is one read and, when a new item is needed, one claiming statement;
     gold turns and the embedded SQLite demo take the locked path below."""
-    if connection.vendor == "postgresql":
+    if on_postgresql():
         offer = _lease_next_fast(project=project, annotator=annotator)
         if offer is not _SLOW_PATH:
             return offer
@@ -280,11 +318,8 @@ def item_lease_next(*, project: Project, annotator: User) -> LeaseOffer | None:
 
 @transaction.atomic
 def _item_lease_next_locked(*, project: Project, annotator: User) -> LeaseOffer | None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            # A lease lost in a crash only returns its item to the pool, so this
-            # transaction need not wait for its commit to reach the disk.
-            cursor.execute("SET LOCAL synchronous_commit = off")
+    # A lease lost in a crash only returns its item to the pool.
+    commit_without_flush()
     now = timezone.now()
     current = (
         Lease.objects.filter(
@@ -393,7 +428,7 @@ def annotation_submit(
     On PostgreSQL the usual case (an active lease, not about to expire) is one read and
     one writing statement; late answers and the embedded SQLite demo take the locked
     path below."""
-    if connection.vendor == "postgresql":
+    if on_postgresql():
         for _ in range(_SUBMIT_ATTEMPTS):
             annotation = _annotation_submit_fast(
                 project=project,
@@ -497,7 +532,8 @@ def _answer_params(prefix: str, value: dict) -> dict[str, str | None]:
     }
 
 
-# The fast paths answer one of these when they leave the case to the locked path.
+# The fast paths (PostgreSQL only: queue_sql's statements) answer one of these when they
+# leave the case to the locked path.
 _SLOW_PATH = object()
 _RETRY = object()
 _SUBMIT_ATTEMPTS = 3
@@ -535,7 +571,7 @@ def _lease_next_fast(*, project: Project, annotator: User):
     if _sweep_due(project):
         with transaction.atomic():
             _leases_expire_now_and_then(project=project, now=now)
-    lease = _claim(
+    lease = _claim_postgresql(
         project=project,
         annotator=annotator,
         k=k,

@@ -40,6 +40,7 @@ from annotation.schemas import normalize_config
 from annotation.services import quality
 from annotation.split_groups import GROUP_METADATA_KEY, GroupedSplitter, group_keys, needs_payload
 from core.chain import canonical_json
+from core.db import on_postgresql, rows_insert
 from core.models import Project, User
 from core.services.audit import audit_record
 
@@ -230,37 +231,16 @@ def _allocate_snapshot_id() -> int:
     """Members are written before their snapshot row (the row is final the moment it is
     inserted, so its manifest must be known by then); the FK check waits for commit."""
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if on_postgresql():
             cursor.execute("SELECT nextval(pg_get_serial_sequence('annotation_snapshot', 'id'))")
             return int(cursor.fetchone()[0])
+        # SQLite: the caller's transaction holds the one write lock, so nobody else takes it.
         cursor.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM annotation_snapshot")
         return int(cursor.fetchone()[0])
 
 
 def _write_members(rows: list[tuple]) -> None:
-    if not rows:
-        return
-    if connection.vendor == "postgresql":
-        sql = f"COPY annotation_snapshotmember ({', '.join(MEMBER_COLUMNS)}) FROM STDIN"
-        with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(row)
-        return
-    SnapshotMember.objects.bulk_create(
-        [
-            SnapshotMember(
-                snapshot_id=r[0],
-                position=r[1],
-                item_id=r[2],
-                content_hash=r[3],
-                choice=None if r[4] is None else json.loads(r[4]),
-                free_text=_FREE_TEXT.decrypt(r[5]),
-                method=r[6],
-                split=r[7],
-            )
-            for r in rows
-        ]
-    )
+    rows_insert(table=SnapshotMember._meta.db_table, columns=MEMBER_COLUMNS, rows=rows)
 
 
 def _schema_for(project: Project, task_type: str | None) -> dict[str, Any]:
