@@ -20,6 +20,8 @@ from scipy import optimize, sparse, special
 from scipy import stats as scipy_stats
 from threadpoolctl import ThreadpoolController
 
+from annotation.agreement import LabelTable, krippendorff_alpha
+
 BASE = 10.0
 SCALE = 400.0
 MEAN = 1000.0
@@ -356,20 +358,17 @@ def repeated_pair_agreement(groups: Sequence[Sequence[str]]) -> Agreement:
 
 
 def _krippendorff_nominal(units: list[list[str]]) -> float:
-    """Nominal alpha from a coincidence matrix (units may have any number of values)."""
-    values = sorted({v for u in units for v in u})
-    if len(values) < 2:
-        return math.nan if not units else 1.0
-    index = {v: n for n, v in enumerate(values)}
-    coincide = np.zeros((len(values), len(values)))
-    for u in units:
-        m = len(u)
-        counts = np.zeros(len(values))
-        for v in u:
-            counts[index[v]] += 1
-        coincide += (np.outer(counts, counts) - np.diag(counts)) / (m - 1)
-    n = coincide.sum()
-    marg = coincide.sum(axis=1)
-    observed = n - np.trace(coincide)
-    expected = (n * n - (marg**2).sum()) / (n - 1)
-    return 1.0 - observed / expected if expected > 0 else math.nan
+    """Nominal alpha by annotation's implementation; every unit holds at least two values.
+
+    Units whose judgments all chose one outcome keep the convention of 1.0 (perfect
+    agreement) where annotation says undefined (0/0); no units at all is NaN."""
+    if not units:
+        return math.nan
+    codes: dict[str, int] = {}
+    item = [u for u, values in enumerate(units) for _ in values]
+    # Repeated judgments of one battle need not share raters: position in the unit stands in.
+    rater = [r for values in units for r in range(len(values))]
+    value = [codes.setdefault(v, len(codes)) for values in units for v in values]
+    table = LabelTable(item=np.array(item), annotator=np.array(rater), value=np.array(value))
+    alpha = krippendorff_alpha(table, "nominal")
+    return 1.0 if alpha is None else alpha

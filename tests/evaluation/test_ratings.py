@@ -215,3 +215,18 @@ def test_repeated_pair_agreement_matches_krippendorff_package():
 def test_bad_rows_are_refused_with_the_row_named(row, message):
     with pytest.raises(ValueError, match=f"row 0: .*{message}"):
         R.grouped_counts([row], k=3)
+
+
+def test_repeated_pair_agreement_is_perfect_when_every_repeat_chose_one_outcome():
+    agreement = R.repeated_pair_agreement([["a", "a"], ["a", "a", "a"], ["b"]])
+
+    assert agreement.groups == 2
+    assert agreement.alpha == 1.0
+
+
+def test_repeated_pair_agreement_without_repeats_has_no_alpha():
+    agreement = R.repeated_pair_agreement([["a"], ["tie"]])
+
+    assert agreement.groups == 0
+    assert math.isnan(agreement.alpha)
+    assert math.isnan(agreement.percent)
