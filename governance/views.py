@@ -18,13 +18,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from governance import keys, selectors
 from governance.dossier.signing import public_key_pem
 from governance.models import Dossier, SignOffRole
-from governance.services import approvals, dossiers
+from governance.services import approvals, dossiers, stages
 from portal.client_ip import client_ip_get
 from portal.models import Role
 from portal.selectors import project_access_get
 from portal.spreadsheets import csv_writer
 
-PROMOTERS = (Role.ENGINEER, Role.ADMIN)
+PROMOTERS = stages.PROMOTERS
 DOSSIER_REQUESTERS = (Role.COMPLIANCE, Role.ENGINEER, Role.ADMIN)
 
 
@@ -65,7 +65,7 @@ def _version_context(request, row, access, **extra) -> dict:
         "version": version,
         "access": access,
         "can_promote": access.has(*PROMOTERS),
-        "next_stage": approvals.NEXT_STAGE.get(version.stage),
+        "next_stage": stages.NEXT_STAGE.get(version.stage),
         "signoff_roles": [
             (role.value, role.label)
             for role in SignOffRole
@@ -122,10 +122,10 @@ def promote(request: HttpRequest, version_id: int) -> HttpResponse:
     row, access = _version_or_404(request, version_id)
     access.require(*PROMOTERS)
     try:
-        approvals.model_version_promote_approved(
+        stages.model_version_stage_change(
             actor=request.user,
             version=row.version,
-            stage=request.POST.get("stage", ""),
+            to_stage=request.POST.get("stage", ""),
             reason=request.POST.get("reason", ""),
         )
     except ValidationError as error:
@@ -140,7 +140,7 @@ def rollback(request: HttpRequest, project_id: int) -> HttpResponse:
     access = project_access_get(project_id=project_id, user=request.user)
     access.require(*PROMOTERS)
     try:
-        restored = approvals.model_version_rollback(
+        restored = stages.model_version_rollback(
             actor=request.user, project=access.project, reason=request.POST.get("reason", "")
         )
     except ValidationError as error:
