@@ -696,6 +696,30 @@ def gate_run_latest(*, model_version_id: int) -> GateRun | None:
     )
 
 
+# The stages a version enters only with a passed regression gate run.
+GATED_STAGES = ("canary", "production")
+
+
+def gate_failures(run: GateRun) -> list[str]:
+    return [f"{r['name']}: {r['reason']}" for r in run.results if not r["passed"]]
+
+
+def gate_refusal(*, version: ModelVersion, stage: str, run: GateRun | None) -> str | None:
+    """Why the regression gate keeps `version` out of `stage`, given its latest gate run
+    `run` (gate_run_latest); None when the gate lets it in. The stage change itself is
+    governance's (governance.services.stages), which asks this inside its lock."""
+    if stage not in GATED_STAGES:
+        return None
+    if run is None:
+        return f"{version} cannot go to {stage}: no regression gate has been run on it."
+    if not run.passed:
+        return (
+            f"{version} cannot go to {stage}: its latest gate run ({run.gate.name}) failed: "
+            + "; ".join(gate_failures(run))
+        )
+    return None
+
+
 def battle_count(*, campaign: Campaign) -> dict[str, int]:
     return dict(campaign.battles.values_list("kind").annotate(n=Count("id")).order_by())
 

@@ -23,9 +23,9 @@ from core.signing import public_key_pem
 from core.spreadsheets import csv_writer
 from governance import selectors
 from governance.models import Dossier, SignOffRole
-from governance.services import approvals, dossiers
+from governance.services import approvals, dossiers, stages
 
-PROMOTERS = (Role.ENGINEER, Role.ADMIN)
+PROMOTERS = stages.PROMOTERS
 DOSSIER_REQUESTERS = (Role.COMPLIANCE, Role.ENGINEER, Role.ADMIN)
 
 
@@ -66,7 +66,7 @@ def _version_context(request, row, access, **extra) -> dict:
         "version": version,
         "access": access,
         "can_promote": access.has(*PROMOTERS),
-        "next_stage": approvals.NEXT_STAGE.get(version.stage),
+        "next_stage": stages.NEXT_STAGE.get(version.stage),
         "signoff_roles": [
             (role.value, role.label)
             for role in SignOffRole
@@ -123,10 +123,10 @@ def promote(request: HttpRequest, version_id: int) -> HttpResponse:
     row, access = _version_or_404(request, version_id)
     access.require(*PROMOTERS)
     try:
-        approvals.model_version_promote_approved(
+        stages.model_version_stage_change(
             actor=request.user,
             version=row.version,
-            stage=request.POST.get("stage", ""),
+            to_stage=request.POST.get("stage", ""),
             reason=request.POST.get("reason", ""),
         )
     except ValidationError as error:
@@ -141,7 +141,7 @@ def rollback(request: HttpRequest, project_id: int) -> HttpResponse:
     access = project_access_get(project_id=project_id, user=request.user)
     access.require(*PROMOTERS)
     try:
-        restored = approvals.model_version_rollback(
+        restored = stages.model_version_rollback(
             actor=request.user, project=access.project, reason=request.POST.get("reason", "")
         )
     except ValidationError as error:

@@ -108,6 +108,13 @@ def audit_excerpt(lineage: Lineage) -> list[dict[str, Any]]:
     query = Q(pk__in=[])
     for kind, ids in lineage_targets(lineage).items():
         query |= Q(target_type=kind, target_id__in=ids)
+    # A stage change's event targets the version it promoted or restored; the versions it
+    # archived on the way find it through their StageChange rows.
+    query |= Q(
+        seq__in=StageChange.objects.filter(
+            model_version_id__in=[v.pk for v in lineage.versions], audit_seq__isnull=False
+        ).values("audit_seq")
+    )
     return [
         {**event.payload(), "prev_hash": event.prev_hash, "hash": event.hash}
         for event in AuditEvent.objects.filter(query).order_by("seq")

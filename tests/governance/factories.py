@@ -259,12 +259,9 @@ def full_lineage(project, engineer, compliance, reviewer) -> FullLineage:
     a download of an earlier build, and the promotion to canary."""
     from evaluation import services as evaluation
     from evaluation.services.offline import metric_run_execute
-    from governance.services.approvals import (
-        model_version_promote_approved,
-        signoff_record,
-        use_declaration_set,
-    )
+    from governance.services.approvals import signoff_record, use_declaration_set
     from governance.services.dossiers import dossier_download_record, dossier_request
+    from governance.services.stages import model_version_stage_change
     from tests.evaluation.factories import contestant_with_outputs, prompt_rows
     from training.presets import resolve_config
 
@@ -351,8 +348,8 @@ def full_lineage(project, engineer, compliance, reviewer) -> FullLineage:
     dossier_download_record(
         actor=compliance, dossier=earlier, ip_address="192.0.2.7", user_agent="pytest"
     )
-    model_version_promote_approved(
-        actor=engineer, version=fixture.version, stage="canary", reason="Gate and sign-offs in."
+    model_version_stage_change(
+        actor=engineer, version=fixture.version, to_stage="canary", reason="Gate and sign-offs in."
     )
     fixture.version.refresh_from_db()
     return FullLineage(fixture, tuned, baseline, campaign, gate_run, signoffs)

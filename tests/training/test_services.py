@@ -238,24 +238,11 @@ def test_a_checkpoint_missing_a_file_is_not_resumed_from(
     assert not TrainingJob.objects.filter(resumed_from=job).exists()
 
 
-def test_set_stage_records_the_move(engineer, project, tiny_base_model):
-    version = ModelVersion.objects.create(
-        project=project,
-        name="v1",
-        base_model=tiny_base_model,
-        kind="adapter",
-        path="/x",
-        base_weights_sha256=tiny_base_model.weights_sha256,
-    )
+def test_training_offers_no_way_to_change_a_versions_stage():
+    # Stage changes are governance's, behind the gate and sign-off checks.
+    from training.services import registry
 
-    services.model_version_set_stage(actor=engineer, version=version, stage="canary")
-
-    version.refresh_from_db()
-    assert version.stage == "canary"
-    event = AuditEvent.objects.get(action="training.model_version.stage")
-    assert event.data == {"from": "candidate", "to": "canary"}
-    with pytest.raises(ValidationError):
-        services.model_version_set_stage(actor=engineer, version=version, stage="gold")
+    assert not [n for n in dir(services) + dir(registry) if "stage" in n.lower()]
 
 
 def test_compatibility_matrix_matches_adapters_to_base_weights(project, tiny_base_model):
