@@ -19,7 +19,7 @@ from governance.services import audit_record, content_hash
 from portal import realtime
 from portal.jobs import runs_under_job_lock
 from portal.models import User
-from training.models import ModelVersion
+from training.selectors import ModelVersion
 
 
 def dossier_dir() -> Path:

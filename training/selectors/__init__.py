@@ -144,11 +144,10 @@ class Lineage:
     snapshot_by_job: dict[int, Snapshot] = field(default_factory=dict)
 
 
-def model_version_lineage_full(*, version: ModelVersion) -> Lineage:
-    """The version and everything it came from: parent versions (and the reward model a GRPO
-    job scored with), their jobs, base models, snapshots and the snapshots' datasets. What
-    the dossier's lineage.json holds, and what the version's page and API show. Unscoped:
-    callers that show it to a person use `model_version_lineage_for_user`."""
+def model_version_lineage_in_training(*, version: ModelVersion) -> Lineage:
+    """The version's lineage within training: parent versions (and the reward model a GRPO
+    job scored with), their jobs, base models and the jobs' snapshots, without the datasets
+    the snapshots came from. Edges unsorted."""
     lineage = Lineage(version=version)
     seen: dict[int, ModelVersion] = {}
     todo = [version.pk]
@@ -187,6 +186,16 @@ def model_version_lineage_full(*, version: ModelVersion) -> Lineage:
             lineage.snapshot_by_job[job.pk] = snapshot
             lineage.edges.append((f"snapshot:{snapshot.pk}", f"job:{job.pk}", "training data"))
     lineage.snapshots = [snapshots[k] for k in sorted(snapshots)]
+    return lineage
+
+
+def model_version_lineage_full(*, version: ModelVersion) -> Lineage:
+    """The version and everything it came from: parent versions (and the reward model a GRPO
+    job scored with), their jobs, base models, snapshots and the snapshots' datasets: the
+    graph the version's page and API show, and the one the dossier's lineage.json records
+    (assembled there from each app's `lineage_section`). Unscoped: callers that show it to a
+    person use `model_version_lineage_for_user`."""
+    lineage = model_version_lineage_in_training(version=version)
     pairs, lineage.datasets = snapshot_sources(snapshot_ids=[s.pk for s in lineage.snapshots])
     for snapshot_id, dataset_id in pairs:
         lineage.edges.append((f"dataset:{dataset_id}", f"snapshot:{snapshot_id}", "items"))
