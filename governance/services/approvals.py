@@ -14,8 +14,12 @@ from governance.models import ApprovalPolicy, SignOff, SignOffRole, StageChange,
 from governance.selectors import approval_status
 from governance.services import audit_record, content_hash
 from portal.models import Membership, Project, Role, User
-from training.models import ModelVersion
-from training.services.registry import model_version_set_stage
+from training.selectors import ModelVersion, model_version_in_stage
+from training.services.registry import (
+    model_version_lock,
+    model_version_set_stage,
+    model_versions_lock_in_stage,
+)
 
 # The project role a signer must hold for each kind of sign-off.
 SIGNOFF_ROLE_NEEDS = {
@@ -88,7 +92,7 @@ def signoff_record(
     comment = (comment or "").strip()
     if not comment:
         raise ValidationError({"comment": "A sign-off needs a comment saying what was checked."})
-    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    version = model_version_lock(version_id=version.pk)
     if version.stage == ModelVersion.Stage.ARCHIVED:
         raise ValidationError(f"{version} is archived; there is nothing to sign off.")
     earlier = SignOff.objects.filter(model_version=version, user=actor).first()
@@ -149,7 +153,7 @@ def model_version_promote_approved(
     and the required sign-offs are in. Promoting to production archives the version that
     held it, which rollback can restore."""
     _require(actor, version.project_id, PROMOTERS, "Promoting a model version")
-    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    version = model_version_lock(version_id=version.pk)
     expected = NEXT_STAGE.get(ModelVersion.Stage(version.stage))
     if stage != expected:
         path = " → ".join(ModelVersion.Stage.values[:3])
@@ -168,10 +172,10 @@ def model_version_promote_approved(
     gate = gate_run_latest(model_version_id=version.pk)
     previous = []
     if stage == ModelVersion.Stage.PRODUCTION:
-        previous = list(
-            ModelVersion.objects.select_for_update()
-            .filter(project_id=version.project_id, stage=ModelVersion.Stage.PRODUCTION)
-            .exclude(pk=version.pk)
+        previous = model_versions_lock_in_stage(
+            project_id=version.project_id,
+            stage=ModelVersion.Stage.PRODUCTION,
+            exclude_id=version.pk,
         )
     version = _stage_set(
         actor=actor,
@@ -206,11 +210,7 @@ def model_version_promote_approved(
 
 def rollback_target(*, project: Project) -> tuple[ModelVersion | None, ModelVersion | None]:
     """(the version in production now, the one that held production before it)."""
-    current = (
-        ModelVersion.objects.filter(project=project, stage=ModelVersion.Stage.PRODUCTION)
-        .order_by("-id")
-        .first()
-    )
+    current = model_version_in_stage(project=project, stage=ModelVersion.Stage.PRODUCTION)
     if current is None:
         return None, None
     earlier = (
@@ -233,11 +233,7 @@ def model_version_rollback(*, actor: User, project: Project, reason: str) -> Mod
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": "Say why production is being rolled back."})
-    list(
-        ModelVersion.objects.select_for_update().filter(
-            project=project, stage=ModelVersion.Stage.PRODUCTION
-        )
-    )
+    model_versions_lock_in_stage(project_id=project.pk, stage=ModelVersion.Stage.PRODUCTION)
     current, previous = rollback_target(project=project)
     if current is None:
         raise ValidationError("No version is in production; there is nothing to roll back.")

@@ -129,6 +129,42 @@ def model_version_get(*, project: Project, version_id: int | str) -> ModelVersio
         raise Http404("No such model version.") from None
 
 
+def model_version_list_for_projects(
+    *, project_ids: list[int], query: str = "", limit: int
+) -> list[ModelVersion]:
+    """The first `limit` versions of the given projects, by project name and newest first;
+    `query` keeps those whose name or project's name contains it."""
+    versions = ModelVersion.objects.filter(project_id__in=project_ids).select_related("project")
+    if query:
+        versions = versions.filter(Q(name__icontains=query) | Q(project__name__icontains=query))
+    return list(versions.order_by("project__name", "-created_at", "-id")[:limit])
+
+
+def model_version_list_live(*, project_id: int, limit: int) -> list[ModelVersion]:
+    """The project's newest `limit` versions that are not archived."""
+    return list(
+        ModelVersion.objects.filter(project_id=project_id)
+        .exclude(stage=ModelVersion.Stage.ARCHIVED)
+        .select_related("project")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def model_version_get_in_projects(
+    *, version_id: int, project_ids: list[int]
+) -> ModelVersion | None:
+    return (
+        ModelVersion.objects.filter(pk=version_id, project_id__in=project_ids)
+        .select_related("project", "base_model", "job")
+        .first()
+    )
+
+
+def model_version_in_stage(*, project: Project, stage: str) -> ModelVersion | None:
+    """The project's newest version in `stage` (production holds one at a time)."""
+    return ModelVersion.objects.filter(project=project, stage=stage).order_by("-id").first()
+
+
 @dataclass
 class Lineage:
     """A version and everything it came from; `edges` are (from, to, relation) between node

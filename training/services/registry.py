@@ -50,6 +50,23 @@ def _final_train_loss(job: TrainingJob) -> float | None:
     return None
 
 
+def model_version_lock(*, version_id: int) -> ModelVersion:
+    """The version read again under its row lock, for a caller that changes or signs it
+    off. Caller is inside a transaction."""
+    return ModelVersion.objects.select_for_update().get(pk=version_id)
+
+
+def model_versions_lock_in_stage(
+    *, project_id: int, stage: str, exclude_id: int | None = None
+) -> list[ModelVersion]:
+    """The project's versions in `stage` (but `exclude_id`), locked, so that no concurrent
+    promotion or rollback moves them meanwhile. Caller is inside a transaction."""
+    versions = ModelVersion.objects.select_for_update().filter(project_id=project_id, stage=stage)
+    if exclude_id is not None:
+        versions = versions.exclude(pk=exclude_id)
+    return list(versions)
+
+
 @transaction.atomic
 def model_version_set_stage(*, actor: User, version: ModelVersion, stage: str) -> ModelVersion:
     """Move a version to `stage`. No gates here: evaluation.services.model_version_promote
