@@ -7,7 +7,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -452,3 +452,47 @@ def _push_upload(upload: DatasetUpload, dataset: Dataset | None = None) -> None:
     if upload.error:
         event["error"] = upload.error
     realtime.push_to_project(project_id=upload.project_id, event=event)
+
+
+def dataset_uploads_stored():
+    """Every upload whose file is still stored, oldest first, with its path (governance
+    re-encrypts them when keys rotate)."""
+    for upload in DatasetUpload.objects.exclude(stored_path="").order_by("created_at"):
+        path = Path(upload.stored_path)
+        if path.is_file():
+            yield upload, path
+
+
+def raw_uploads_purge(*, now=None, days: int | None = None) -> list[DatasetUpload]:
+    """Retention, run by governance: delete raw upload files imported more than `days`
+    (PORTAL_RAW_UPLOAD_RETENTION_DAYS) ago. 0 keeps everything. Uploads still queued or
+    running are never touched."""
+    days = settings.PORTAL_RAW_UPLOAD_RETENTION_DAYS if days is None else days
+    if days <= 0:
+        return []
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    purged = []
+    candidates = DatasetUpload.objects.filter(
+        created_at__lt=cutoff,
+        status__in=[DatasetUpload.Status.SUCCEEDED, DatasetUpload.Status.FAILED],
+    ).exclude(stored_path="")
+    for upload in candidates.order_by("created_at"):
+        path = Path(upload.stored_path)
+        if not path.exists() or not upload.options.get("owns_file"):
+            continue  # gone already, or a file the portal did not copy in and must not delete
+        with transaction.atomic():
+            audit_record(
+                actor=None,
+                action="governance.upload.purge",
+                target=upload,
+                project_id=upload.project_id,
+                data={
+                    "file_name_sha256": content_hash(upload.file_name),
+                    "sha256": upload.options.get("sha256", ""),
+                    "retention_days": days,
+                },
+            )
+            # The upload folder holds only this file (annotation's layout: uploads/<id>/).
+            shutil.rmtree(path.parent, ignore_errors=True)
+        purged.append(upload)
+    return purged

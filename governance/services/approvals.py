@@ -7,7 +7,8 @@ from django.db import transaction
 from core.models import Membership, Project, Role, User
 from core.services.audit import audit_record, content_hash
 from governance.models import ApprovalPolicy, SignOff, SignOffRole, UseDeclaration
-from training.models import ModelVersion
+from training.selectors import ModelVersion
+from training.services.registry import model_version_lock
 
 # The project role a signer must hold for each kind of sign-off.
 SIGNOFF_ROLE_NEEDS = {
@@ -76,7 +77,7 @@ def signoff_record(
     comment = (comment or "").strip()
     if not comment:
         raise ValidationError({"comment": "A sign-off needs a comment saying what was checked."})
-    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    version = model_version_lock(version_id=version.pk)
     if version.stage == ModelVersion.Stage.ARCHIVED:
         raise ValidationError(f"{version} is archived; there is nothing to sign off.")
     earlier = SignOff.objects.filter(model_version=version, user=actor).first()

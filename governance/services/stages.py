@@ -14,7 +14,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 
 from core.models import Project, Role, User
 from core.services.audit import audit_record, content_hash
@@ -22,7 +21,11 @@ from evaluation.selectors import gate_refusal, gate_run_latest
 from governance.models import StageChange
 from governance.selectors import approval_status
 from governance.services.approvals import require_role
-from training.models import ModelVersion
+from training.selectors import ModelVersion, model_version_in_stage
+from training.services.registry import (
+    model_versions_lock_for_stage_change,
+    model_versions_stage_write,
+)
 
 Stage = ModelVersion.Stage
 # The one order versions move in; anything else is refused.
@@ -47,9 +50,7 @@ class _Move:
 
 def rollback_target(*, project: Project) -> tuple[ModelVersion | None, ModelVersion | None]:
     """(the version in production now, the one that held production before it)."""
-    current = (
-        ModelVersion.objects.filter(project=project, stage=Stage.PRODUCTION).order_by("-id").first()
-    )
+    current = model_version_in_stage(project=project, stage=Stage.PRODUCTION)
     if current is None:
         return None, None
     earlier = (
@@ -86,8 +87,9 @@ def model_version_stage_change(
     # version another transaction promoted after this statement's snapshot was taken.
     # NO KEY: rows that merely reference the project are still inserted meanwhile.
     list(Project.objects.select_for_update(no_key=True).filter(pk=version.project_id))
-    locked = ModelVersion.objects.select_for_update().filter(project_id=version.project_id)
-    rows = list(locked.filter(Q(pk=version.pk) | Q(stage=Stage.PRODUCTION)).order_by("pk"))
+    rows = model_versions_lock_for_stage_change(
+        project_id=version.project_id, version_id=version.pk
+    )
     version = next(v for v in rows if v.pk == version.pk)
     holders = [v for v in rows if v.pk != version.pk and v.stage == Stage.PRODUCTION]
 
@@ -98,7 +100,7 @@ def model_version_stage_change(
 
     for move in moves:
         move.version.stage = move.to_stage
-    ModelVersion.objects.bulk_update([m.version for m in moves], ["stage"])
+    model_versions_stage_write(versions=[m.version for m in moves])
     event = audit_record(actor=actor, action=action, target=version, data=data)
     StageChange.objects.bulk_create(
         StageChange(

@@ -353,3 +353,36 @@ def full_lineage(project, engineer, compliance, reviewer) -> FullLineage:
     )
     fixture.version.refresh_from_db()
     return FullLineage(fixture, tuned, baseline, campaign, gate_run, signoffs)
+
+
+def dpo_version(fixture: LineageFixture, actor) -> ModelVersion:
+    """A second version, trained (as DPO) from the fixture's version on the same snapshot,
+    so its lineage holds two versions and two jobs."""
+    job = TrainingJob.objects.create(
+        project=fixture.version.project,
+        name="dpo support",
+        kind="dpo",
+        method="lora",
+        base_model=fixture.base_model,
+        parent_version=fixture.version,
+        snapshot=fixture.snapshot,
+        manifest_sha256=fixture.snapshot.manifest_sha256,
+        config={"beta": 0.1, "lora": {"r": 4}},
+        seed=7,
+        status="succeeded",
+        created_by=actor,
+    )
+    # A logged flag and a note are not curves; only the loss is.
+    TrainingMetric.objects.create(job=job, step=1, values={"loss": 0.5, "done": True, "n": "x"})
+    return ModelVersion.objects.create(
+        project=fixture.version.project,
+        name="support-bot v2",
+        base_model=fixture.base_model,
+        job=job,
+        parent=fixture.version,
+        kind="adapter",
+        task="dpo",
+        path="/models/dpo",
+        base_weights_sha256=fixture.base_model.weights_sha256,
+        checkpoint_sha256={"b.bin": "2" * 64, "a.bin": "1" * 64},
+    )

@@ -8,7 +8,7 @@ import evaluation.services
 import training.services
 from core.models import AuditEvent
 from core.services.audit import audit_chain_verify
-from governance.dossier.collect import audit_excerpt, lineage_for
+from governance.dossier.collect import audit_excerpt, lineage_sections, lineage_targets
 from governance.models import StageChange
 from governance.services.approvals import signoff_record
 from governance.services.stages import model_version_rollback, model_version_stage_change
@@ -178,7 +178,8 @@ def test_an_archived_versions_dossier_excerpt_holds_the_event_that_archived_it(
     archiving = AuditEvent.objects.filter(action="governance.version.promote").last()
 
     first.refresh_from_db()
-    excerpt = audit_excerpt(lineage_for(first))
+    sections = lineage_sections(first)
+    excerpt = audit_excerpt(lineage_targets(*sections), version_ids=sections[0].version_ids)
 
     assert archiving.target_id == str(second.pk)
     assert archiving.data["archived"] == [first.pk]

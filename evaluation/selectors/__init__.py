@@ -691,6 +691,7 @@ def gate_run_list_for_project(*, project: Project):
 def gate_run_latest(*, model_version_id: int) -> GateRun | None:
     return (
         GateRun.objects.filter(model_version_id=model_version_id)
+        .select_related("gate")
         .order_by("-created_at", "-pk")
         .first()
     )
