@@ -552,8 +552,8 @@ def _lease_next_fast(*, project: Project, annotator: User):
 
 @dataclass(frozen=True, slots=True)
 class _SubmitRead:
-    """One row of SUBMIT_READ_SQL: the lease, its item and the project's settings as a
-    submit found them, without locks."""
+    """One row of SUBMIT_READ_SQL (fields in its column order): the lease, its item and
+    the project's settings as a submit found them, without locks."""
 
     owner: int
     state: str
@@ -651,7 +651,12 @@ def _submit_read(*, project: Project, lease_id: int, submission_id: uuid.UUID) -
 
 
 def _submit_settled_without_writing(
-    read: _SubmitRead, *, lease_id: int, annotator: User, submission_id: uuid.UUID, now
+    read: _SubmitRead,
+    *,
+    lease_id: int,
+    annotator: User,
+    submission_id: uuid.UUID,
+    now: datetime,
 ):
     """What the fast submit answers before it writes anything: the stored answer of a
     retry, _SLOW_PATH for the cases the locked path decides, None to go on. Raises for a

@@ -17,6 +17,7 @@ from training.services.jobs import (
     training_job_resume,
     training_jobs_sweep_stale,
 )
+from training.services.playground import playground_generate
 from training.services.registry import model_version_set_stage
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "base_model_registration_start",
     "model_cache_dir",
     "model_version_set_stage",
+    "playground_generate",
     "training_file_path",
     "training_file_store",
     "training_job_cancel",
