@@ -254,7 +254,9 @@ class GenerationsImportApi(APIView):
         contestant = _get(Contestant, access.project, contestant_id, "contestant")
         payload = GenerationsImportInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        prompt_set = _get(PromptSet, access.project, payload.validated_data["prompt_set"], "set")
+        prompt_set = selectors.prompt_set_get(
+            project=access.project, prompt_set_id=payload.validated_data["prompt_set"]
+        )
         job = services.generations_import(
             actor=request.user,
             contestant=contestant,
@@ -333,7 +335,9 @@ class GenerationJobListCreateApi(APIView):
         job = services.generation_job_start(
             actor=request.user,
             contestant=_get(Contestant, access.project, data.pop("contestant"), "contestant"),
-            prompt_set=_get(PromptSet, access.project, data.pop("prompt_set"), "prompt set"),
+            prompt_set=selectors.prompt_set_get(
+                project=access.project, prompt_set_id=data.pop("prompt_set")
+            ),
             **data,
         )
         return Response(GenerationJobOutput(job).data, status=status.HTTP_201_CREATED)
@@ -370,7 +374,9 @@ class CampaignCreateApi(APIView):
         payload = CampaignInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = dict(payload.validated_data)
-        prompt_set = _get(PromptSet, access.project, data.pop("prompt_set"), "prompt set")
+        prompt_set = selectors.prompt_set_get(
+            project=access.project, prompt_set_id=data.pop("prompt_set")
+        )
         ids = data.pop("contestants")
         contestants = list(Contestant.objects.filter(project=access.project, pk__in=ids))
         if len(contestants) != len(set(ids)):
@@ -449,7 +455,9 @@ class MetricRunCreateApi(APIView):
         run = services.metric_run_start(
             actor=request.user,
             contestant=_get(Contestant, access.project, data.pop("contestant"), "contestant"),
-            prompt_set=_get(PromptSet, access.project, data.pop("prompt_set"), "prompt set"),
+            prompt_set=selectors.prompt_set_get(
+                project=access.project, prompt_set_id=data.pop("prompt_set")
+            ),
             **data,
         )
         return Response(MetricRunOutput(run).data, status=status.HTTP_201_CREATED)

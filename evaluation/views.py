@@ -27,7 +27,7 @@ from evaluation.forms import (
     PromptSetFromSnapshotForm,
     gate_check_formset,
 )
-from evaluation.models import Campaign, Contestant, PromptSet
+from evaluation.models import Campaign, Contestant
 
 RESULT_READERS = (Role.ENGINEER, Role.COMPLIANCE, Role.ADMIN)
 JOBS_SHOWN = 50
@@ -396,7 +396,9 @@ def _overview_post(request: HttpRequest, project) -> None:
             synthetic=request.POST.get("synthetic") == "on",
         )
     elif action == "campaign":
-        prompt_set = PromptSet.objects.get(project=project, pk=int(request.POST["prompt_set"]))
+        prompt_set = selectors.prompt_set_get(
+            project=project, prompt_set_id=int(request.POST["prompt_set"])
+        )
         contestants = list(
             Contestant.objects.filter(
                 project=project, pk__in=[int(x) for x in request.POST.getlist("contestants")]
@@ -455,6 +457,11 @@ def results(request: HttpRequest, project_id: int, campaign_id: int) -> HttpResp
     return response
 
 
+def _int_or_zero(value: str) -> int:
+    """A posted id; 0 (no such row) for anything that is not one."""
+    return int(value) if value.isdigit() else 0
+
+
 @login_required
 @require_POST
 def campaign_action(request: HttpRequest, project_id: int, campaign_id: int) -> HttpResponse:
@@ -472,7 +479,7 @@ def campaign_action(request: HttpRequest, project_id: int, campaign_id: int) -> 
             services.rater_set_excluded(
                 actor=request.user,
                 campaign=campaign,
-                reviewer_id=int(request.POST.get("reviewer", "0")),
+                reviewer_id=_int_or_zero(request.POST.get("reviewer", "")),
                 excluded=action == "exclude",
             )
         elif action == "export":

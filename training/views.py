@@ -302,6 +302,25 @@ def _playground_choice(project, value: str):
     return base, None, f"{base} (base)"
 
 
+def _playground_start(request, project, prompt: str, max_new_tokens: int) -> list[dict]:
+    """Queue the prompt on the left and right models; the result pages are kept for the
+    user who asked."""
+    chosen = [_playground_choice(project, request.POST.get(side, "")) for side in ("left", "right")]
+    task_ids = services.playground_generate(
+        actor=request.user,
+        project=project,
+        prompt=prompt,
+        max_new_tokens=max_new_tokens,
+        models=[(base, version) for base, version, _ in chosen],
+    )
+    for task_id in task_ids:
+        cache.set(f"training:playground:{task_id}", request.user.pk, PLAYGROUND_RESULT_TTL_S)
+    return [
+        {"label": label, "task_id": task_id}
+        for (_, _, label), task_id in zip(chosen, task_ids, strict=True)
+    ]
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def playground(request: HttpRequest, project_id: int) -> HttpResponse:
@@ -331,20 +350,12 @@ def playground(request: HttpRequest, project_id: int) -> HttpResponse:
         elif not max_new_tokens.isdigit() or not 1 <= int(max_new_tokens) <= 1024:
             context["error"] = "Max new tokens: a whole number from 1 to 1024."
         else:
-            runs = []
-            for side in ("left", "right"):
-                base, version, label = _playground_choice(project, request.POST.get(side, ""))
-                result = tasks.generate_task.delay(
-                    base.pk,
-                    version.pk if version else None,
-                    [prompt],
-                    int(max_new_tokens),
-                )
-                cache.set(
-                    f"training:playground:{result.id}", request.user.pk, PLAYGROUND_RESULT_TTL_S
-                )
-                runs.append({"label": label, "task_id": result.id})
-            context.update(runs=runs, prompt=prompt)
+            try:
+                runs = _playground_start(request, project, prompt, int(max_new_tokens))
+            except ValidationError as error:
+                context["error"] = _error_text(error)
+            else:
+                context.update(runs=runs, prompt=prompt)
     return render(request, "training/playground.html", context)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from django.db.models import Count, FloatField, Q, QuerySet, Sum
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
+from django.http import Http404
 
 from annotation import conversations
 from core import time_spent
@@ -641,6 +642,14 @@ def battle_pair_uncertainty(*, campaign: Campaign) -> dict[tuple[int, int], floa
 
 def prompt_set_list_for_project(*, project: Project):
     return PromptSet.objects.filter(project=project)
+
+
+def prompt_set_get(*, project: Project, prompt_set_id: int | str) -> PromptSet:
+    """A prompt set of this project; Http404 for a missing id or one of another project."""
+    try:
+        return prompt_set_list_for_project(project=project).get(pk=int(prompt_set_id))
+    except (PromptSet.DoesNotExist, TypeError, ValueError):
+        raise Http404("No such prompt set.") from None
 
 
 def contestant_list_for_project(*, project: Project):

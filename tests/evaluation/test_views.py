@@ -9,9 +9,18 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from core.models import Role
-from evaluation.models import Battle, Campaign, Contestant, GenerationJob, Judgment
+from evaluation import services
+from evaluation.models import (
+    Battle,
+    Campaign,
+    CampaignRater,
+    Contestant,
+    GenerationJob,
+    Judgment,
+    MetricRun,
+)
 from tests.conftest import ROLES
-from tests.evaluation.factories import build_campaign
+from tests.evaluation.factories import build_campaign, prompt_rows
 from training.models import BaseModel, ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -314,3 +323,83 @@ def test_the_blindness_scan_catches_an_engineer_page(client, project, engineer):
 
     with pytest.raises(AssertionError, match="reached the reviewer|identity id"):
         _scan(response.content, response["Content-Type"], words, names, ids, "results")
+
+
+# --- ids that name nothing here -----------------------------------------------------------------
+
+
+@pytest.fixture
+def their_prompt_set(other_project, outsider):
+    return services.prompt_set_create(
+        actor=outsider, project=other_project, name="their prompts", rows=prompt_rows(3)
+    )
+
+
+def _not_here(their_prompt_set, which):
+    return their_prompt_set.pk if which == "foreign" else their_prompt_set.pk + 10_000
+
+
+@pytest.mark.parametrize("which", ["missing", "foreign"])
+def test_a_campaign_on_a_prompt_set_not_in_this_project_is_404(
+    client, project, campaign, engineer, their_prompt_set, which
+):
+    client.force_login(engineer)
+
+    response = client.post(
+        reverse("evaluation:overview", args=[project.pk]),
+        {
+            "action": "campaign",
+            "name": "round 2",
+            "prompt_set": _not_here(their_prompt_set, which),
+            "contestants": [c.pk for c in campaign.contestants.all()],
+        },
+    )
+
+    assert response.status_code == 404
+    assert list(Campaign.objects.values_list("pk", flat=True)) == [campaign.pk]
+
+
+API_WITH_PROMPT_SET = [
+    ("evaluation-api:api-campaigns", lambda c: {"name": "round 2", "contestants": c}),
+    ("evaluation-api:api-generation-jobs", lambda c: {"contestant": c[0]}),
+    ("evaluation-api:api-metric-runs", lambda c: {"contestant": c[0]}),
+    ("evaluation-api:api-generations", lambda c: {"outputs": ["an answer"]}),
+]
+
+
+@pytest.mark.parametrize("which", ["missing", "foreign"])
+@pytest.mark.parametrize(("name", "body"), API_WITH_PROMPT_SET)
+def test_the_api_answers_404_for_a_prompt_set_not_in_this_project(
+    project, campaign, engineer, their_prompt_set, which, name, body
+):
+    contestants = sorted(campaign.contestants.values_list("pk", flat=True))
+    args = [project.pk, contestants[0]] if name.endswith("generations") else [project.pk]
+    api = APIClient()
+    api.force_authenticate(engineer)
+    before = (Campaign.objects.count(), GenerationJob.objects.count(), MetricRun.objects.count())
+
+    response = api.post(
+        reverse(name, args=args),
+        {**body(contestants), "prompt_set": _not_here(their_prompt_set, which)},
+        format="json",
+    )
+
+    assert response.status_code == 404
+    after = (Campaign.objects.count(), GenerationJob.objects.count(), MetricRun.objects.count())
+    assert after == before
+
+
+def test_excluding_a_reviewer_named_by_something_not_an_id_is_refused_not_an_error(
+    client, project, campaign, engineer
+):
+    client.force_login(engineer)
+
+    response = client.post(
+        reverse("evaluation:campaign_action", args=[project.pk, campaign.pk]),
+        {"action": "exclude", "reviewer": "someone"},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "This reviewer has not judged in this campaign." in response.content.decode()
+    assert not CampaignRater.objects.filter(campaign=campaign, excluded=True).exists()

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from core.jobs import job_lock
 from core.models import AuditEvent
+from tests.evaluation import factories as evaluation_factories
 from tests.training.conftest import QUICK
 from training import presets, selectors, services
 from training.models import JobStatus, ModelVersion, TrainingCheckpoint, TrainingJob
@@ -283,3 +284,39 @@ def test_presets_fill_their_values_and_every_field_has_help_text():
     assert config["num_train_epochs"] == 3.0
     assert config["early_stopping_patience"] == 3
     assert all(field.help for field in presets.FIELDS.values())
+
+
+def test_the_playground_refuses_a_model_of_another_project(
+    engineer, project, other_project, django_capture_on_commit_callbacks
+):
+    theirs = evaluation_factories.base_model(other_project, "their-model")
+
+    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(ValidationError):
+        services.playground_generate(
+            actor=engineer,
+            project=project,
+            prompt="repeat cat",
+            max_new_tokens=8,
+            models=[(theirs, None)],
+        )
+
+    assert callbacks == []
+    assert not AuditEvent.objects.filter(action="training.playground.generate").exists()
+
+
+@pytest.mark.parametrize(("prompt", "max_new_tokens"), [("  ", 8), ("hi", 0), ("hi", 1025)])
+def test_the_playground_refuses_an_empty_prompt_or_a_token_count_out_of_range(
+    engineer, project, prompt, max_new_tokens
+):
+    base = evaluation_factories.base_model(project, "tiny-left")
+
+    with pytest.raises(ValidationError):
+        services.playground_generate(
+            actor=engineer,
+            project=project,
+            prompt=prompt,
+            max_new_tokens=max_new_tokens,
+            models=[(base, None)],
+        )
+
+    assert not AuditEvent.objects.filter(action="training.playground.generate").exists()
