@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from core.models import Project, Role, User
 from core.services.audit import audit_record, content_hash
@@ -21,11 +22,8 @@ from evaluation.selectors import gate_refusal, gate_run_latest
 from governance.models import StageChange
 from governance.selectors import approval_status
 from governance.services.approvals import require_role
-from training.selectors import ModelVersion, model_version_in_stage
-from training.services.registry import (
-    model_versions_lock_for_stage_change,
-    model_versions_stage_write,
-)
+from training.models import ModelVersion  # the one place a version's stage is written
+from training.selectors import model_version_in_stage
 
 Stage = ModelVersion.Stage
 # The one order versions move in; anything else is refused.
@@ -87,9 +85,8 @@ def model_version_stage_change(
     # version another transaction promoted after this statement's snapshot was taken.
     # NO KEY: rows that merely reference the project are still inserted meanwhile.
     list(Project.objects.select_for_update(no_key=True).filter(pk=version.project_id))
-    rows = model_versions_lock_for_stage_change(
-        project_id=version.project_id, version_id=version.pk
-    )
+    locked = ModelVersion.objects.select_for_update().filter(project_id=version.project_id)
+    rows = list(locked.filter(Q(pk=version.pk) | Q(stage=Stage.PRODUCTION)).order_by("pk"))
     version = next(v for v in rows if v.pk == version.pk)
     holders = [v for v in rows if v.pk != version.pk and v.stage == Stage.PRODUCTION]
 
@@ -100,7 +97,7 @@ def model_version_stage_change(
 
     for move in moves:
         move.version.stage = move.to_stage
-    model_versions_stage_write(versions=[m.version for m in moves])
+    ModelVersion.objects.bulk_update([m.version for m in moves], ["stage"])
     event = audit_record(actor=actor, action=action, target=version, data=data)
     StageChange.objects.bulk_create(
         StageChange(

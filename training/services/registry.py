@@ -4,8 +4,6 @@ A version is created a candidate. Its later stages (canary, production, archived
 governance's to change, behind the gate and sign-off checks
 (governance.services.stages.model_version_stage_change); nothing here moves them."""
 
-from django.db.models import Q
-
 from core.services.audit import audit_record
 from training.models import JobKind, ModelVersion, TrainingJob
 
@@ -54,18 +52,3 @@ def model_version_lock(*, version_id: int) -> ModelVersion:
     """The version read again under its row lock, for a caller that changes or signs it
     off. Caller is inside a transaction."""
     return ModelVersion.objects.select_for_update().get(pk=version_id)
-
-
-def model_versions_lock_for_stage_change(*, project_id: int, version_id: int) -> list[ModelVersion]:
-    """The version and the project's versions in production, row-locked in pk order. Only
-    governance's stage-change service calls this: it holds the project's lock first and
-    records the change (and its audit event) itself."""
-    locked = ModelVersion.objects.select_for_update().filter(project_id=project_id)
-    production = ModelVersion.Stage.PRODUCTION
-    return list(locked.filter(Q(pk=version_id) | Q(stage=production)).order_by("pk"))
-
-
-def model_versions_stage_write(*, versions: list[ModelVersion]) -> None:
-    """Store the stages set on these versions. Caller is governance's stage-change service,
-    which holds their row locks and writes the one audit event of the change."""
-    ModelVersion.objects.bulk_update(versions, ["stage"])
