@@ -2,10 +2,13 @@
 staff-only pages, ids from another project, API keys."""
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.urls import reverse
-from rest_framework.test import APIClient
+from rest_framework.response import Response
+from rest_framework.test import APIClient, APIRequestFactory, force_authenticate
 
-from core.models import Membership, Project, Role
+from core.access import ProjectApiView
+from core.models import Membership, Project, Role, RoleSet
 from tests.portal.factories import api_key_for
 
 pytestmark = pytest.mark.django_db
@@ -115,3 +118,35 @@ def test_audit_api_refuses_unlisted_filters(project, compliance):
 
     assert response.status_code == 400
     assert "actor__password__startswith" in response.json()
+
+
+def test_api_options_answers_members_only(project, annotator, outsider):
+    api = APIClient()
+    url = reverse("annotation-api:api-datasets", args=[project.pk])
+
+    api.force_authenticate(annotator)
+    member = api.options(url)
+    api.force_authenticate(outsider)
+    stranger = api.options(url)
+
+    assert member.status_code == 200
+    assert "POST" not in member.json().get("actions", {})  # an annotator may not upload
+    assert stranger.status_code == 404
+
+
+class _GetOnlyDeclared(ProjectApiView):
+    roles = {"GET": RoleSet.OVERSIGHT}
+
+    def get(self, request, project_id):
+        return Response({})
+
+    def post(self, request, project_id):
+        return Response({})
+
+
+def test_an_api_handler_without_declared_roles_is_a_configuration_error(project, engineer):
+    request = APIRequestFactory().post("/", {}, format="json")
+    force_authenticate(request, engineer)
+
+    with pytest.raises(ImproperlyConfigured, match="declares no roles for POST"):
+        _GetOnlyDeclared.as_view()(request, project_id=project.pk)
