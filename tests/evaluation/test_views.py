@@ -25,49 +25,10 @@ from training.models import BaseModel, ModelVersion
 
 pytestmark = pytest.mark.django_db
 
-RESULT_READERS = {Role.ENGINEER, Role.COMPLIANCE, Role.ADMIN}
-PAGES = [
-    ("evaluation:review_home", False, {Role.REVIEWER}),
-    ("evaluation:review", True, {Role.REVIEWER}),
-    ("evaluation:overview", False, RESULT_READERS),
-    ("evaluation:results", True, RESULT_READERS),
-]
-API = [
-    ("evaluation-api:api-review-next", "get", {Role.REVIEWER}),
-    ("evaluation-api:api-campaign-ratings", "get", RESULT_READERS),
-]
-
 
 @pytest.fixture
 def campaign(project, engineer):
     return build_campaign(engineer, project, attention_every=3, with_versions=True)[0]
-
-
-def _args(project, campaign, with_campaign):
-    return [project.pk, campaign.pk] if with_campaign else [project.pk]
-
-
-@pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize(("name", "with_campaign", "allowed"), PAGES)
-def test_evaluation_pages_by_role(
-    client, project, campaign, member_of, role, name, with_campaign, allowed
-):
-    client.force_login(member_of(role))
-
-    response = client.get(reverse(name, args=_args(project, campaign, with_campaign)))
-
-    assert response.status_code == (200 if role in allowed else 403)
-
-
-@pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize(("name", "method", "allowed"), API)
-def test_evaluation_api_by_role(project, campaign, member_of, role, name, method, allowed):
-    api = APIClient()
-    api.force_authenticate(member_of(role))
-
-    response = getattr(api, method)(reverse(name, args=[project.pk, campaign.pk]))
-
-    assert response.status_code == (200 if role in allowed else 403)
 
 
 @pytest.mark.parametrize("role", sorted(set(ROLES) - {Role.ENGINEER}))
@@ -80,15 +41,6 @@ def test_only_engineers_change_campaigns(client, project, campaign, member_of, r
 
     assert response.status_code == 403
     assert Campaign.objects.get(pk=campaign.pk).status == "open"
-
-
-@pytest.mark.parametrize(("name", "with_campaign", "allowed"), PAGES)
-def test_strangers_get_404(client, project, campaign, outsider, name, with_campaign, allowed):
-    client.force_login(outsider)
-
-    assert (
-        client.get(reverse(name, args=_args(project, campaign, with_campaign))).status_code == 404
-    )
 
 
 def test_a_campaign_of_another_project_is_404(client, project, other_project, campaign, member_of):
