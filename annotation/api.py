@@ -1,6 +1,5 @@
 import uuid
 
-from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
@@ -8,7 +7,6 @@ from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from annotation import selectors, services
 from annotation.importing import ImportRefused
@@ -21,24 +19,11 @@ from annotation.services.datasets import (
     upload_progress,
 )
 from core import time_spent
-from core.authentication import ProjectTokenAuthentication, project_access_for_request
-from core.models import Role
+from core.access import ProjectApiView
+from core.authentication import ProjectTokenAuthentication
+from core.models import Role, RoleSet
 from core.pagination import PortalPagination
 from core.parsers import StrictJSONParser
-from core.selectors import project_access_get
-
-DATA_READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
-LOG_READERS = (*DATA_READERS, Role.ADJUDICATOR)
-
-
-def _access(request: Request, project_id: int, *roles: str):
-    access = project_access_for_request(request, project_id)
-    if access is None:  # the token's owner is no member: as project_access_get answers
-        raise Http404("No such project.")
-    if access is False:
-        access = project_access_get(project_id=project_id, user=request.user)
-    return access.require(*roles)
-
 
 # The queue endpoints are the ones an annotator's client calls for every item: their token
 # check reads the caller's roles in the project in the same query.
@@ -123,12 +108,13 @@ class DatasetUploadInput(serializers.Serializer):
     )
 
 
-class DatasetListCreateApi(APIView):
+class DatasetListCreateApi(ProjectApiView):
     parser_classes = [MultiPartParser, FormParser]
+    roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS}
 
     @extend_schema(responses=DatasetOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, *DATA_READERS)
+        access = self.access
         datasets = list(selectors.dataset_list_for_project(project=access.project))
         shares = selectors.dataset_synthetic_shares(dataset_ids=[d.pk for d in datasets])
         return Response(
@@ -137,7 +123,7 @@ class DatasetListCreateApi(APIView):
 
     @extend_schema(request=DatasetUploadInput, responses={202: UploadOutput})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ENGINEER)
+        access = self.access
         payload = DatasetUploadInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
@@ -166,20 +152,24 @@ class DatasetListCreateApi(APIView):
         return Response(UploadOutput(upload).data, status=status.HTTP_202_ACCEPTED)
 
 
-class DatasetDetailApi(APIView):
+class DatasetDetailApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
     @extend_schema(responses=DatasetOutput)
     def get(self, request: Request, project_id: int, dataset_id: int) -> Response:
-        access = _access(request, project_id, *DATA_READERS)
+        access = self.access
         dataset = selectors.dataset_get(project=access.project, dataset_id=dataset_id)
         if dataset is None:
             raise NotFound("No such dataset.")
         return Response(DatasetOutput(dataset).data)
 
 
-class UploadDetailApi(APIView):
+class UploadDetailApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
     @extend_schema(responses=UploadOutput)
     def get(self, request: Request, project_id: int, upload_id: uuid.UUID) -> Response:
-        access = _access(request, project_id, *DATA_READERS)
+        access = self.access
         upload = selectors.upload_get(project=access.project, upload_id=upload_id)
         if upload is None:
             raise NotFound("No such upload.")
@@ -197,16 +187,18 @@ class SchemaInput(serializers.Serializer):
     config = serializers.DictField()
 
 
-class SchemaListCreateApi(APIView):
+class SchemaListCreateApi(ProjectApiView):
+    roles = {"GET": RoleSet.LABEL_READERS, "POST": RoleSet.MANAGERS}
+
     @extend_schema(responses=SchemaOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, *DATA_READERS, Role.ANNOTATOR, Role.ADJUDICATOR)
+        access = self.access
         schemas = LabelSchema.objects.filter(project=access.project)
         return Response(SchemaOutput(schemas, many=True).data)
 
     @extend_schema(request=SchemaInput, responses={201: SchemaOutput})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ENGINEER, Role.ADMIN)
+        access = self.access
         payload = SchemaInput(data=request.data)
         payload.is_valid(raise_exception=True)
         schema = services.label_schema_publish(
@@ -226,17 +218,19 @@ class GuidelineInput(serializers.Serializer):
     examples = serializers.ListField(child=serializers.DictField(), required=False)
 
 
-class GuidelineListCreateApi(APIView):
+class GuidelineListCreateApi(ProjectApiView):
+    roles = {"GET": RoleSet.LABEL_READERS, "POST": RoleSet.MANAGERS}
+
     @extend_schema(responses=GuidelineOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, *DATA_READERS, Role.ANNOTATOR, Role.ADJUDICATOR)
+        access = self.access
         return Response(
             GuidelineOutput(Guideline.objects.filter(project=access.project), many=True).data
         )
 
     @extend_schema(request=GuidelineInput, responses={201: GuidelineOutput})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ENGINEER, Role.ADMIN)
+        access = self.access
         payload = GuidelineInput(data=request.data)
         payload.is_valid(raise_exception=True)
         guideline = services.guideline_publish(
@@ -266,10 +260,12 @@ class ItemOutput(serializers.ModelSerializer):
         ]
 
 
-class ItemListApi(APIView):
+class ItemListApi(ProjectApiView):
+    roles = RoleSet.MANAGERS
+
     @extend_schema(responses=ItemOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ENGINEER, Role.ADMIN)
+        access = self.access
         unknown = sorted(
             set(request.query_params) - set(selectors.ITEM_FILTERS) - {"limit", "offset"}
         )
@@ -317,13 +313,14 @@ def _task_data(offer) -> dict | None:
     }
 
 
-class QueueNextApi(APIView):
+class QueueNextApi(ProjectApiView):
     authentication_classes = QUEUE_AUTHENTICATION
     parser_classes = [StrictJSONParser]
+    roles = RoleSet.ANNOTATORS
 
     @extend_schema(request=None, responses={200: TaskOutput, 204: None})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ANNOTATOR)
+        access = self.access
         offer = services.item_lease_next(project=access.project, annotator=request.user)
         if offer is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -340,15 +337,16 @@ class SubmitInput(serializers.Serializer):
     )
 
 
-class QueueSubmitApi(APIView):
+class QueueSubmitApi(ProjectApiView):
     authentication_classes = QUEUE_AUTHENTICATION
     parser_classes = [StrictJSONParser]
+    roles = RoleSet.ANNOTATORS
 
     @extend_schema(request=SubmitInput, responses={201: None})
     def post(self, request: Request, project_id: int) -> Response:
         """Store an answer. `seconds_spent` is the client's measure; the answer says what
         was recorded (`seconds_source`: client or server) and whether it was too fast."""
-        access = _access(request, project_id, Role.ANNOTATOR)
+        access = self.access
         payload = SubmitInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
@@ -380,13 +378,14 @@ class SkipInput(serializers.Serializer):
     reason = serializers.CharField()
 
 
-class QueueSkipApi(APIView):
+class QueueSkipApi(ProjectApiView):
     authentication_classes = QUEUE_AUTHENTICATION
     parser_classes = [StrictJSONParser]
+    roles = RoleSet.ANNOTATORS
 
     @extend_schema(request=SkipInput, responses={200: None})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ANNOTATOR)
+        access = self.access
         payload = SkipInput(data=request.data)
         payload.is_valid(raise_exception=True)
         lease = services.item_skip(
@@ -398,23 +397,25 @@ class QueueSkipApi(APIView):
         return Response({"lease": lease.pk, "state": lease.state})
 
 
-class QueueUndoApi(APIView):
+class QueueUndoApi(ProjectApiView):
     authentication_classes = QUEUE_AUTHENTICATION
     parser_classes = [StrictJSONParser]
+    roles = RoleSet.ANNOTATORS
 
     @extend_schema(request=None, responses={200: TaskOutput})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ANNOTATOR)
+        access = self.access
         offer = services.annotation_undo(project=access.project, annotator=request.user)
         return Response(TaskOutput(_task_data(offer)).data)
 
 
-class AdjudicationNextApi(APIView):
+class AdjudicationNextApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
+    roles = RoleSet.ADJUDICATORS
 
     @extend_schema(request=None, responses={200: None, 204: None})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ADJUDICATOR)
+        access = self.access
         lease = services.adjudication_lease_next(project=access.project, adjudicator=request.user)
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -442,12 +443,13 @@ class ResolveInput(serializers.Serializer):
     reason = serializers.CharField()
 
 
-class AdjudicationResolveApi(APIView):
+class AdjudicationResolveApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
+    roles = RoleSet.ADJUDICATORS
 
     @extend_schema(request=ResolveInput, responses={201: None})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ADJUDICATOR)
+        access = self.access
         payload = ResolveInput(data=request.data)
         payload.is_valid(raise_exception=True)
         gold = services.adjudication_resolve(
@@ -463,17 +465,21 @@ class AdjudicationResolveApi(APIView):
         )
 
 
-class AgreementApi(APIView):
+class AgreementApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
     @extend_schema(responses={200: None})
     def get(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, *DATA_READERS)
+        access = self.access
         return Response(project_agreement(project=access.project))
 
 
-class DisagreementListApi(APIView):
+class DisagreementListApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT_AND_ADJUDICATORS
+
     @extend_schema(responses={200: None})
     def get(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, *LOG_READERS)
+        access = self.access
         unknown = sorted(set(request.query_params) - set(selectors.DISAGREEMENT_FILTERS))
         if unknown:
             raise serializers.ValidationError({name: "Unknown filter" for name in unknown})

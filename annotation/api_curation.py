@@ -7,21 +7,14 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from annotation import selectors
 from annotation.models import QualityCheck, Snapshot
 from annotation.services import quality
 from annotation.services.exports import export_lines
 from annotation.services.snapshots import snapshot_create
-from core.models import Role
-from core.selectors import project_access_get
-
-READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
-
-
-def _access(request: Request, project_id: int, *roles: str):
-    return project_access_get(project_id=project_id, user=request.user).require(*roles)
+from core.access import ProjectApiView
+from core.models import RoleSet
 
 
 class SnapshotOutput(serializers.ModelSerializer):
@@ -49,16 +42,18 @@ class SnapshotInput(serializers.Serializer):
     filter = serializers.DictField(required=False)
 
 
-class SnapshotListCreateApi(APIView):
+class SnapshotListCreateApi(ProjectApiView):
+    roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS}
+
     @extend_schema(responses=SnapshotOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, *READERS)
+        access = self.access
         snapshots = selectors.snapshot_list_for_project(project=access.project)
         return Response(SnapshotOutput(snapshots, many=True).data)
 
     @extend_schema(request=SnapshotInput, responses={201: SnapshotOutput})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ENGINEER)
+        access = self.access
         payload = SnapshotInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
@@ -76,10 +71,12 @@ class SnapshotListCreateApi(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class SnapshotDetailApi(APIView):
+class SnapshotDetailApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
     @extend_schema(responses=SnapshotOutput, parameters=[OpenApiParameter("compare", int)])
     def get(self, request: Request, project_id: int, snapshot_id: int) -> Response:
-        access = _access(request, project_id, *READERS)
+        access = self.access
         snapshot = selectors.snapshot_get(project=access.project, snapshot_id=snapshot_id)
         if snapshot is None:
             raise NotFound("No such snapshot.")
@@ -97,15 +94,17 @@ class SnapshotDetailApi(APIView):
         return Response(body)
 
 
-class SnapshotExportApi(APIView):
+class SnapshotExportApi(ProjectApiView):
     """Streams JSON Lines; engineers only."""
+
+    roles = RoleSet.ENGINEERS
 
     @extend_schema(
         responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
         parameters=[OpenApiParameter("split", str, enum=["train", "validation", "test"])],
     )
     def get(self, request: Request, project_id: int, snapshot_id: int, fmt: str):
-        access = _access(request, project_id, Role.ENGINEER)
+        access = self.access
         snapshot = selectors.snapshot_get(project=access.project, snapshot_id=snapshot_id)
         if snapshot is None:
             raise NotFound("No such snapshot.")
@@ -143,17 +142,19 @@ class CheckInput(serializers.Serializer):
     params = serializers.DictField(required=False)
 
 
-class CheckListCreateApi(APIView):
+class CheckListCreateApi(ProjectApiView):
+    roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS}
+
     @extend_schema(responses=CheckOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, *READERS)
+        access = self.access
         return Response(
             CheckOutput(selectors.quality_check_list(project=access.project), many=True).data
         )
 
     @extend_schema(request=CheckInput, responses={202: CheckOutput})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ENGINEER)
+        access = self.access
         payload = CheckInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
@@ -177,10 +178,12 @@ class CheckListCreateApi(APIView):
         return Response(CheckOutput(check).data, status=status.HTTP_202_ACCEPTED)
 
 
-class CheckDetailApi(APIView):
+class CheckDetailApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
     @extend_schema(responses=CheckOutput)
     def get(self, request: Request, project_id: int, check_id: int) -> Response:
-        access = _access(request, project_id, *READERS)
+        access = self.access
         check = selectors.quality_check_get(project=access.project, check_id=check_id)
         if check is None:
             raise NotFound("No such check.")

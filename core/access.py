@@ -14,6 +14,7 @@ from functools import wraps
 from typing import Any, ClassVar
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ImproperlyConfigured
 from django.http import Http404, HttpRequest, HttpResponse
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -68,15 +69,19 @@ def project_page(roles: Iterable[str] | MethodRoles) -> Callable:
     return decorate
 
 
-def api_access(request: Request, project_id: int | str, *roles: str) -> ProjectAccess:
-    """The caller's access to a project in an API view, reusing what the project token
-    authentication already read in its query when it ran."""
+def _api_project_access(request: Request, project_id: int | str) -> ProjectAccess:
     access = project_access_for_request(request, int(project_id))
     if access is None:  # the token's owner is no member: as project_access_get answers
         raise Http404("No such project.")
     if access is False:
         access = project_access_get(project_id=project_id, user=request.user)
-    return access.require(*roles)
+    return access
+
+
+def api_access(request: Request, project_id: int | str, *roles: str) -> ProjectAccess:
+    """The caller's access to a project in an API view, reusing what the project token
+    authentication already read in its query when it ran."""
+    return _api_project_access(request, project_id).require(*roles)
 
 
 class ProjectRole(BasePermission):
@@ -86,12 +91,28 @@ class ProjectRole(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         project_id = view.kwargs.get("project_id")
         if project_id is None:
-            raise ValueError(f"{type(view).__name__} has no project_id in its URL")
-        declared = _normalise(getattr(view, "roles", {}))
-        request.project_access = api_access(  # type: ignore[attr-defined]
-            request, project_id, *_roles_for(declared, request.method or "GET")
-        )
+            raise ImproperlyConfigured(f"{type(view).__name__} has no project_id in its URL")
+        method = request.method or "GET"
+        declared = _declared_roles(type(view))
+        roles = declared.get(method, declared.get("*"))
+        if roles is None:
+            if method != "OPTIONS" and hasattr(view, method.lower()):
+                raise ImproperlyConfigured(f"{type(view).__name__} declares no roles for {method}")
+            # A method with no handler (DRF answers 405 next), or OPTIONS (whose metadata
+            # asks this again per method): members only, so a stranger learns nothing.
+            request.project_access = _api_project_access(request, project_id)  # type: ignore[attr-defined]
+            return True
+        request.project_access = api_access(request, project_id, *roles)  # type: ignore[attr-defined]
         return True
+
+
+def _declared_roles(view_class: type) -> dict[str, tuple[str, ...]]:
+    # Normalised once per class: the queue endpoints run this on every item.
+    found = view_class.__dict__.get("_declared_roles")
+    if found is None:
+        found = _normalise(getattr(view_class, "roles", {}))
+        view_class._declared_roles = found  # type: ignore[attr-defined]
+    return found
 
 
 class ProjectApiView(APIView):

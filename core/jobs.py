@@ -19,6 +19,8 @@ import psycopg
 from django.conf import settings
 from django.db import connection, models
 
+from core.db import on_postgresql
+
 # The server drops a dead client's session (and its lock) after about idle + interval * count
 # seconds of silence, instead of the kernel's two hours: a machine that vanished is noticed.
 KEEPALIVE = {"tcp_keepalives_idle": 20, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 4}
@@ -41,7 +43,7 @@ def job_lock(model: type[models.Model], pk: Any) -> Iterator[bool]:
     """Hold the job's liveness lock for the block; yields False when another live process
     holds it already (a duplicate delivery of a job that is running)."""
     key = job_lock_key(model, pk)
-    if connection.vendor != "postgresql":
+    if not on_postgresql():
         with open(_lock_file(key), "a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -76,7 +78,7 @@ def job_owner_gone(model: type[models.Model], pk: Any) -> bool:
     for the caller's transaction (so call it inside one, after locking the job row): a worker
     cannot take it over until the caller has settled the row."""
     key = job_lock_key(model, pk)
-    if connection.vendor != "postgresql":
+    if not on_postgresql():
         with open(_lock_file(key), "a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

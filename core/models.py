@@ -46,6 +46,8 @@ class RoleSet:
     """Who may do what, named once: pages, the API, consumers and services all use these
     (`access.require(*RoleSet.OVERSIGHT)`). A new kind of permission gets a name here."""
 
+    # Any member, whatever their role: the project itself (its page, its record in the API).
+    MEMBERS = tuple(Role)
     # Read a project's data, jobs, results and lineage; follow its live events.
     OVERSIGHT = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
     # The same, plus the adjudication log.
@@ -54,7 +56,7 @@ class RoleSet:
     LABEL_READERS = (*OVERSIGHT, Role.ANNOTATOR, Role.ADJUDICATOR)
     # Read the audit log and access logs.
     AUDITORS = (Role.COMPLIANCE, Role.ADMIN)
-    # Configure the project's work and change a model version's stage.
+    # Configure the project's work, browse its items, change a model version's stage.
     MANAGERS = (Role.ENGINEER, Role.ADMIN)
     # Launch and cancel jobs, upload data.
     ENGINEERS = (Role.ENGINEER,)
@@ -64,8 +66,6 @@ class RoleSet:
     ADJUDICATORS = (Role.ADJUDICATOR,)
     REVIEWERS = (Role.REVIEWER,)
     COMPLIANCE = (Role.COMPLIANCE,)
-    # Any role at all: the project's own page, where each member finds their work.
-    MEMBERS = tuple(Role.values)
 
 
 class Project(models.Model):

@@ -14,7 +14,7 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from core.db import fetch_one
+from core.db import fetch_one, on_postgresql
 from core.models import ApiKey, Membership, Project, Role, RoleSet, User
 
 
@@ -87,7 +87,7 @@ def token_access_get(*, key: str, project_id: int | None) -> TokenAccess | None:
     For endpoints called many times a minute per user, where two ORM queries, compiled
     afresh each time, cost more than the work of the request."""
     now = timezone.now()
-    if project_id is None or connection.vendor != "postgresql":
+    if project_id is None or not on_postgresql():
         return _token_access_by_orm(key=key, project_id=project_id, now=now)
     row = fetch_one(
         _KEY_ACCESS_SQL,
@@ -201,11 +201,6 @@ def memberships_by_user_for_project(*, project: Project) -> list[tuple[User, lis
     for m in membership_list_for_project(project=project):
         grouped.setdefault(m.user_id, (m.user, []))[1].append(m)
     return list(grouped.values())
-
-
-# portal/api.py reads this name until it moves onto RoleSet (the API's own branch); then
-# it goes.
-MEMBER_LIST_READERS = RoleSet.OVERSIGHT
 
 
 def user_addable_get(*, username: str, by: User) -> User | None:

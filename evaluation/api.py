@@ -10,13 +10,12 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from core import time_spent
-from core.models import Role
+from core.access import ProjectApiView
+from core.models import RoleSet
 from core.pagination import PortalPagination
 from core.parsers import StrictJSONParser
-from core.selectors import project_access_get
 from evaluation import selectors, services
 from evaluation.models import (
     Campaign,
@@ -27,12 +26,6 @@ from evaluation.models import (
     MetricRun,
     PromptSet,
 )
-
-RESULT_READERS = (Role.ENGINEER, Role.COMPLIANCE, Role.ADMIN)
-
-
-def _access(request: Request, project_id: int, *roles: str):
-    return project_access_get(project_id=project_id, user=request.user).require(*roles)
 
 
 def _get(model, project, pk, what: str):
@@ -83,10 +76,12 @@ def _next_pair(request: Request, campaign: Campaign) -> Response:
     return Response(BlindPairOutput(pair).data)
 
 
-class ReviewNextApi(APIView):
+class ReviewNextApi(ProjectApiView):
+    roles = RoleSet.REVIEWERS
+
     @extend_schema(responses={200: BlindPairOutput, 204: None})
     def get(self, request: Request, project_id: int, campaign_id: int) -> Response:
-        access = _access(request, project_id, Role.REVIEWER)
+        access = self.access
         return _next_pair(request, _get(Campaign, access.project, campaign_id, "campaign"))
 
 
@@ -100,15 +95,16 @@ class ReviewSubmitInput(serializers.Serializer):
     unsafe_b = serializers.BooleanField(default=False)
 
 
-class ReviewSubmitApi(APIView):
+class ReviewSubmitApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
+    roles = RoleSet.REVIEWERS
 
     @extend_schema(request=ReviewSubmitInput, responses={200: BlindPairOutput, 204: None})
     def post(self, request: Request, project_id: int, campaign_id: int) -> Response:
         """Record a verdict and answer with the next pair (204 when none is left). What was
         recorded as time spent, by which rule, and whether it was too fast is in `submitted`
         (and in X-Seconds-Spent / X-Seconds-Source / X-Too-Fast headers, also on a 204)."""
-        access = _access(request, project_id, Role.REVIEWER)
+        access = self.access
         campaign = _get(Campaign, access.project, campaign_id, "campaign")
         payload = ReviewSubmitInput(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -179,12 +175,13 @@ class PromptSetOutput(serializers.ModelSerializer):
         ]
 
 
-class PromptSetCreateApi(APIView):
+class PromptSetCreateApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
+    roles = RoleSet.ENGINEERS
 
     @extend_schema(request=PromptSetInput, responses={201: PromptSetOutput})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ENGINEER)
+        access = self.access
         payload = PromptSetInput(data=request.data)
         payload.is_valid(raise_exception=True)
         prompt_set = services.prompt_set_create(
@@ -207,12 +204,13 @@ class ContestantOutput(serializers.ModelSerializer):
         fields = ["id", "label", "model_version", "base_model", "prompt_template", "created_at"]
 
 
-class ContestantCreateApi(APIView):
+class ContestantCreateApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
+    roles = RoleSet.ENGINEERS
 
     @extend_schema(request=ContestantInput, responses={201: ContestantOutput})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ENGINEER)
+        access = self.access
         payload = ContestantInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
@@ -245,16 +243,19 @@ class GenerationsImportInput(serializers.Serializer):
     outputs = serializers.ListField(child=serializers.CharField(allow_blank=True))
 
 
-class GenerationsImportApi(APIView):
+class GenerationsImportApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
+    roles = RoleSet.ENGINEERS
 
     @extend_schema(request=GenerationsImportInput, responses={201: None})
     def post(self, request: Request, project_id: int, contestant_id: int) -> Response:
-        access = _access(request, project_id, Role.ENGINEER)
+        access = self.access
         contestant = _get(Contestant, access.project, contestant_id, "contestant")
         payload = GenerationsImportInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        prompt_set = _get(PromptSet, access.project, payload.validated_data["prompt_set"], "set")
+        prompt_set = selectors.prompt_set_get(
+            project=access.project, prompt_set_id=payload.validated_data["prompt_set"]
+        )
         job = services.generations_import(
             actor=request.user,
             contestant=contestant,
@@ -311,13 +312,14 @@ class GenerationJobPage(serializers.Serializer):
     results = GenerationJobOutput(many=True)
 
 
-class GenerationJobListCreateApi(APIView):
+class GenerationJobListCreateApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
+    roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS}
 
     @extend_schema(operation_id="v1_projects_generation_jobs_list", responses=GenerationJobPage)
     def get(self, request: Request, project_id: int) -> Response:
         """The project's generation jobs, newest first (`limit`/`offset` to page)."""
-        access = _access(request, project_id, *RESULT_READERS)
+        access = self.access
         paginator = PortalPagination()
         jobs = selectors.generation_job_list_for_project(project=access.project)
         page = paginator.paginate_queryset(jobs, request, view=self)
@@ -326,23 +328,27 @@ class GenerationJobListCreateApi(APIView):
     @extend_schema(request=GenerationJobInput, responses={201: GenerationJobOutput})
     def post(self, request: Request, project_id: int) -> Response:
         """Queue a job that runs the contestant's model over the prompt set."""
-        access = _access(request, project_id, Role.ENGINEER)
+        access = self.access
         payload = GenerationJobInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = dict(payload.validated_data)
         job = services.generation_job_start(
             actor=request.user,
             contestant=_get(Contestant, access.project, data.pop("contestant"), "contestant"),
-            prompt_set=_get(PromptSet, access.project, data.pop("prompt_set"), "prompt set"),
+            prompt_set=selectors.prompt_set_get(
+                project=access.project, prompt_set_id=data.pop("prompt_set")
+            ),
             **data,
         )
         return Response(GenerationJobOutput(job).data, status=status.HTTP_201_CREATED)
 
 
-class GenerationJobDetailApi(APIView):
+class GenerationJobDetailApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
     @extend_schema(responses=GenerationJobOutput)
     def get(self, request: Request, project_id: int, job_id: int) -> Response:
-        access = _access(request, project_id, *RESULT_READERS)
+        access = self.access
         job = selectors.generation_job_get(project=access.project, job_id=job_id)
         if job is None:
             raise Http404("No such generation job.")
@@ -361,16 +367,19 @@ class CampaignInput(serializers.Serializer):
     attention_every = serializers.IntegerField(min_value=0, default=10)
 
 
-class CampaignCreateApi(APIView):
+class CampaignCreateApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
+    roles = RoleSet.ENGINEERS
 
     @extend_schema(request=CampaignInput, responses={201: None})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ENGINEER)
+        access = self.access
         payload = CampaignInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = dict(payload.validated_data)
-        prompt_set = _get(PromptSet, access.project, data.pop("prompt_set"), "prompt set")
+        prompt_set = selectors.prompt_set_get(
+            project=access.project, prompt_set_id=data.pop("prompt_set")
+        )
         ids = data.pop("contestants")
         contestants = list(Contestant.objects.filter(project=access.project, pk__in=ids))
         if len(contestants) != len(set(ids)):
@@ -395,13 +404,15 @@ class CampaignRatingsQuery(serializers.Serializer):
     )
 
 
-class CampaignRatingsApi(APIView):
+class CampaignRatingsApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
     @extend_schema(parameters=[CampaignRatingsQuery], responses={200: None})
     def get(self, request: Request, project_id: int, campaign_id: int) -> Response:
         """The ratings table, win-rate matrix, position bias, agreement and raters.
         `self_identification` says how many battles named their model and whether they
         were counted."""
-        access = _access(request, project_id, *RESULT_READERS)
+        access = self.access
         campaign = _get(Campaign, access.project, campaign_id, "campaign")
         query = CampaignRatingsQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -437,28 +448,33 @@ class MetricRunOutput(serializers.ModelSerializer):
         ]
 
 
-class MetricRunCreateApi(APIView):
+class MetricRunCreateApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
+    roles = RoleSet.ENGINEERS
 
     @extend_schema(request=MetricRunInput, responses={201: MetricRunOutput})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ENGINEER)
+        access = self.access
         payload = MetricRunInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = dict(payload.validated_data)
         run = services.metric_run_start(
             actor=request.user,
             contestant=_get(Contestant, access.project, data.pop("contestant"), "contestant"),
-            prompt_set=_get(PromptSet, access.project, data.pop("prompt_set"), "prompt set"),
+            prompt_set=selectors.prompt_set_get(
+                project=access.project, prompt_set_id=data.pop("prompt_set")
+            ),
             **data,
         )
         return Response(MetricRunOutput(run).data, status=status.HTTP_201_CREATED)
 
 
-class MetricRunDetailApi(APIView):
+class MetricRunDetailApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
     @extend_schema(responses={200: MetricRunOutput})
     def get(self, request: Request, project_id: int, run_id: int) -> Response:
-        access = _access(request, project_id, *RESULT_READERS)
+        access = self.access
         return Response(MetricRunOutput(_get(MetricRun, access.project, run_id, "run")).data)
 
 
@@ -467,12 +483,13 @@ class GateInput(serializers.Serializer):
     checks = serializers.ListField(child=serializers.DictField(), min_length=1)
 
 
-class GateCreateApi(APIView):
+class GateCreateApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
+    roles = RoleSet.ENGINEERS
 
     @extend_schema(request=GateInput, responses={201: None})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, Role.ENGINEER)
+        access = self.access
         payload = GateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         gate = services.gate_create(
@@ -492,12 +509,13 @@ class GateRunOutput(serializers.ModelSerializer):
         fields = ["id", "gate", "candidate", "baseline", "model_version", "passed", "results"]
 
 
-class GateRunCreateApi(APIView):
+class GateRunCreateApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
+    roles = RoleSet.ENGINEERS
 
     @extend_schema(request=GateRunInput, responses={201: GateRunOutput})
     def post(self, request: Request, project_id: int, gate_id: int) -> Response:
-        access = _access(request, project_id, Role.ENGINEER)
+        access = self.access
         gate = _get(Gate, access.project, gate_id, "gate")
         payload = GateRunInput(data=request.data)
         payload.is_valid(raise_exception=True)

@@ -109,7 +109,6 @@ class MetricRunForm(forms.Form):
 
     def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
         super().__init__(*args, prefix="metrics", **kwargs)
-        self.fields["prompt_set"].queryset = selectors.prompt_set_list_for_project(project=project)
         self.fields["contestants"].queryset = selectors.contestant_list_for_project(project=project)
 
 
@@ -298,7 +297,8 @@ class CampaignForm(forms.Form):
     """The overview's new campaign: the service checks the contestants and settings."""
 
     name = OptionalText()
-    prompt_set = forms.ModelChoiceField(queryset=None)
+    # An id the view looks up in the project: a prompt set not there is 404, as in the API.
+    prompt_set = OptionalText()
     contestants = forms.ModelMultipleChoiceField(queryset=None, required=False)
     question = OptionalText()
     raters_per_pair = forms.IntegerField(required=False)
@@ -307,7 +307,6 @@ class CampaignForm(forms.Form):
 
     def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["prompt_set"].queryset = selectors.prompt_set_list_for_project(project=project)
         self.fields["contestants"].queryset = selectors.contestant_list_for_project(project=project)
 
 
@@ -315,5 +314,10 @@ class CampaignActionForm(forms.Form):
     """The results page's buttons: bootstrap, close, export, or exclude/include a rater."""
 
     action = OptionalText()
-    reviewer = forms.IntegerField(required=False)
+    reviewer = OptionalText()
     name = OptionalText()
+
+    def clean_reviewer(self) -> int:
+        # A posted id; 0 (no such rater) for anything that is not one.
+        reviewer = self.cleaned_data["reviewer"]
+        return int(reviewer) if reviewer.isdigit() else 0

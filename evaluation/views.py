@@ -299,7 +299,7 @@ def _campaign_create(request: HttpRequest, project, data: dict[str, Any]):
         actor=request.user,
         project=project,
         name=data["name"],
-        prompt_set=data["prompt_set"],
+        prompt_set=selectors.prompt_set_get(project=project, prompt_set_id=data["prompt_set"]),
         contestants=list(data["contestants"]),
         question=data["question"],
         raters_per_pair=data["raters_per_pair"] or 1,
@@ -372,7 +372,7 @@ def _campaign_act(request: HttpRequest, campaign: Campaign, data: dict[str, Any]
         services.rater_set_excluded(
             actor=request.user,
             campaign=campaign,
-            reviewer_id=data["reviewer"] or 0,
+            reviewer_id=data["reviewer"],
             excluded=action == "exclude",
         )
         return ""

@@ -2,14 +2,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from core.models import AuditEvent, Role
+from core.access import ProjectApiView
+from core.models import AuditEvent, RoleSet
 from core.pagination import PortalPagination
-from core.selectors import project_access_get
 from governance.selectors import AUDIT_FILTER_FIELDS, audit_event_list_for_project
-
-AUDIT_READERS = (Role.COMPLIANCE, Role.ADMIN)
 
 
 class AuditEventOutput(serializers.ModelSerializer):
@@ -28,14 +25,15 @@ class AuditEventOutput(serializers.ModelSerializer):
         ]
 
 
-class AuditEventListApi(APIView):
+class AuditEventListApi(ProjectApiView):
+    roles = RoleSet.AUDITORS
+
     @extend_schema(
         parameters=[OpenApiParameter(name, str, required=False) for name in AUDIT_FILTER_FIELDS],
         responses=AuditEventOutput(many=True),
     )
     def get(self, request: Request, project_id: int) -> Response:
-        access = project_access_get(project_id=project_id, user=request.user)
-        access.require(*AUDIT_READERS)
+        access = self.access
         unknown = sorted(set(request.query_params) - set(AUDIT_FILTER_FIELDS) - {"limit", "offset"})
         if unknown:
             raise serializers.ValidationError(

@@ -79,6 +79,10 @@ class StageChange(models.Model):
     gate_run_id = models.BigIntegerField(null=True, blank=True)
     reason = models.TextField(blank=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # The one audit event that recorded the change (its seq). A promotion to production
+    # also archives the version that held it: that version's dossier finds the event here,
+    # since the event's target is the promoted version.
+    audit_seq = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

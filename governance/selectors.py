@@ -4,11 +4,11 @@ the caller holds a role that may see it, so a guessed id reaches nothing."""
 import datetime
 from dataclasses import dataclass, field
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils.dateparse import parse_date
 
 from core.models import AuditEvent, Membership, Project, RoleSet, User
-from evaluation.models import GateRun
+from evaluation.selectors import GateRun, gate_run_latest
 from governance.models import (
     ApprovalPolicy,
     Dossier,
@@ -18,7 +18,8 @@ from governance.models import (
     StageChange,
     UseDeclaration,
 )
-from training.models import ModelVersion
+from training import selectors as training_selectors
+from training.selectors import ModelVersion
 
 # Filters the audit API accepts; anything else is refused rather than passed to the ORM.
 AUDIT_FILTER_FIELDS = ("action", "actor_username", "target_type", "target_id")
@@ -140,10 +141,10 @@ def version_rows_for_user(*, user: User, query: str = "") -> list[VersionRow]:
     """Model versions of the caller's governance projects with their gate, approvals and
     latest dossier, for the compliance home page."""
     allowed = project_ids_for_user(user=user, roles=RoleSet.OVERSIGHT)
-    versions = ModelVersion.objects.filter(project_id__in=allowed).select_related("project")
-    if query:
-        versions = versions.filter(Q(name__icontains=query) | Q(project__name__icontains=query))
-    return [_row(v) for v in versions.order_by("project__name", "-created_at", "-id")[:200]]
+    versions = training_selectors.model_version_list_for_projects(
+        project_ids=allowed, query=query, limit=200
+    )
+    return [_row(v) for v in versions]
 
 
 # How many versions the home page lists per project, newest first; the compliance screens
@@ -157,33 +158,23 @@ def signoff_rows_for_user(*, user: User) -> dict[int, list[VersionRow]]:
     allowed = project_ids_for_user(user=user, roles=RoleSet.COMPLIANCE)
     rows: dict[int, list[VersionRow]] = {pk: [] for pk in allowed}
     for project_id in allowed:
-        versions = (
-            ModelVersion.objects.filter(project_id=project_id)
-            .exclude(stage=ModelVersion.Stage.ARCHIVED)
-            .select_related("project")
-            .order_by("-created_at", "-id")[:HOME_VERSIONS_PER_PROJECT]
+        versions = training_selectors.model_version_list_live(
+            project_id=project_id, limit=HOME_VERSIONS_PER_PROJECT
         )
         rows[project_id] = [_row(v) for v in versions]
     return rows
 
 
 def _row(version: ModelVersion) -> VersionRow:
-    gate = (
-        GateRun.objects.filter(model_version_id=version.pk)
-        .select_related("gate")
-        .order_by("-created_at", "-pk")
-        .first()
-    )
+    gate = gate_run_latest(model_version_id=version.pk)
     dossier = Dossier.objects.filter(model_version=version).order_by("-created_at", "-id").first()
     return VersionRow(version, gate, approval_status(version=version), dossier)
 
 
 def version_get_for_user(*, user: User, version_id: int) -> VersionRow | None:
     allowed = project_ids_for_user(user=user, roles=RoleSet.OVERSIGHT)
-    version = (
-        ModelVersion.objects.filter(pk=version_id, project_id__in=allowed)
-        .select_related("project", "base_model", "job")
-        .first()
+    version = training_selectors.model_version_get_in_projects(
+        version_id=version_id, project_ids=allowed
     )
     return _row(version) if version else None
 

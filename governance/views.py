@@ -31,7 +31,7 @@ from governance.forms import (
     UseDeclarationForm,
 )
 from governance.models import Dossier, SignOffRole
-from governance.services import approvals, dossiers
+from governance.services import approvals, dossiers, stages
 
 
 def _version_or_404(request, version_id):
@@ -69,7 +69,7 @@ def _version_context(request, row, access, **extra) -> dict:
         "version": version,
         "access": access,
         "can_promote": access.has(*RoleSet.MANAGERS),
-        "next_stage": approvals.NEXT_STAGE.get(version.stage),
+        "next_stage": stages.NEXT_STAGE.get(version.stage),
         "signoff_roles": [
             (role.value, role.label)
             for role in SignOffRole
@@ -120,8 +120,8 @@ def promote(request: HttpRequest, version_id: int) -> HttpResponse:
     form = PromoteForm(request.POST)
     done = form_submit(
         form,
-        lambda data: approvals.model_version_promote_approved(
-            actor=request.user, version=row.version, **data
+        lambda data: stages.model_version_stage_change(
+            actor=request.user, version=row.version, to_stage=data["stage"], reason=data["reason"]
         ),
     )
     if done is None:
@@ -136,7 +136,7 @@ def rollback(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     form = RollbackForm(request.POST)
     restored = form_submit(
         form,
-        lambda data: approvals.model_version_rollback(
+        lambda data: stages.model_version_rollback(
             actor=request.user, project=access.project, reason=data["reason"]
         ),
     )

@@ -7,7 +7,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import selectors, services
-from core.models import ApiKey, Membership, Project, Role
+from core.access import ProjectApiView
+from core.models import ApiKey, Membership, Project, Role, RoleSet
 
 
 class ProjectOutput(serializers.ModelSerializer):
@@ -76,7 +77,9 @@ class ProjectListCreateApi(APIView):
         )
 
 
-class ProjectDetailApi(APIView):
+class ProjectDetailApi(ProjectApiView):
+    roles = {"GET": RoleSet.MEMBERS, "PATCH": RoleSet.ADMINS}
+
     class ProjectUpdateInput(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
         description = serializers.CharField(required=False, allow_blank=True)
@@ -84,14 +87,13 @@ class ProjectDetailApi(APIView):
 
     @extend_schema(responses=ProjectOutput)
     def get(self, request: Request, project_id: int) -> Response:
-        access = selectors.project_access_get(project_id=project_id, user=request.user)
+        access = self.access
         context = {"roles": {access.project.pk: sorted(access.roles)}}
         return Response(ProjectOutput(access.project, context=context).data)
 
     @extend_schema(request=ProjectUpdateInput, responses=ProjectOutput)
     def patch(self, request: Request, project_id: int) -> Response:
-        access = selectors.project_access_get(project_id=project_id, user=request.user)
-        access.require(Role.ADMIN)
+        access = self.access
         payload = self.ProjectUpdateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         project = services.project_update(
@@ -101,25 +103,22 @@ class ProjectDetailApi(APIView):
         return Response(ProjectOutput(project, context=context).data)
 
 
-MEMBERSHIP_READERS = selectors.MEMBER_LIST_READERS
+class MembershipListCreateApi(ProjectApiView):
+    roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ADMINS}
 
-
-class MembershipListCreateApi(APIView):
     class MembershipCreateInput(serializers.Serializer):
         username = serializers.CharField(max_length=150)
         role = serializers.ChoiceField(choices=Role.choices)
 
     @extend_schema(responses=MembershipOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
-        access = selectors.project_access_get(project_id=project_id, user=request.user)
-        access.require(*MEMBERSHIP_READERS)
+        access = self.access
         members = selectors.membership_list_for_project(project=access.project)
         return Response(MembershipOutput(members, many=True).data)
 
     @extend_schema(request=MembershipCreateInput, responses={201: MembershipOutput})
     def post(self, request: Request, project_id: int) -> Response:
-        access = selectors.project_access_get(project_id=project_id, user=request.user)
-        access.require(Role.ADMIN)
+        access = self.access
         payload = self.MembershipCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         user = selectors.user_addable_get(
@@ -136,11 +135,12 @@ class MembershipListCreateApi(APIView):
         return Response(MembershipOutput(membership).data, status=status.HTTP_201_CREATED)
 
 
-class MembershipDetailApi(APIView):
+class MembershipDetailApi(ProjectApiView):
+    roles = RoleSet.ADMINS
+
     @extend_schema(responses={204: None})
     def delete(self, request: Request, project_id: int, membership_id: int) -> Response:
-        access = selectors.project_access_get(project_id=project_id, user=request.user)
-        access.require(Role.ADMIN)
+        access = self.access
         membership = get_object_or_404(Membership, pk=membership_id, project=access.project)
         services.membership_remove(membership=membership, removed_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

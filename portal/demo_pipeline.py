@@ -28,7 +28,7 @@ from evaluation import services as evaluation_services
 from evaluation.models import Campaign, Contestant, Gate, GenerationJob, MetricRun, PromptSet
 from evaluation.selectors import blind_pair_from_judgment, gate_run_latest
 from governance.models import Dossier, SignOff, SignOffRole
-from governance.services import approvals, dossiers
+from governance.services import approvals, dossiers, stages
 from portal.demo import demo_member, extra_demo_logins
 from training import services as training_services
 from training.models import BaseModel, JobStatus, ModelVersion, TrainingJob
@@ -277,10 +277,10 @@ def demo_pipeline_advance(*, project: Project) -> Progress:
         "Dataset licence CC0-1.0, no personal data; guideline and disagreement log reviewed.",
     )
     if version.stage == ModelVersion.Stage.CANDIDATE:
-        version = approvals.model_version_promote_approved(
+        version = stages.model_version_stage_change(
             actor=engineer,
             version=version,
-            stage=ModelVersion.Stage.CANARY,
+            to_stage=ModelVersion.Stage.CANARY,
             reason="Demo: approved for a canary after the gate and both sign-offs.",
         )
     if not Dossier.objects.filter(model_version=version).exists():

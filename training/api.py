@@ -11,21 +11,13 @@ from rest_framework.exceptions import ValidationError as DrfValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from core.access import ProjectApiView
 from core.api_errors import StrictInput, field_lists
-from core.models import Role
-from core.selectors import project_access_get
+from core.models import RoleSet
 from training import presets, selectors, services
 from training.models import JobKind, JobMethod, ModelVersion, TrainingJob
 from training.services.base_models import display_path, scrub_paths
-
-READERS = (Role.ENGINEER, Role.ADMIN, Role.COMPLIANCE)
-LAUNCHERS = (Role.ENGINEER,)
-
-
-def _access(request: Request, project_id: int, *roles: str):
-    return project_access_get(project_id=project_id, user=request.user).require(*roles)
 
 
 def _ts(value) -> int | None:
@@ -120,16 +112,18 @@ class JobInput(StrictInput):
     reward_version = serializers.IntegerField(required=False)
 
 
-class JobListCreateApi(APIView):
+class JobListCreateApi(ProjectApiView):
+    roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS}
+
     @extend_schema(responses=JobOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, *READERS)
+        access = self.access
         jobs = selectors.job_list_for_project(project=access.project)[:100]
         return Response({"object": "list", "data": JobOutput(jobs, many=True).data})
 
     @extend_schema(request=JobInput, responses={201: JobOutput})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, *LAUNCHERS)
+        access = self.access
         project = access.project
         payload = JobInput(data=request.data)
         if not payload.is_valid():
@@ -256,17 +250,21 @@ def _snapshot(project, snapshot_id):
     return snapshot
 
 
-class JobDetailApi(APIView):
+class JobDetailApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
     @extend_schema(responses=JobOutput)
     def get(self, request: Request, project_id: int, job_id: int) -> Response:
-        access = _access(request, project_id, *READERS)
+        access = self.access
         return Response(JobOutput(selectors.job_get(project=access.project, job_id=job_id)).data)
 
 
-class JobCancelApi(APIView):
+class JobCancelApi(ProjectApiView):
+    roles = RoleSet.ENGINEERS
+
     @extend_schema(request=None, responses=JobOutput)
     def post(self, request: Request, project_id: int, job_id: int) -> Response:
-        access = _access(request, project_id, *LAUNCHERS)
+        access = self.access
         job = selectors.job_get(project=access.project, job_id=job_id)
         job = services.training_job_cancel(actor=request.user, job=job)
         return Response(JobOutput(job).data)
@@ -282,12 +280,14 @@ class EventOutput(serializers.Serializer):
     data = serializers.JSONField()
 
 
-class JobEventsApi(APIView):
+class JobEventsApi(ProjectApiView):
     """Log lines and metrics in order; `after=<id>` (an event id) pages forward."""
+
+    roles = RoleSet.OVERSIGHT
 
     @extend_schema(responses=EventOutput(many=True))
     def get(self, request: Request, project_id: int, job_id: int) -> Response:
-        access = _access(request, project_id, *READERS)
+        access = self.access
         job = selectors.job_get(project=access.project, job_id=job_id)
         after = request.query_params.get("after", "")
         log_after = int(after[4:]) if after.startswith("log-") and after[4:].isdigit() else 0
@@ -334,10 +334,12 @@ class CheckpointOutput(serializers.Serializer):
         return _ts(checkpoint.created_at)
 
 
-class JobCheckpointsApi(APIView):
+class JobCheckpointsApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
     @extend_schema(responses=CheckpointOutput(many=True))
     def get(self, request: Request, project_id: int, job_id: int) -> Response:
-        access = _access(request, project_id, *READERS)
+        access = self.access
         job = selectors.job_get(project=access.project, job_id=job_id)
         data = CheckpointOutput(selectors.job_checkpoints(job=job), many=True).data
         return Response({"object": "list", "data": data})
@@ -347,12 +349,13 @@ class FileInput(serializers.Serializer):
     file = serializers.FileField()
 
 
-class TrainingFileCreateApi(APIView):
+class TrainingFileCreateApi(ProjectApiView):
     parser_classes = [MultiPartParser, FormParser]
+    roles = RoleSet.ENGINEERS
 
     @extend_schema(request=FileInput, responses={201: dict})
     def post(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, *LAUNCHERS)
+        access = self.access
         payload = FileInput(data=request.data)
         payload.is_valid(raise_exception=True)
         upload = payload.validated_data["file"]
@@ -467,18 +470,22 @@ class ModelVersionDetailOutput(ModelVersionOutput):
         return LineageOutput(view, context={"project_id": version.project_id}).data
 
 
-class ModelVersionListApi(APIView):
+class ModelVersionListApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
     @extend_schema(responses=ModelVersionOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, *READERS)
+        access = self.access
         versions = selectors.model_version_list_for_project(project=access.project)
         return Response(ModelVersionOutput(versions, many=True).data)
 
 
-class ModelVersionDetailApi(APIView):
+class ModelVersionDetailApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
     @extend_schema(responses=ModelVersionDetailOutput)
     def get(self, request: Request, project_id: int, version_id: int) -> Response:
-        access = _access(request, project_id, *READERS)
+        access = self.access
         version = selectors.model_version_get(project=access.project, version_id=version_id)
         return Response(ModelVersionDetailOutput(version, context={"request": request}).data)
 
@@ -498,9 +505,11 @@ class BaseModelOutput(serializers.Serializer):
         return base.project_id is None
 
 
-class BaseModelListApi(APIView):
+class BaseModelListApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
     @extend_schema(responses=BaseModelOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
-        access = _access(request, project_id, *READERS)
+        access = self.access
         bases = selectors.base_model_list_for_project(project=access.project)
         return Response(BaseModelOutput(bases, many=True).data)

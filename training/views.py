@@ -279,6 +279,25 @@ def _playground_choice(project, value: str):
     return base, None, f"{base} (base)"
 
 
+def _playground_start(request, project, data: dict) -> list[dict]:
+    """Queue the prompt on the left and right models; the result pages are kept for the
+    user who asked."""
+    chosen = [_playground_choice(project, data[side]) for side in ("left", "right")]
+    task_ids = services.playground_generate(
+        actor=request.user,
+        project=project,
+        prompt=data["prompt"],
+        max_new_tokens=int(data["max_new_tokens"]),
+        models=[(base, version) for base, version, _ in chosen],
+    )
+    for task_id in task_ids:
+        cache.set(f"training:playground:{task_id}", request.user.pk, PLAYGROUND_RESULT_TTL_S)
+    return [
+        {"label": label, "task_id": task_id}
+        for (_, _, label), task_id in zip(chosen, task_ids, strict=True)
+    ]
+
+
 @require_http_methods(["GET", "POST"])
 @project_page(RoleSet.ENGINEERS)
 def playground(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
@@ -294,28 +313,13 @@ def playground(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     context = {"access": access, "project": project, "choices": choices, "runs": None}
     if request.method == "POST":
         form = PlaygroundForm(request.POST)
-        valid = form.is_valid()
-        data = form.cleaned_data
-        # The form comes back as it was sent, whatever happens next.
-        context.update({k: data.get(k, "") for k in ("prompt", "max_new_tokens", "left", "right")})
-        if not valid:
+        runs = form_submit(form, lambda data: _playground_start(request, project, data))
+        # The form comes back as it was sent, whatever happened.
+        context.update({k: form[k].value() or "" for k in PlaygroundForm.base_fields})
+        if runs is None:
             context["error"] = form_errors_text(form)
         else:
-            prompt = data["prompt"]
-            runs = []
-            for side in ("left", "right"):
-                base, version, label = _playground_choice(project, data[side])
-                result = tasks.generate_task.delay(
-                    base.pk,
-                    version.pk if version else None,
-                    [prompt],
-                    int(data["max_new_tokens"]),
-                )
-                cache.set(
-                    f"training:playground:{result.id}", request.user.pk, PLAYGROUND_RESULT_TTL_S
-                )
-                runs.append({"label": label, "task_id": result.id})
-            context.update(runs=runs, prompt=prompt)
+            context["runs"] = runs
     return render(request, "training/playground.html", context)
 
 

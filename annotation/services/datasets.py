@@ -7,14 +7,14 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
@@ -32,6 +32,7 @@ from annotation.item_rows import ITEM_COLUMNS, ItemRows
 from annotation.models import Dataset, DatasetUpload, Item, LabelSchema
 from annotation.schemas import preference_shape
 from core import keys, realtime
+from core.db import rows_insert
 from core.jobs import runs_under_job_lock
 from core.models import Project, User
 from core.services.audit import audit_record, content_hash
@@ -231,27 +232,18 @@ class _CountingReader:
 
 
 def _insert_items(rows: Iterator[tuple], on_batch: Callable[[int], None]) -> int:
-    """COPY on PostgreSQL (fast, streamed; `rows` are COPY rows, ItemRows.copy_row);
-    batched INSERTs elsewhere (the SQLite demo; `rows` are ItemRows.values)."""
+    """Write the items' COPY rows (ItemRows.copy_row), streamed, reporting progress."""
     count = 0
-    if connection.vendor == "postgresql":
-        sql = f"COPY annotation_item ({', '.join(ITEM_COLUMNS)}) FROM STDIN"
-        with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-            for values in rows:
-                copy.write_row(values)
-                count += 1
-                if count % PROGRESS_EVERY_ROWS == 0:
-                    on_batch(count)
-        return count
-    batch: list[Item] = []
-    for values in rows:
-        batch.append(Item(**dict(zip(ITEM_COLUMNS, values, strict=True))))
-        count += 1
-        if len(batch) >= 2000:
-            Item.objects.bulk_create(batch)
-            batch.clear()
-            on_batch(count)
-    Item.objects.bulk_create(batch)
+
+    def counted() -> Iterator[tuple]:
+        nonlocal count
+        for row in rows:
+            yield row
+            count += 1
+            if count % PROGRESS_EVERY_ROWS == 0:
+                on_batch(count)
+
+    rows_insert(table=Item._meta.db_table, columns=ITEM_COLUMNS, rows=counted())
     return count
 
 
@@ -282,11 +274,7 @@ def dataset_import_run(
 def import_workers_for(fmt: ImportFormat, file_bytes: int) -> int:
     """How many worker processes parse a file: none for a small one, for CSV and Label
     Studio exports (records may span lines, or the file is one document), or on one core."""
-    if (
-        fmt != ImportFormat.JSONL
-        or connection.vendor != "postgresql"
-        or file_bytes < settings.PORTAL_IMPORT_PARALLEL_MIN_BYTES
-    ):
+    if fmt != ImportFormat.JSONL or file_bytes < settings.PORTAL_IMPORT_PARALLEL_MIN_BYTES:
         return 0
     workers = min(settings.PORTAL_IMPORT_WORKERS, os.cpu_count() or 1)
     return workers if workers > 1 else 0
@@ -316,7 +304,6 @@ def _item_rows(
         lines = jsonl_lines(reader, upload.file_name, max_upload_bytes())
         return import_workers.copy_rows(lines, job, workers=workers, on_note=report.note)
     rows = ItemRows(upload.project_id, dataset.pk, options["sha256"])
-    make = rows.copy_row if connection.vendor == "postgresql" else rows.values
     parsed = iter_rows(
         reader,
         filename=upload.file_name,
@@ -330,7 +317,7 @@ def _item_rows(
     def made() -> Iterator[tuple]:
         for row in parsed:
             report.note_row(row)
-            yield make(row)
+            yield rows.copy_row(row)
 
     return made()
 
@@ -465,3 +452,47 @@ def _push_upload(upload: DatasetUpload, dataset: Dataset | None = None) -> None:
     if upload.error:
         event["error"] = upload.error
     realtime.push_to_project(project_id=upload.project_id, event=event)
+
+
+def dataset_uploads_stored():
+    """Every upload whose file is still stored, oldest first, with its path (governance
+    re-encrypts them when keys rotate)."""
+    for upload in DatasetUpload.objects.exclude(stored_path="").order_by("created_at"):
+        path = Path(upload.stored_path)
+        if path.is_file():
+            yield upload, path
+
+
+def raw_uploads_purge(*, now=None, days: int | None = None) -> list[DatasetUpload]:
+    """Retention, run by governance: delete raw upload files imported more than `days`
+    (PORTAL_RAW_UPLOAD_RETENTION_DAYS) ago. 0 keeps everything. Uploads still queued or
+    running are never touched."""
+    days = settings.PORTAL_RAW_UPLOAD_RETENTION_DAYS if days is None else days
+    if days <= 0:
+        return []
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    purged = []
+    candidates = DatasetUpload.objects.filter(
+        created_at__lt=cutoff,
+        status__in=[DatasetUpload.Status.SUCCEEDED, DatasetUpload.Status.FAILED],
+    ).exclude(stored_path="")
+    for upload in candidates.order_by("created_at"):
+        path = Path(upload.stored_path)
+        if not path.exists() or not upload.options.get("owns_file"):
+            continue  # gone already, or a file the portal did not copy in and must not delete
+        with transaction.atomic():
+            audit_record(
+                actor=None,
+                action="governance.upload.purge",
+                target=upload,
+                project_id=upload.project_id,
+                data={
+                    "file_name_sha256": content_hash(upload.file_name),
+                    "sha256": upload.options.get("sha256", ""),
+                    "retention_days": days,
+                },
+            )
+            # The upload folder holds only this file (annotation's layout: uploads/<id>/).
+            shutil.rmtree(path.parent, ignore_errors=True)
+        purged.append(upload)
+    return purged

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -36,11 +37,11 @@ from annotation.services.resolution import (
     agreement_outcome,
     item_resolve_by_agreement,
 )
-from core.db import fetch_one, run_alone
+from core.db import commit_without_flush, fetch_one, on_postgresql, run_alone
 from core.fields import encrypt_json
 from core.models import Project, User
 from core.services.audit import audit_append_sql, audit_record, content_hash, event_draft
-from core.time_spent import time_spent_decide
+from core.time_spent import TimeSpent, time_spent_decide
 
 
 @dataclass(frozen=True)
@@ -190,36 +191,74 @@ def _claim(
     guideline_id: int | None,
     now,
     expires,
+) -> Lease | None:
+    """A newly claimed item under a new lease, or None when nothing is left to claim."""
+    claim = _claim_postgresql if on_postgresql() else _claim_portable
+    return claim(
+        project=project,
+        annotator=annotator,
+        k=k,
+        order=order,
+        schema_id=schema_id,
+        guideline_id=guideline_id,
+        now=now,
+        expires=expires,
+    )
+
+
+def _claim_postgresql(
+    *,
+    project: Project,
+    annotator: User,
+    k: int,
+    order: str,
+    schema_id: int,
+    guideline_id: int | None,
+    now,
+    expires,
     run=fetch_one,
 ) -> Lease | None:
-    """A newly claimed item under a new lease, or None when nothing is left to claim.
-    `run` runs the statement: on its own (the fast path) or in the caller's transaction."""
-    if connection.vendor == "postgresql":
-        row = run(
-            sql.claim_sql(order),
-            {
-                "project": project.pk,
-                "k": k,
-                "user": annotator.pk,
-                "now": now,
-                "expires": expires,
-                "schema": schema_id,
-                "guideline": guideline_id,
-            },
-        )
-        if row is None:
-            return None
-        return _label_lease(
-            pk=row[0],
-            project=project,
-            item=sql.item_from_row(row[1:-1]),
-            annotator=annotator,
-            schema_id=schema_id,
-            guideline_id=guideline_id,
-            created_at=now,
-            expires_at=expires,
-        )
-    # The embedded SQLite demo: one writer at a time, so plain ORM steps are safe there.
+    """_claim in one statement (SKIP LOCKED). `run` runs it: on its own (the fast path) or
+    in the caller's transaction."""
+    row = run(
+        sql.claim_sql(order),
+        {
+            "project": project.pk,
+            "k": k,
+            "user": annotator.pk,
+            "now": now,
+            "expires": expires,
+            "schema": schema_id,
+            "guideline": guideline_id,
+        },
+    )
+    if row is None:
+        return None
+    return _label_lease(
+        pk=row[0],
+        project=project,
+        item=sql.item_from_row(row[1:-1]),
+        annotator=annotator,
+        schema_id=schema_id,
+        guideline_id=guideline_id,
+        created_at=now,
+        expires_at=expires,
+    )
+
+
+def _claim_portable(
+    *,
+    project: Project,
+    annotator: User,
+    k: int,
+    order: str,
+    schema_id: int,
+    guideline_id: int | None,
+    now,
+    expires,
+) -> Lease | None:
+    """_claim in plain ORM steps, for the embedded SQLite demo: its transactions begin
+    IMMEDIATE, one writer at a time, so nobody claims between the read and the writes."""
     item = (
         Item.objects.filter(
             project=project,
@@ -271,7 +310,7 @@ def item_lease_next(*, project: Project, annotator: User) -> LeaseOffer | None:
 
     On PostgreSQL this is one read and, when a new item is needed, one claiming statement;
     gold turns and the embedded SQLite demo take the locked path below."""
-    if connection.vendor == "postgresql":
+    if on_postgresql():
         offer = _lease_next_fast(project=project, annotator=annotator)
         if offer is not _SLOW_PATH:
             return offer
@@ -280,11 +319,8 @@ def item_lease_next(*, project: Project, annotator: User) -> LeaseOffer | None:
 
 @transaction.atomic
 def _item_lease_next_locked(*, project: Project, annotator: User) -> LeaseOffer | None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            # A lease lost in a crash only returns its item to the pool, so this
-            # transaction need not wait for its commit to reach the disk.
-            cursor.execute("SET LOCAL synchronous_commit = off")
+    # A lease lost in a crash only returns its item to the pool.
+    commit_without_flush()
     now = timezone.now()
     current = (
         Lease.objects.filter(
@@ -393,7 +429,7 @@ def annotation_submit(
     On PostgreSQL the usual case (an active lease, not about to expire) is one read and
     one writing statement; late answers and the embedded SQLite demo take the locked
     path below."""
-    if connection.vendor == "postgresql":
+    if on_postgresql():
         for _ in range(_SUBMIT_ATTEMPTS):
             annotation = _annotation_submit_fast(
                 project=project,
@@ -497,7 +533,8 @@ def _answer_params(prefix: str, value: dict) -> dict[str, str | None]:
     }
 
 
-# The fast paths answer one of these when they leave the case to the locked path.
+# The fast paths (PostgreSQL only: queue_sql's statements) answer one of these when they
+# leave the case to the locked path.
 _SLOW_PATH = object()
 _RETRY = object()
 _SUBMIT_ATTEMPTS = 3
@@ -535,7 +572,7 @@ def _lease_next_fast(*, project: Project, annotator: User):
     if _sweep_due(project):
         with transaction.atomic():
             _leases_expire_now_and_then(project=project, now=now)
-    lease = _claim(
+    lease = _claim_postgresql(
         project=project,
         annotator=annotator,
         k=k,
@@ -549,6 +586,46 @@ def _lease_next_fast(*, project: Project, annotator: User):
     return None if lease is None else _offer(lease)
 
 
+# Not frozen: a frozen dataclass costs microseconds per instance on the hot path.
+@dataclass(slots=True)
+class _SubmitRead:
+    """One row of SUBMIT_READ_SQL (fields in its column order): the lease, its item and
+    the project's settings as a submit found them, without locks."""
+
+    owner: int
+    state: str
+    item_id: int
+    schema_id: int | None
+    guideline_id: int | None
+    started_at: datetime
+    expires_at: datetime
+    payload: str
+    is_gold: bool
+    item_state: str
+    label_count: int
+    k: int | None
+    rule: str | None
+    majority_min: int | None
+    used_by_lease: int | None
+    others: Any
+    annotation_id: int
+    gold_id: int | None
+
+
+@dataclass(slots=True)
+class _Answer:
+    """A checked answer on the fast path, with who gave it, where and when."""
+
+    project: Project
+    annotator: User
+    lease_id: int
+    submission_id: uuid.UUID
+    clean: dict
+    schema: LabelSchema
+    spent: TimeSpent
+    now: datetime
+
+
 def _annotation_submit_fast(
     *,
     project: Project,
@@ -558,160 +635,234 @@ def _annotation_submit_fast(
     submission_id: uuid.UUID,
     seconds_spent: float | None,
 ):
+    """The usual submit: one read, then one statement that writes the answer, the item's
+    count, a gold label where agreement decides the item, and the audit events. Answers
+    _SLOW_PATH where the locked path must decide, _RETRY where the read went stale."""
     now = timezone.now()
+    read = _submit_read(project=project, lease_id=lease_id, submission_id=submission_id)
+    settled = _submit_settled_without_writing(
+        read, lease_id=lease_id, annotator=annotator, submission_id=submission_id, now=now
+    )
+    if settled is not None:
+        return settled
+    schema = _schema(read.schema_id)
+    shown = sql.payload_value(read.payload)
+    answer = _Answer(
+        project=project,
+        annotator=annotator,
+        lease_id=lease_id,
+        submission_id=submission_id,
+        clean=validate_answer(schema.task_type, schema.config, shown, value),
+        schema=schema,
+        spent=time_spent_decide(
+            claimed=seconds_spent, handed_out_at=read.started_at, answered_at=now, shown=shown
+        ),
+        now=now,
+    )
+    gold_sql, params, events = _submit_statement_parts(read, answer)
+    try:
+        answered = _submit_write(gold_sql=gold_sql, params=params, events=events)
+    except IntegrityError:
+        # A retry of this very submission raced this one and won.
+        existing = _stored_submission(submission_id=submission_id, lease_id=lease_id)
+        if existing is None:
+            raise
+        return existing
+    if not answered:
+        # The lease or the item changed since the read (or the audit chain has no head
+        # row yet, which the locked path creates).
+        return _RETRY
+    return _annotation_as_written(read, answer)
+
+
+def _submit_read(*, project: Project, lease_id: int, submission_id: uuid.UUID) -> _SubmitRead:
+    """The lease of this project as a submit finds it, with ids drawn for the answer and,
+    where this answer completes the item, its gold label."""
     row = fetch_one(
         sql.SUBMIT_READ_SQL,
         {"lease": lease_id, "project": project.pk, "submission": submission_id},
     )
     if row is None:
         raise ValidationError({"lease": "no such lease in this project"})
-    (owner, state, item_id, schema_id, guideline_id, started_at, expires_at) = row[:7]
-    payload, is_gold, item_state, label_count, k, rule, majority_min = row[7:14]
-    used_by_lease, others, annotation_id, gold_id = row[14:]
-    if owner != annotator.pk:
+    return _SubmitRead(*row)
+
+
+def _submit_settled_without_writing(
+    read: _SubmitRead,
+    *,
+    lease_id: int,
+    annotator: User,
+    submission_id: uuid.UUID,
+    now: datetime,
+):
+    """What the fast submit answers before it writes anything: the stored answer of a
+    retry, _SLOW_PATH for the cases the locked path decides, None to go on. Raises for a
+    lease of someone else's, one already submitted, or a submission id used elsewhere."""
+    if read.owner != annotator.pk:
         raise PermissionDenied("This item is leased to someone else.")
-    if state == Lease.State.SUBMITTED:
-        if used_by_lease == lease_id:
+    if read.state == Lease.State.SUBMITTED:
+        if read.used_by_lease == lease_id:
             return Annotation.objects.get(submission_id=submission_id)
         raise ValidationError({"lease": "this item was already submitted"})
-    if used_by_lease is not None:
+    if read.used_by_lease is not None:
         raise ValidationError({"submission_id": "was already used for another answer"})
     if (
-        state != Lease.State.ACTIVE
-        or expires_at < now + _EXPIRY_MARGIN
-        or schema_id is None
-        or k is None
+        read.state != Lease.State.ACTIVE
+        or read.expires_at < now + _EXPIRY_MARGIN
+        or read.schema_id is None
+        or read.k is None
     ):
         return _SLOW_PATH
-    schema = _schema(schema_id)
-    shown = sql.payload_value(payload)
-    clean = validate_answer(schema.task_type, schema.config, shown, value)
-    spent = time_spent_decide(
-        claimed=seconds_spent, handed_out_at=started_at, answered_at=now, shown=shown
-    )
+    return None
+
+
+def _submit_statement_parts(read: _SubmitRead, answer: _Answer) -> tuple[str, dict, list]:
+    """SUBMIT_WRITE_SQL's gold-label insert, parameters and audit events for `answer`.
+    Where it is the item's k-th, agreement decides the item in the same statement."""
     others = [
         (pk, sql.answer_value(choice, free_text))
-        for pk, choice, free_text in sql.json_value(others or "[]")
+        for pk, choice, free_text in sql.json_value(read.others or "[]")
     ]
-    events = [
-        event_draft(
-            actor=annotator,
-            action="annotation.submit",
-            created_at=now,
-            target_type="annotation.annotation",
-            target_id=str(annotation_id),
-            project_id=project.pk,
-            data={
-                "item": item_id,
-                "value_sha256": content_hash(clean),
-                "schema_version": schema.version,
-            },
-        )
-    ]
-    params = {
+    events = [_submit_event(read, answer)]
+    params = _submit_params(read, answer, others=others)
+    if read.is_gold or read.label_count + 1 < read.k:
+        return "", params, events
+    gold_sql, decided, decided_events = _agreement_on_last_answer(
+        read, answer, answers=[*others, (read.annotation_id, answer.clean)]
+    )
+    params.update(decided)
+    return gold_sql, params, events + decided_events
+
+
+def _submit_event(read: _SubmitRead, answer: _Answer):
+    """The audit event of the answer itself, naming its pre-drawn id."""
+    return event_draft(
+        actor=answer.annotator,
+        action="annotation.submit",
+        created_at=answer.now,
+        target_type="annotation.annotation",
+        target_id=str(read.annotation_id),
+        project_id=answer.project.pk,
+        data={
+            "item": read.item_id,
+            "value_sha256": content_hash(answer.clean),
+            "schema_version": answer.schema.version,
+        },
+    )
+
+
+def _submit_params(
+    read: _SubmitRead, answer: _Answer, *, others: list[tuple[int, dict | None]]
+) -> dict[str, Any]:
+    """The parameters of an answer that leaves the item's state as it is."""
+    return {
         "others": [pk for pk, _ in others],
         "standing": len(others),
-        "lease": lease_id,
-        "user": annotator.pk,
-        "now": now,
-        "label_count": label_count,
-        "item_state": item_state,
-        "counted": 0 if is_gold else 1,
-        "new_state": item_state,
-        "annotation": annotation_id,
-        "project": project.pk,
-        **_answer_params("", clean),
-        "schema": schema_id,
+        "lease": answer.lease_id,
+        "user": answer.annotator.pk,
+        "now": answer.now,
+        "label_count": read.label_count,
+        "item_state": read.item_state,
+        "counted": 0 if read.is_gold else 1,
+        "new_state": read.item_state,
+        "annotation": read.annotation_id,
+        "project": answer.project.pk,
+        **_answer_params("", answer.clean),
+        "schema": read.schema_id,
         # The guideline the annotator was shown (schema and guideline travel together).
-        "guideline": guideline_id,
-        "submission": submission_id,
-        "started": started_at,
-        "seconds": spent.seconds,
-        "seconds_source": spent.source,
-        "too_fast": spent.too_fast,
+        "guideline": read.guideline_id,
+        "submission": answer.submission_id,
+        "started": read.started_at,
+        "seconds": answer.spent.seconds,
+        "seconds_source": answer.spent.source,
+        "too_fast": answer.spent.too_fast,
     }
-    gold_sql = ""
-    resolved_state = None
-    if not is_gold and label_count + 1 >= k:
-        settings = AnnotationSettings(
-            labels_per_item=k, agreement_rule=rule, majority_min=majority_min
+
+
+def _agreement_on_last_answer(
+    read: _SubmitRead, answer: _Answer, *, answers: list[tuple[int, dict | None]]
+) -> tuple[str, dict[str, Any], list]:
+    """Precondition: `answer` is the item's k-th. Agreement decides the item: the gold
+    label's insert (empty when disputed), the parameters that change and the audit event."""
+    settings = AnnotationSettings(
+        labels_per_item=read.k, agreement_rule=read.rule, majority_min=read.majority_min
+    )
+    outcome = agreement_outcome(
+        values=[v for _, v in answers], settings=settings, task_type=answer.schema.task_type
+    )
+    if outcome.method is None:
+        disputed = event_draft(
+            actor=None,
+            action="annotation.item.disputed",
+            created_at=answer.now,
+            target_type="annotation.item",
+            target_id=str(read.item_id),
+            project_id=answer.project.pk,
+            data={"labels": len(answers), "distinct": outcome.distinct},
         )
-        answers = [*others, (annotation_id, clean)]
-        outcome = agreement_outcome(
-            values=[v for _, v in answers], settings=settings, task_type=schema.task_type
-        )
-        if outcome.method is None:
-            resolved_state = Item.State.DISPUTED
-            events.append(
-                event_draft(
-                    actor=None,
-                    action="annotation.item.disputed",
-                    created_at=now,
-                    target_type="annotation.item",
-                    target_id=str(item_id),
-                    project_id=project.pk,
-                    data={"labels": len(answers), "distinct": outcome.distinct},
-                )
-            )
-        else:
-            resolved_state = Item.State.RESOLVED
-            agreeing = [answers[i] for i in outcome.agreeing]
-            gold_sql = sql.GOLD_INSERT_SQL
-            params.update(
-                gold=gold_id,
-                **_answer_params("gold_", agreeing[0][1]),
-                gold_reason=encrypt_json(""),
-                method=outcome.method,
-                gold_ids=json.dumps([pk for pk, _ in agreeing]),
-            )
-            events.append(
-                event_draft(
-                    actor=None,
-                    action="annotation.gold.agreement",
-                    created_at=now,
-                    target_type="annotation.goldlabel",
-                    target_id=str(gold_id),
-                    project_id=project.pk,
-                    data={
-                        "item": item_id,
-                        "method": outcome.method,
-                        "votes": outcome.votes,
-                        "labels": len(answers),
-                    },
-                )
-            )
-        params["new_state"] = resolved_state
+        return "", {"new_state": Item.State.DISPUTED}, [disputed]
+    agreeing = [answers[i] for i in outcome.agreeing]
+    params = {
+        "new_state": Item.State.RESOLVED,
+        "gold": read.gold_id,
+        **_answer_params("gold_", agreeing[0][1]),
+        "gold_reason": encrypt_json(""),
+        "method": outcome.method,
+        "gold_ids": json.dumps([pk for pk, _ in agreeing]),
+    }
+    resolved = event_draft(
+        actor=None,
+        action="annotation.gold.agreement",
+        created_at=answer.now,
+        target_type="annotation.goldlabel",
+        target_id=str(read.gold_id),
+        project_id=answer.project.pk,
+        data={
+            "item": read.item_id,
+            "method": outcome.method,
+            "votes": outcome.votes,
+            "labels": len(answers),
+        },
+    )
+    return sql.GOLD_INSERT_SQL, params, [resolved]
+
+
+def _submit_write(*, gold_sql: str, params: dict[str, Any], events: list) -> bool:
+    """Run the one writing statement on its own; whether it wrote the answer (False: what
+    the read saw has changed, and nothing was written)."""
     audit_sql, audit_params = audit_append_sql(events, gate="answer")
     statement = sql.SUBMIT_WRITE_SQL.format(gold=gold_sql, audit=audit_sql)
-    try:
-        written = run_alone(statement, {**params, **audit_params})
-    except IntegrityError:
-        # A retry of this very submission raced this one and won.
-        existing = Annotation.objects.filter(submission_id=submission_id).first()
-        if existing is not None and existing.lease_id == lease_id:
-            return existing
-        raise
-    answered, appended = written
-    if not answered:
-        # The lease or the item changed since the read (or the audit chain has no head
-        # row yet, which the locked path creates).
-        return _RETRY
-    assert appended == len(events)  # noqa: S101 - `locked` checked the head row exists
+    answered, appended = run_alone(statement, {**params, **audit_params})
+    if answered:
+        assert appended == len(events)  # noqa: S101 - `locked` checked the head row exists
+    return bool(answered)
+
+
+def _stored_submission(*, submission_id: uuid.UUID, lease_id: int) -> Annotation | None:
+    """The answer stored under `submission_id` for this lease, if there is one."""
+    existing = Annotation.objects.filter(submission_id=submission_id).first()
+    if existing is not None and existing.lease_id == lease_id:
+        return existing
+    return None
+
+
+def _annotation_as_written(read: _SubmitRead, answer: _Answer) -> Annotation:
+    """The Annotation SUBMIT_WRITE_SQL inserted, built without reading it back."""
     annotation = Annotation(
-        pk=annotation_id,
-        project=project,
-        item_id=item_id,
-        annotator=annotator,
-        value=clean,
-        schema=schema,
-        guideline_id=guideline_id,
-        submission_id=submission_id,
-        lease_id=lease_id,
-        started_at=started_at,
-        submitted_at=now,
-        seconds_spent=spent.seconds,
-        seconds_source=spent.source,
-        too_fast=spent.too_fast,
+        pk=read.annotation_id,
+        project=answer.project,
+        item_id=read.item_id,
+        annotator=answer.annotator,
+        value=answer.clean,
+        schema=answer.schema,
+        guideline_id=read.guideline_id,
+        submission_id=answer.submission_id,
+        lease_id=answer.lease_id,
+        started_at=read.started_at,
+        submitted_at=answer.now,
+        seconds_spent=answer.spent.seconds,
+        seconds_source=answer.spent.source,
+        too_fast=answer.spent.too_fast,
         undone=False,
     )
     annotation._state.adding = False

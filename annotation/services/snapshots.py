@@ -14,6 +14,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -40,6 +41,7 @@ from annotation.schemas import normalize_config
 from annotation.services import quality
 from annotation.split_groups import GROUP_METADATA_KEY, GroupedSplitter, group_keys, needs_payload
 from core.chain import canonical_json
+from core.db import on_postgresql, rows_insert
 from core.models import Project, User
 from core.services.audit import audit_record
 
@@ -230,37 +232,16 @@ def _allocate_snapshot_id() -> int:
     """Members are written before their snapshot row (the row is final the moment it is
     inserted, so its manifest must be known by then); the FK check waits for commit."""
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if on_postgresql():
             cursor.execute("SELECT nextval(pg_get_serial_sequence('annotation_snapshot', 'id'))")
             return int(cursor.fetchone()[0])
+        # SQLite: the caller's transaction holds the one write lock, so nobody else takes it.
         cursor.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM annotation_snapshot")
         return int(cursor.fetchone()[0])
 
 
 def _write_members(rows: list[tuple]) -> None:
-    if not rows:
-        return
-    if connection.vendor == "postgresql":
-        sql = f"COPY annotation_snapshotmember ({', '.join(MEMBER_COLUMNS)}) FROM STDIN"
-        with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(row)
-        return
-    SnapshotMember.objects.bulk_create(
-        [
-            SnapshotMember(
-                snapshot_id=r[0],
-                position=r[1],
-                item_id=r[2],
-                content_hash=r[3],
-                choice=None if r[4] is None else json.loads(r[4]),
-                free_text=_FREE_TEXT.decrypt(r[5]),
-                method=r[6],
-                split=r[7],
-            )
-            for r in rows
-        ]
-    )
+    rows_insert(table=SnapshotMember._meta.db_table, columns=MEMBER_COLUMNS, rows=rows)
 
 
 def _schema_for(project: Project, task_type: str | None) -> dict[str, Any]:
@@ -296,13 +277,8 @@ def snapshot_create(
     written in batches; the split plan keeps a few 8-byte numbers per item. `schema`
     (task_type + config) overrides the project's current one.
     The leakage check starts on commit."""
-    name = (name or "").strip()
-    if not name:
-        raise ValidationError({"name": "give the snapshot a name"})
-    if len(name) > 200:
-        raise ValidationError({"name": "is longer than 200 characters"})
-    if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**31) <= seed < 2**31:
-        raise ValidationError({"seed": "must be a 32-bit integer"})
+    name = _snapshot_name_validated(name)
+    _snapshot_seed_validate(seed)
     ratios = split_ratios_validated(split_ratios)
     stored_filter = filter_validated(project, filter)
     schema_info = schema or _schema_for(project, None)
@@ -317,12 +293,55 @@ def snapshot_create(
         labels, stratum=stratum, schema_info=schema_info, seed=seed, ratios=ratios
     )
     split_of = splitter.split_lookup()
-    # Payloads are decrypted by their field's converter (they are ciphertext in the
-    # database). Labels arrive as text and are decoded here without the ORM's converters:
-    # a label of schema choices only repeats (a class name), so each distinct one is
-    # canonicalised once; free text is decrypted only to hash it, and the member keeps the
-    # gold label's own token.
-    rows = (
+    rows = _member_rows(labels, stratum=stratum)
+    snapshot_id = _allocate_snapshot_id()
+    written = _members_write(rows, snapshot_id=snapshot_id, split_of=split_of)
+    snapshot = Snapshot(
+        pk=snapshot_id,
+        project=project,
+        name=name,
+        version=version,
+        task_type=task_type,
+        seed=seed,
+        split_ratios=ratios,
+        filter=stored_filter,
+        member_count=written.count,
+        manifest_sha256=written.manifest_sha256,
+        stats=_snapshot_stats(written.counts, schema_info=schema_info, grouping=grouping),
+        created_by=actor,
+        created_at=timezone.now(),
+    )
+    snapshot.save(force_insert=True)
+    _snapshot_create_audit(actor=actor, snapshot=snapshot)
+    # However a snapshot is made (page, API, evaluation judgments, demo), its splits are
+    # checked for leakage at once: training refuses a snapshot without a finished check.
+    quality.quality_check_start(actor=actor, project=project, kind="leakage", snapshot=snapshot)
+    return snapshot
+
+
+def _snapshot_name_validated(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "give the snapshot a name"})
+    if len(name) > 200:
+        raise ValidationError({"name": "is longer than 200 characters"})
+    return name
+
+
+def _snapshot_seed_validate(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**31) <= seed < 2**31:
+        raise ValidationError({"seed": "must be a 32-bit integer"})
+
+
+def _member_rows(labels: QuerySet, *, stratum) -> QuerySet:
+    """The matching gold labels in item order, as the members are written from them.
+
+    Payloads are decrypted by their field's converter (they are ciphertext in the
+    database). Labels arrive as text and are decoded by `_members_write` without the ORM's
+    converters: a label of schema choices only repeats (a class name), so each distinct one
+    is canonicalised once; free text is decrypted only to hash it, and the member keeps the
+    gold label's own token."""
+    return (
         labels.annotate(
             stratum=stratum,
             choice_text=Cast("choice", TextField()),
@@ -341,13 +360,24 @@ def snapshot_create(
             "is_synthetic",
         )
     )
+
+
+@dataclass(frozen=True)
+class _MembersWritten:
+    count: int
+    manifest_sha256: str
+    # "split", "method", "dataset", "stratum" ((split, label)) and "synthetic" (by split).
+    counts: dict[str, Counter]
+
+
+def _members_write(rows: QuerySet, *, snapshot_id: int, split_of) -> _MembersWritten:
+    """Write the members from `_member_rows` in batches, hashing the manifest and counting
+    what the stats report as they pass. Runs once per member: keep it lean."""
     canonical_labels: dict[str | None, tuple[str | None, str]] = {}
-    snapshot_id = _allocate_snapshot_id()
     manifest = hashlib.sha256()
     counts: dict[str, Counter] = defaultdict(Counter)
     batch: list[tuple] = []
     position = 0
-    loads = json.loads
     for (
         item_id,
         payload,
@@ -364,12 +394,7 @@ def snapshot_create(
         digest = content_hash(payload)
         known = None if free_token is not None else canonical_labels.get(raw_choice)
         if known is None:
-            choice = None if raw_choice is None else loads(raw_choice)
-            text = canonical_json(answer_join(choice, _FREE_TEXT.decrypt(free_token)))
-            known = (
-                None if choice is None else canonical_json(choice).decode("utf-8"),
-                hashlib.sha256(text).hexdigest(),
-            )
+            known = _label_canonical(raw_choice, free_token)
             if free_token is None and len(canonical_labels) < 100_000:
                 canonical_labels[raw_choice] = known
         choice_text, label_hash = known
@@ -388,9 +413,25 @@ def snapshot_create(
             _write_members(batch)
             batch = []
     _write_members(batch)
+    return _MembersWritten(count=position, manifest_sha256=manifest.hexdigest(), counts=counts)
 
+
+def _label_canonical(raw_choice: str | None, free_token: str | None) -> tuple[str | None, str]:
+    """A gold label's choice as canonical JSON text, and the sha256 of the whole label."""
+    choice = None if raw_choice is None else json.loads(raw_choice)
+    text = canonical_json(answer_join(choice, _FREE_TEXT.decrypt(free_token)))
+    return (
+        None if choice is None else canonical_json(choice).decode("utf-8"),
+        hashlib.sha256(text).hexdigest(),
+    )
+
+
+def _snapshot_stats(
+    counts: dict[str, Counter], *, schema_info: dict[str, Any], grouping: dict[str, Any]
+) -> dict[str, Any]:
+    """What a snapshot's page and its dossier show of it, from the members' counts."""
     datasets = Dataset.objects.filter(pk__in=list(counts["dataset"])).order_by("pk")
-    stats = {
+    return {
         "schema": schema_info,
         "splits": {s: counts["split"].get(s, 0) for s in SPLITS},
         "methods": dict(sorted(counts["method"].items())),
@@ -411,40 +452,23 @@ def snapshot_create(
         "grouping": grouping,
         "manifest_format": "sha256 over '<content sha256> <label sha256> <split>\\n' per member",
     }
-    snapshot = Snapshot(
-        pk=snapshot_id,
-        project=project,
-        name=name,
-        version=version,
-        task_type=task_type,
-        seed=seed,
-        split_ratios=ratios,
-        filter=stored_filter,
-        member_count=position,
-        manifest_sha256=manifest.hexdigest(),
-        stats=stats,
-        created_by=actor,
-        created_at=timezone.now(),
-    )
-    snapshot.save(force_insert=True)
+
+
+def _snapshot_create_audit(*, actor: User, snapshot: Snapshot) -> None:
     audit_record(
         actor=actor,
         action="snapshot.create",
         target=snapshot,
         data={
-            "name": name,
-            "version": version,
-            "members": position,
+            "name": snapshot.name,
+            "version": snapshot.version,
+            "members": snapshot.member_count,
             "manifest_sha256": snapshot.manifest_sha256,
-            "seed": seed,
-            "split_ratios": ratios,
-            "filter": stored_filter,
+            "seed": snapshot.seed,
+            "split_ratios": snapshot.split_ratios,
+            "filter": snapshot.filter,
         },
     )
-    # However a snapshot is made (page, API, evaluation judgments, demo), its splits are
-    # checked for leakage at once: training refuses a snapshot without a finished check.
-    quality.quality_check_start(actor=actor, project=project, kind="leakage", snapshot=snapshot)
-    return snapshot
 
 
 def _labels_by_split(strata: Counter) -> dict[str, dict[str, int]]:

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from core.chain import GENESIS_HASH, canonical_json
 from core.chain_sql import EventDraft, append_sql, drafts_settle, event_draft
+from core.db import on_postgresql
 from core.models import AuditChainHead, AuditEvent, audit_target_type
 
 # For services that append their events inside their own single-statement writes.
@@ -64,7 +65,7 @@ def audit_record(
 
 
 def _append(*, actor, action, target, data, project_id) -> AuditEvent:
-    if connection.vendor == "postgresql":
+    if on_postgresql():
         return _append_in_one_statement(
             actor=actor, action=action, target=target, data=data, project_id=project_id
         )

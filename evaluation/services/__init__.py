@@ -12,7 +12,7 @@ from evaluation.services.campaigns import (
     rater_set_excluded,
     ratings_bootstrap_start,
 )
-from evaluation.services.gates import gate_create, gate_run, model_version_promote
+from evaluation.services.gates import gate_create, gate_run
 from evaluation.services.offline import metric_run_start, metric_runs_start
 from evaluation.services.prompts import (
     contestant_create,
@@ -41,7 +41,6 @@ __all__ = [
     "judgments_release_stale",
     "metric_run_start",
     "metric_runs_start",
-    "model_version_promote",
     "offline",
     "prompt_set_create",
     "prompt_set_create_from_snapshot",

@@ -159,26 +159,16 @@ def campaign_create(
 ) -> Campaign:
     """One battle per prompt per contestant pair where both have an output and the outputs
     differ (identical outputs would only teach reviewers to press T), plus attention checks."""
-    name = (name or "").strip()
-    if not name:
-        raise ValidationError({"name": "A campaign needs a name."})
-    unique = list({c.pk: c for c in contestants}.values())
-    if len(unique) < 2:
-        raise ValidationError({"contestants": "A campaign needs at least two contestants."})
-    if prompt_set.project_id != project.pk or any(c.project_id != project.pk for c in unique):
-        raise ValidationError("The prompt set and contestants must belong to this project.")
-    if pair_selection not in Campaign.PairSelection.values:
-        raise ValidationError({"pair_selection": f"must be one of {Campaign.PairSelection.values}"})
-    if raters_per_pair < 1:
-        raise ValidationError({"raters_per_pair": "must be at least 1"})
-    if not 0 <= attention_fail_share < 1:
-        raise ValidationError({"attention_fail_share": "must be in [0, 1)"})
-    outputs = {c.pk: generation_records(contestant=c, prompt_set=prompt_set) for c in unique}
-    missing = [c.label for c in unique if not outputs[c.pk]]
-    if missing:
-        raise ValidationError(
-            {"contestants": f"No generations on {prompt_set.name!r} yet for: {', '.join(missing)}"}
-        )
+    name, unique = _campaign_input_validated(
+        name=name,
+        project=project,
+        prompt_set=prompt_set,
+        contestants=contestants,
+        pair_selection=pair_selection,
+        raters_per_pair=raters_per_pair,
+        attention_fail_share=attention_fail_share,
+    )
+    outputs = _generation_records_of_all(contestants=unique, prompt_set=prompt_set)
     campaign = Campaign.objects.create(
         project=project,
         name=name,
@@ -193,13 +183,105 @@ def campaign_create(
         created_by=actor,
     )
     campaign.contestants.set(unique)
+    campaign.stats = _battles_create(
+        campaign=campaign, contestants=unique, outputs=outputs, seed=seed
+    )
+    campaign.save(update_fields=["stats"])
+    _campaign_create_audit(actor=actor, campaign=campaign, contestants=unique)
+    return campaign
+
+
+def _campaign_input_validated(
+    *,
+    name: str,
+    project: Project,
+    prompt_set: PromptSet,
+    contestants: Sequence[Contestant],
+    pair_selection: str,
+    raters_per_pair: int,
+    attention_fail_share: float,
+) -> tuple[str, list[Contestant]]:
+    """The campaign's name, stripped, and its contestants without repeats; raises on the
+    first thing wrong."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "A campaign needs a name."})
+    unique = list({c.pk: c for c in contestants}.values())
+    if len(unique) < 2:
+        raise ValidationError({"contestants": "A campaign needs at least two contestants."})
+    if prompt_set.project_id != project.pk or any(c.project_id != project.pk for c in unique):
+        raise ValidationError("The prompt set and contestants must belong to this project.")
+    if pair_selection not in Campaign.PairSelection.values:
+        raise ValidationError({"pair_selection": f"must be one of {Campaign.PairSelection.values}"})
+    if raters_per_pair < 1:
+        raise ValidationError({"raters_per_pair": "must be at least 1"})
+    if not 0 <= attention_fail_share < 1:
+        raise ValidationError({"attention_fail_share": "must be in [0, 1)"})
+    return name, unique
+
+
+def _generation_records_of_all(
+    *, contestants: list[Contestant], prompt_set: PromptSet
+) -> dict[int, dict[int, GeneratedOutput]]:
+    """{contestant id: {prompt id: output}}; raises naming each contestant with none yet."""
+    outputs = {c.pk: generation_records(contestant=c, prompt_set=prompt_set) for c in contestants}
+    missing = [c.label for c in contestants if not outputs[c.pk]]
+    if missing:
+        raise ValidationError(
+            {"contestants": f"No generations on {prompt_set.name!r} yet for: {', '.join(missing)}"}
+        )
+    return outputs
+
+
+def _battles_create(
+    *,
+    campaign: Campaign,
+    contestants: list[Contestant],
+    outputs: dict[int, dict[int, GeneratedOutput]],
+    seed: int,
+) -> dict[str, int]:
+    """Insert the campaign's real battles and attention checks, served in an order drawn
+    from `seed`; returns the campaign's stats."""
     rng = random.Random(seed)  # noqa: S311 - serving order only
-    ordered = sorted(unique, key=lambda c: c.pk)
+    ordered = sorted(contestants, key=lambda c: c.pk)
+    prompts = list(campaign.prompt_set.prompts.order_by("position"))
+    battles, identical = _real_battles(
+        campaign=campaign, prompts=prompts, ordered=ordered, outputs=outputs, rng=rng
+    )
+    real = len(battles)
+    if campaign.attention_every:
+        # One check per `attention_every` real judgments, and a reviewer may judge every
+        # real battle: enough distinct checks for that, and never fewer than five.
+        battles += _attention_battles(
+            campaign=campaign,
+            prompts=prompts,
+            records=outputs,
+            count=max(5, math.ceil(real / campaign.attention_every)),
+            rng=rng,
+        )
+    Battle.objects.bulk_create(battles, batch_size=2000)
+    return {
+        "battles": real,
+        "attention_checks": len(battles) - real,
+        "identical_skipped": identical,
+        "self_identified": sum(1 for b in battles[:real] if b.self_identification),
+    }
+
+
+def _real_battles(
+    *,
+    campaign: Campaign,
+    prompts: list,
+    ordered: list[Contestant],
+    outputs: dict[int, dict[int, GeneratedOutput]],
+    rng: random.Random,
+) -> tuple[list[Battle], int]:
+    """The unsaved battles of every prompt and contestant pair (lower id on side x), and how
+    many pairs were left out because both outputs were the same."""
     # Every contestant's registry names: an answer naming any model in the campaign gives
     # the game away, not only one naming its own.
     names = [name for c in ordered for name in contestant_model_names(c)]
     battles, identical = [], 0
-    prompts = list(prompt_set.prompts.order_by("position"))
     for prompt in prompts:
         for i, cx in enumerate(ordered):
             for cy in ordered[i + 1 :]:
@@ -226,38 +308,24 @@ def campaign_create(
                         shuffle=rng.randrange(1 << 30),
                     )
                 )
-    real = len(battles)
-    if attention_every:
-        # One check per `attention_every` real judgments, and a reviewer may judge every
-        # real battle: enough distinct checks for that, and never fewer than five.
-        battles += _attention_battles(
-            campaign=campaign,
-            prompts=prompts,
-            records=outputs,
-            count=max(5, math.ceil(real / attention_every)),
-            rng=rng,
-        )
-    Battle.objects.bulk_create(battles, batch_size=2000)
-    campaign.stats = {
-        "battles": real,
-        "attention_checks": len(battles) - real,
-        "identical_skipped": identical,
-        "self_identified": sum(1 for b in battles[:real] if b.self_identification),
-    }
-    campaign.save(update_fields=["stats"])
+    return battles, identical
+
+
+def _campaign_create_audit(
+    *, actor: User, campaign: Campaign, contestants: list[Contestant]
+) -> None:
     audit_record(
         actor=actor,
         action="evaluation.campaign.create",
         target=campaign,
         data={
-            "name": name,
-            "contestants": [c.pk for c in ordered],
-            "prompt_set": prompt_set.pk,
+            "name": campaign.name,
+            "contestants": sorted(c.pk for c in contestants),
+            "prompt_set": campaign.prompt_set_id,
             **campaign.stats,
         },
-        project_id=project.pk,
+        project_id=campaign.project_id,
     )
-    return campaign
 
 
 def _release_stale(campaign: Campaign) -> int:

@@ -1,7 +1,8 @@
-"""Regression gates and gated promotion."""
+"""Regression gates: their checks and their runs. Whether a run lets a version change stage
+is evaluation.selectors.gate_refusal; the change itself is governance's."""
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -13,7 +14,6 @@ from core.services.audit import audit_record
 from evaluation import metrics as M
 from evaluation import selectors
 from evaluation.models import Campaign, Contestant, Gate, GateRun, MetricRun, PromptSet
-from training.services import model_version_set_stage
 
 CHECK_KINDS = {
     "metric_not_worse": ("metric", "prompt_set"),
@@ -23,7 +23,6 @@ CHECK_KINDS = {
     "unsafe_rate_below": ("campaign", "max"),
 }
 TEXT_METRICS = ("chrf", "bleu", "token_f1", "exact_match")
-GATED_STAGES = ("canary", "production")
 # A rating check on a handful of judgments says nothing: when one side wins every battle the
 # Bradley-Terry interval collapses. Below this many head-to-head judgments the check fails.
 MIN_RATING_JUDGMENTS = 20
@@ -280,24 +279,3 @@ def gate_run(*, actor: User, gate: Gate, candidate: Contestant, baseline: Contes
         project_id=gate.project_id,
     )
     return run
-
-
-def gate_failures(run: GateRun) -> Sequence[str]:
-    return [f"{r['name']}: {r['reason']}" for r in run.results if not r["passed"]]
-
-
-def model_version_promote(*, actor: User, version: Any, stage: str) -> Any:
-    """Move `version` to `stage`; canary and production need the version's latest gate run
-    to have passed. Refusals raise ValidationError saying why."""
-    if stage in GATED_STAGES:
-        latest = selectors.gate_run_latest(model_version_id=version.pk)
-        if latest is None:
-            raise ValidationError(
-                f"{version} cannot go to {stage}: no regression gate has been run on it."
-            )
-        if not latest.passed:
-            raise ValidationError(
-                f"{version} cannot go to {stage}: its latest gate run ({latest.gate.name}) "
-                f"failed: " + "; ".join(gate_failures(latest))
-            )
-    return model_version_set_stage(actor=actor, version=version, stage=stage)

@@ -7,18 +7,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from annotation.selectors.lineage import snapshot_disagreement_rows, snapshot_figures
 from core.signing import key_fingerprint
 from governance.dossier.bundle import bundle_build, json_bytes, sha256_hex
-from governance.dossier.collect import (
-    DOSSIER_FORMAT,
-    annotation_figures,
-    disagreement_rows,
-    dossier_inputs,
-    inputs_sha256,
-)
+from governance.dossier.collect import DOSSIER_FORMAT, dossier_inputs, inputs_sha256
 from governance.dossier.render import render_files
 from governance.dossier.verify import AUDIT_CHECKPOINT
-from training.models import ModelVersion
+from training.selectors import ModelVersion
 
 Progress = Callable[[int, str], None]
 
@@ -33,7 +28,7 @@ class BuiltDossier:
 
 def dossier_key(version: ModelVersion, key: Ed25519PrivateKey) -> str:
     """The cache key: the hash of everything the dossier is built from."""
-    inputs, _ = dossier_inputs(version, signing_key_id=key_fingerprint(key.public_key()))
+    inputs = dossier_inputs(version, signing_key_id=key_fingerprint(key.public_key()))
     return inputs_sha256(inputs)
 
 
@@ -80,13 +75,17 @@ def dossier_build(
     version: ModelVersion, key: Ed25519PrivateKey, progress: Progress = lambda p, s: None
 ) -> BuiltDossier:
     progress(5, "Collecting lineage, evaluation and approvals")
-    inputs, lineage = dossier_inputs(version, signing_key_id=key_fingerprint(key.public_key()))
+    inputs = dossier_inputs(version, signing_key_id=key_fingerprint(key.public_key()))
     key_sha = inputs_sha256(inputs)
     figures, disagreements = [], []
-    for n, snapshot in enumerate(lineage.snapshots):
-        progress(15 + 40 * n // max(len(lineage.snapshots), 1), f"Annotation figures: {snapshot}")
-        figures.append(annotation_figures(snapshot))
-        disagreements.extend(disagreement_rows(snapshot))
+    snapshots = inputs["lineage"]["snapshots"]
+    for n, snapshot in enumerate(snapshots):
+        progress(
+            15 + 40 * n // max(len(snapshots), 1),
+            f"Annotation figures: {snapshot['name']} v{snapshot['version']}",
+        )
+        figures.append(snapshot_figures(snapshot_id=snapshot["id"]))
+        disagreements.extend(snapshot_disagreement_rows(snapshot_id=snapshot["id"]))
     files = render_files(inputs, figures, disagreements, progress=progress)
     if inputs["audit"]["checkpoint"] is not None:
         files[AUDIT_CHECKPOINT] = json_bytes(inputs["audit"]["checkpoint"])

@@ -19,7 +19,7 @@ from governance import tasks
 from governance.dossier.build import dossier_build, dossier_key
 from governance.dossier.verify import VerifyReport, verify_bundle
 from governance.models import Dossier, DossierDownload
-from training.models import ModelVersion
+from training.selectors import ModelVersion
 
 
 def dossier_dir() -> Path:

@@ -35,29 +35,6 @@ def curated(project, engineer):
     return {"original": dataset, "redacted": redacted, "check": check, "snapshot": snapshot}
 
 
-def _pages(project, curated):
-    s, c = curated["snapshot"], curated["check"]
-    return [
-        reverse("annotation:curation", args=[project.pk]),
-        reverse("annotation:check", args=[project.pk, c.pk]),
-        reverse("annotation:snapshot", args=[project.pk, s.pk]),
-        reverse("annotation:snapshot", args=[project.pk, s.pk]) + f"?compare={s.pk}",
-    ]
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_curation_pages_by_role(client, project, curated, member_of, role):
-    client.force_login(member_of(role))
-    for url in _pages(project, curated):
-        assert client.get(url).status_code == (200 if role in READERS else 403), url
-
-
-def test_outsiders_get_404(client, project, curated, outsider):
-    client.force_login(outsider)
-    for url in _pages(project, curated):
-        assert client.get(url).status_code == 404
-
-
 @pytest.mark.parametrize("role", ROLES)
 def test_only_engineers_download_exports(client, project, curated, member_of, role):
     client.force_login(member_of(role))

@@ -5,6 +5,7 @@ import uuid
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from annotation import services
@@ -286,3 +287,18 @@ def test_the_queue_statements_and_the_token_lookup_run_prepared(project):
     assert any("FROM portal_apikey k" in statement for statement in prepared)
     assert any("FROM annotation_annotationsettings s" in statement for statement in prepared)
     assert any("WITH candidate AS" in statement for statement in prepared)
+
+
+def test_the_queue_by_token_reads_the_callers_roles_only_in_the_key_lookup(project):
+    classification_setup(project, k=2)
+    ItemFactory(project=project, dataset__project=project)
+    (user,) = _annotators(project, 1)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_key_for(user)}")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(f"/api/v1/projects/{project.pk}/queue/next/", format="json")
+
+    assert response.status_code == 200
+    # The role check reuses what the key's query read: no second look at the memberships.
+    assert [q["sql"] for q in queries if 'FROM "portal_membership"' in q["sql"]] == []

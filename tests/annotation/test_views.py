@@ -10,35 +10,8 @@ from annotation import services
 from annotation.models import Annotation, Dataset, GoldLabel, Item, LabelSchema
 from core.models import AuditEvent
 from tests.annotation.factories import DatasetFactory, ItemFactory, classification_setup
-from tests.conftest import ROLES
 
 pytestmark = pytest.mark.django_db
-
-PAGES = [
-    ("annotation:annotate", {"annotator"}),
-    ("annotation:adjudicate", {"adjudicator"}),
-    ("annotation:datasets", {"engineer", "admin", "compliance"}),
-    ("annotation:setup", {"engineer", "admin"}),
-    ("annotation:dashboard", {"engineer", "admin", "compliance"}),
-    ("annotation:disagreements", {"engineer", "admin", "compliance", "adjudicator"}),
-]
-API = [
-    ("annotation-api:api-datasets", "get", {"engineer", "admin", "compliance"}),
-    ("annotation-api:api-schemas", "post", {"engineer", "admin"}),
-    ("annotation-api:api-guidelines", "post", {"engineer", "admin"}),
-    ("annotation-api:api-items", "get", {"engineer", "admin"}),
-    ("annotation-api:api-queue-next", "post", {"annotator"}),
-    ("annotation-api:api-adjudication-next", "post", {"adjudicator"}),
-    ("annotation-api:api-agreement", "get", {"engineer", "admin", "compliance"}),
-    ("annotation-api:api-disagreements", "get", {"engineer", "admin", "compliance", "adjudicator"}),
-]
-BODIES = {
-    "annotation-api:api-schemas": {
-        "task_type": "classification",
-        "config": {"choices": ["a", "b"]},
-    },
-    "annotation-api:api-guidelines": {"markdown": "# Be kind"},
-}
 
 
 @pytest.fixture
@@ -49,43 +22,6 @@ def ready(project):
         dataset__project=project,
         payload={"text": "<script>alert(1)</script><img src=x onerror=alert(2)>"},
     )
-
-
-@pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize(("name", "allowed"), PAGES)
-def test_annotation_pages_by_role(client, project, ready, member_of, role, name, allowed):
-    client.force_login(member_of(role))
-
-    response = client.get(reverse(name, args=[project.pk]))
-
-    assert response.status_code == (200 if role in allowed else 403)
-
-
-@pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize(("name", "method", "allowed"), API)
-def test_annotation_api_by_role(project, ready, member_of, role, name, method, allowed):
-    api = APIClient()
-    api.force_authenticate(member_of(role))
-    before = LabelSchema.objects.count()
-
-    response = getattr(api, method)(
-        reverse(name, args=[project.pk]), BODIES.get(name), format="json"
-    )
-
-    if role in allowed:
-        assert response.status_code in (200, 201, 204), response.content
-    else:
-        assert response.status_code == 403
-        assert LabelSchema.objects.count() == before
-
-
-@pytest.mark.parametrize(("name", "allowed"), PAGES)
-def test_strangers_get_404_on_every_annotation_page(
-    client, project, ready, outsider, name, allowed
-):
-    client.force_login(outsider)
-
-    assert client.get(reverse(name, args=[project.pk])).status_code == 404
 
 
 def test_dataset_of_another_project_is_404(client, project, engineer, other_project):

@@ -92,11 +92,13 @@ def test_a_database_from_before_core_upgrades_in_place(database_before_core):
     assert migrated.returncode == 0, migrated.stderr
     applied = [line.split()[1] for line in migrated.stdout.splitlines() if "Applying" in line]
     # The foundation's first migrations are the ones portal applied: nothing is recreated.
-    assert applied == [
+    assert not [name for name in applied if name.startswith(("core.0001", "core.0002"))]
+    moves = [
         "core.0003_audit_log_moves_here...",
         "governance.0006_audit_log_moves_to_core...",
         "core.0004_content_types_follow_the_models...",
     ]
+    assert [name for name in applied if name in moves] == moves
     assert _counts(conninfo) == before
     orm = subprocess.run(  # noqa: S603 - fixed argv
         [sys.executable, "-c", ORM_COUNTS],

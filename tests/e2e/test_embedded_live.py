@@ -6,31 +6,14 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.servers import ROOT, ChildProcess, free_port
+from tests.support import servers
+from tests.support.servers import ChildProcess, free_port
 from tests.training.conftest import data_files  # noqa: F401 - fixture
-
-# What the test settings add for PostgreSQL and Redis; the embedded default has none of it.
-NOT_EMBEDDED = {
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "CELERY_RESULT_BACKEND",
-    "CELERY_KEY_PREFIX",
-    "CHANNELS_PREFIX",
-    "MEDIA_ROOT",
-    "SECRET_KEY",
-    "STATIC_ROOT",
-    "PORTAL_AUDIT_CHECKPOINT_DIR",
-    "DJANGO_ALLOW_ASYNC_UNSAFE",
-}
 
 SETUP = """
 import json
@@ -58,28 +41,7 @@ print(json.dumps({{"project": project.pk, "job": job.pk}}))
 
 @pytest.fixture
 def embedded_env(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in NOT_EMBEDDED}
-    env.update(
-        DJANGO_SETTINGS_MODULE="portal.settings",
-        DEBUG="1",
-        PORTAL_VAR_DIR=str(tmp_path / "var"),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def _manage(env, *args: str) -> str:
-    done = subprocess.run(  # noqa: S603 - our own manage.py
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return servers.embedded_env(tmp_path / "var")
 
 
 # Migrating a fresh SQLite database and starting two servers take a while on two cores.
@@ -91,9 +53,9 @@ def test_the_job_page_follows_the_worker_live_on_the_embedded_defaults(
     data_files,  # noqa: F811
     server_log_dir,
 ):
-    _manage(embedded_env, "migrate", "--noinput")
+    servers.manage(embedded_env, "migrate", "--noinput")
     setup = SETUP.format(model=str(tiny_model_dir), train=str(data_files["sft_train"]))
-    ids = json.loads(_manage(embedded_env, "shell", "-c", setup).strip().splitlines()[-1])
+    ids = json.loads(servers.manage(embedded_env, "shell", "-c", setup).strip().splitlines()[-1])
     port = free_port()
     # The two processes `serve_demo` starts for the web and for training, apart.
     web = ChildProcess(
@@ -114,7 +76,7 @@ def test_the_job_page_follows_the_worker_live_on_the_embedded_defaults(
     context = browser.new_context(base_url=f"http://127.0.0.1:{port}")
     page = context.new_page()
     try:
-        _wait_until_up(web, f"http://127.0.0.1:{port}/healthz/")
+        servers.wait_until_up(web, f"http://127.0.0.1:{port}/healthz/")
         page.goto("/accounts/login/")
         page.get_by_label("Username").fill("eve")
         page.get_by_label("Password").fill("eve-pass-1")
@@ -146,15 +108,3 @@ def test_the_job_page_follows_the_worker_live_on_the_embedded_defaults(
             os.killpg(worker.proc.pid, signal.SIGKILL)
         worker.stop()
         web.stop()
-
-
-def _wait_until_up(web: ChildProcess, url: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        web.check_alive()
-        try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own server
-                return
-        except OSError:
-            assert time.monotonic() < deadline, web.log_tail()
-            time.sleep(0.2)

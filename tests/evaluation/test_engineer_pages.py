@@ -105,24 +105,6 @@ def test_only_engineers_post_the_evaluation_forms(client, project, member_of, ro
     assert not Gate.objects.exists()
 
 
-@pytest.mark.parametrize("name", FORMS)
-def test_the_forms_answer_only_posts(client, project, engineer, name):
-    client.force_login(engineer)
-
-    assert client.get(_url(name, project)).status_code == 405
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_the_generation_jobs_fragment_follows_the_overview_readers(
-    client, project, member_of, role
-):
-    client.force_login(member_of(role))
-
-    response = client.get(_url("generation_jobs", project), HTTP_HX_REQUEST="true")
-
-    assert response.status_code == (200 if role in READERS else 403)
-
-
 def test_compliance_reads_the_overview_without_any_form(client, project, compliance):
     client.force_login(compliance)
 

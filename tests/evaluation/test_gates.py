@@ -4,11 +4,10 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from core.models import AuditEvent
-from evaluation import services
+from evaluation import selectors, services
 from evaluation.models import MetricRun
 from evaluation.services.gates import metric_reason
 from tests.evaluation.factories import contestant_with_outputs, model_version, prompt_rows
-from training.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -102,19 +101,21 @@ def test_a_failing_gate_blocks_promotion_and_says_why(project, engineer, prompt_
     assert not chrf["passed"]
     assert chrf["numbers"]["delta"] < -0.5
     assert chrf["numbers"]["p_value"] < 0.05
-    with pytest.raises(ValidationError, match="chrF vs production"):
-        services.model_version_promote(
-            actor=engineer, version=candidate.model_version, stage="production"
-        )
-    assert ModelVersion.objects.get(pk=candidate.model_version_id).stage == "candidate"
+    latest = selectors.gate_run_latest(model_version_id=candidate.model_version_id)
+    refusal = selectors.gate_refusal(
+        version=candidate.model_version, stage="production", run=latest
+    )
+    assert latest == run
+    assert "its latest gate run (release) failed: chrF vs production" in refusal
     assert AuditEvent.objects.filter(action="evaluation.gate.run").count() == 1
 
 
 def test_promotion_without_any_gate_run_is_refused(project):
     version = model_version(project, "ungated")
 
-    with pytest.raises(ValidationError, match="no regression gate has been run"):
-        services.model_version_promote(actor=None, version=version, stage="canary")
+    refusal = selectors.gate_refusal(version=version, stage="canary", run=None)
+
+    assert refusal == "ungated cannot go to canary: no regression gate has been run on it."
 
 
 def test_a_passing_gate_lets_promotion_through(project, engineer, prompt_set):
@@ -132,9 +133,8 @@ def test_a_passing_gate_lets_promotion_through(project, engineer, prompt_set):
     run = services.gate_run(actor=engineer, gate=gate, candidate=candidate, baseline=production)
 
     assert run.passed, run.results
-    pytest.importorskip("training.services.registry")
-    services.model_version_promote(actor=engineer, version=candidate.model_version, stage="canary")
-    assert ModelVersion.objects.get(pk=candidate.model_version_id).stage == "canary"
+    for stage in ("canary", "production"):
+        assert selectors.gate_refusal(version=candidate.model_version, stage=stage, run=run) is None
 
 
 def test_gate_checks_are_validated(project, engineer):

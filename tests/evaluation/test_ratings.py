@@ -7,6 +7,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from evaluation import ratings as R
+from tests.evaluation.bt_reference import reference_bootstrap, reference_ratings
 
 
 def _simulate(strengths, battles, seed, tie_share=0.0, pair_bias=None):
@@ -119,6 +120,52 @@ def test_adaptive_weights_equalise_pairs_and_keep_the_fit_unbiased():
     assert np.all((fit.lower <= truth) & (truth <= fit.upper))
 
 
+def _campaign_counts(weighted=False):
+    strengths = np.array([0.9, 0.5, 0.1, 0.0, -0.3, -0.6, -1.2])
+    rows = _simulate(strengths, 6000, seed=7, tie_share=0.2, pair_bias=(2, 3))
+    # Half the ties become "both bad": they must score the same half a win.
+    rows = [(i, j, "both_bad" if o == "tie" and n % 2 else o, n) for i, j, o, n in rows]
+    g = R.grouped_counts(rows, k=7)
+    return R.reweighted(g, R.adaptive_pair_weights(g)) if weighted else g
+
+
+@pytest.mark.parametrize(
+    ("weighted", "ridge"),
+    [(False, R.RIDGE), (True, R.RIDGE), (False, 5.0), (True, 50.0)],
+    ids=["plain", "adaptive-weights", "strong-prior", "weights-and-prior"],
+)
+def test_library_fit_matches_the_newton_reference(weighted, ridge):
+    g = _campaign_counts(weighted)
+
+    fit = R.fit_bradley_terry(g, ridge=ridge)
+
+    np.testing.assert_allclose(fit.rating, reference_ratings(g, ridge=ridge), rtol=0, atol=1e-4)
+
+
+def test_library_fit_matches_the_newton_reference_when_a_contestant_never_lost():
+    # Only the whisper of ridge holds these ratings finite: the optimum is very flat.
+    g = R.grouped_counts([(0, 1, "a", 5), (1, 2, "a", 3), (2, 3, "tie", 2), (3, 1, "b", 1)], k=5)
+
+    fit = R.fit_bradley_terry(g)
+
+    np.testing.assert_allclose(fit.rating, reference_ratings(g), rtol=0, atol=0.05)
+    assert fit.rating[4] == pytest.approx(1000)  # never played: stays at the mean
+
+
+def test_bootstrap_matches_the_newton_reference():
+    g = _campaign_counts()
+
+    boot = R.bootstrap_ratings(g, rounds=1000, seed=4)
+    ref = reference_bootstrap(g, rounds=1000, seed=4)
+
+    for ours, theirs in (
+        (boot.lower, ref.lower),
+        (boot.median, ref.median),
+        (boot.upper, ref.upper),
+    ):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-3)
+
+
 def test_win_rate_matrix_counts_ties_as_half():
     g = R.grouped_counts([(0, 1, "a", 3), (1, 0, "tie", 2), (0, 1, "b", 1)], k=3)
 
@@ -168,3 +215,18 @@ def test_repeated_pair_agreement_matches_krippendorff_package():
 def test_bad_rows_are_refused_with_the_row_named(row, message):
     with pytest.raises(ValueError, match=f"row 0: .*{message}"):
         R.grouped_counts([row], k=3)
+
+
+def test_repeated_pair_agreement_is_perfect_when_every_repeat_chose_one_outcome():
+    agreement = R.repeated_pair_agreement([["a", "a"], ["a", "a", "a"], ["b"]])
+
+    assert agreement.groups == 2
+    assert agreement.alpha == 1.0
+
+
+def test_repeated_pair_agreement_without_repeats_has_no_alpha():
+    agreement = R.repeated_pair_agreement([["a"], ["tie"]])
+
+    assert agreement.groups == 0
+    assert math.isnan(agreement.alpha)
+    assert math.isnan(agreement.percent)

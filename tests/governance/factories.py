@@ -259,12 +259,9 @@ def full_lineage(project, engineer, compliance, reviewer) -> FullLineage:
     a download of an earlier build, and the promotion to canary."""
     from evaluation import services as evaluation
     from evaluation.services.offline import metric_run_execute
-    from governance.services.approvals import (
-        model_version_promote_approved,
-        signoff_record,
-        use_declaration_set,
-    )
+    from governance.services.approvals import signoff_record, use_declaration_set
     from governance.services.dossiers import dossier_download_record, dossier_request
+    from governance.services.stages import model_version_stage_change
     from tests.evaluation.factories import contestant_with_outputs, prompt_rows
     from training.presets import resolve_config
 
@@ -351,8 +348,41 @@ def full_lineage(project, engineer, compliance, reviewer) -> FullLineage:
     dossier_download_record(
         actor=compliance, dossier=earlier, ip_address="192.0.2.7", user_agent="pytest"
     )
-    model_version_promote_approved(
-        actor=engineer, version=fixture.version, stage="canary", reason="Gate and sign-offs in."
+    model_version_stage_change(
+        actor=engineer, version=fixture.version, to_stage="canary", reason="Gate and sign-offs in."
     )
     fixture.version.refresh_from_db()
     return FullLineage(fixture, tuned, baseline, campaign, gate_run, signoffs)
+
+
+def dpo_version(fixture: LineageFixture, actor) -> ModelVersion:
+    """A second version, trained (as DPO) from the fixture's version on the same snapshot,
+    so its lineage holds two versions and two jobs."""
+    job = TrainingJob.objects.create(
+        project=fixture.version.project,
+        name="dpo support",
+        kind="dpo",
+        method="lora",
+        base_model=fixture.base_model,
+        parent_version=fixture.version,
+        snapshot=fixture.snapshot,
+        manifest_sha256=fixture.snapshot.manifest_sha256,
+        config={"beta": 0.1, "lora": {"r": 4}},
+        seed=7,
+        status="succeeded",
+        created_by=actor,
+    )
+    # A logged flag and a note are not curves; only the loss is.
+    TrainingMetric.objects.create(job=job, step=1, values={"loss": 0.5, "done": True, "n": "x"})
+    return ModelVersion.objects.create(
+        project=fixture.version.project,
+        name="support-bot v2",
+        base_model=fixture.base_model,
+        job=job,
+        parent=fixture.version,
+        kind="adapter",
+        task="dpo",
+        path="/models/dpo",
+        base_weights_sha256=fixture.base_model.weights_sha256,
+        checkpoint_sha256={"b.bin": "2" * 64, "a.bin": "1" * 64},
+    )

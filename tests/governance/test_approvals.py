@@ -4,12 +4,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from core.models import AuditEvent
 from core.services.audit import content_hash
 from governance.models import SignOff, StageChange
-from governance.services.approvals import (
-    approval_policy_set,
-    model_version_promote_approved,
-    model_version_rollback,
-    signoff_record,
-)
+from governance.services.approvals import approval_policy_set, signoff_record
+from governance.services.stages import model_version_rollback, model_version_stage_change
 from tests.governance.factories import gate_passed, lineage_fixture
 from training.models import ModelVersion
 
@@ -39,7 +35,7 @@ def test_promotion_without_a_gate_run_is_refused(version, engineer, lead, compli
     _sign_all(version, lead, compliance)
 
     with pytest.raises(ValidationError, match="no regression gate has been run"):
-        model_version_promote_approved(actor=engineer, version=version, stage="canary")
+        model_version_stage_change(actor=engineer, version=version, to_stage="canary")
 
     version.refresh_from_db()
     assert version.stage == "candidate"
@@ -51,7 +47,7 @@ def test_promotion_after_a_failed_gate_is_refused(version, engineer, lead, compl
     gate_passed(version, engineer, passed=False)
 
     with pytest.raises(ValidationError, match="failed"):
-        model_version_promote_approved(actor=engineer, version=version, stage="canary")
+        model_version_stage_change(actor=engineer, version=version, to_stage="canary")
     version.refresh_from_db()
     assert version.stage == "candidate"
 
@@ -63,7 +59,7 @@ def test_promotion_without_the_required_signoffs_is_refused(version, engineer, l
     )
 
     with pytest.raises(ValidationError, match="sign-offs missing: 1 × Compliance officer"):
-        model_version_promote_approved(actor=engineer, version=version, stage="canary")
+        model_version_stage_change(actor=engineer, version=version, to_stage="canary")
     version.refresh_from_db()
     assert version.stage == "candidate"
 
@@ -82,7 +78,7 @@ def test_a_rejection_blocks_promotion(version, engineer, lead, compliance):
     )
 
     with pytest.raises(ValidationError, match="consent basis unclear"):
-        model_version_promote_approved(actor=engineer, version=version, stage="canary")
+        model_version_stage_change(actor=engineer, version=version, to_stage="canary")
 
 
 def test_gate_and_signoffs_let_a_version_go_candidate_canary_production(
@@ -92,9 +88,9 @@ def test_gate_and_signoffs_let_a_version_go_candidate_canary_production(
     _sign_all(version, lead, compliance)
 
     with pytest.raises(ValidationError, match="can only move to canary"):
-        model_version_promote_approved(actor=engineer, version=version, stage="production")
-    model_version_promote_approved(actor=engineer, version=version, stage="canary")
-    model_version_promote_approved(actor=engineer, version=version, stage="production")
+        model_version_stage_change(actor=engineer, version=version, to_stage="production")
+    model_version_stage_change(actor=engineer, version=version, to_stage="canary")
+    model_version_stage_change(actor=engineer, version=version, to_stage="production")
 
     version.refresh_from_db()
     assert version.stage == "production"
@@ -102,7 +98,7 @@ def test_gate_and_signoffs_let_a_version_go_candidate_canary_production(
     assert changes == [("canary", gate.pk), ("production", gate.pk)]
     actions = list(AuditEvent.objects.values_list("action", flat=True))
     assert actions.count("governance.version.promote") == 2
-    assert actions.count("training.model_version.stage") == 2
+    assert "training.model_version.stage" not in actions
 
 
 def test_project_policy_sets_the_required_signoffs(project, version, engineer, admin, compliance):
@@ -112,7 +108,7 @@ def test_project_policy_sets_the_required_signoffs(project, version, engineer, a
         actor=compliance, version=version, role="compliance", decision="approve", comment="ok"
     )
 
-    promoted = model_version_promote_approved(actor=engineer, version=version, stage="canary")
+    promoted = model_version_stage_change(actor=engineer, version=version, to_stage="canary")
 
     assert promoted.stage == "canary"
 
@@ -132,8 +128,8 @@ def test_rollback_restores_the_previous_production_version_in_one_action(
     for v in (first, second):
         gate_passed(v, engineer)
         _sign_all(v, lead, compliance)
-        model_version_promote_approved(actor=engineer, version=v, stage="canary")
-        model_version_promote_approved(actor=engineer, version=v, stage="production")
+        model_version_stage_change(actor=engineer, version=v, to_stage="canary")
+        model_version_stage_change(actor=engineer, version=v, to_stage="production")
     first.refresh_from_db()
     assert first.stage == "archived"
 
@@ -194,6 +190,6 @@ def test_only_engineers_and_admins_promote(version, member_of, role, engineer, l
     user = compliance if role == "compliance" else member_of(role)
 
     with pytest.raises(PermissionDenied):
-        model_version_promote_approved(actor=user, version=version, stage="canary")
+        model_version_stage_change(actor=user, version=version, to_stage="canary")
     version.refresh_from_db()
     assert version.stage == "candidate"

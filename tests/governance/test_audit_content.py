@@ -17,11 +17,8 @@ from core import services as portal
 from core.models import AuditEvent
 from core.services.audit import content_hash
 from evaluation import services as evaluation
-from governance.services.approvals import (
-    model_version_promote_approved,
-    model_version_rollback,
-    signoff_record,
-)
+from governance.services.approvals import signoff_record
+from governance.services.stages import model_version_rollback, model_version_stage_change
 from tests.annotation.factories import ItemFactory
 from tests.annotation.test_datasets import PROVENANCE
 from tests.evaluation.factories import contestant_with_outputs
@@ -176,8 +173,8 @@ def _run_every_free_text_service(project, engineer, member_of, admin):
                 decision="approve",
                 comment=f"{SENTINEL} checked",
             )
-        model_version_promote_approved(actor=engineer, version=version, stage="canary")
-        model_version_promote_approved(actor=engineer, version=version, stage="production")
+        model_version_stage_change(actor=engineer, version=version, to_stage="canary")
+        model_version_stage_change(actor=engineer, version=version, to_stage="production")
     model_version_rollback(actor=engineer, project=project, reason=f"{SENTINEL} rollback")
 
 

@@ -225,7 +225,8 @@ def test_dossier_status_partial_renders_for_htmx(client, compliance, version, bu
 def test_compliance_home_lists_each_version_with_its_signoff_state(
     client, project, other_project, compliance, engineer, version
 ):
-    from governance.services.approvals import model_version_promote_approved, signoff_record
+    from governance.services.approvals import signoff_record
+    from governance.services.stages import model_version_stage_change
     from tests.evaluation.factories import model_version
 
     gate_passed(version, engineer)
@@ -233,7 +234,7 @@ def test_compliance_home_lists_each_version_with_its_signoff_state(
         signoff_record(
             actor=actor, version=version, role=role, decision="approve", comment="Checked."
         )
-    model_version_promote_approved(actor=engineer, version=version, stage="canary")
+    model_version_stage_change(actor=engineer, version=version, to_stage="canary")
     waiting = model_version(project, "support-bot v2")
     theirs = model_version(other_project, "their secret model")
     client.force_login(compliance)

@@ -12,6 +12,20 @@ from pathlib import Path
 from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[2]
+# What the test settings add for PostgreSQL and Redis; the embedded default has none of it.
+NOT_EMBEDDED = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_RESULT_BACKEND",
+    "CELERY_KEY_PREFIX",
+    "CHANNELS_PREFIX",
+    "MEDIA_ROOT",
+    "SECRET_KEY",
+    "STATIC_ROOT",
+    "PORTAL_AUDIT_CHECKPOINT_DIR",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+}
 
 
 def free_port() -> int:
@@ -39,6 +53,36 @@ def child_env(database: str, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
+
+
+def embedded_env(var_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment `make demo` runs in (SQLite, the filesystem broker, in-process
+    websockets), with everything it writes under `var_dir`."""
+    env = {k: v for k, v in os.environ.items() if k not in NOT_EMBEDDED}
+    env.update(
+        DJANGO_SETTINGS_MODULE="portal.settings",
+        DEBUG="1",
+        PORTAL_VAR_DIR=str(var_dir),
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 300) -> str:
+    """Run `manage.py` with `args` in a child process; its output, or a failed assertion
+    quoting its error."""
+    done = subprocess.run(  # noqa: S603 - our own manage.py
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
 class ChildProcess:
@@ -84,6 +128,19 @@ class ChildProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self._log.close()
+
+
+def wait_until_up(child: ChildProcess, url: str, timeout: float = 90) -> None:
+    """Return once `url` answers; raise with the child's log if it dies or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        child.check_alive()
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own server
+                return
+        except OSError:
+            assert time.monotonic() < deadline, child.log_tail()
+            time.sleep(0.2)
 
 
 def start_asgi_server(

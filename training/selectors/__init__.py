@@ -129,6 +129,42 @@ def model_version_get(*, project: Project, version_id: int | str) -> ModelVersio
         raise Http404("No such model version.") from None
 
 
+def model_version_list_for_projects(
+    *, project_ids: list[int], query: str = "", limit: int
+) -> list[ModelVersion]:
+    """The first `limit` versions of the given projects, by project name and newest first;
+    `query` keeps those whose name or project's name contains it."""
+    versions = ModelVersion.objects.filter(project_id__in=project_ids).select_related("project")
+    if query:
+        versions = versions.filter(Q(name__icontains=query) | Q(project__name__icontains=query))
+    return list(versions.order_by("project__name", "-created_at", "-id")[:limit])
+
+
+def model_version_list_live(*, project_id: int, limit: int) -> list[ModelVersion]:
+    """The project's newest `limit` versions that are not archived."""
+    return list(
+        ModelVersion.objects.filter(project_id=project_id)
+        .exclude(stage=ModelVersion.Stage.ARCHIVED)
+        .select_related("project")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def model_version_get_in_projects(
+    *, version_id: int, project_ids: list[int]
+) -> ModelVersion | None:
+    return (
+        ModelVersion.objects.filter(pk=version_id, project_id__in=project_ids)
+        .select_related("project", "base_model", "job")
+        .first()
+    )
+
+
+def model_version_in_stage(*, project: Project, stage: str) -> ModelVersion | None:
+    """The project's newest version in `stage` (production holds one at a time)."""
+    return ModelVersion.objects.filter(project=project, stage=stage).order_by("-id").first()
+
+
 @dataclass
 class Lineage:
     """A version and everything it came from; `edges` are (from, to, relation) between node
@@ -144,11 +180,10 @@ class Lineage:
     snapshot_by_job: dict[int, Snapshot] = field(default_factory=dict)
 
 
-def model_version_lineage_full(*, version: ModelVersion) -> Lineage:
-    """The version and everything it came from: parent versions (and the reward model a GRPO
-    job scored with), their jobs, base models, snapshots and the snapshots' datasets. What
-    the dossier's lineage.json holds, and what the version's page and API show. Unscoped:
-    callers that show it to a person use `model_version_lineage_for_user`."""
+def model_version_lineage_in_training(*, version: ModelVersion) -> Lineage:
+    """The version's lineage within training: parent versions (and the reward model a GRPO
+    job scored with), their jobs, base models and the jobs' snapshots, without the datasets
+    the snapshots came from. Edges unsorted."""
     lineage = Lineage(version=version)
     seen: dict[int, ModelVersion] = {}
     todo = [version.pk]
@@ -187,6 +222,16 @@ def model_version_lineage_full(*, version: ModelVersion) -> Lineage:
             lineage.snapshot_by_job[job.pk] = snapshot
             lineage.edges.append((f"snapshot:{snapshot.pk}", f"job:{job.pk}", "training data"))
     lineage.snapshots = [snapshots[k] for k in sorted(snapshots)]
+    return lineage
+
+
+def model_version_lineage_full(*, version: ModelVersion) -> Lineage:
+    """The version and everything it came from: parent versions (and the reward model a GRPO
+    job scored with), their jobs, base models, snapshots and the snapshots' datasets: the
+    graph the version's page and API show, and the one the dossier's lineage.json records
+    (assembled there from each app's `lineage_section`). Unscoped: callers that show it to a
+    person use `model_version_lineage_for_user`."""
+    lineage = model_version_lineage_in_training(version=version)
     pairs, lineage.datasets = snapshot_sources(snapshot_ids=[s.pk for s in lineage.snapshots])
     for snapshot_id, dataset_id in pairs:
         lineage.edges.append((f"dataset:{dataset_id}", f"snapshot:{snapshot_id}", "items"))

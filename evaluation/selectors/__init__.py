@@ -15,6 +15,7 @@ import numpy as np
 from django.db.models import Count, FloatField, Q, QuerySet, Sum
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
+from django.http import Http404
 
 from annotation import conversations
 from core import time_spent
@@ -643,6 +644,14 @@ def prompt_set_list_for_project(*, project: Project):
     return PromptSet.objects.filter(project=project)
 
 
+def prompt_set_get(*, project: Project, prompt_set_id: int | str) -> PromptSet:
+    """A prompt set of this project; Http404 for a missing id or one of another project."""
+    try:
+        return prompt_set_list_for_project(project=project).get(pk=int(prompt_set_id))
+    except (PromptSet.DoesNotExist, TypeError, ValueError):
+        raise Http404("No such prompt set.") from None
+
+
 def contestant_list_for_project(*, project: Project):
     return Contestant.objects.filter(project=project).select_related("model_version", "base_model")
 
@@ -691,9 +700,34 @@ def gate_run_list_for_project(*, project: Project):
 def gate_run_latest(*, model_version_id: int) -> GateRun | None:
     return (
         GateRun.objects.filter(model_version_id=model_version_id)
+        .select_related("gate")
         .order_by("-created_at", "-pk")
         .first()
     )
+
+
+# The stages a version enters only with a passed regression gate run.
+GATED_STAGES = ("canary", "production")
+
+
+def gate_failures(run: GateRun) -> list[str]:
+    return [f"{r['name']}: {r['reason']}" for r in run.results if not r["passed"]]
+
+
+def gate_refusal(*, version: ModelVersion, stage: str, run: GateRun | None) -> str | None:
+    """Why the regression gate keeps `version` out of `stage`, given its latest gate run
+    `run` (gate_run_latest); None when the gate lets it in. The stage change itself is
+    governance's (governance.services.stages), which asks this inside its lock."""
+    if stage not in GATED_STAGES:
+        return None
+    if run is None:
+        return f"{version} cannot go to {stage}: no regression gate has been run on it."
+    if not run.passed:
+        return (
+            f"{version} cannot go to {stage}: its latest gate run ({run.gate.name}) failed: "
+            + "; ".join(gate_failures(run))
+        )
+    return None
 
 
 def battle_count(*, campaign: Campaign) -> dict[str, int]:
