@@ -109,6 +109,7 @@ class MetricRunForm(forms.Form):
 
     def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
         super().__init__(*args, prefix="metrics", **kwargs)
+        self.fields["prompt_set"].queryset = selectors.prompt_set_list_for_project(project=project)
         self.fields["contestants"].queryset = selectors.contestant_list_for_project(project=project)
 
 
