@@ -4,7 +4,7 @@ declarations. Promotion and rollback themselves are governance.services.stages."
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from core.models import Membership, Project, Role, User
+from core.models import Membership, Project, Role, RoleSet, User
 from core.services.audit import audit_record, content_hash
 from governance.models import ApprovalPolicy, SignOff, SignOffRole, UseDeclaration
 from training.selectors import ModelVersion
@@ -15,7 +15,6 @@ SIGNOFF_ROLE_NEEDS = {
     SignOffRole.ENGINEERING_LEAD: Role.ENGINEER,
     SignOffRole.COMPLIANCE: Role.COMPLIANCE,
 }
-POLICY_EDITORS = (Role.ADMIN,)
 MAX_REQUIRED = 5
 
 
@@ -34,7 +33,7 @@ def require_role(user: User, project_id: int, roles: tuple[str, ...], doing: str
 
 @transaction.atomic
 def approval_policy_set(*, actor: User, project: Project, required: dict) -> ApprovalPolicy:
-    require_role(actor, project.pk, POLICY_EDITORS, "Changing the approval policy")
+    require_role(actor, project.pk, RoleSet.ADMINS, "Changing the approval policy")
     clean: dict[str, int] = {}
     for role, count in (required or {}).items():
         if role not in SignOffRole.values:
@@ -108,9 +107,6 @@ def signoff_record(
     return signoff
 
 
-DECLARERS = (Role.ENGINEER, Role.ADMIN)
-
-
 @transaction.atomic
 def use_declaration_set(
     *,
@@ -124,7 +120,7 @@ def use_declaration_set(
 ) -> UseDeclaration:
     """Declare what a version is for and under which license it ships; the dossier's
     intended-use section and license check read it."""
-    require_role(actor, version.project_id, DECLARERS, "Declaring a version's intended use")
+    require_role(actor, version.project_id, RoleSet.MANAGERS, "Declaring a version's intended use")
     errors = {}
     if not (intended_use or "").strip():
         errors["intended_use"] = "Describe the intended use."

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
-from core.models import Project, Role, User
+from core.models import Project, RoleSet, User
 from core.services.audit import audit_record, content_hash
 from evaluation.selectors import gate_refusal, gate_run_latest
 from governance.models import StageChange
@@ -28,7 +28,6 @@ from training.selectors import model_version_in_stage
 Stage = ModelVersion.Stage
 # The one order versions move in; anything else is refused.
 NEXT_STAGE = {Stage.CANDIDATE: Stage.CANARY, Stage.CANARY: Stage.PRODUCTION}
-PROMOTERS = (Role.ENGINEER, Role.ADMIN)
 
 
 @dataclass
@@ -78,7 +77,7 @@ def model_version_stage_change(
     PermissionDenied) and changes nothing."""
     rolling_back = to_stage == Stage.PRODUCTION and version.stage == Stage.ARCHIVED
     doing = "Rolling back production" if rolling_back else "Promoting a model version"
-    require_role(actor, version.project_id, PROMOTERS, doing)
+    require_role(actor, version.project_id, RoleSet.MANAGERS, doing)
     reason = (reason or "").strip()
     # Stage changes of one project take turns on the project's row: who may enter production
     # depends on which version holds it now, and locking version rows alone would miss a
@@ -193,7 +192,7 @@ def model_version_rollback(*, actor: User, project: Project, reason: str) -> Mod
     """Restore the version that held `project`'s production before the current one, which
     is archived: names that version and hands over to model_version_stage_change, which
     checks it again under its locks."""
-    require_role(actor, project.pk, PROMOTERS, "Rolling back production")
+    require_role(actor, project.pk, RoleSet.MANAGERS, "Rolling back production")
     current, previous = rollback_target(project=project)
     if current is None:
         raise ValidationError("No version is in production; there is nothing to roll back.")

@@ -266,7 +266,7 @@ def test_progress_bar_with_zero_total_shows_zero_percent():
 
 
 def test_template_tags_render_charts_with_their_keyword_arguments():
-    engine = Engine(libraries={"charts": "portal.templatetags.charts"})
+    engine = Engine(libraries={"charts": "core.templatetags.charts"})
     template = engine.from_string(
         "{% load charts %}"
         '{% bar_chart categories=cats values=vals title="Per stage" highlight="b" %}'
