@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 
 from core.fields import EncryptedJSONField
+from core.models import BackgroundJob
 
 # An answer (annotations, gold labels, snapshot members) is stored in two columns:
 # `choice`, plain jsonb, holds only what the label schema fixes (class names from its
@@ -106,15 +107,11 @@ class Dataset(models.Model):
         return self.name
 
 
-class DatasetUpload(models.Model):
+class DatasetUpload(BackgroundJob):
     """One attempt to import a file. A failed attempt keeps only its error; the file and
     any rows it produced are gone."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Importing"
-        SUCCEEDED = "succeeded", "Imported"
-        FAILED = "failed", "Failed"
+    job_noun = "import"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
@@ -122,9 +119,7 @@ class DatasetUpload(models.Model):
     stored_path = models.CharField(max_length=500, blank=True)
     file_bytes = models.BigIntegerField(default=0)
     options = models.JSONField(default=dict)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     rows_done = models.IntegerField(default=0)
-    error = models.TextField(blank=True)
     # What the import noticed in the rows it kept (importing.ImportReport): line numbers and
     # counts, never content.
     report = models.JSONField(default=dict, blank=True)
@@ -134,10 +129,8 @@ class DatasetUpload(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(BackgroundJob.Meta):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -507,9 +500,11 @@ class PiiRule(models.Model):
         return self.name
 
 
-class QualityCheck(models.Model):
+class QualityCheck(BackgroundJob):
     """One run of a data check over a dataset, a whole project or a snapshot; a worker
     fills in progress and the result."""
+
+    job_noun = "quality check"
 
     class Kind(models.TextChoices):
         DUPLICATES = "duplicates", "Exact and near duplicates"
@@ -517,12 +512,6 @@ class QualityCheck(models.Model):
         DISTRIBUTIONS = "distributions", "Distributions"
         LEAKAGE = "leakage", "Leakage between splits"
         SYNTHETIC = "synthetic", "Synthetic vs real"
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Done"
-        FAILED = "failed", "Failed"
 
     project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -533,18 +522,14 @@ class QualityCheck(models.Model):
         Snapshot, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     params = models.JSONField(default=dict)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     done = models.IntegerField(default=0)
     total = models.IntegerField(default=0)
     result = models.JSONField(default=dict)
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(BackgroundJob.Meta):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["project", "kind", "-created_at"], name="check_latest")]
 

@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -257,3 +257,82 @@ class AuditCheckpoint(models.Model):
             "public_key": self.public_key,
             "signature": self.signature,
         }
+
+
+class JobStatus(models.TextChoices):
+    """The one status vocabulary of every background job (BackgroundJob)."""
+
+    QUEUED = "queued", "Queued"
+    # Only training jobs stop here: the runner checks memory, data and a smoke batch first.
+    PREFLIGHT = "preflight", "Pre-flight"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# A worker claimed the job and has not settled it.
+JOB_STARTED = (JobStatus.PREFLIGHT, JobStatus.RUNNING)
+JOB_ACTIVE = (JobStatus.QUEUED, *JOB_STARTED)
+JOB_FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class BackgroundJob(models.Model):
+    """What every kind of background job (an import, a quality check, a training job, a
+    dossier build...) shares: its status and the times of its lifecycle. Only
+    core.services.jobs moves a job through the lifecycle; each kind keeps its own inputs,
+    results and progress fields. The housekeeping sweep finds every concrete subclass."""
+
+    Status = JobStatus
+
+    # How the sweep's counts and messages name one of these ("the worker running this ...").
+    job_noun: ClassVar[str] = "background job"
+    # The prefix of the lifecycle's audit actions (`<prefix>.lost`); "" for the model label.
+    audit_prefix: ClassVar[str] = ""
+
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    error = models.TextField(blank=True)
+    # A person asked it to stop: a queued job never starts, a started one's worker polls this.
+    cancel_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # The last sign of life from its worker: the claim, each progress write, each heartbeat.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=JobStatus.values),
+                name="%(class)s_status_valid",
+            ),
+        ]
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in JOB_ACTIVE
+
+    @property
+    def job_project_id(self) -> int | None:
+        """The project the job's audit events belong to."""
+        return getattr(self, "project_id", None)
+
+    @classmethod
+    def job_audit_prefix(cls) -> str:
+        return cls.audit_prefix or cls._meta.label_lower
+
+    @classmethod
+    def heartbeat_stale_seconds(cls) -> float | None:
+        """Silence after which the sweep fails a started job even while its liveness lock is
+        held (a machine that vanished); None for kinds whose worker sends no heartbeats,
+        where only the lock tells."""
+        return None
+
+    def lost_error(self, reason: str) -> str:
+        """The error the sweep writes when it fails the job; `reason` says how its worker was
+        found gone."""
+        return (
+            f"The worker running this {self.job_noun} {reason}; nothing it started was kept. "
+            "Start it again."
+        )

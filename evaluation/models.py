@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import Q
 
 from core.fields import EncryptedJSONField
+from core.models import BackgroundJob
 
 
 def new_token() -> str:
@@ -115,12 +116,8 @@ class Contestant(models.Model):
         return self.label
 
 
-class GenerationJob(models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+class GenerationJob(BackgroundJob):
+    job_noun = "generation run"
 
     class Kind(models.TextChoices):
         INFERENCE = "inference", "Inference"
@@ -130,22 +127,17 @@ class GenerationJob(models.Model):
     prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="jobs")
     contestant = models.ForeignKey(Contestant, on_delete=models.PROTECT, related_name="jobs")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.INFERENCE)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     # {"max_new_tokens": .., "temperature": .., "top_p": ..}: what generate() was called with.
     decoding = models.JSONField(default=dict)
     seed = models.IntegerField(default=0)
     batch_size = models.PositiveIntegerField(default=8)
     done = models.IntegerField(default=0)
     total = models.IntegerField(default=0)
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(BackgroundJob.Meta):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -327,48 +319,40 @@ class CampaignRater(models.Model):
         return f"rater {self.reviewer_id} in campaign {self.campaign_id}"
 
 
-class RatingsBootstrap(models.Model):
+class RatingsBootstrap(BackgroundJob):
     """A background bootstrap of a campaign's ratings; `intervals` is keyed by contestant id."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+    job_noun = "rating refresh"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="bootstraps")
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     rounds = models.PositiveIntegerField(default=1000)
     judgments = models.IntegerField(default=0)
     intervals = models.JSONField(default=dict, blank=True)
     seconds = models.FloatField(null=True, blank=True)
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(BackgroundJob.Meta):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"bootstrap {self.pk} ({self.status})"
 
+    @property
+    def job_project_id(self) -> int | None:
+        return self.campaign.project_id
 
-class MetricRun(models.Model):
+
+class MetricRun(BackgroundJob):
     """Offline metrics of one contestant's outputs on a prompt set with references."""
+
+    job_noun = "metric run"
 
     class Kind(models.TextChoices):
         TEXT = "text", "Text (EM, F1, BLEU, chrF, ROUGE)"
         CLASSIFICATION = "classification", "Classification"
         GENERAL = "general", "General competence"
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
 
     project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     contestant = models.ForeignKey(Contestant, on_delete=models.PROTECT, related_name="+")
@@ -376,20 +360,16 @@ class MetricRun(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.TEXT)
     slice_field = models.CharField(max_length=100, blank=True)
     gap_threshold = models.FloatField(default=0.05)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     results = models.JSONField(default=dict, blank=True)
     # [{"prompt": id, "output": ..., "exact_match": .., "token_f1": ..}]: for bootstrap/slices.
     # Holds model outputs, so it is encrypted at rest as generations are.
     examples = EncryptedJSONField(default=list, blank=True)
     slices = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(BackgroundJob.Meta):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:

@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import models
 
+from core.models import BackgroundJob
+
 
 class SignOffRole(models.TextChoices):
     """Who signs: each maps to the project role the signer must hold (services.py)."""
@@ -93,39 +95,31 @@ class StageChange(models.Model):
         return f"version {self.model_version_id}: {self.from_stage} -> {self.to_stage}"
 
 
-class Dossier(models.Model):
+class Dossier(BackgroundJob):
     """One build of a model version's dossier. Builds are cached by `inputs_sha256`: a
     request whose inputs hash the same as a finished build gets that build."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Building"
-        SUCCEEDED = "succeeded", "Ready"
-        FAILED = "failed", "Failed"
+    job_noun = "dossier build"
 
     project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     model_version = models.ForeignKey(
         "training.ModelVersion", on_delete=models.PROTECT, related_name="dossiers"
     )
     inputs_sha256 = models.CharField(max_length=64)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
     step = models.CharField(max_length=200, blank=True)
     file_path = models.CharField(max_length=500, blank=True)
     bundle_sha256 = models.CharField(max_length=64, blank=True)
     bundle_bytes = models.BigIntegerField(default=0)
     warnings = models.JSONField(default=list, blank=True)
-    error = models.TextField(blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(BackgroundJob.Meta):
         ordering = ["-created_at", "-id"]
         constraints = [
+            *BackgroundJob.Meta.constraints,
             models.UniqueConstraint(
                 fields=["model_version", "inputs_sha256"],
                 condition=~models.Q(status="failed"),

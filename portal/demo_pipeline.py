@@ -23,7 +23,7 @@ from sacrebleu.metrics import CHRF
 from annotation.models import QualityCheck, Snapshot
 from annotation.services import quality
 from annotation.services.snapshots import snapshot_create
-from core.models import Project, Role, User
+from core.models import JobStatus, Project, Role, User
 from evaluation import services as evaluation_services
 from evaluation.models import Campaign, Contestant, Gate, GenerationJob, MetricRun, PromptSet
 from evaluation.selectors import blind_pair_from_judgment, gate_run_latest
@@ -31,7 +31,7 @@ from governance.models import Dossier, SignOff, SignOffRole
 from governance.services import approvals, dossiers, stages
 from portal.demo import demo_member, extra_demo_logins
 from training import services as training_services
-from training.models import BaseModel, JobStatus, ModelVersion, TrainingJob
+from training.models import BaseModel, ModelVersion, TrainingJob
 
 log = logging.getLogger(__name__)
 

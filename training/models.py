@@ -1,12 +1,14 @@
 """Base models, training jobs with their live metrics and checkpoints, and the model registry.
 
-A job moves queued -> preflight -> running -> succeeded | failed | cancelled; only a worker
-moves it forward (claiming it with a conditional UPDATE), and a person can only ask for a
-cancel, which the worker turns into a stop of its child process.
+A job moves queued -> preflight -> running -> succeeded | failed | cancelled (the lifecycle
+every background job shares: core.services.jobs); only a worker moves it forward, and a
+person can only ask for a cancel, which the worker turns into a stop of its child process.
 """
 
 from django.conf import settings
 from django.db import models
+
+from core.models import BackgroundJob
 
 
 class BaseModel(models.Model):
@@ -63,17 +65,13 @@ class BaseModel(models.Model):
         return self.name
 
 
-class BaseModelRegistration(models.Model):
+class BaseModelRegistration(BackgroundJob):
     """Registering a base model, as a background job: reading a model (and converting the
     packaged GGUF first, about a minute on a CPU) is too long for a web request. The
     BaseModel row is written only at the end, with the registration's success, so a
     registration cut short leaves no half-registered model."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Registered"
-        FAILED = "failed", "Failed"
+    job_noun = "base model registration"
 
     # The project it was asked from (its page shows the progress); the model itself is
     # global when `packaged`, else the project's own.
@@ -83,35 +81,20 @@ class BaseModelRegistration(models.Model):
     path = models.CharField(max_length=500)
     license = models.CharField(max_length=100, blank=True)
     packaged = models.BooleanField(default=False)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     # {phase, label, done, total, unit, started_at}, as a training job's.
     progress = models.JSONField(default=dict)
-    error = models.TextField(blank=True)
     base_model = models.ForeignKey(
         BaseModel, on_delete=models.PROTECT, related_name="registrations", null=True, blank=True
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(BackgroundJob.Meta):
         ordering = ["-created_at", "-id"]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(status__in=["queued", "running", "succeeded", "failed"]),
-                name="basemodelregistration_status_valid",
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"registering {self.name} ({self.status})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
 
 
 class JobKind(models.TextChoices):
@@ -128,20 +111,10 @@ class JobMethod(models.TextChoices):
     PROMPT_TUNING = "prompt_tuning", "Prompt tuning"
 
 
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    PREFLIGHT = "preflight", "Pre-flight"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+class TrainingJob(BackgroundJob):
+    job_noun = "training job"
+    audit_prefix = "training.job"
 
-
-ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.PREFLIGHT, JobStatus.RUNNING)
-FINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-class TrainingJob(models.Model):
     project = models.ForeignKey(
         "core.Project", on_delete=models.PROTECT, related_name="training_jobs"
     )
@@ -174,8 +147,6 @@ class TrainingJob(models.Model):
     data = models.JSONField(default=dict)
     config = models.JSONField(default=dict)
     seed = models.IntegerField(default=0)
-    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
-    cancel_requested = models.BooleanField(default=False)
     preflight = models.JSONField(default=dict)
     # The phase the job is in and how far it got: {phase, label, done, total, unit,
     # started_at (epoch seconds)}; the last one stays after the job ends.
@@ -183,26 +154,19 @@ class TrainingJob(models.Model):
     environment = models.JSONField(default=dict)
     checkpoint_sha256 = models.JSONField(default=dict)
     result = models.JSONField(default=dict)
-    error = models.TextField(blank=True)
     workdir = models.CharField(max_length=500, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     runner_pid = models.IntegerField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    class Meta:
+    class Meta(BackgroundJob.Meta):
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["project", "status"])]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(status__in=JobStatus.values), name="trainingjob_status_valid"
-            ),
+            *BackgroundJob.Meta.constraints,
             models.CheckConstraint(
                 condition=models.Q(kind__in=JobKind.values), name="trainingjob_kind_valid"
             ),
@@ -214,9 +178,17 @@ class TrainingJob(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.status})"
 
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
+    @classmethod
+    def heartbeat_stale_seconds(cls) -> float | None:
+        # The worker beats every 2 s (services.execution.HEARTBEAT_S).
+        return settings.TRAINING_HEARTBEAT_STALE_SECONDS
+
+    def lost_error(self, reason: str) -> str:
+        """Unlike other kinds, a lost training job keeps its checkpoints: it says which one
+        it can resume from."""
+        last = self.checkpoints.order_by("-step").first()
+        resumable = f" Resumable from the checkpoint at step {last.step}." if last else ""
+        return f"The worker running this training job {reason}.{resumable}"
 
     @property
     def is_peft(self) -> bool:

@@ -36,6 +36,7 @@ from core.db import rows_insert
 from core.jobs import runs_under_job_lock
 from core.models import Project, User
 from core.services.audit import audit_record, content_hash
+from core.services.jobs import job_claim, job_fail, job_finish
 from core.services.protection import stored_file_open_read, stored_file_open_write
 
 SPDX_PROPRIETARY = "proprietary"
@@ -253,9 +254,7 @@ def dataset_import_run(
 ) -> DatasetUpload:
     """Import a queued upload. Runs on a worker (or the CLI); a duplicate delivery finds
     the upload no longer queued and returns it unchanged."""
-    claimed = DatasetUpload.objects.filter(pk=upload_id, status=DatasetUpload.Status.QUEUED).update(
-        status=DatasetUpload.Status.RUNNING
-    )
+    claimed = job_claim(DatasetUpload, pk=upload_id)
     upload = DatasetUpload.objects.select_related("project", "created_by").get(pk=upload_id)
     if not claimed:
         return upload
@@ -380,12 +379,8 @@ def _import_all(upload: DatasetUpload, on_progress: Callable[[int, float], None]
                 file=upload.file_name, line=None, field=None, reason="the file holds no rows"
             )
         Dataset.objects.filter(pk=dataset.pk).update(row_count=count)
-        DatasetUpload.objects.filter(pk=upload.pk).update(
-            status=DatasetUpload.Status.SUCCEEDED,
-            rows_done=count,
-            dataset=dataset,
-            finished_at=timezone.now(),
-            report=report.as_dict(),
+        job_finish(
+            DatasetUpload, pk=upload.pk, rows_done=count, dataset=dataset, report=report.as_dict()
         )
         audit_record(
             actor=upload.created_by,
@@ -408,12 +403,7 @@ def _import_all(upload: DatasetUpload, on_progress: Callable[[int, float], None]
 
 def _import_failed(upload: DatasetUpload, message: str) -> DatasetUpload:
     with transaction.atomic():
-        DatasetUpload.objects.filter(pk=upload.pk).update(
-            status=DatasetUpload.Status.FAILED,
-            error=message,
-            rows_done=0,
-            finished_at=timezone.now(),
-        )
+        job_fail(DatasetUpload, pk=upload.pk, error=message, rows_done=0)
         audit_record(
             actor=upload.created_by,
             action="dataset.import.failed",
@@ -428,11 +418,16 @@ def _import_failed(upload: DatasetUpload, message: str) -> DatasetUpload:
     return upload
 
 
-def dataset_upload_lost_cleanup(upload: DatasetUpload) -> None:
-    """After the housekeeping sweep failed an upload whose worker died: its rows were never
-    committed (one transaction), so only the stored file and the live progress remain."""
-    _finish_owned_file(upload)
-    _push_upload(upload)
+def dataset_upload_lost(upload: DatasetUpload) -> None:
+    """The housekeeping sweep failed an upload whose worker died (in its transaction): its
+    rows were never committed (one transaction), so once the failure commits only the
+    stored file and the live progress remain to remove."""
+
+    def cleanup() -> None:
+        _finish_owned_file(upload)
+        _push_upload(upload)
+
+    transaction.on_commit(cleanup)
 
 
 def _finish_owned_file(upload: DatasetUpload) -> None:

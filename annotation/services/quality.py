@@ -18,7 +18,6 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.db.models.fields.json import KeyTextTransform
-from django.utils import timezone
 from tokenizers import Tokenizer
 
 from annotation import dedup, pii, tasks
@@ -38,6 +37,7 @@ from core.chain import canonical_json
 from core.jobs import runs_under_job_lock
 from core.models import Project, User
 from core.services.audit import audit_record, content_hash
+from core.services.jobs import job_claim, job_fail, job_finish, job_progress
 
 PROGRESS_EVERY = 2000
 CHUNK = 5000
@@ -120,9 +120,7 @@ def quality_check_start(
 @runs_under_job_lock(QualityCheck, "check_id")
 def quality_check_run(*, check_id: int) -> QualityCheck:
     """Run a queued check; a duplicate delivery finds it claimed and returns."""
-    claimed = QualityCheck.objects.filter(pk=check_id, status=QualityCheck.Status.QUEUED).update(
-        status=QualityCheck.Status.RUNNING
-    )
+    claimed = job_claim(QualityCheck, pk=check_id)
     check = QualityCheck.objects.select_related("project", "dataset", "snapshot").get(pk=check_id)
     if not claimed:
         return check
@@ -131,16 +129,9 @@ def quality_check_run(*, check_id: int) -> QualityCheck:
         result = runner(check, _progress_reporter(check))
     except (ValidationError, OSError, ValueError) as error:
         message = "; ".join(getattr(error, "messages", None) or [str(error)])
-        QualityCheck.objects.filter(pk=check.pk).update(
-            status=QualityCheck.Status.FAILED, error=message, finished_at=timezone.now()
-        )
+        job_fail(QualityCheck, pk=check.pk, error=message)
     else:
-        QualityCheck.objects.filter(pk=check.pk).update(
-            status=QualityCheck.Status.SUCCEEDED,
-            result=result,
-            done=check.total,
-            finished_at=timezone.now(),
-        )
+        job_finish(QualityCheck, pk=check.pk, result=result, done=check.total)
     check.refresh_from_db()
     realtime.push_to_project(
         project_id=check.project_id,
@@ -151,7 +142,7 @@ def quality_check_run(*, check_id: int) -> QualityCheck:
 
 def _progress_reporter(check: QualityCheck) -> Callable[[int], None]:
     def report(done: int) -> None:
-        QualityCheck.objects.filter(pk=check.pk).update(done=done)
+        job_progress(QualityCheck, pk=check.pk, done=done)
         realtime.push_to_project(
             project_id=check.project_id,
             event={"type": "quality.check", "check": check.pk, "done": done, "total": check.total},
@@ -162,7 +153,7 @@ def _progress_reporter(check: QualityCheck) -> Callable[[int], None]:
 
 def _set_total(check: QualityCheck, total: int) -> None:
     check.total = total
-    QualityCheck.objects.filter(pk=check.pk).update(total=total)
+    job_progress(QualityCheck, pk=check.pk, total=total)
 
 
 # --- what a check looks at ----------------------------------------------------------------

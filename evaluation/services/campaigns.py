@@ -25,6 +25,7 @@ from annotation.services import snapshot_create_from_pairs
 from core.jobs import runs_under_job_lock
 from core.models import Project, User
 from core.services.audit import audit_record
+from core.services.jobs import job_claim, job_fail, job_finish
 from core.time_spent import time_spent_decide
 from evaluation import ratings as R
 from evaluation import selectors, tasks
@@ -648,10 +649,7 @@ def ratings_bootstrap_start(
 @runs_under_job_lock(RatingsBootstrap, "bootstrap_id")
 def ratings_bootstrap_run(*, bootstrap_id: int) -> None:
     """Runs on a worker; duplicate deliveries exit at the claim."""
-    claimed = RatingsBootstrap.objects.filter(
-        pk=bootstrap_id, status=RatingsBootstrap.Status.QUEUED
-    ).update(status=RatingsBootstrap.Status.RUNNING)
-    if not claimed:
+    if not job_claim(RatingsBootstrap, pk=bootstrap_id):
         return
     bootstrap = RatingsBootstrap.objects.select_related("campaign").get(pk=bootstrap_id)
     started = time.perf_counter()
@@ -669,18 +667,14 @@ def ratings_bootstrap_run(*, bootstrap_id: int) -> None:
             for n, pk in enumerate(ids)
         }
     except Exception as error:  # the row must say why it stopped, whatever broke
-        RatingsBootstrap.objects.filter(pk=bootstrap_id).update(
-            status=RatingsBootstrap.Status.FAILED,
-            error=str(error)[:2000],
-            finished_at=timezone.now(),
-        )
+        job_fail(RatingsBootstrap, pk=bootstrap_id, error=str(error)[:2000])
         raise
-    RatingsBootstrap.objects.filter(pk=bootstrap_id).update(
-        status=RatingsBootstrap.Status.SUCCEEDED,
+    job_finish(
+        RatingsBootstrap,
+        pk=bootstrap_id,
         intervals=intervals,
         judgments=counts.total,
         seconds=time.perf_counter() - started,
-        finished_at=timezone.now(),
     )
 
 

@@ -5,11 +5,11 @@ from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
 from core.jobs import runs_under_job_lock
 from core.models import User
 from core.services.audit import audit_record
+from core.services.jobs import job_claim, job_fail, job_finish
 from evaluation import metrics as M
 from evaluation import tasks
 from evaluation.models import Contestant, MetricRun, PromptSet
@@ -82,26 +82,15 @@ def _slice_value(prompt, field: str) -> str:
 @runs_under_job_lock(MetricRun, "run_id")
 def metric_run_execute(*, run_id: int) -> None:
     """Runs on a worker; duplicate deliveries exit at the claim."""
-    claimed = MetricRun.objects.filter(pk=run_id, status=MetricRun.Status.QUEUED).update(
-        status=MetricRun.Status.RUNNING
-    )
-    if not claimed:
+    if not job_claim(MetricRun, pk=run_id):
         return
     run = MetricRun.objects.select_related("contestant", "prompt_set").get(pk=run_id)
     try:
         results, examples, slices = _compute(run)
     except Exception as error:  # the row must say why it stopped, whatever broke
-        MetricRun.objects.filter(pk=run_id).update(
-            status=MetricRun.Status.FAILED, error=str(error)[:2000], finished_at=timezone.now()
-        )
+        job_fail(MetricRun, pk=run_id, error=str(error)[:2000])
         raise
-    MetricRun.objects.filter(pk=run_id).update(
-        status=MetricRun.Status.SUCCEEDED,
-        results=results,
-        examples=examples,
-        slices=slices,
-        finished_at=timezone.now(),
-    )
+    job_finish(MetricRun, pk=run_id, results=results, examples=examples, slices=slices)
 
 
 def _compute(run: MetricRun) -> tuple[dict, list, dict]:

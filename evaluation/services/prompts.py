@@ -16,6 +16,7 @@ from annotation.services.exports import export_lines
 from core.jobs import runs_under_job_lock
 from core.models import Project, User
 from core.services.audit import audit_record
+from core.services.jobs import job_claim, job_fail, job_finish, job_progress, jobs_requeue
 from evaluation import tasks
 from evaluation.identity import self_identification
 from evaluation.models import Contestant, Generation, GenerationJob, Prompt, PromptSet
@@ -358,10 +359,7 @@ def generation_jobs_start(
 @runs_under_job_lock(GenerationJob, "job_id")
 def generation_job_run(*, job_id: int) -> None:
     """Runs on a GPU worker; duplicate deliveries exit at the claim."""
-    claimed = GenerationJob.objects.filter(pk=job_id, status=GenerationJob.Status.QUEUED).update(
-        status=GenerationJob.Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
+    if not job_claim(GenerationJob, pk=job_id):
         return
     job = GenerationJob.objects.select_related(
         "contestant__model_version__base_model", "contestant__base_model"
@@ -402,15 +400,11 @@ def generation_job_run(*, job_id: int) -> None:
                 ignore_conflicts=True,
             )
             done += len(batch)
-            GenerationJob.objects.filter(pk=job_id).update(done=done)
+            job_progress(GenerationJob, pk=job_id, done=done)
     except Exception as error:  # the job row must say why it stopped, whatever broke
-        GenerationJob.objects.filter(pk=job_id).update(
-            status=GenerationJob.Status.FAILED, error=str(error)[:2000], finished_at=timezone.now()
-        )
+        job_fail(GenerationJob, pk=job_id, error=str(error)[:2000])
         raise
-    GenerationJob.objects.filter(pk=job_id).update(
-        status=GenerationJob.Status.SUCCEEDED, finished_at=timezone.now()
-    )
+    job_finish(GenerationJob, pk=job_id)
 
 
 def _inference_targets(contestant: Contestant) -> tuple[Any, Any]:
@@ -481,11 +475,8 @@ def work_requeue_abandoned(*, actor: User | None, project: Any) -> int:
     generation job carries on after the prompts it had answered. Returns how many."""
     from evaluation.models import MetricRun  # noqa: PLC0415 - offline imports this module
 
-    stuck = ("queued", "running")
-    generations = list(GenerationJob.objects.filter(project=project, status__in=stuck))
-    runs = list(MetricRun.objects.filter(project=project, status__in=stuck))
-    GenerationJob.objects.filter(pk__in=[j.pk for j in generations]).update(status="queued")
-    MetricRun.objects.filter(pk__in=[r.pk for r in runs]).update(status="queued")
+    generations = jobs_requeue(GenerationJob.objects.filter(project=project))
+    runs = jobs_requeue(MetricRun.objects.filter(project=project))
     for job in generations:
         transaction.on_commit(partial(tasks.generation_run_task.delay, job.pk))
     for run in runs:

@@ -9,12 +9,12 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from core import keys, realtime
 from core.jobs import runs_under_job_lock
 from core.models import AuditEvent, User
 from core.services.audit import audit_record, content_hash
+from core.services.jobs import job_claim, job_fail, job_finish, job_progress, jobs_requeue
 from governance import tasks
 from governance.dossier.build import dossier_build, dossier_key
 from governance.dossier.verify import VerifyReport, verify_bundle
@@ -74,7 +74,7 @@ def dossier_request(*, actor: User, version: ModelVersion, run_now: bool = False
 
 
 def _progress(dossier: Dossier, percent: int, step: str) -> None:
-    Dossier.objects.filter(pk=dossier.pk).update(progress=percent, step=step[:200])
+    job_progress(Dossier, pk=dossier.pk, progress=percent, step=step[:200])
     realtime.push_to_project(
         project_id=dossier.project_id,
         event={
@@ -103,9 +103,7 @@ def _write_atomically(target: Path, data: bytes, prefix: str) -> None:
 def dossier_build_run(*, dossier_id: int) -> Dossier:
     """Runs on a worker; a duplicate delivery exits at the claim. Progress is written to the
     row as the build goes, outside any transaction, so pages can show it."""
-    claimed = Dossier.objects.filter(pk=dossier_id, status=Dossier.Status.QUEUED).update(
-        status=Dossier.Status.RUNNING, started_at=timezone.now(), progress=1, step="Starting"
-    )
+    claimed = job_claim(Dossier, pk=dossier_id, progress=1, step="Starting")
     dossier = Dossier.objects.select_related("model_version", "model_version__project").get(
         pk=dossier_id
     )
@@ -124,22 +122,20 @@ def dossier_build_run(*, dossier_id: int) -> Dossier:
         path = dossier_dir() / str(dossier.project_id) / dossier.file_name
         _write_atomically(path, built.data, _building_prefix(dossier))
     except Exception as error:  # noqa: BLE001 - any failure is recorded on the row and re-raised
+        message = f"{type(error).__name__}: {error}"[:2000]
         with transaction.atomic():
-            Dossier.objects.filter(pk=dossier_id).update(
-                status=Dossier.Status.FAILED,
-                error=f"{type(error).__name__}: {error}"[:2000],
-                finished_at=timezone.now(),
-            )
+            job_fail(Dossier, pk=dossier_id, error=message)
             audit_record(
                 actor=None,
                 action="governance.dossier.failed",
                 target=dossier,
-                data={"error_sha256": content_hash(f"{type(error).__name__}: {error}"[:2000])},
+                data={"error_sha256": content_hash(message)},
             )
         raise
     with transaction.atomic():
-        Dossier.objects.filter(pk=dossier_id).update(
-            status=Dossier.Status.SUCCEEDED,
+        job_finish(
+            Dossier,
+            pk=dossier_id,
             inputs_sha256=dossier.inputs_sha256,
             progress=100,
             step="Ready",
@@ -147,7 +143,6 @@ def dossier_build_run(*, dossier_id: int) -> Dossier:
             bundle_sha256=built.sha256,
             bundle_bytes=len(built.data),
             warnings=built.warnings,
-            finished_at=timezone.now(),
         )
         audit_record(
             actor=None,
@@ -160,9 +155,14 @@ def dossier_build_run(*, dossier_id: int) -> Dossier:
     return dossier
 
 
-def dossier_lost_cleanup(dossier: Dossier) -> None:
-    """After the housekeeping sweep failed a build whose worker died: remove a bundle it
-    was part-way through writing (never under the final name), then tell the pages."""
+def dossier_lost(dossier: Dossier) -> None:
+    """The housekeeping sweep failed a build whose worker died (in its transaction): once
+    that commits, remove a bundle it was part-way through writing (never under the final
+    name), then tell the pages."""
+    transaction.on_commit(lambda: _lost_cleanup(dossier))
+
+
+def _lost_cleanup(dossier: Dossier) -> None:
     for temp in (dossier_dir() / str(dossier.project_id)).glob(f"{_building_prefix(dossier)}*"):
         temp.unlink(missing_ok=True)
     _progress(dossier, dossier.progress, "Failed: the worker died")
@@ -241,14 +241,7 @@ def dossier_verify(*, data: bytes | BinaryIO, check_chain: bool = True) -> Verif
 def dossier_builds_requeue_abandoned(*, actor: User | None, project: Any) -> int:
     """Dossier builds left queued or running when an embedded portal's workers stopped:
     queued again and sent. Only while no worker runs (`seed_demo`). Returns how many."""
-    stuck = list(
-        Dossier.objects.filter(
-            project=project, status__in=(Dossier.Status.QUEUED, Dossier.Status.RUNNING)
-        )
-    )
-    Dossier.objects.filter(pk__in=[d.pk for d in stuck]).update(
-        status=Dossier.Status.QUEUED, progress=0, step=""
-    )
+    stuck = jobs_requeue(Dossier.objects.filter(project=project), progress=0, step="")
     for dossier in stuck:
         transaction.on_commit(partial(tasks.dossier_build_task.delay, dossier.pk))
     if stuck:

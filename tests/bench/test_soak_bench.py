@@ -15,6 +15,7 @@ import pytest
 from django.db.models import Count
 
 from annotation.models import Annotation, Item
+from core.models import JOB_ACTIVE, JobStatus
 from core.services.audit import audit_chain_verify
 from governance.models import Dossier
 from governance.services.approvals import use_declaration_set
@@ -25,7 +26,7 @@ from tests.governance.factories import gate_passed, lineage_fixture
 from tests.portal.factories import MembershipFactory, ProjectFactory, UserFactory, api_key_for
 from tests.training.conftest import QUICK, sft_rows
 from training import services as training
-from training.models import ACTIVE_STATUSES, JobStatus, TrainingJob
+from training.models import TrainingJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -105,7 +106,7 @@ def test_soak_32_annotators_with_training_and_dossier_builds(
     deadline = time.monotonic() + 600
     while not job.metrics.exists():
         job.refresh_from_db()
-        assert job.status in ACTIVE_STATUSES, job.error
+        assert job.status in JOB_ACTIVE, job.error
         assert time.monotonic() < deadline, "the training job logged no step in 10 minutes"
         time.sleep(1)
     steps_before = job.metrics.count()

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from core.models import JobStatus
 from tests.training.conftest import sft_rows
 from training import services
-from training.models import JobStatus, TrainingJob
+from training.models import TrainingJob
 from training.services.execution import first_step_latency, training_job_execute
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -19,7 +19,7 @@ def dossier_build_download_verify(page: Page, saved: Path, *, timeout: int) -> L
     """On a model version's compliance page: build the dossier, download it to `saved`,
     and upload it to the verifier; returns the verifier's result, already verified."""
     page.get_by_test_id("build-dossier").click()
-    expect(page.get_by_test_id("dossier-status")).to_have_text("Ready", timeout=timeout)
+    expect(page.get_by_test_id("dossier-status")).to_have_text("Succeeded", timeout=timeout)
     with page.expect_download() as download_info:
         page.get_by_test_id("download-dossier").click()
     download_info.value.save_as(saved)

@@ -181,7 +181,7 @@ def _each_role_sees_its_work(page: Page, project, job, version, campaign) -> Non
     page.goto(reverse("governance:version", args=[version.pk]))
     expect(page.get_by_test_id("stage")).to_contain_text("Canary")
     expect(page.get_by_test_id("signoffs")).to_contain_text("Compliance")
-    expect(page.get_by_test_id("dossier-status")).to_have_text("Ready")
+    expect(page.get_by_test_id("dossier-status")).to_have_text("Succeeded")
     _shot(page, "compliance")
 
     _as(page, "admin")

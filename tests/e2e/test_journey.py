@@ -5,13 +5,13 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from annotation.models import Annotation, Dataset, GoldLabel, Item, QualityCheck, Snapshot
-from core.models import Role
+from core.models import JobStatus, Role
 from evaluation.models import Campaign, Contestant, GateRun, GenerationJob, Judgment
 from governance.models import Dossier, SignOff
 from tests.e2e.conftest import log_in
 from tests.e2e.steps import dossier_build_download_verify, rating_gate_create_and_run
 from tests.portal.factories import MembershipFactory, UserFactory, password_for
-from training.models import JobStatus, ModelVersion, TrainingJob
+from training.models import ModelVersion, TrainingJob
 from training.services import base_model_register
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery]

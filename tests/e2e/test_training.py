@@ -3,14 +3,14 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from core.models import Role
+from core.models import JobStatus, Role
 from tests.e2e.conftest import log_in
 from tests.portal.factories import MembershipFactory, UserFactory, password_for
 from tests.training.conftest import data_files  # noqa: F401 - fixture
 
 # The fixtures above are imported by name; pytest finds them in this module.
 from training import services
-from training.models import JobStatus, TrainingJob
+from training.models import TrainingJob
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery]
 

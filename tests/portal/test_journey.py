@@ -40,7 +40,7 @@ def test_a_project_carried_to_canary_shows_each_stage_done(project, engineer, co
     assert card["training"][0] == "done"
     assert card["evaluation"] == ("done", "tickets duel: 12 judgment(s)", None)
     assert card["gate"] == ("done", "release gate: passed", None)
-    assert card["approval"] == ("done", "support-bot v1: canary · dossier ready", None)
+    assert card["approval"] == ("done", "support-bot v1: canary · dossier succeeded", None)
 
 
 def test_a_running_job_shows_its_step_and_keeps_the_card_moving(

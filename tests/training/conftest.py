@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from core.models import JobStatus
 from training import services
-from training.models import BaseModel, JobStatus, TrainingJob
+from training.models import BaseModel, TrainingJob
 
 WORDS = ["cat", "dog", "sun", "tree", "blue", "red", "fish", "bird"]
 # Small and quick: a few dozen optimizer steps on a 2-layer, 64-wide model.

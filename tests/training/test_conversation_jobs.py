@@ -13,10 +13,10 @@ from annotation.models import AnnotationSettings, GoldLabel, Item
 from annotation.services import quality
 from annotation.services.exports import export_lines
 from annotation.services.snapshots import snapshot_create
+from core.models import JobStatus
 from tests.annotation.test_conversation_import import HH_ROWS, import_hh, preference_schema
 from tests.training.conftest import QUICK, wait_finished
 from training import services
-from training.models import JobStatus
 
 
 def _label_every_item_chosen_first(project, annotator) -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from core.models import AuditEvent
+from core.models import AuditEvent, JobStatus
 from tests.support import servers
 from tests.training.conftest import QUICK, wait_finished, wait_for
 from training import services
-from training.models import JobStatus, ModelVersion, TrainingJob
+from training.models import ModelVersion, TrainingJob
 from training.services.jobs import job_workdir, sha256_path
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery]

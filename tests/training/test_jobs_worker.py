@@ -4,10 +4,11 @@ import signal
 
 import pytest
 
+from core.models import JobStatus
 from tests.training.conftest import QUICK, wait_finished, wait_for
 from tests.training.test_training_files import private_modes
 from training import services
-from training.models import JobStatus, ModelVersion
+from training.models import ModelVersion
 from training.services import inference
 from training.services.jobs import job_data_dir
 

@@ -2,9 +2,10 @@ import io
 
 import pytest
 
+from core.models import JobStatus
 from tests.training.conftest import QUICK
 from training import services
-from training.models import JobStatus, ModelVersion
+from training.models import ModelVersion
 from training.services.execution import training_job_execute
 
 # The task body runs here (the runner is still a real child process); no broker needed.

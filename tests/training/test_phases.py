@@ -5,9 +5,10 @@ import time
 import pytest
 from django.urls import reverse
 
+from core.models import JobStatus
 from tests.training.conftest import QUICK
 from training import services
-from training.models import JobStatus, TrainingJob
+from training.models import TrainingJob
 from training.services.execution import training_job_execute
 from training.services.jobs import job_workdir
 

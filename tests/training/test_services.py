@@ -7,11 +7,11 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from core.jobs import job_lock
-from core.models import AuditEvent
+from core.models import AuditEvent, JobStatus
 from tests.evaluation import factories as evaluation_factories
 from tests.training.conftest import QUICK
 from training import presets, selectors, services
-from training.models import JobStatus, ModelVersion, TrainingCheckpoint, TrainingJob
+from training.models import ModelVersion, TrainingCheckpoint, TrainingJob
 
 pytestmark = pytest.mark.django_db
 

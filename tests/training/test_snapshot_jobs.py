@@ -7,12 +7,12 @@ from django.core.exceptions import ValidationError
 from annotation.models import QualityCheck
 from annotation.services import quality
 from annotation.services.snapshots import snapshot_create
-from core.models import AuditEvent
+from core.models import AuditEvent, JobStatus
 from tests.annotation.factories import DatasetFactory, classification_setup, gold_item
 from tests.evaluation.factories import writing_snapshot
 from tests.training.conftest import QUICK, wait_finished
 from training import services
-from training.models import JobStatus, TrainingJob
+from training.models import TrainingJob
 
 
 def _create(engineer, project, base, snapshot, **values):

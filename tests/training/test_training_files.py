@@ -11,11 +11,11 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
 from core import at_rest
-from core.models import AuditEvent
+from core.models import AuditEvent, JobStatus
 from governance.services.protection import encryption_rotate
 from tests.training.conftest import QUICK
 from training import services
-from training.models import JobStatus, TrainingJob
+from training.models import TrainingJob
 from training.services.jobs import (
     job_data_dir,
     stored_file_open_read,

@@ -4,11 +4,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from core.models import AuditEvent, Role
+from core.models import AuditEvent, JobStatus, Role
 from tests.evaluation import factories as evaluation_factories
 from tests.training.conftest import QUICK
 from training import services
-from training.models import JobStatus, TrainingJob
+from training.models import TrainingJob
 
 pytestmark = pytest.mark.django_db
 

@@ -18,12 +18,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from core import realtime
 from core.jobs import runs_under_job_lock
-from core.models import Project, User
+from core.models import JOB_ACTIVE, JobStatus, Project, User
 from core.services.audit import audit_record, content_hash
+from core.services.jobs import job_claim, job_progress, job_settle
 from training import tasks
 from training.models import BaseModel, BaseModelRegistration, ModelVersion
 from training.services.progress import phase_event_fields, progress_next
@@ -419,10 +419,7 @@ def base_model_registration_start(
     else:
         name = name.strip()
         path = _registration_checks(project=project, name=name, source=source, path=path)
-    if BaseModelRegistration.objects.filter(
-        name=name,
-        status__in=(BaseModelRegistration.Status.QUEUED, BaseModelRegistration.Status.RUNNING),
-    ).exists():
+    if BaseModelRegistration.objects.filter(name=name, status__in=JOB_ACTIVE).exists():
         raise ValidationError({"name": f"{name} is being registered already."})
     registration = BaseModelRegistration.objects.create(
         project=project,
@@ -454,7 +451,7 @@ def _registration_phase(registration: BaseModelRegistration, event: dict[str, An
     registration.progress = progress_next(
         registration.progress, event["phase"], **phase_event_fields(event)
     )
-    BaseModelRegistration.objects.filter(pk=registration.pk).update(progress=registration.progress)
+    job_progress(BaseModelRegistration, pk=registration.pk, progress=registration.progress)
     _registration_push(registration)
 
 
@@ -463,18 +460,9 @@ def _registration_settle(
 ) -> BaseModelRegistration:
     """Caller is inside a transaction. A registration the sweep settled already stays as
     it is."""
-    locked = (
-        BaseModelRegistration.objects.select_for_update()
-        .filter(pk=registration.pk, status=BaseModelRegistration.Status.RUNNING)
-        .first()
-    )
+    locked = job_settle(BaseModelRegistration, pk=registration.pk, status=status, **fields)
     if locked is None:
         return registration
-    locked.status = status
-    locked.finished_at = timezone.now()
-    for name, value in fields.items():
-        setattr(locked, name, value)
-    locked.save()
     data = {"error_sha256": content_hash(locked.error)} if locked.error else {}
     if locked.base_model_id:
         data["base_model"] = locked.base_model_id
@@ -494,12 +482,8 @@ def base_model_registration_run(*, registration_id: int) -> None:
     """Run on a worker: convert (packaged), read and hash the model, then write the registry
     row and mark the registration done in one transaction, so a worker killed part-way
     leaves no model behind (the housekeeping sweep fails the registration; see
-    `base_model_registration_lost_cleanup`). Duplicate deliveries return at the claim."""
-    Status = BaseModelRegistration.Status
-    claimed = BaseModelRegistration.objects.filter(pk=registration_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
+    `base_model_registration_lost`). Duplicate deliveries return at the claim."""
+    if not job_claim(BaseModelRegistration, pk=registration_id):
         return
     registration = BaseModelRegistration.objects.select_related("project").get(pk=registration_id)
 
@@ -522,7 +506,7 @@ def base_model_registration_run(*, registration_id: int) -> None:
                 license=registration.license,
                 facts=facts,
             )
-            _registration_settle(registration, Status.SUCCEEDED, base_model=model)
+            _registration_settle(registration, JobStatus.SUCCEEDED, base_model=model)
     except Exception as error:  # whatever stopped it, the page says why
         if registration.packaged:
             shutil.rmtree(default_conversion_folder(), ignore_errors=True)
@@ -531,14 +515,19 @@ def base_model_registration_run(*, registration_id: int) -> None:
         else:
             text = f"{type(error).__name__}: {error}"
         with transaction.atomic():
-            _registration_settle(registration, Status.FAILED, error=scrub_paths(text))
+            _registration_settle(registration, JobStatus.FAILED, error=scrub_paths(text))
         if not isinstance(error, ValidationError):
             raise
 
 
-def base_model_registration_lost_cleanup(registration: BaseModelRegistration) -> None:
-    """After the housekeeping sweep failed a registration whose worker died: remove a
-    conversion it was part-way through (never under the final name), tell the page."""
+def base_model_registration_lost(registration: BaseModelRegistration) -> None:
+    """The housekeeping sweep failed a registration whose worker died (in its transaction):
+    once that commits, remove a conversion it was part-way through (never under the final
+    name) and tell the page."""
+    transaction.on_commit(lambda: _registration_lost_cleanup(registration))
+
+
+def _registration_lost_cleanup(registration: BaseModelRegistration) -> None:
     if registration.packaged:
         shutil.rmtree(default_conversion_folder(), ignore_errors=True)
     _registration_push(registration)

@@ -18,12 +18,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from core.jobs import runs_under_job_lock
+from core.models import JobStatus
 from core.services.audit import audit_record, content_hash
+from core.services.jobs import (
+    job_claim,
+    job_heartbeat,
+    job_progress,
+    job_running,
+    job_settle,
+)
 from training.models import (
-    JobStatus,
     TrainingCheckpoint,
     TrainingJob,
     TrainingLogLine,
@@ -105,21 +111,6 @@ def git_commit() -> str:
         check=False,
     ).stdout.strip()
     return f"{commit}{'+dirty' if commit and dirty else ''}"
-
-
-def _claim(job_id: int) -> bool:
-    """The conditional UPDATE that makes a duplicate delivery a no-op."""
-    return bool(
-        TrainingJob.objects.filter(
-            pk=job_id, status=JobStatus.QUEUED, cancel_requested=False
-        ).update(
-            status=JobStatus.PREFLIGHT,
-            started_at=timezone.now(),
-            heartbeat_at=timezone.now(),
-            worker=socket.gethostname(),
-            updated_at=timezone.now(),
-        )
-    )
 
 
 def _private_folder(path: Path) -> Path:
@@ -234,9 +225,7 @@ class Follower:
         if kind == "state":
             state = event["state"]
             if state == JobStatus.RUNNING:
-                TrainingJob.objects.filter(pk=job.pk, status=JobStatus.PREFLIGHT).update(
-                    status=JobStatus.RUNNING, updated_at=timezone.now()
-                )
+                job_running(TrainingJob, pk=job.pk)
                 job.status = JobStatus.RUNNING
             job_push(job, "training.status")
         elif kind == "metric":
@@ -308,17 +297,11 @@ def job_phase_record(
         job.progress, phase, label=label, done=done, total=total, unit=unit, at=at
     )
     job.progress = progress
-    TrainingJob.objects.filter(pk=job.pk).update(progress=progress)
+    job_progress(TrainingJob, pk=job.pk, progress=progress)
     job_push(job, "training.phase", progress=progress)
     if label is not None:
         job_log(job, note or f"{progress['label']}…")
     return progress
-
-
-def _heartbeat(job: TrainingJob, pid: int | None) -> bool:
-    """Refresh the heartbeat; returns whether a cancel has been asked for."""
-    TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now(), runner_pid=pid)
-    return TrainingJob.objects.filter(pk=job.pk, cancel_requested=True).exists()
 
 
 def _settle(job_id: int, status: str, **fields: Any) -> TrainingJob | None:
@@ -326,19 +309,9 @@ def _settle(job_id: int, status: str, **fields: Any) -> TrainingJob | None:
     job's decrypted data goes first, so a job seen finished has none left."""
     shutil.rmtree(job_data_dir_for(job_id), ignore_errors=True)
     with transaction.atomic():
-        job = (
-            TrainingJob.objects.select_for_update()
-            .filter(pk=job_id, status__in=(JobStatus.PREFLIGHT, JobStatus.RUNNING))
-            .first()
-        )
+        job = job_settle(TrainingJob, pk=job_id, status=status, runner_pid=None, **fields)
         if job is None:
             return None
-        job.status = status
-        job.finished_at = timezone.now()
-        job.runner_pid = None
-        for name, value in fields.items():
-            setattr(job, name, value)
-        job.save()
         # The error can quote the runner's output (training rows): the job row keeps it.
         data = {"error_sha256": content_hash(job.error)} if job.error else {}
         audit_record(actor=None, action=f"training.job.{status}", target=job, data=data)
@@ -363,7 +336,7 @@ def training_job_execute(*, job_id: int) -> None:
     """Run one job to its end. Duplicate deliveries return at the claim. The decrypted
     training data lives only while this runs; a worker killed outright leaves it to the
     stale-job sweep."""
-    if not _claim(job_id):
+    if not job_claim(TrainingJob, pk=job_id, to=JobStatus.PREFLIGHT, worker=socket.gethostname()):
         return
     job = TrainingJob.objects.select_related("base_model", "parent_version", "reward_version").get(
         pk=job_id
@@ -420,7 +393,8 @@ def _execute(job: TrainingJob) -> None:
             now = time.monotonic()
             if now - last_beat >= HEARTBEAT_S:
                 last_beat = now
-                if _heartbeat(job, child.pid) and cancel_seen_at is None:
+                cancel = job_heartbeat(TrainingJob, pk=job.pk, runner_pid=child.pid)
+                if cancel and cancel_seen_at is None:
                     cancel_seen_at = now
                     (workdir / "CANCEL").touch()
                     follower.log("Cancel requested; stopping after the current step.", "warning")

@@ -5,6 +5,7 @@ import hashlib
 import shutil
 import uuid
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,25 +16,18 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from core import at_rest, keys, realtime
-from core.jobs import job_owner_gone
-from core.models import Project, User
+from core.models import JOB_ACTIVE, JobStatus, Project, User
 from core.services.audit import audit_record
+from core.services.jobs import job_cancel_request, jobs_sweep_dead
 from training import presets, tasks
 from training.models import (
-    ACTIVE_STATUSES,
     BaseModel,
     JobKind,
-    JobStatus,
     ModelVersion,
     TrainingCheckpoint,
     TrainingJob,
 )
 from training.services.base_models import model_dir_resolve
-
-HEARTBEAT_STALE_S = 90
-# The worker beats every 2 s (execution.HEARTBEAT_S); this much silence plus a free lock
-# means its process is gone.
-LOCK_LOST_QUIET_S = 10
 
 
 def jobs_root() -> Path:
@@ -142,9 +136,7 @@ def training_files_purge(*, now=None, days: int | None = None) -> list[Path]:
     cutoff = ((now or timezone.now()) - timedelta(days=days)).timestamp()
     in_use = {
         part.get("path")
-        for data in TrainingJob.objects.filter(status__in=ACTIVE_STATUSES).values_list(
-            "data", flat=True
-        )
+        for data in TrainingJob.objects.filter(status__in=JOB_ACTIVE).values_list("data", flat=True)
         for part in (data.get("train") or {}, data.get("validation") or {})
     }
     purged = []
@@ -405,16 +397,7 @@ def training_job_cancel(*, actor: User, job: TrainingJob) -> TrainingJob:
     """Ask a job to stop. A queued job is cancelled at once; a running one is stopped by its
     worker within seconds (keeping its last checkpoint). Cancelling a finished job is an
     error."""
-    job = TrainingJob.objects.select_for_update().get(pk=job.pk)
-    if job.status not in ACTIVE_STATUSES:
-        raise ValidationError(f"The job is {job.get_status_display().lower()}; nothing to cancel.")
-    job.cancel_requested = True
-    fields = ["cancel_requested", "updated_at"]
-    if job.status == JobStatus.QUEUED:
-        job.status = JobStatus.CANCELLED
-        job.finished_at = timezone.now()
-        fields += ["status", "finished_at"]
-    job.save(update_fields=fields)
+    job = job_cancel_request(TrainingJob, pk=job.pk)
     audit_record(actor=actor, action="training.job.cancel", target=job)
     if job.status == JobStatus.CANCELLED:
         transaction.on_commit(lambda: job_data_remove(job))
@@ -481,60 +464,32 @@ def training_jobs_sweep_stale(
     *, project: Project | None = None, stale_s: float | None = None, requeue: bool = False
 ) -> int:
     """Mark failed every started job whose worker is gone: its process no longer holds the
-    job's lock (killed, out of memory) or it stopped sending heartbeats (a lost machine).
-    Returns how many were marked. Their last checkpoint stays resumable; with `requeue`
-    (the beat task), a job that saved one is resumed automatically, once: a resumed job
-    that dies too stays failed."""
-    stale_s = (
-        stale_s
-        if stale_s is not None
-        else getattr(settings, "TRAINING_HEARTBEAT_STALE_SECONDS", HEARTBEAT_STALE_S)
-    )
-    cutoff = timezone.now() - timedelta(seconds=stale_s)
-    started = TrainingJob.objects.filter(status__in=(JobStatus.PREFLIGHT, JobStatus.RUNNING))
+    job's lock (killed, out of memory) or it stopped sending heartbeats (a lost machine);
+    see core.services.jobs.jobs_sweep_dead. Returns how many were marked. Their last
+    checkpoint stays resumable; with `requeue` (the beat's sweep), a job that saved one is
+    resumed automatically, once: a resumed job that dies too stays failed."""
+    started = TrainingJob.objects.all()
     if project is not None:
         started = started.filter(project=project)
-    marked = 0
-    for job_id in list(started.values_list("pk", flat=True)):
-        with transaction.atomic():
-            job = (
-                TrainingJob.objects.select_for_update()
-                .filter(pk=job_id, status__in=(JobStatus.PREFLIGHT, JobStatus.RUNNING))
-                .first()
-            )
-            if job is None:
-                continue
-            silent = job.heartbeat_at is None or job.heartbeat_at < cutoff
-            # A live worker whose lock connection dropped (a database restart) keeps sending
-            # heartbeats: a free lock counts only once the heartbeats stopped too.
-            quiet = job.heartbeat_at is None or job.heartbeat_at < timezone.now() - timedelta(
-                seconds=min(stale_s, LOCK_LOST_QUIET_S)
-            )
-            if quiet and job_owner_gone(TrainingJob, job.pk):
-                reason = "The worker running the job died (its process is gone)."
-            elif silent and job.heartbeat_at is not None:
-                reason = (
-                    "The worker stopped sending heartbeats "
-                    f"(last at {job.heartbeat_at:%H:%M:%S} UTC)."
-                )
-            else:
-                continue
-            last = job.checkpoints.order_by("-step").first()
-            job.status = JobStatus.FAILED
-            job.finished_at = timezone.now()
-            job.runner_pid = None
-            job.error = reason + (
-                f" Resumable from the checkpoint at step {last.step}." if last else ""
-            )
-            job.save(update_fields=["status", "finished_at", "error", "runner_pid", "updated_at"])
-            audit_record(actor=None, action="training.job.lost", target=job)
-            # The dead worker left its decrypted exports behind (when it shares this disk).
-            transaction.on_commit(lambda job=job: job_data_remove(job))
-            transaction.on_commit(lambda job=job: job_push(job, "training.status"))
-            marked += 1
-            if requeue and last is not None and not job.data.get("automatic_resume"):
-                _requeue_once(job)
-    return marked
+    lost = jobs_sweep_dead(
+        TrainingJob,
+        queryset=started,
+        stale_s=stale_s,
+        on_lost=partial(training_job_lost, requeue=requeue),
+    )
+    return len(lost)
+
+
+def training_job_lost(job: TrainingJob, *, requeue: bool = True) -> None:
+    """The sweep failed `job` (in its transaction): the dead worker's child is no more, its
+    decrypted exports go (when it shares this disk), and with `requeue` the job resumes
+    from its last checkpoint."""
+    TrainingJob.objects.filter(pk=job.pk).update(runner_pid=None)
+    job.runner_pid = None
+    transaction.on_commit(lambda: job_data_remove(job))
+    transaction.on_commit(lambda: job_push(job, "training.status"))
+    if requeue and not job.data.get("automatic_resume") and job.checkpoints.exists():
+        _requeue_once(job)
 
 
 def _requeue_once(job: TrainingJob) -> None:

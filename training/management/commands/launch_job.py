@@ -27,10 +27,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 from django.http import Http404
 
-from core.models import Project, Role, User
+from core.models import JOB_FINAL, JobStatus, Project, Role, User
 from core.selectors import project_access_get
 from training import presets, selectors, services
-from training.models import FINAL_STATUSES, JobStatus
 from training.services.execution import training_job_execute
 
 POLL_S = 0.5
@@ -187,7 +186,7 @@ class Command(BaseCommand):
             if job.status != status:
                 status = job.status
                 self.stdout.write(f"status: {status}")
-            if job.status in FINAL_STATUSES:
+            if job.status in JOB_FINAL:
                 break
             if timeout and time.monotonic() - started > timeout:
                 raise CommandError(f"job {job.pk} still {job.status} after {timeout:.0f} s.")
