@@ -154,5 +154,9 @@ class EncryptedJSONField(models.TextField):
     def get_transform(self, name):
         return None
 
-    def formfield(self, **kwargs):
-        return super(models.TextField, self).formfield(**{"form_class": forms.JSONField, **kwargs})
+    def formfield(self, form_class=None, choices_form_class=None, **kwargs):
+        return super(models.TextField, self).formfield(
+            form_class=form_class or forms.JSONField,
+            choices_form_class=choices_form_class,
+            **kwargs,
+        )

@@ -8,6 +8,8 @@ nobody asks that queue for work."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from django.db import models, transaction
 from django.utils import timezone
@@ -28,10 +30,12 @@ from training.services.jobs import training_jobs_sweep_stale
 
 @dataclass(frozen=True)
 class SweptJobs:
-    model: type[models.Model]
+    # A model class with a Status of RUNNING and FAILED and the fields named below; no
+    # common base class says so, hence Any.
+    model: type[Any]
     noun: str
     # After the row is marked failed (on commit): remove what the dead worker left behind.
-    cleanup: Callable[[models.Model], None] | None = None
+    cleanup: Callable[[Any], None] | None = None
 
 
 # Every model with a worker-side lifecycle (queued -> running -> succeeded | failed) and the
@@ -81,7 +85,7 @@ def jobs_sweep_dead(swept: SweptJobs) -> list:
             )
             if swept.cleanup is not None:
                 job.refresh_from_db()
-                transaction.on_commit(lambda job=job, cleanup=swept.cleanup: cleanup(job))
+                transaction.on_commit(partial(swept.cleanup, job))
             marked.append(pk)
     return marked
 

@@ -9,11 +9,11 @@ from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError as DrfValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api_errors import StrictInput, field_lists
+from core.authentication import AuthenticatedRequest as Request
 from core.models import Role
 from core.selectors import project_access_get
 from training import presets, selectors, services
@@ -134,12 +134,12 @@ class JobListCreateApi(APIView):
         payload = JobInput(data=request.data)
         if not payload.is_valid():
             # Name the settings' problems too, not only the body's: one answer, every error.
-            errors = field_lists(payload.errors)
+            errors: dict[str, list[str]] = field_lists(payload.errors)
             for field, messages in _config_errors(project, request.data).items():
                 errors.setdefault(field, messages)
             raise DrfValidationError(errors)
         data = payload.validated_data
-        errors: dict[str, list[str]] = {}
+        errors = {}
         base = _lookup(
             errors, "model", selectors.base_model_get, project=project, base_model_id=data["model"]
         )
@@ -279,7 +279,8 @@ class EventOutput(serializers.Serializer):
     level = serializers.CharField()
     message = serializers.CharField()
     type = serializers.CharField()
-    data = serializers.JSONField()
+    # A declared field, not the stubs' Serializer/Field attribute `data`.
+    data = serializers.JSONField()  # type: ignore[assignment]
 
 
 class JobEventsApi(APIView):
@@ -486,7 +487,8 @@ class ModelVersionDetailApi(APIView):
 class BaseModelOutput(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
-    source = serializers.CharField()
+    # A declared field, not the stubs' Serializer/Field attribute `source`.
+    source = serializers.CharField()  # type: ignore[assignment]
     architecture = serializers.CharField()
     parameter_count = serializers.IntegerField()
     tokenizer = serializers.CharField()
