@@ -118,6 +118,9 @@ def rewrite_rows(
 
 class EncryptedJSONField(models.TextField):
     description = "JSON, encrypted at rest (Fernet)"
+    # For django-stubs: the attribute holds any JSON value, not TextField's str.
+    _pyi_private_set_type: Any
+    _pyi_private_get_type: Any
     empty_strings_allowed = False
 
     @property

@@ -2,6 +2,8 @@
 the model registry and the base models. Engineers create and cancel; admins and compliance
 read."""
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.urls import reverse
@@ -293,7 +295,7 @@ class JobEventsApi(APIView):
         after = request.query_params.get("after", "")
         log_after = int(after[4:]) if after.startswith("log-") and after[4:].isdigit() else 0
         metric_after = int(after[7:]) if after.startswith("metric-") and after[7:].isdigit() else 0
-        events = [
+        events: list[dict[str, Any]] = [
             {
                 "object": "fine_tuning.job.event",
                 "id": f"log-{line.pk}",

@@ -475,7 +475,7 @@ def _registration_settle(
     for name, value in fields.items():
         setattr(locked, name, value)
     locked.save()
-    data = {"error_sha256": content_hash(locked.error)} if locked.error else {}
+    data: dict[str, Any] = {"error_sha256": content_hash(locked.error)} if locked.error else {}
     if locked.base_model_id:
         data["base_model"] = locked.base_model_id
     audit_record(

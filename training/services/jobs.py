@@ -4,7 +4,8 @@ machine). The worker side, which runs and follows the child process, is in execu
 import hashlib
 import shutil
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -132,7 +133,7 @@ def training_file_store(
     }
 
 
-def training_files_purge(*, now=None, days: int | None = None) -> list[Path]:
+def training_files_purge(*, now: datetime | None = None, days: int | None = None) -> list[Path]:
     """Delete stored training-file uploads older than `days` (PORTAL_RAW_UPLOAD_RETENTION_DAYS;
     0 keeps everything), except those a queued or running job still has to read. Jobs keep
     the files' hashes; a job made from a purged file can no longer be resumed."""
@@ -220,7 +221,14 @@ def _gather(errors: dict[str, list[str]], check: Any, *args: Any, **kwargs: Any)
         return None
 
 
-def _check_lineage(*, project: Project, kind: str, base_model: BaseModel, parent, reward) -> None:
+def _check_lineage(
+    *,
+    project: Project,
+    kind: str,
+    base_model: BaseModel,
+    parent: ModelVersion | None,
+    reward: ModelVersion | None,
+) -> None:
     errors = {}
     if parent is not None:
         if parent.project_id != project.pk:
@@ -318,6 +326,9 @@ def training_job_create(
         _refuse(errors, "eval_steps", "Evaluation needs a validation file or a snapshot.")
     if errors:
         raise ValidationError(errors)
+    created_by = owner or actor
+    if created_by is None:
+        raise ValueError("A job needs an owner: give the actor or the owner.")
     job = TrainingJob.objects.create(
         project=project,
         name=name.strip() or f"{kind}-{method}",
@@ -332,7 +343,7 @@ def training_job_create(
         config=config,
         seed=config["seed"],
         snapshot=snapshot,
-        created_by=owner or actor,
+        created_by=created_by,
     )
     audit_record(
         actor=actor,
@@ -529,8 +540,8 @@ def training_jobs_sweep_stale(
             job.save(update_fields=["status", "finished_at", "error", "runner_pid", "updated_at"])
             audit_record(actor=None, action="training.job.lost", target=job)
             # The dead worker left its decrypted exports behind (when it shares this disk).
-            transaction.on_commit(lambda job=job: job_data_remove(job))
-            transaction.on_commit(lambda job=job: job_push(job, "training.status"))
+            transaction.on_commit(partial(job_data_remove, job))
+            transaction.on_commit(partial(job_push, job, "training.status"))
             marked += 1
             if requeue and last is not None and not job.data.get("automatic_resume"):
                 _requeue_once(job)
