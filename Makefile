@@ -53,6 +53,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(TEST_ENV) DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/lint-imports
+	$(TEST_ENV) DATABASE_URL=sqlite:///:memory: $(VENV)/bin/mypy
 
 pytest: install chromium pdflibs services
 	$(TEST_ENV) $(VENV)/bin/pytest -m "not bench" $(PYTEST_ARGS)
@@ -67,4 +68,4 @@ bench: install pdflibs services
 	$(TEST_ENV) $(VENV)/bin/pytest tests/bench -m bench -q -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache tests/e2e/artifacts
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache .mypy_cache tests/e2e/artifacts

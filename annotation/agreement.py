@@ -252,7 +252,7 @@ def _fleiss(counts: _UnitCounts) -> float | None:
     rated = n_i >= 2
     p_i = agreeing_pairs[rated] / (n_i[rated] * (n_i[rated] - 1))
     p_j = np.bincount(counts.code[keep], weights=n[keep], minlength=counts.n_codes)
-    p_j /= p_j.sum()
+    p_j = p_j / p_j.sum()
     p_e = float((p_j**2).sum())
     return float((p_i.mean() - p_e) / (1.0 - p_e))
 
@@ -363,12 +363,14 @@ def dawid_skene(table: LabelTable, *, n_iter: int = 100) -> LabelModelResult:
     labels[tasks] = probas.columns.to_numpy(dtype=np.int64)[posterior.argmax(axis=1)]
     confidence[tasks] = posterior.max(axis=1)
     # errors_: rows (worker, given label), columns true label, P(given | true).
-    errors = model.errors_
+    errors, priors = model.errors_, model.priors_
+    if errors is None or priors is None:  # fit_predict_proba above sets both
+        raise RuntimeError("Dawid-Skene left no estimates")
     true_labels = errors.columns
     column = true_labels.get_indexer(errors.index.get_level_values("label"))
     worker = errors.index.get_level_values("worker").to_numpy(dtype=np.int64)
     diagonal = errors.to_numpy()[np.arange(len(errors)), column]
-    prior = model.priors_.reindex(true_labels).fillna(0.0).to_numpy()[column]
+    prior = priors.reindex(true_labels).fillna(0.0).to_numpy()[column]
     weighted = np.bincount(worker, weights=diagonal * prior, minlength=n_ann)
     seen = np.bincount(table.annotator, minlength=n_ann) > 0
     reliability[seen] = weighted[seen]

@@ -5,7 +5,6 @@ from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.request import Request
 from rest_framework.response import Response
 
 from annotation import selectors, services
@@ -20,6 +19,7 @@ from annotation.services.datasets import (
 )
 from core import time_spent
 from core.access import ProjectApiView
+from core.authentication import AuthenticatedRequest as Request
 from core.authentication import ProjectTokenAuthentication
 from core.models import Role, RoleSet
 from core.pagination import PortalPagination
@@ -276,7 +276,9 @@ class ItemListApi(ProjectApiView):
                     for name in unknown
                 }
             )
-        filters = {k: v for k, v in request.query_params.items() if k in selectors.ITEM_FILTERS}
+        filters = {
+            k: v for k, v in request.query_params.dict().items() if k in selectors.ITEM_FILTERS
+        }
         paginator = PortalPagination()
         items = selectors.item_list(project=access.project, filters=filters)
         if not access.has(Role.ENGINEER):  # unredacted originals are for engineers only
@@ -484,7 +486,5 @@ class DisagreementListApi(ProjectApiView):
         if unknown:
             raise serializers.ValidationError({name: "Unknown filter" for name in unknown})
         return Response(
-            selectors.disagreement_log(
-                project=access.project, filters=dict(request.query_params.items())
-            )
+            selectors.disagreement_log(project=access.project, filters=request.query_params.dict())
         )

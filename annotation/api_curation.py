@@ -5,7 +5,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
-from rest_framework.request import Request
 from rest_framework.response import Response
 
 from annotation import selectors
@@ -14,6 +13,7 @@ from annotation.services import quality
 from annotation.services.exports import export_lines
 from annotation.services.snapshots import snapshot_create
 from core.access import ProjectApiView
+from core.authentication import AuthenticatedRequest as Request
 from core.models import RoleSet
 
 

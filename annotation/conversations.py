@@ -11,10 +11,11 @@ Pure functions over plain values, no Django: the import's worker processes use t
 """
 
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 ROLES = ("system", "user", "assistant")
-ROLE_LABELS = {"system": "System", "user": "User", "assistant": "Assistant"}
+# Keyed by whatever a row gives as the role; only these three have a label.
+ROLE_LABELS: dict[object, str] = {"system": "System", "user": "User", "assistant": "Assistant"}
 # hh-rlhf's speaker markers; a transcript opens with "\n\nHuman: ". A final reply may be
 # empty ("\n\nAssistant:" at the very end), which is why the space is optional.
 _SPEAKER = re.compile(r"\n\n(Human|Assistant):[ ]?")
@@ -29,7 +30,7 @@ class ConversationError(ValueError):
         super().__init__(f"{field}: {reason}" if field else reason)
 
 
-def is_conversation(value: Any) -> bool:
+def is_conversation(value: Any) -> TypeGuard[list[Any]]:
     return isinstance(value, list)
 
 
@@ -142,7 +143,9 @@ def preference_pair(row: dict[str, Any]) -> tuple[Any, Any, Any]:
     hh-rlhf's two transcripts; TRL's implicit-prompt shape (chosen and rejected are whole
     conversations); or an explicit `prompt` beside chosen and rejected replies (text, or
     assistant turns). A plain-text prompt with text replies stays plain text."""
-    chosen, rejected, prompt = row.get("chosen"), row.get("rejected"), row.get("prompt")
+    chosen: Any = row.get("chosen")
+    rejected: Any = row.get("rejected")
+    prompt = row.get("prompt")
     for field, value in (("chosen", chosen), ("rejected", rejected)):
         if not isinstance(value, str | list):
             raise ConversationError("is missing: the mapping reads chosen and rejected", field)

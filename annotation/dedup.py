@@ -115,7 +115,9 @@ def histogram_counts(values: Sequence[float], edges: Sequence[float]) -> list[in
 def shared_edges(*samples: Sequence[float], bins: int = 30) -> list[float]:
     """Bin edges covering every sample up to its 99th percentile (a long tail would
     squash the rest into one bar); the last bin takes everything above."""
-    pooled = np.concatenate([np.asarray(s, dtype=float) for s in samples if len(s)] or [[0.0]])
+    pooled = np.concatenate(
+        [np.asarray(s, dtype=float) for s in samples if len(s)] or [np.zeros(1)]
+    )
     hi = max(float(np.percentile(pooled, 99)), 1.0)
     edges = np.linspace(0.0, hi, bins + 1).tolist()
     edges[-1] = max(hi, float(pooled.max()))

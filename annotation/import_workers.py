@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from cryptography.fernet import Fernet
 
@@ -49,14 +49,14 @@ class Job:
 Note = tuple[int, tuple[str, ...], int]
 
 
-def _send(stream: BinaryIO, message: Any) -> None:
+def _send(stream: IO[bytes], message: Any) -> None:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(_HEADER.pack(len(data)))
     stream.write(data)
     stream.flush()
 
 
-def _receive(stream: BinaryIO) -> Any:
+def _receive(stream: IO[bytes]) -> Any:
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
         raise EOFError
@@ -98,7 +98,7 @@ def _serve(incoming: BinaryIO, outgoing: BinaryIO) -> None:
         except EOFError:
             return
         try:
-            answer = ("rows", chunk_rows(job, rows, first_line, lines))
+            answer: tuple[str, object] = ("rows", chunk_rows(job, rows, first_line, lines))
         except ImportRefused as refused:
             answer = ("refused", refused)
         except Exception:  # noqa: BLE001 - reported to the parent, which raises it
@@ -120,19 +120,23 @@ class _Worker:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        _send(self.process.stdin, job)
+        # All three are pipes (PIPE above); Popen's type leaves them optional.
+        self.stdin = cast(IO[bytes], self.process.stdin)
+        self.stdout = cast(IO[bytes], self.process.stdout)
+        self.stderr = cast(IO[bytes], self.process.stderr)
+        _send(self.stdin, job)
 
     def submit(self, chunk: tuple[int, list[bytes]]) -> None:
-        _send(self.process.stdin, chunk)
+        _send(self.stdin, chunk)
 
     def result(self) -> tuple[list[tuple], list[Note]]:
         try:
-            kind, value = _receive(self.process.stdout)
+            kind, value = _receive(self.stdout)
         except EOFError:
             self.process.wait(timeout=10)
             raise RuntimeError(
                 f"an import worker stopped (exit status {self.process.returncode}): "
-                + self.process.stderr.read().decode(errors="replace")[-2000:]
+                + self.stderr.read().decode(errors="replace")[-2000:]
             ) from None
         if kind == "refused":
             raise value
@@ -141,7 +145,7 @@ class _Worker:
         return value
 
     def stop(self) -> None:
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+        for stream in (self.stdin, self.stdout, self.stderr):
             stream.close()
         try:
             self.process.wait(timeout=10)

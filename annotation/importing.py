@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
 from pathlib import PurePath
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import ijson
 
@@ -229,7 +229,7 @@ def content_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(_canonical_encode(payload).encode("utf-8")).hexdigest()
 
 
-def file_sha256(stream: BinaryIO, chunk_size: int = 1 << 20) -> str:
+def file_sha256(stream: IO[bytes], chunk_size: int = 1 << 20) -> str:
     """Hash the whole of a seekable stream and leave it rewound for the parser."""
     stream.seek(0)
     digest = hashlib.sha256()
@@ -259,7 +259,7 @@ _JSON_TYPE_NAMES = {
 _NUL_REASON = "contains a NUL character, which the database cannot store"
 
 
-def _bounded_lines(stream: BinaryIO, filename: str, max_bytes: int) -> Iterator[bytes]:
+def _bounded_lines(stream: IO[bytes], filename: str, max_bytes: int) -> Iterator[bytes]:
     budget = max_bytes
     # readline with a limit stops at the limit even inside one endless line.
     while raw := stream.readline(budget + 1):
@@ -271,7 +271,7 @@ def _bounded_lines(stream: BinaryIO, filename: str, max_bytes: int) -> Iterator[
         yield raw
 
 
-def _raw_lines(stream: BinaryIO, filename: str, max_bytes: int | None) -> Iterator[bytes]:
+def _raw_lines(stream: IO[bytes], filename: str, max_bytes: int | None) -> Iterator[bytes]:
     lines = iter(stream) if max_bytes is None else _bounded_lines(stream, filename, max_bytes)
     first = next(lines, b"")
     if first.startswith(codecs.BOM_UTF8):
@@ -420,7 +420,7 @@ def _jsonl_row(
     return ParsedRow(number, record, metadata, _hash(record, refuse), external_id, **notes)
 
 
-def jsonl_lines(stream: BinaryIO, filename: str, max_bytes: int | None) -> Iterator[bytes]:
+def jsonl_lines(stream: IO[bytes], filename: str, max_bytes: int | None) -> Iterator[bytes]:
     """The raw lines of a JSON Lines file (a leading BOM dropped), refusing a file over
     `max_bytes` as soon as it is passed."""
     return _raw_lines(stream, filename, max_bytes)
@@ -444,7 +444,7 @@ def jsonl_rows(
 
 
 def _iter_jsonl(
-    stream: BinaryIO,
+    stream: IO[bytes],
     filename: str,
     required: Sequence[str],
     metadata_fields: Sequence[str],
@@ -481,7 +481,7 @@ def _csv_header(reader: Iterator[list[str]], filename: str) -> list[str]:
 
 
 def _iter_csv(
-    stream: BinaryIO,
+    stream: IO[bytes],
     filename: str,
     required: Sequence[str],
     metadata_fields: Sequence[str],
@@ -536,7 +536,7 @@ class _ExportReader:
     """The bytes of a Label Studio export for ijson, a leading BOM dropped, refused once
     past `max_bytes`; counts lines so that a syntax error can say where it is."""
 
-    def __init__(self, stream: BinaryIO, filename: str, max_bytes: int | None):
+    def __init__(self, stream: IO[bytes], filename: str, max_bytes: int | None):
         self.stream, self.filename, self.max_bytes = stream, filename, max_bytes
         self.read_bytes = 0
         self.lines_before_last = 1  # the line the last chunk read starts on
@@ -719,7 +719,7 @@ class _TaskBuilder:
 
 
 def _label_studio_tasks(
-    stream: BinaryIO, filename: str, max_bytes: int | None
+    stream: IO[bytes], filename: str, max_bytes: int | None
 ) -> Iterator[tuple[int, Any]]:
     """(task number, task) for each task of an export, built as the file is read: an
     export is one JSON document, but only one task of it is in memory at a time."""
@@ -746,7 +746,7 @@ def _prior_annotations(task: dict, refuse: partial[ImportRefused]) -> tuple[list
 
 
 def _iter_label_studio(
-    stream: BinaryIO,
+    stream: IO[bytes],
     filename: str,
     required: Sequence[str],
     metadata_fields: Sequence[str],
@@ -787,7 +787,7 @@ _PARSERS = {
 
 
 def iter_rows(
-    stream: BinaryIO,
+    stream: IO[bytes],
     *,
     filename: str,
     fmt: ImportFormat,

@@ -53,9 +53,9 @@ class ItemRows:
             payload = dict(payload)
             gold_answer = payload.pop("gold_answer")
             digest = content_hash(payload)
-        priority = row.metadata.get("priority")
+        given = row.metadata.get("priority")
         try:
-            priority = float(priority) if priority not in (None, "") else 0.0
+            priority = float(given) if given else 0.0
         except ValueError:
             raise ImportRefused(
                 file=None, line=row.row_number, field="priority", reason="is not a number"

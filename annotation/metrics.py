@@ -134,7 +134,7 @@ def project_agreement(*, project: Project) -> dict[str, Any]:
     return result
 
 
-def _agreement_over_time(rows, schema: LabelSchema, level: str, days: int = 14):
+def _agreement_over_time(rows, schema: LabelSchema, level: agreement.Level, days: int = 14):
     """Alpha per day, over the items whose labelling finished that day."""
     finished: dict[int, Any] = {}
     for item_id, _, _, submitted_at in rows:
@@ -151,9 +151,9 @@ def _agreement_over_time(rows, schema: LabelSchema, level: str, days: int = 14):
             continue
         tables = _tables(by_day[day], schema.task_type, schema.config)
         alphas = [agreement.krippendorff_alpha(t, level) for t in tables.values()]
-        alphas = [a for a in alphas if a is not None]
-        if alphas:
-            points.append((float(-offset), float(statistics.fmean(alphas))))
+        measured = [a for a in alphas if a is not None]
+        if measured:
+            points.append((float(-offset), float(statistics.fmean(measured))))
     return points
 
 
@@ -162,10 +162,10 @@ def annotator_table(*, project: Project, rows, show_names: bool) -> list[dict[st
     accuracy = gold_accuracy_by_annotator(project=project)
     seconds: dict[int, list[float]] = defaultdict(list)
     too_fast: dict[int, int] = defaultdict(int)
-    for annotator_id, spent, fast in Annotation.objects.filter(
+    for annotator_id, seconds_spent, fast in Annotation.objects.filter(
         project=project, undone=False
     ).values_list("annotator_id", "seconds_spent", "too_fast"):
-        seconds[annotator_id].append(spent)
+        seconds[annotator_id].append(seconds_spent)
         too_fast[annotator_id] += fast
     usernames = dict(User.objects.filter(pk__in=seconds).values_list("pk", "username"))
     result = []

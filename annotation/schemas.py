@@ -4,7 +4,7 @@ Pure functions over plain dicts; services call them before writing, views use th
 draw each task type's screen."""
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from django.core.exceptions import ValidationError
 
@@ -207,8 +207,11 @@ def validate_answer(
     raise _err("task_type", f"unknown task type {task_type!r}")
 
 
-def agreement_key(task_type: str, value: Mapping[str, Any]) -> Any:
-    """Two answers agree when their keys are equal (reasons and whitespace aside)."""
+def agreement_key(task_type: str, value: Mapping[str, Any] | None) -> Any:
+    """Two answers agree when their keys are equal (reasons and whitespace aside). A missing
+    answer (None) raises TypeError, as a malformed one does."""
+    if value is None:
+        raise TypeError("no answer")
     if task_type == TaskType.CLASSIFICATION:
         return tuple(value["labels"])
     if task_type == TaskType.ENTITY_MATCHING:
@@ -235,7 +238,9 @@ def abstains(task_type: str, config: Mapping[str, Any], value: Mapping[str, Any]
     return unsure_treatment(task_type, config) == "abstain" and value.get("match") == "unsure"
 
 
-def metric_level(task_type: str, config: Mapping[str, Any]) -> str | None:
+def metric_level(
+    task_type: str, config: Mapping[str, Any]
+) -> Literal["nominal", "interval"] | None:
     """Krippendorff's level of measurement for the task's answers; None: not measured."""
     if task_type in (TaskType.CLASSIFICATION, TaskType.ENTITY_MATCHING, TaskType.PREFERENCE):
         return "nominal"

@@ -55,7 +55,7 @@ def _normalised(value: Any) -> Any:
 def prompt_sha256(prompt: Any) -> str:
     """The normalised hash of a prompt: a string, or a conversation (a list of messages)."""
     text = _normalised(prompt)
-    raw = text if isinstance(text, str) else json.dumps(text, sort_keys=True, separators=",:")
+    raw = text if isinstance(text, str) else json.dumps(text, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 

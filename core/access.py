@@ -121,7 +121,7 @@ class ProjectApiView(APIView):
 
     roles: ClassVar[Iterable[str] | MethodRoles] = ()
 
-    def get_permissions(self):  # type: ignore[no-untyped-def]
+    def get_permissions(self):
         return [*super().get_permissions(), ProjectRole()]
 
     @property

@@ -13,7 +13,7 @@ import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from cryptography.fernet import InvalidToken, MultiFernet
 
@@ -27,8 +27,16 @@ class DecryptionError(ValueError):
     pass
 
 
+class _Sink(Protocol):
+    """Where the writer's frames go: a file, or _Unclosable around one."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def close(self) -> None: ...
+
+
 class _EncryptingWriter(io.RawIOBase):
-    def __init__(self, raw: BinaryIO, keys: MultiFernet):
+    def __init__(self, raw: _Sink, keys: MultiFernet):
         self._raw, self._keys = raw, keys
         self._pending = bytearray()
         self._index = 0
@@ -41,7 +49,7 @@ class _EncryptingWriter(io.RawIOBase):
         self._raw.write(_LENGTH.pack(len(token)) + token)
         self._index += 1
 
-    def write(self, data) -> int:  # type: ignore[override]
+    def write(self, data) -> int:
         self._pending += data
         while len(self._pending) > FRAME_BYTES:
             self._emit(bytes(self._pending[:FRAME_BYTES]), last=False)
@@ -85,7 +93,7 @@ class _DecryptingReader(io.RawIOBase):
         self._done = bool(last)
         self._buffer = plain[_HEADER.size :]
 
-    def readinto(self, target) -> int:  # type: ignore[override]
+    def readinto(self, target) -> int:
         while not self._buffer and not self._done:
             self._next_frame()
         n = min(len(target), len(self._buffer))
@@ -107,7 +115,7 @@ def open_write(path: str | Path, keys: MultiFernet) -> BinaryIO:
     """A binary file to write plaintext into; it lands encrypted under the first key."""
     raw = open(path, "wb")  # noqa: SIM115 - closed by the writer's close()
     raw.write(MAGIC)
-    return io.BufferedWriter(_EncryptingWriter(raw, keys), buffer_size=FRAME_BYTES)  # type: ignore[return-value]
+    return io.BufferedWriter(_EncryptingWriter(raw, keys), buffer_size=FRAME_BYTES)
 
 
 def open_read(path: str | Path, keys: MultiFernet) -> BinaryIO:
@@ -117,7 +125,7 @@ def open_read(path: str | Path, keys: MultiFernet) -> BinaryIO:
     if raw.read(len(MAGIC)) != MAGIC:
         raw.seek(0)
         return raw
-    return io.BufferedReader(_DecryptingReader(raw, keys, Path(path).name), FRAME_BYTES)  # type: ignore[return-value]
+    return io.BufferedReader(_DecryptingReader(raw, keys, Path(path).name), FRAME_BYTES)
 
 
 def _replace_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:

@@ -393,7 +393,7 @@ def histogram(
     """Distribution of raw `values`, of precomputed `counts` over `edges` (one more edge than
     counts), or of several named `series` overlaid on shared bins. Exactly one form is given.
     """
-    named: list[tuple[str, list[int | float]]]
+    named: list[tuple[str, Sequence[float]]]
     if counts is not None or edges is not None:
         if counts is None or edges is None or values is not None or series is not None:
             raise ValueError("give counts together with edges, and nothing else")
@@ -550,13 +550,13 @@ def line_chart(
         py = [ya * log10(y) + yb for y in ys] if y_log else [ya * y + yb for y in ys]
         px = [xa * x + xb for x in xs]
         if len(xs) > 1:
-            points = " ".join([f"{x:.1f},{y:.1f}" for x, y in zip(px, py, strict=True)])
+            coords = " ".join([f"{x:.1f},{y:.1f}" for x, y in zip(px, py, strict=True)])
             tip = (
                 f"{name}: last {x_name} = {_fmt_value(xs[-1])}, {y_name} = {_fmt_value(ys[-1])}; "
                 f"min {_fmt_value(min(ys))}, max {_fmt_value(max(ys))}"
             )
             parts.append(
-                f'<polyline class="chart-line {cls}" fill="none" points="{points}">'
+                f'<polyline class="chart-line {cls}" fill="none" points="{coords}">'
                 f"<title>{escape(tip)}</title></polyline>"
             )
         # Long series get a marker only on their latest point, the one a live chart is watched for.

@@ -6,13 +6,14 @@ import fails. A warning, too, for a system library pip cannot install and whose 
 would go unnoticed."""
 
 import ctypes.util
+from collections.abc import Callable
 
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from core import keys
 
-_KEYS = [
+_KEYS: list[tuple[Callable[[], object], str, str]] = [
     (
         keys.encryption_keys,
         "governance.E001",

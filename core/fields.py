@@ -118,6 +118,9 @@ def rewrite_rows(
 
 class EncryptedJSONField(models.TextField):
     description = "JSON, encrypted at rest (Fernet)"
+    # For django-stubs: the attribute holds any JSON value, not TextField's str.
+    _pyi_private_set_type: Any
+    _pyi_private_get_type: Any
     empty_strings_allowed = False
 
     @property
@@ -154,5 +157,9 @@ class EncryptedJSONField(models.TextField):
     def get_transform(self, name):
         return None
 
-    def formfield(self, **kwargs):
-        return super(models.TextField, self).formfield(**{"form_class": forms.JSONField, **kwargs})
+    def formfield(self, form_class=None, choices_form_class=None, **kwargs):
+        return super(models.TextField, self).formfield(
+            form_class=form_class or forms.JSONField,
+            choices_form_class=choices_form_class,
+            **kwargs,
+        )

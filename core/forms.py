@@ -94,7 +94,7 @@ def form_errors_text(*bound: forms.Form | forms.BaseFormSet, by_label: bool = Fa
             if field == NON_FIELD_ERRORS:
                 parts.extend(f"{where}{m}" for m in messages)
             else:
-                parts.append(f"{where}{name(form, field)}: {' '.join(messages)}")
+                parts.append(f"{where}{name(form, field)}: {' '.join(str(m) for m in messages)}")
         return parts
 
     parts: list[str] = []
@@ -102,7 +102,7 @@ def form_errors_text(*bound: forms.Form | forms.BaseFormSet, by_label: bool = Fa
         if isinstance(form, forms.BaseFormSet):
             for n, row in enumerate(form.forms, start=1):
                 parts.extend(of(row, f"{form.prefix} {n}, "))
-            parts.extend(form.non_form_errors())
+            parts.extend(str(m) for m in form.non_form_errors())
         else:
             parts.extend(of(form))
     return "; ".join(parts) or None

@@ -19,7 +19,7 @@ def pushes_cross_processes() -> bool:
     """Whether a push sent by one process (a Celery worker) reaches the sockets another
     process (the web server) holds. Not with the in-memory layer of the embedded default:
     there each process has its own, so pages that show a worker's progress poll instead."""
-    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
+    backend = str(settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", ""))
     return bool(backend) and not backend.endswith(".InMemoryChannelLayer")
 
 

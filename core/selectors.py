@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Q, QuerySet
@@ -36,10 +37,10 @@ class ProjectAccess:
         return self
 
 
-def project_access_get(*, project_id: int | str, user: User) -> ProjectAccess:
+def project_access_get(*, project_id: int | str, user: User | AnonymousUser) -> ProjectAccess:
     """The caller's access to a project: 404 if they are not a member (so a stranger
     cannot tell a project exists), else their roles."""
-    if not getattr(user, "is_authenticated", False):
+    if not user.is_authenticated:
         raise Http404("No such project.")
     try:
         pk = int(project_id)

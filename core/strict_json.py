@@ -112,7 +112,7 @@ def _tokens(text: str) -> Iterator[tuple[str | None, str | None, str | None]]:
     position = 0
     while (match := _TOKEN.match(text, position)) is not None and match.end() > position:
         position = match.end()
-        yield match.groups()
+        yield match.group(1), match.group(2), match.group(3)
 
 
 def locate(text: str) -> JSONLimitError | None:

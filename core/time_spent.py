@@ -75,11 +75,14 @@ def time_spent_decide(
     `handed_out_at`, the browser claiming `claimed` seconds, `shown` being what the
     person had to read."""
     server = max(0.0, (answered_at - handed_out_at).total_seconds())
-    usable = isinstance(claimed, int | float) and not isinstance(claimed, bool)
-    if not usable or not math.isfinite(claimed):
+    if (
+        not isinstance(claimed, int | float)
+        or isinstance(claimed, bool)
+        or not math.isfinite(claimed)
+    ):
         claimed = None
     plausible = claimed is not None and 0 <= claimed <= server + CLAIM_SLACK_S
-    seconds = float(claimed) if plausible else server
+    seconds = float(claimed) if claimed is not None and plausible else server
     words = words_in(shown)
     floor = min_reading_seconds(words)
     return TimeSpent(

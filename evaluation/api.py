@@ -8,11 +8,11 @@ Reviewer endpoints serialize `BlindPair` only: a token, the prompt, "response_a"
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core import time_spent
 from core.access import ProjectApiView
+from core.authentication import AuthenticatedRequest as Request
 from core.models import RoleSet
 from core.pagination import PortalPagination
 from core.parsers import StrictJSONParser
@@ -40,13 +40,15 @@ def _get(model, project, pk, what: str):
 
 class CriterionOutput(serializers.Serializer):
     key = serializers.CharField()
-    label = serializers.CharField()
+    # A declared field, not the stubs' Serializer/Field attribute `label`.
+    label = serializers.CharField()  # type: ignore[assignment]
     scale = serializers.IntegerField()
 
 
 class TurnOutput(serializers.Serializer):
     role = serializers.CharField()
-    label = serializers.CharField()
+    # A declared field, not the stubs' Serializer/Field attribute `label`.
+    label = serializers.CharField()  # type: ignore[assignment]
     content = serializers.CharField(allow_blank=True)
 
 
@@ -192,7 +194,10 @@ class PromptSetCreateApi(ProjectApiView):
 
 class ContestantInput(serializers.Serializer):
     # A model version competes under its registry name; the label is for the others.
-    label = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    # A declared field, not the stubs' Serializer/Field attribute `label`.
+    label = serializers.CharField(  # type: ignore[assignment]
+        max_length=200, required=False, allow_blank=True, default=""
+    )
     model_version = serializers.IntegerField(required=False, allow_null=True)
     base_model = serializers.IntegerField(required=False, allow_null=True)
     prompt_template = serializers.CharField(required=False, allow_blank=True, default="")

@@ -1,9 +1,9 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.access import ProjectApiView
+from core.authentication import AuthenticatedRequest as Request
 from core.models import AuditEvent, RoleSet
 from core.pagination import PortalPagination
 from governance.selectors import AUDIT_FILTER_FIELDS, audit_event_list_for_project
@@ -42,7 +42,7 @@ class AuditEventListApi(ProjectApiView):
                     for name in unknown
                 }
             )
-        filters = {k: v for k, v in request.query_params.items() if k in AUDIT_FILTER_FIELDS}
+        filters = {k: v for k, v in request.query_params.dict().items() if k in AUDIT_FILTER_FIELDS}
         events = audit_event_list_for_project(project=access.project, filters=filters)
         paginator = PortalPagination()
         page = paginator.paginate_queryset(events, request, view=self)

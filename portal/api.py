@@ -2,12 +2,12 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import selectors, services
 from core.access import ProjectApiView
+from core.authentication import AuthenticatedRequest as Request
 from core.models import ApiKey, Membership, Project, Role, RoleSet
 
 
@@ -179,9 +179,9 @@ class ApiKeyListCreateApi(APIView):
         payload = self.ApiKeyCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         key, raw = services.api_key_create(user=request.user, **payload.validated_data)
-        key.key = raw
         return Response(
-            ApiKeyCreatedOutput(key).data,
+            # ApiKeyCreatedOutput's shape; the secret is never a field of the model.
+            {**ApiKeyOutput(key).data, "key": raw},
             status=status.HTTP_201_CREATED,
             headers={"Cache-Control": "no-store"},
         )

@@ -15,6 +15,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -58,7 +59,13 @@ JOB_VALUES = {
     "seed": 7,
 }
 # Sampled, as in arena battles; the seed and settings are recorded with every generation.
-DECODING = {"max_new_tokens": 96, "temperature": 0.7, "top_p": 0.9, "seed": 0, "batch_size": 8}
+DECODING: dict[str, Any] = {
+    "max_new_tokens": 96,
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "seed": 0,
+    "batch_size": 8,
+}
 
 
 def _user(username: str) -> User:
@@ -139,14 +146,14 @@ def _first_job(project: Project, engineer: User, base_model_dir: str) -> Trainin
         actor=engineer, project=project, kind=QualityCheck.Kind.LEAKAGE, snapshot=snapshot
     )
     quality.quality_check_run(check_id=leakage.pk)
-    for kind, target in (
-        (QualityCheck.Kind.DUPLICATES, {}),
-        (QualityCheck.Kind.PII, {}),
-        (QualityCheck.Kind.DISTRIBUTIONS, {}),
+    for kind in (
+        QualityCheck.Kind.DUPLICATES,
+        QualityCheck.Kind.PII,
+        QualityCheck.Kind.DISTRIBUTIONS,
     ):
         if not QualityCheck.objects.filter(project=project, kind=kind).exists():
             check = quality.quality_check_start(
-                actor=engineer, project=project, kind=kind, run_now=True, **target
+                actor=engineer, project=project, kind=kind, run_now=True
             )
             # run_now defers to commit; the report pages want their findings now.
             quality.quality_check_run(check_id=check.pk)

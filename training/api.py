@@ -2,6 +2,8 @@
 the model registry and the base models. Engineers create and cancel; admins and compliance
 read."""
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.urls import reverse
@@ -9,11 +11,11 @@ from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError as DrfValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.access import ProjectApiView
 from core.api_errors import StrictInput, field_lists
+from core.authentication import AuthenticatedRequest as Request
 from core.models import RoleSet
 from training import presets, selectors, services
 from training.models import JobKind, JobMethod, ModelVersion, TrainingJob
@@ -128,12 +130,12 @@ class JobListCreateApi(ProjectApiView):
         payload = JobInput(data=request.data)
         if not payload.is_valid():
             # Name the settings' problems too, not only the body's: one answer, every error.
-            errors = field_lists(payload.errors)
+            errors: dict[str, list[str]] = field_lists(payload.errors)
             for field, messages in _config_errors(project, request.data).items():
                 errors.setdefault(field, messages)
             raise DrfValidationError(errors)
         data = payload.validated_data
-        errors: dict[str, list[str]] = {}
+        errors = {}
         base = _lookup(
             errors, "model", selectors.base_model_get, project=project, base_model_id=data["model"]
         )
@@ -277,7 +279,8 @@ class EventOutput(serializers.Serializer):
     level = serializers.CharField()
     message = serializers.CharField()
     type = serializers.CharField()
-    data = serializers.JSONField()
+    # A declared field, not the stubs' Serializer/Field attribute `data`.
+    data = serializers.JSONField()  # type: ignore[assignment]
 
 
 class JobEventsApi(ProjectApiView):
@@ -292,7 +295,7 @@ class JobEventsApi(ProjectApiView):
         after = request.query_params.get("after", "")
         log_after = int(after[4:]) if after.startswith("log-") and after[4:].isdigit() else 0
         metric_after = int(after[7:]) if after.startswith("metric-") and after[7:].isdigit() else 0
-        events = [
+        events: list[dict[str, Any]] = [
             {
                 "object": "fine_tuning.job.event",
                 "id": f"log-{line.pk}",
@@ -493,7 +496,8 @@ class ModelVersionDetailApi(ProjectApiView):
 class BaseModelOutput(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
-    source = serializers.CharField()
+    # A declared field, not the stubs' Serializer/Field attribute `source`.
+    source = serializers.CharField()  # type: ignore[assignment]
     architecture = serializers.CharField()
     parameter_count = serializers.IntegerField()
     tokenizer = serializers.CharField()

@@ -187,10 +187,9 @@ def unknown_key_message(name: str, known: Iterable[str], *, noun: str = "key") -
 
 
 class ConfigError(ValueError):
-    """Bad job settings: `errors` maps each field to what is wrong with it (one message, or a
-    list of them)."""
+    """Bad job settings: `errors` maps each field to what is wrong with it."""
 
-    def __init__(self, errors: dict[str, str | list[str]]):
+    def __init__(self, errors: dict[str, str]):
         self.errors = errors
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
 

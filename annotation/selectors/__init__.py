@@ -2,6 +2,7 @@
 everything here is scoped by the project it is given."""
 
 import hashlib
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,7 +32,7 @@ from annotation.models import (
 )
 from annotation.schemas import agreement_key
 from core.chain import canonical_json
-from core.models import Project
+from core.models import Project, User
 
 GUIDELINE_TAGS = {
     "a",
@@ -166,7 +167,7 @@ def dataset_synthetic_shares(*, dataset_ids: list[int]) -> dict[int, SyntheticSh
     return shares
 
 
-def upload_get(*, project: Project, upload_id) -> DatasetUpload | None:
+def upload_get(*, project: Project, upload_id: uuid.UUID | str) -> DatasetUpload | None:
     return DatasetUpload.objects.filter(project=project, pk=upload_id).first()
 
 
@@ -185,13 +186,14 @@ def _filter_id(name: str, value: str) -> int:
 def item_list(*, project: Project, filters: dict[str, str]) -> QuerySet[Item]:
     """Raises ValidationError naming a filter whose value has the wrong type."""
     items = Item.objects.filter(project=project)
-    for name, value in filters.items():
+    for name, given in filters.items():
         if name not in ITEM_FILTERS:
             raise ValueError(f"cannot filter items by {name!r}")
+        value: object = given
         if name == "is_gold":
-            value = value.lower() in ("1", "true", "yes")
+            value = given.lower() in ("1", "true", "yes")
         elif name == "dataset":
-            value = _filter_id(name, value)
+            value = _filter_id(name, given)
         items = items.filter(**{name: value})
     return items.order_by("id")
 
@@ -206,7 +208,7 @@ def stage_counts(*, project: Project) -> dict[str, int]:
     return {state: counts.get(state, 0) for state in Item.State.values}
 
 
-def open_work_counts(*, project: Project, user) -> dict[str, int]:
+def open_work_counts(*, project: Project, user: User) -> dict[str, int]:
     """What waits for this user: labelling slots and disputed items."""
     k = settings_for(project).labels_per_item
     open_items = Item.objects.filter(

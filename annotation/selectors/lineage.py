@@ -8,12 +8,14 @@ has scoped already.
 """
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from annotation.agreement import LabelTable, agreement_summary
+from annotation.agreement import LabelTable, Level, agreement_summary
 from annotation.models import (
     Annotation,
     Dataset,
@@ -105,7 +107,9 @@ def lineage_section(*, snapshot_ids: list[int]) -> AnnotationLineage:
     )
 
 
-def snapshot_figures(*, snapshot_id: int, annotated_before=None) -> dict[str, Any]:
+def snapshot_figures(
+    *, snapshot_id: int, annotated_before: datetime | None = None
+) -> dict[str, Any]:
     """Who labelled the snapshot's items (as pseudonyms), under which schema and guideline
     versions, how well they agreed, and how disagreements were settled. Only answers given
     before the snapshot was taken count, so the figures do not drift afterwards."""
@@ -113,14 +117,14 @@ def snapshot_figures(*, snapshot_id: int, annotated_before=None) -> dict[str, An
     settings = settings_for(snapshot.project)
     members = SnapshotMember.objects.filter(snapshot=snapshot)
     cutoff = annotated_before or snapshot.created_at
-    rows = list(
+    answers = (
         Annotation.objects.filter(
             item_id__in=members.values("item_id"), undone=False, submitted_at__lte=cutoff
         )
         .order_by("item_id", "annotator_id")
         .values_list("item_id", "annotator_id", "choice", "free_text", "schema_id", "guideline_id")
     )
-    rows = [(r[0], r[1], answer_join(r[2], r[3]), *r[4:]) for r in rows]
+    rows = [(r[0], r[1], answer_join(r[2], r[3]), *r[4:]) for r in answers]
     schemas = {
         s.pk: s for s in LabelSchema.objects.filter(pk__in={r[3] for r in rows}).order_by("pk")
     }
@@ -154,7 +158,7 @@ def snapshot_figures(*, snapshot_id: int, annotated_before=None) -> dict[str, An
     return figures
 
 
-def _agreement(rows, schemas) -> dict[str, Any]:
+def _agreement(rows: Sequence[tuple[Any, ...]], schemas: dict[int, LabelSchema]) -> dict[str, Any]:
     """Krippendorff's alpha (and Fleiss' kappa for nominal answers) per measured question."""
     if not rows:
         return {}
@@ -192,7 +196,7 @@ def _agreement(rows, schemas) -> dict[str, Any]:
     return {"level": level, "questions": questions}
 
 
-def _summary(table: LabelTable, level: str) -> dict[str, Any]:
+def _summary(table: LabelTable, level: Level) -> dict[str, Any]:
     summary = agreement_summary(table, level)
     return json_finite(
         {k: summary[k] for k in ("level", "labels", "items", "annotators", "alpha", "fleiss")}

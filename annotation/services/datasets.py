@@ -7,9 +7,9 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from django.conf import settings
 from django.core.cache import cache
@@ -198,7 +198,7 @@ def dataset_upload_create(
     return upload
 
 
-def _progress_key(upload_id) -> str:
+def _progress_key(upload_id: object) -> str:
     return f"dataset-upload:{upload_id}:rows"
 
 
@@ -367,7 +367,9 @@ def _import_all(upload: DatasetUpload, on_progress: Callable[[int, float], None]
                 if on_progress is not None:
                     on_progress(count, percent)
 
-            values = _item_rows(upload, dataset, ImportFormat(fmt), reader, report)
+            # The parsers only read and readline it (the import passes a byte limit).
+            stream = cast(IO[bytes], reader)
+            values = _item_rows(upload, dataset, ImportFormat(fmt), stream, report)
             try:
                 count = _insert_items(values, on_batch)
             except ImportRefused as refused:
@@ -449,7 +451,7 @@ def _push_upload(upload: DatasetUpload, dataset: Dataset | None = None) -> None:
     realtime.push_to_project(project_id=upload.project_id, event=event)
 
 
-def dataset_uploads_stored():
+def dataset_uploads_stored() -> Iterator[tuple[DatasetUpload, Path]]:
     """Every upload whose file is still stored, oldest first, with its path (governance
     re-encrypts them when keys rotate)."""
     for upload in DatasetUpload.objects.exclude(stored_path="").order_by("created_at"):
@@ -458,7 +460,9 @@ def dataset_uploads_stored():
             yield upload, path
 
 
-def raw_uploads_purge(*, now=None, days: int | None = None) -> list[DatasetUpload]:
+def raw_uploads_purge(
+    *, now: datetime | None = None, days: int | None = None
+) -> list[DatasetUpload]:
     """Retention, run by governance: delete raw upload files imported more than `days`
     (PORTAL_RAW_UPLOAD_RETENTION_DAYS) ago. 0 keeps everything. Uploads still queued or
     running are never touched."""

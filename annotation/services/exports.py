@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 
 from annotation import conversations
 from annotation.conversations import ConversationError
@@ -82,7 +83,9 @@ def _best(label: dict) -> int:
     return label["best"] if "best" in label else label["ranking"][0]
 
 
-def _turns(config: dict, task_type: str, payload: dict, label: dict, item_id: int):
+def _turns(
+    config: dict, task_type: str, payload: dict, label: dict, item_id: int
+) -> list[tuple[Any, Any]]:
     """(user, assistant) turns of a writing or classification item."""
     if task_type == TaskType.WRITING:
         steps = payload.get(config["steps_field"])
@@ -104,7 +107,7 @@ def _preference_pairs(label: dict, n: int) -> list[tuple[int, int]]:
     return [(ranking[i], ranking[j]) for i in range(n) for j in range(i + 1, n)]
 
 
-def _row_builder(snapshot: Snapshot, fmt: str) -> Callable[[int, dict, dict], list[dict]]:
+def _row_builder(snapshot: Snapshot, fmt: str) -> Callable[[int, dict, Any], list[dict]]:
     task_type = snapshot.task_type
     config = snapshot.stats.get("schema", {}).get("config", {})
     if fmt not in EXPORT_FORMATS:
@@ -123,7 +126,7 @@ def _row_builder(snapshot: Snapshot, fmt: str) -> Callable[[int, dict, dict], li
 
     if fmt == "sft" and task_type == TaskType.PREFERENCE:
 
-        def build(item_id, payload, label):
+        def build(item_id: int, payload: dict, label: dict) -> list[dict]:
             # The whole conversation, then the reply the annotators preferred.
             responses = _field(payload, config["responses_field"], item_id)
             reply = {"role": "assistant", "content": _as_text(responses[_best(label)])}
@@ -132,7 +135,7 @@ def _row_builder(snapshot: Snapshot, fmt: str) -> Callable[[int, dict, dict], li
 
     elif fmt == "prompt_completion" and task_type == TaskType.PREFERENCE:
 
-        def build(item_id, payload, label):
+        def build(item_id: int, payload: dict, label: dict) -> list[dict]:
             prompt = _prompt(payload, config, item_id)
             responses = _field(payload, config["responses_field"], item_id)
             reply = _as_text(responses[_best(label)])
@@ -145,7 +148,7 @@ def _row_builder(snapshot: Snapshot, fmt: str) -> Callable[[int, dict, dict], li
 
     elif fmt == "sft":
 
-        def build(item_id, payload, label):
+        def build(item_id: int, payload: dict, label: dict) -> list[dict]:
             messages = []
             for user, assistant in _turns(config, task_type, payload, label, item_id):
                 messages.append({"role": "user", "content": user})
@@ -154,7 +157,7 @@ def _row_builder(snapshot: Snapshot, fmt: str) -> Callable[[int, dict, dict], li
 
     elif fmt == "prompt_completion":
 
-        def build(item_id, payload, label):
+        def build(item_id: int, payload: dict, label: dict) -> list[dict]:
             turns = _turns(config, task_type, payload, label, item_id)
             return [
                 {"prompt": user, "completion": assistant, "metadata": meta(item_id)}
@@ -163,7 +166,7 @@ def _row_builder(snapshot: Snapshot, fmt: str) -> Callable[[int, dict, dict], li
 
     elif fmt == "preference":
 
-        def build(item_id, payload, label):
+        def build(item_id: int, payload: dict, label: dict) -> list[dict]:
             prompt = conversations.prompt_messages(_prompt(payload, config, item_id))
             responses = _field(payload, config["responses_field"], item_id)
             return [
@@ -179,14 +182,14 @@ def _row_builder(snapshot: Snapshot, fmt: str) -> Callable[[int, dict, dict], li
     elif fmt == "classification":
         multi = bool(config.get("multi"))
 
-        def build(item_id, payload, label):
+        def build(item_id: int, payload: dict, label: dict) -> list[dict]:
             text = _as_text(_field(payload, config["text_field"], item_id))
             value = label["labels"] if multi else label["labels"][0]
             return [{"text": text, "label": value, "metadata": meta(item_id)}]
 
     else:  # entity_pairs
 
-        def build(item_id, payload, label):
+        def build(item_id: int, payload: dict, label: dict) -> list[dict]:
             return [
                 {
                     "left": _as_text(_field(payload, config["left_field"], item_id)),
@@ -214,7 +217,10 @@ def export_lines(*, snapshot: Snapshot, fmt: str, split: str | None = None) -> I
     return _lines(rows, build)
 
 
-def _lines(rows, build) -> Iterator[bytes]:
+def _lines(
+    rows: QuerySet[SnapshotMember, tuple[Any, ...]],
+    build: Callable[[int, dict, Any], list[dict]],
+) -> Iterator[bytes]:
     for item_id, payload, choice, free_text in rows.iterator(chunk_size=CHUNK):
         for row in build(item_id, payload, answer_join(choice, free_text)):
             yield (_encode(row) + "\n").encode("utf-8")

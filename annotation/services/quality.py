@@ -9,7 +9,7 @@ import hashlib
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -282,7 +282,7 @@ def token_counter(path: str | None) -> tuple[Callable[[str], int], str]:
     return (lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)), path
 
 
-def _histogram(values: list[float]) -> dict:
+def _histogram(values: Sequence[float]) -> dict:
     edges = dedup.shared_edges(values)
     return {"edges": edges, "counts": dedup.histogram_counts(values, edges)}
 
@@ -387,6 +387,8 @@ def _run_leakage(check: QualityCheck, report: Callable[[int], None]) -> dict:
     """Items of one snapshot in different splits that are the same (content hash), share
     a prompt or a battle (the keys the split groups by), or are near duplicates."""
     snapshot = check.snapshot
+    if snapshot is None:  # quality_check_start gives a leakage check its snapshot
+        raise ValueError("A leakage check needs a snapshot.")
     _set_total(check, snapshot.member_count)
     schema = snapshot.stats.get("schema") or {}
     task_type = schema.get("task_type") or snapshot.task_type
@@ -442,7 +444,8 @@ def _run_leakage(check: QualityCheck, report: Callable[[int], None]) -> dict:
     }
 
 
-RUNNERS = {
+# Keyed by the kind as stored (a Kind is a str).
+RUNNERS: dict[str, Callable[[QualityCheck, Callable[[int], None]], dict]] = {
     QualityCheck.Kind.DUPLICATES: _run_duplicates,
     QualityCheck.Kind.PII: _run_pii,
     QualityCheck.Kind.DISTRIBUTIONS: _run_distributions,
@@ -529,7 +532,8 @@ def dataset_derive(
     created = Item.objects.bulk_create(new_items, batch_size=2000)
     GoldLabel.objects.bulk_create(
         [
-            GoldLabel(
+            # `value` is the answer property over choice and free_text; the plugin sees fields only.
+            GoldLabel(  # type: ignore[misc]
                 project_id=source.project_id,
                 item=created[index],
                 value=gold_transform(gold.value) if gold_transform else gold.value,

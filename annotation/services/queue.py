@@ -9,15 +9,17 @@ import json
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final, Literal
 
 from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from annotation.models import (
@@ -40,7 +42,13 @@ from annotation.services.resolution import (
 from core.db import commit_without_flush, fetch_one, on_postgresql, run_alone
 from core.fields import encrypt_json
 from core.models import Project, User
-from core.services.audit import audit_append_sql, audit_record, content_hash, event_draft
+from core.services.audit import (
+    EventDraft,
+    audit_append_sql,
+    audit_record,
+    content_hash,
+    event_draft,
+)
 from core.time_spent import TimeSpent, time_spent_decide
 
 
@@ -156,10 +164,10 @@ def _label_lease(
     project: Project,
     item: Item,
     annotator: User,
-    schema_id,
-    guideline_id,
-    created_at,
-    expires_at,
+    schema_id: int,
+    guideline_id: int | None,
+    created_at: datetime,
+    expires_at: datetime,
     pk: int | None = None,
 ) -> Lease:
     """An active label lease: one the database already holds (`pk` given) or one to save."""
@@ -189,8 +197,8 @@ def _claim(
     order: str,
     schema_id: int,
     guideline_id: int | None,
-    now,
-    expires,
+    now: datetime,
+    expires: datetime,
 ) -> Lease | None:
     """A newly claimed item under a new lease, or None when nothing is left to claim."""
     claim = _claim_postgresql if on_postgresql() else _claim_portable
@@ -214,9 +222,9 @@ def _claim_postgresql(
     order: str,
     schema_id: int,
     guideline_id: int | None,
-    now,
-    expires,
-    run=fetch_one,
+    now: datetime,
+    expires: datetime,
+    run: Callable[[str, dict], tuple | None] = fetch_one,
 ) -> Lease | None:
     """_claim in one statement (SKIP LOCKED). `run` runs it: on its own (the fast path) or
     in the caller's transaction."""
@@ -254,8 +262,8 @@ def _claim_portable(
     order: str,
     schema_id: int,
     guideline_id: int | None,
-    now,
-    expires,
+    now: datetime,
+    expires: datetime,
 ) -> Lease | None:
     """_claim in plain ORM steps, for the embedded SQLite demo: its transactions begin
     IMMEDIATE, one writer at a time, so nobody claims between the read and the writes."""
@@ -296,7 +304,7 @@ def _gold_turn(settings: AnnotationSettings, annotator: User, served: int) -> bo
     return draw < settings.gold_rate
 
 
-def _seen_by(annotator: User):
+def _seen_by(annotator: User) -> QuerySet[Lease]:
     """Leases (of any kind but expired) that this annotator holds or held on an item."""
     return Lease.objects.filter(item=OuterRef("pk"), annotator=annotator).exclude(
         state=Lease.State.EXPIRED
@@ -367,7 +375,7 @@ def _item_lease_next_locked(*, project: Project, annotator: User) -> LeaseOffer 
             )
             lease.save(force_insert=True)
             return _offer(lease)
-    lease = _claim(
+    claimed = _claim(
         project=project,
         annotator=annotator,
         k=settings.labels_per_item,
@@ -377,7 +385,7 @@ def _item_lease_next_locked(*, project: Project, annotator: User) -> LeaseOffer 
         now=now,
         expires=expires,
     )
-    return None if lease is None else _offer(lease)
+    return None if claimed is None else _offer(claimed)
 
 
 def _lock_own_lease(*, lease_id: int, annotator: User, project: Project) -> Lease:
@@ -393,7 +401,9 @@ def _lock_own_lease(*, lease_id: int, annotator: User, project: Project) -> Leas
     return lease
 
 
-def _revive_if_expired(lease: Lease, item: Item, settings: AnnotationSettings, now) -> None:
+def _revive_if_expired(
+    lease: Lease, item: Item, settings: AnnotationSettings, now: datetime
+) -> None:
     """A late answer is still taken if the item has room for it."""
     if lease.state == Lease.State.ACTIVE and lease.expires_at >= now:
         return
@@ -489,7 +499,8 @@ def _annotation_submit_locked(
     spent = time_spent_decide(
         claimed=seconds_spent, handed_out_at=lease.created_at, answered_at=now, shown=item.payload
     )
-    annotation = Annotation.objects.create(
+    # `value` is the answer property over choice and free_text; the plugin sees fields only.
+    annotation = Annotation.objects.create(  # type: ignore[misc]
         project=project,
         item=item,
         annotator=annotator,
@@ -535,15 +546,22 @@ def _answer_params(prefix: str, value: dict) -> dict[str, str | None]:
 
 # The fast paths (PostgreSQL only: queue_sql's statements) answer one of these when they
 # leave the case to the locked path.
-_SLOW_PATH = object()
-_RETRY = object()
+class _Detour(Enum):
+    SLOW_PATH = "slow path"
+    RETRY = "retry"
+
+
+_SLOW_PATH: Final = _Detour.SLOW_PATH
+_RETRY: Final = _Detour.RETRY
 _SUBMIT_ATTEMPTS = 3
 # A lease this close to expiry goes the locked way: the sweeper may be expiring it, and it
 # locks lease before item where the submitting statement locks item with lease.
 _EXPIRY_MARGIN = timedelta(seconds=5)
 
 
-def _lease_next_fast(*, project: Project, annotator: User):
+def _lease_next_fast(
+    *, project: Project, annotator: User
+) -> LeaseOffer | None | Literal[_Detour.SLOW_PATH]:
     now = timezone.now()
     row = fetch_one(sql.NEXT_READ_SQL, {"project": project.pk, "user": annotator.pk})
     if row is None:  # no settings row yet: the locked path creates it
@@ -572,7 +590,7 @@ def _lease_next_fast(*, project: Project, annotator: User):
     if _sweep_due(project):
         with transaction.atomic():
             _leases_expire_now_and_then(project=project, now=now)
-    lease = _claim_postgresql(
+    claimed = _claim_postgresql(
         project=project,
         annotator=annotator,
         k=k,
@@ -583,7 +601,7 @@ def _lease_next_fast(*, project: Project, annotator: User):
         expires=now + timedelta(seconds=lease_seconds),
         run=run_alone,
     )
-    return None if lease is None else _offer(lease)
+    return None if claimed is None else _offer(claimed)
 
 
 # Not frozen: a frozen dataclass costs microseconds per instance on the hot path.
@@ -634,7 +652,7 @@ def _annotation_submit_fast(
     value: dict,
     submission_id: uuid.UUID,
     seconds_spent: float | None,
-):
+) -> Annotation | _Detour:
     """The usual submit: one read, then one statement that writes the answer, the item's
     count, a gold label where agreement decides the item, and the audit events. Answers
     _SLOW_PATH where the locked path must decide, _RETRY where the read went stale."""
@@ -694,7 +712,7 @@ def _submit_settled_without_writing(
     annotator: User,
     submission_id: uuid.UUID,
     now: datetime,
-):
+) -> Annotation | _Detour | None:
     """What the fast submit answers before it writes anything: the stored answer of a
     retry, _SLOW_PATH for the cases the locked path decides, None to go on. Raises for a
     lease of someone else's, one already submitted, or a submission id used elsewhere."""
@@ -725,16 +743,20 @@ def _submit_statement_parts(read: _SubmitRead, answer: _Answer) -> tuple[str, di
     ]
     events = [_submit_event(read, answer)]
     params = _submit_params(read, answer, others=others)
-    if read.is_gold or read.label_count + 1 < read.k:
+    # The slow path took every read whose settings are missing (_submit_settled_without_writing).
+    if read.is_gold or read.label_count + 1 < read.k:  # type: ignore[operator]
         return "", params, events
+    # A submitted answer is never empty, so none of `others` is None.
     gold_sql, decided, decided_events = _agreement_on_last_answer(
-        read, answer, answers=[*others, (read.annotation_id, answer.clean)]
+        read,
+        answer,
+        answers=[*others, (read.annotation_id, answer.clean)],  # type: ignore[list-item]
     )
     params.update(decided)
     return gold_sql, params, events + decided_events
 
 
-def _submit_event(read: _SubmitRead, answer: _Answer):
+def _submit_event(read: _SubmitRead, answer: _Answer) -> EventDraft:
     """The audit event of the answer itself, naming its pre-drawn id."""
     return event_draft(
         actor=answer.annotator,
@@ -780,11 +802,12 @@ def _submit_params(
 
 
 def _agreement_on_last_answer(
-    read: _SubmitRead, answer: _Answer, *, answers: list[tuple[int, dict | None]]
+    read: _SubmitRead, answer: _Answer, *, answers: list[tuple[int, dict]]
 ) -> tuple[str, dict[str, Any], list]:
     """Precondition: `answer` is the item's k-th. Agreement decides the item: the gold
     label's insert (empty when disputed), the parameters that change and the audit event."""
-    settings = AnnotationSettings(
+    # Set: the slow path took every read whose settings are missing.
+    settings = AnnotationSettings(  # type: ignore[misc]
         labels_per_item=read.k, agreement_rule=read.rule, majority_min=read.majority_min
     )
     outcome = agreement_outcome(
@@ -832,7 +855,8 @@ def _submit_write(*, gold_sql: str, params: dict[str, Any], events: list) -> boo
     the read saw has changed, and nothing was written)."""
     audit_sql, audit_params = audit_append_sql(events, gate="answer")
     statement = sql.SUBMIT_WRITE_SQL.format(gold=gold_sql, audit=audit_sql)
-    answered, appended = run_alone(statement, {**params, **audit_params})
+    # The statement answers one row whatever it wrote.
+    answered, appended = run_alone(statement, {**params, **audit_params})  # type: ignore[misc]
     if answered:
         assert appended == len(events)  # noqa: S101 - `locked` checked the head row exists
     return bool(answered)
@@ -848,7 +872,8 @@ def _stored_submission(*, submission_id: uuid.UUID, lease_id: int) -> Annotation
 
 def _annotation_as_written(read: _SubmitRead, answer: _Answer) -> Annotation:
     """The Annotation SUBMIT_WRITE_SQL inserted, built without reading it back."""
-    annotation = Annotation(
+    # `value` is the answer property over choice and free_text; the plugin sees fields only.
+    annotation = Annotation(  # type: ignore[misc]
         pk=read.annotation_id,
         project=answer.project,
         item_id=read.item_id,

@@ -79,7 +79,8 @@ def item_resolve_by_agreement(
         )
         return None
     agreeing = [annotations[i] for i in outcome.agreeing]
-    gold = GoldLabel.objects.create(
+    # `value` is the answer property over choice and free_text; the plugin sees fields only.
+    gold = GoldLabel.objects.create(  # type: ignore[misc]
         project_id=item.project_id,
         item=item,
         value=agreeing[0].value,
@@ -173,8 +174,11 @@ def adjudication_resolve(
     if Annotation.objects.filter(item=item, annotator=adjudicator).exists():
         raise PermissionDenied("You labelled this item; another adjudicator must decide it.")
     schema = LabelSchema.objects.filter(project=project).order_by("-version").first()
+    if schema is None:
+        raise ValidationError({"schema": "this project has no label schema yet"})
     clean = validate_answer(schema.task_type, schema.config, item.payload, value)
-    gold = GoldLabel.objects.create(
+    # `value` is the answer property over choice and free_text; the plugin sees fields only.
+    gold = GoldLabel.objects.create(  # type: ignore[misc]
         project=project,
         item=item,
         value=clean,
@@ -224,7 +228,7 @@ def label_model_apply(*, project: Project, applied_by: User, min_confidence: flo
     items = {item_id: i for i, item_id in enumerate(dict.fromkeys(r[1] for r in rows))}
     annotators = {a: i for i, a in enumerate(dict.fromkeys(r[2] for r in rows))}
     codes: dict = {}
-    values_by_code: dict[int, dict] = {}
+    values_by_code: dict[int, dict | None] = {}
     encoded = []
     for _, _, _, value in rows:
         code = codes.setdefault(agreement_key(schema.task_type, value), len(codes))
@@ -249,7 +253,8 @@ def label_model_apply(*, project: Project, applied_by: User, min_confidence: flo
         supporting = [
             r[0] for r in rows if r[1] == item.pk and agreement_key(schema.task_type, r[3]) == key
         ]
-        GoldLabel.objects.create(
+        # `value` is the answer property over choice and free_text; the plugin sees fields only.
+        GoldLabel.objects.create(  # type: ignore[misc]
             project=project,
             item=item,
             value=value,

@@ -13,13 +13,13 @@ import hashlib
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Case, F, Max, Q, QuerySet, TextField, Value, When
+from django.db.models import Case, Expression, F, Max, Q, QuerySet, TextField, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import MD5, Cast, Coalesce, Concat, Left
 from django.utils import timezone
@@ -133,7 +133,7 @@ def filter_validated(project: Project, raw: dict[str, Any] | None) -> dict[str, 
     return cleaned
 
 
-def stratum_expression(task_type: str):
+def stratum_expression(task_type: str) -> Expression:
     """What the split is stratified by: the discrete label where there is one (a schema
     choice, so it is plain in the database)."""
     if task_type == TaskType.CLASSIFICATION:
@@ -183,7 +183,12 @@ def manifest_line(content: str, label_hash: str, split: str) -> bytes:
 
 
 def _grouped_split(
-    labels: QuerySet, *, stratum, schema_info: dict[str, Any], seed: int, ratios: dict
+    labels: QuerySet,
+    *,
+    stratum: Expression,
+    schema_info: dict[str, Any],
+    seed: int,
+    ratios: dict,
 ) -> tuple[GroupedSplitter, dict[str, Any]]:
     """Every matching item's split, decided per group (annotation.split_groups): a first,
     light pass reads each item's group keys and label; payloads are decrypted only for
@@ -333,7 +338,7 @@ def _snapshot_seed_validate(seed: Any) -> None:
         raise ValidationError({"seed": "must be a 32-bit integer"})
 
 
-def _member_rows(labels: QuerySet, *, stratum) -> QuerySet:
+def _member_rows(labels: QuerySet, *, stratum: Expression) -> QuerySet:
     """The matching gold labels in item order, as the members are written from them.
 
     Payloads are decrypted by their field's converter (they are ciphertext in the
@@ -370,7 +375,9 @@ class _MembersWritten:
     counts: dict[str, Counter]
 
 
-def _members_write(rows: QuerySet, *, snapshot_id: int, split_of) -> _MembersWritten:
+def _members_write(
+    rows: QuerySet, *, snapshot_id: int, split_of: Callable[[int], str | None]
+) -> _MembersWritten:
     """Write the members from `_member_rows` in batches, hashing the manifest and counting
     what the stats report as they pass. Runs once per member: keep it lean."""
     canonical_labels: dict[str | None, tuple[str | None, str]] = {}
@@ -629,7 +636,8 @@ def _pairs_dataset_create(
     created = Item.objects.bulk_create(items, batch_size=2000)
     GoldLabel.objects.bulk_create(
         [
-            GoldLabel(
+            # `value` is the answer property over choice and free_text; the plugin sees fields only.
+            GoldLabel(  # type: ignore[misc]
                 project=project,
                 item=item,
                 value=label,

@@ -3,6 +3,7 @@
 import secrets
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
@@ -207,7 +208,7 @@ def project_update(
     archived: bool | None = None,
 ) -> Project:
     project = Project.objects.select_for_update().get(pk=project.pk)
-    changes: dict[str, object] = {}
+    changes: dict[str, dict[str, Any]] = {}
     for field, value in (("name", name), ("description", description), ("archived", archived)):
         if value is not None and getattr(project, field) != value:
             changes[field] = {"from": getattr(project, field), "to": value}

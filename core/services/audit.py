@@ -64,7 +64,14 @@ def audit_record(
     return _append(actor=actor, action=action, target=target, data=data, project_id=project_id)
 
 
-def _append(*, actor, action, target, data, project_id) -> AuditEvent:
+def _append(
+    *,
+    actor: Any,
+    action: str,
+    target: models.Model | None,
+    data: dict[str, Any] | None,
+    project_id: int | None,
+) -> AuditEvent:
     if on_postgresql():
         return _append_in_one_statement(
             actor=actor, action=action, target=target, data=data, project_id=project_id
@@ -94,7 +101,14 @@ def _append(*, actor, action, target, data, project_id) -> AuditEvent:
     return event
 
 
-def _append_in_one_statement(*, actor, action, target, data, project_id) -> AuditEvent:
+def _append_in_one_statement(
+    *,
+    actor: Any,
+    action: str,
+    target: models.Model | None,
+    data: dict[str, Any] | None,
+    project_id: int | None,
+) -> AuditEvent:
     """The same append as one statement: the head row is locked, read, moved on and
     released by the database without a round trip in between (see chain_sql)."""
     draft = event_draft(

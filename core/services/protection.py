@@ -4,6 +4,7 @@ uploads when it rotates keys); this module only knows how to read, write and re-
 
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -37,6 +38,10 @@ def encrypted_columns() -> list[tuple[type[models.Model], list[EncryptedJSONFiel
     return found
 
 
+def _token_rotate(token: str, column: str, pk: object, *, table: str) -> str:
+    return rotate_token(token, where=f"{table}.{column} row {pk}")
+
+
 def encrypted_columns_rotate(*, on_progress: Callable[[str, int], None] | None = None) -> Counter:
     """Put every value encrypted at rest (item payloads, honeypot answers, prompts and
     references) under the first key; plaintext JSON written before encryption was turned
@@ -50,13 +55,9 @@ def encrypted_columns_rotate(*, on_progress: Callable[[str, int], None] | None =
             table=table,
             pk=model._meta.pk.column,
             columns=[f.column for f in fields],
-            change=lambda token, column, pk, table=table: rotate_token(
-                token, where=f"{table}.{column} row {pk}"
-            ),
+            change=partial(_token_rotate, table=table),
             batch=ROTATE_BATCH,
-            on_batch=(
-                None if on_progress is None else lambda rows, label=label: on_progress(label, rows)
-            ),
+            on_batch=(None if on_progress is None else partial(on_progress, label)),
         )
         audit_record(
             actor=None,

@@ -9,6 +9,7 @@ random token), so no template or serializer can leak identity; engineers and com
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,7 @@ from django.http import Http404
 
 from annotation import conversations
 from core import time_spent
-from core.models import Project
+from core.models import Project, User
 from evaluation import ratings as R
 from evaluation.models import (
     Campaign,
@@ -136,7 +137,7 @@ def rater_notice(*, campaign: Campaign, reviewer_id: int) -> str:
     return " ".join(lines)
 
 
-def review_progress(*, campaign: Campaign, reviewer) -> ReviewProgress:
+def review_progress(*, campaign: Campaign, reviewer: User) -> ReviewProgress:
     done = Judgment.objects.filter(
         campaign=campaign, reviewer=reviewer, submitted_at__isnull=False, is_attention=False
     ).count()
@@ -152,7 +153,7 @@ class ReviewCampaign:
     quota: int
 
 
-def review_campaign_list(*, project: Project, reviewer) -> list[ReviewCampaign]:
+def review_campaign_list(*, project: Project, reviewer: User) -> list[ReviewCampaign]:
     campaigns = Campaign.objects.filter(project=project, status=Campaign.Status.OPEN).annotate(
         done=Count(
             "judgments",
@@ -241,7 +242,9 @@ def judged(
     return judgments
 
 
-def _without_self_identified(judgments: QuerySet[Judgment], campaign: Campaign):
+def _without_self_identified(
+    judgments: QuerySet[Judgment], campaign: Campaign
+) -> QuerySet[Judgment]:
     """By battle id, not a join on battles: grouping a million judgments stays on one
     table, and a campaign with no flagged battle adds no condition at all."""
     flagged = list(campaign.battles.exclude(self_identification="").values_list("pk", flat=True))
@@ -338,7 +341,7 @@ class CampaignResults:
         return time_spent.RULE
 
     def as_dict(self) -> dict:
-        def clean(v):
+        def clean(v: object) -> object:
             return None if isinstance(v, float) and not math.isfinite(v) else v
 
         return {
@@ -449,7 +452,7 @@ def campaign_results(
         criteria=_criteria_means(campaign, included, contestants),
         categories=_category_ratings(campaign, ids, labels, excluded, include_self_identified),
         bootstrap=bootstrap,
-        bootstrap_stale=bool(bootstrap)
+        bootstrap_stale=bootstrap is not None
         and not include_self_identified
         and bootstrap.judgments != counts.total,
         excluded_raters=len(excluded),
@@ -459,7 +462,9 @@ def campaign_results(
     )
 
 
-def _self_identification(campaign, contestants, excluded, included: bool) -> SelfIdentification:
+def _self_identification(
+    campaign: Campaign, contestants: dict[int, Contestant], excluded: list[int], included: bool
+) -> SelfIdentification:
     flagged = (
         campaign.battles.filter(kind="real")
         .exclude(self_identification="")
@@ -495,7 +500,7 @@ def _self_identification(campaign, contestants, excluded, included: bool) -> Sel
     )
 
 
-def _unsafe_rates(included) -> dict[int, float]:
+def _unsafe_rates(included: QuerySet[Judgment]) -> dict[int, float]:
     shown: dict[int, list[int]] = {}
     for left, right, ul, ur in included.values_list(
         "contestant_left_id", "contestant_right_id", "unsafe_left", "unsafe_right"
@@ -507,7 +512,7 @@ def _unsafe_rates(included) -> dict[int, float]:
     return {pk: unsafe / total for pk, (unsafe, total) in shown.items() if total}
 
 
-def _agreement(included) -> R.Agreement:
+def _agreement(included: QuerySet[Judgment]) -> R.Agreement:
     """Outcomes of battles judged more than once, turned to the battle's fixed x/y order."""
     repeated = (
         included.values("battle_id")
@@ -539,7 +544,8 @@ def _raters(campaign: Campaign) -> list[RaterRow]:
     for rid, s, fast in Judgment.objects.filter(
         campaign=campaign, submitted_at__isnull=False, seconds_spent__isnull=False
     ).values_list("reviewer_id", "seconds_spent", "too_fast"):
-        seconds.setdefault(rid, []).append(s)
+        if s is not None:  # never, by the filter; the type checker cannot know that
+            seconds.setdefault(rid, []).append(s)
         too_fast[rid] = too_fast.get(rid, 0) + fast
     rows = []
     for p in per:
@@ -562,7 +568,9 @@ def _raters(campaign: Campaign) -> list[RaterRow]:
     return rows
 
 
-def _criteria_means(campaign, included, contestants) -> dict[str, dict[str, float | None]]:
+def _criteria_means(
+    campaign: Campaign, included: QuerySet[Judgment], contestants: dict[int, Contestant]
+) -> dict[str, dict[str, float | None]]:
     if not campaign.criteria:
         return {}
     out = {}
@@ -586,7 +594,11 @@ def _criteria_means(campaign, included, contestants) -> dict[str, dict[str, floa
 
 
 def _category_ratings(
-    campaign, ids, labels, excluded, include_self_identified
+    campaign: Campaign,
+    ids: list[int],
+    labels: list[str],
+    excluded: list[int],
+    include_self_identified: bool,
 ) -> dict[str, dict[str, float]]:
     index = {pk: n for n, pk in enumerate(ids)}
     by_category: dict[str, list] = {}
@@ -609,7 +621,7 @@ def _category_ratings(
     return out
 
 
-def campaign_list_for_project(*, project: Project):
+def campaign_list_for_project(*, project: Project) -> QuerySet[Campaign]:
     return (
         Campaign.objects.filter(project=project)
         .select_related("prompt_set")
@@ -640,7 +652,7 @@ def battle_pair_uncertainty(*, campaign: Campaign) -> dict[tuple[int, int], floa
     return out
 
 
-def prompt_set_list_for_project(*, project: Project):
+def prompt_set_list_for_project(*, project: Project) -> QuerySet[PromptSet]:
     return PromptSet.objects.filter(project=project)
 
 
@@ -652,18 +664,18 @@ def prompt_set_get(*, project: Project, prompt_set_id: int | str) -> PromptSet:
         raise Http404("No such prompt set.") from None
 
 
-def contestant_list_for_project(*, project: Project):
+def contestant_list_for_project(*, project: Project) -> QuerySet[Contestant]:
     return Contestant.objects.filter(project=project).select_related("model_version", "base_model")
 
 
-def contestant_list_runnable(*, project: Project):
+def contestant_list_runnable(*, project: Project) -> QuerySet[Contestant]:
     """Contestants a generation job can run: those with a model version or a base model."""
     return contestant_list_for_project(project=project).filter(
         Q(model_version__isnull=False) | Q(base_model__isnull=False)
     )
 
 
-def generation_job_list_for_project(*, project: Project):
+def generation_job_list_for_project(*, project: Project) -> QuerySet[GenerationJob]:
     return (
         GenerationJob.objects.filter(project=project)
         .select_related("contestant", "prompt_set")
@@ -675,21 +687,21 @@ def generation_job_get(*, project: Project, job_id: int) -> GenerationJob | None
     return generation_job_list_for_project(project=project).filter(pk=job_id).first()
 
 
-def generation_jobs_active(jobs) -> bool:
+def generation_jobs_active(jobs: Iterable[GenerationJob]) -> bool:
     """Whether any of `jobs` may still change, so the page keeps polling."""
     active = (GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING)
     return any(job.status in active for job in jobs)
 
 
-def metric_run_list_for_project(*, project: Project):
+def metric_run_list_for_project(*, project: Project) -> QuerySet[MetricRun]:
     return MetricRun.objects.filter(project=project).select_related("contestant", "prompt_set")
 
 
-def gate_list_for_project(*, project: Project):
+def gate_list_for_project(*, project: Project) -> QuerySet[Gate]:
     return Gate.objects.filter(project=project).order_by("name", "pk")
 
 
-def gate_run_list_for_project(*, project: Project):
+def gate_run_list_for_project(*, project: Project) -> QuerySet[GateRun]:
     return (
         GateRun.objects.filter(gate__project=project)
         .select_related("gate", "candidate", "baseline")

@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from annotation.services import snapshot_create_from_pairs
@@ -78,7 +78,8 @@ def _attention_battles(
         for by_prompt in records.values()
         if (output := by_prompt.get(prompt.pk)) is not None and output.text.strip()
     ]
-    battles, seen = [], set()
+    battles: list[Battle] = []
+    seen: set[tuple[int, str, str]] = set()
     for _ in range(count * 20):  # bounded: small or repetitive sets may offer fewer
         if len(battles) >= count or len(answered) < 2:
             break
@@ -369,7 +370,7 @@ def judgments_release_stale() -> int:
     return released
 
 
-def _claim(battles, reviewer: User) -> Battle | None:
+def _claim(battles: QuerySet[Battle], reviewer: User) -> Battle | None:
     return (
         battles.exclude(judgments__reviewer=reviewer)
         .select_for_update(skip_locked=True, of=("self",))
@@ -447,7 +448,7 @@ def _attention_due(campaign: Campaign, reviewer: User, done: int) -> bool:
     return _open_real_battles(campaign).exclude(judgments__reviewer=reviewer).exists()
 
 
-def _open_real_battles(campaign: Campaign):
+def _open_real_battles(campaign: Campaign) -> QuerySet[Battle]:
     return campaign.battles.filter(kind=Battle.Kind.REAL, assigned__lt=campaign.raters_per_pair)
 
 

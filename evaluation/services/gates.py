@@ -93,7 +93,9 @@ def _latest_run(contestant: Contestant, prompt_set_id: int) -> MetricRun | None:
     )
 
 
-def _check_metric(check, candidate, baseline) -> tuple[bool, dict, str]:
+def _check_metric(
+    check: dict[str, Any], candidate: Contestant, baseline: Contestant
+) -> tuple[bool, dict, str]:
     cand = _latest_run(candidate, check["prompt_set"])
     base = _latest_run(baseline, check["prompt_set"])
     if cand is None or base is None:
@@ -174,7 +176,9 @@ def metric_reason(numbers: dict[str, Any], *, passed: bool) -> str:
     )
 
 
-def _check_rating(check, candidate, baseline) -> tuple[bool, dict, str]:
+def _check_rating(
+    check: dict[str, Any], candidate: Contestant, baseline: Contestant
+) -> tuple[bool, dict, str]:
     campaign = Campaign.objects.get(pk=check["campaign"])
     ids, _, fit = selectors.campaign_fit(campaign=campaign)
     if candidate.pk not in ids or baseline.pk not in ids:
@@ -216,7 +220,9 @@ def _check_rating(check, candidate, baseline) -> tuple[bool, dict, str]:
     return passed, numbers, reason
 
 
-def _check_fairness(check, candidate, _baseline) -> tuple[bool, dict, str]:
+def _check_fairness(
+    check: dict[str, Any], candidate: Contestant, _baseline: Contestant
+) -> tuple[bool, dict, str]:
     run = _latest_run(candidate, check["prompt_set"])
     if run is None or not run.slices:
         return False, {}, "no finished metric run with fairness slices for the candidate"
@@ -225,7 +231,9 @@ def _check_fairness(check, candidate, _baseline) -> tuple[bool, dict, str]:
     return not flagged, numbers, f"flagged groups: {', '.join(flagged)}" if flagged else "no flags"
 
 
-def _check_unsafe(check, candidate, _baseline) -> tuple[bool, dict, str]:
+def _check_unsafe(
+    check: dict[str, Any], candidate: Contestant, _baseline: Contestant
+) -> tuple[bool, dict, str]:
     campaign = Campaign.objects.select_related("prompt_set").get(pk=check["campaign"])
     results = selectors.campaign_results(campaign=campaign)
     row = next((r for r in results.rows if r.contestant_id == candidate.pk), None)

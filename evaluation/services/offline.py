@@ -12,7 +12,7 @@ from core.services.audit import audit_record
 from core.services.jobs import job_claim, job_fail, job_finish
 from evaluation import metrics as M
 from evaluation import tasks
-from evaluation.models import Contestant, MetricRun, PromptSet
+from evaluation.models import Contestant, MetricRun, Prompt, PromptSet
 from evaluation.services.prompts import generation_outputs
 
 
@@ -72,7 +72,7 @@ def metric_runs_start(
     ]
 
 
-def _slice_value(prompt, field: str) -> str:
+def _slice_value(prompt: Prompt, field: str) -> str:
     if field == "category":
         return prompt.category or "(none)"
     value = prompt.metadata.get(field)
@@ -121,11 +121,11 @@ def _compute(run: MetricRun) -> tuple[dict, list, dict]:
             examples.append({"prompt": p.pk, "output": pred, "exact_match": em, "token_f1": f1})
     slices = {}
     if run.slice_field:
-        report = M.fairness_slices(
+        slice_report = M.fairness_slices(
             field_name=run.slice_field,
             groups=[_slice_value(p, run.slice_field) for p in prompts],
             scores=scores,
             gap_threshold=run.gap_threshold,
         )
-        slices = report.as_dict()
+        slices = slice_report.as_dict()
     return results, examples, slices

@@ -112,7 +112,8 @@ def split_results(results: dict[str, Any] | None) -> tuple[list, list]:
     (name, value). Scores are floats; whole numbers (how many prompts were scored, the
     support of each label) are counts, not metrics. Per-label scores are named
     "precision (label)". Lists (labels, confusion matrix) stay in the JSON file."""
-    metrics, counts = [], []
+    metrics: list[tuple[str, Any]] = []
+    counts: list[tuple[str, Any]] = []
     for name, value in sorted((results or {}).items()):
         items = (
             [(f"{name} ({k})", v) for k, v in sorted(value.items())]

@@ -3,6 +3,7 @@ deleted after the retention period. Items, snapshots and every hash are kept."""
 
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 
 from annotation.services.datasets import dataset_uploads_stored, raw_uploads_purge
 from core import at_rest, keys
@@ -43,7 +44,7 @@ def encryption_rotate(*, on_progress: Callable[[str, int], None] | None = None) 
     return done
 
 
-def uploads_purge(*, now=None, days: int | None = None) -> dict[str, list]:
+def uploads_purge(*, now: datetime | None = None, days: int | None = None) -> dict[str, list]:
     """Every retention duty: raw dataset uploads and training-file uploads past
     PORTAL_RAW_UPLOAD_RETENTION_DAYS (or `days`)."""
     return {

@@ -71,7 +71,9 @@ def job_log_tail(*, job: TrainingJob, limit: int = LOG_TAIL) -> list[TrainingLog
     return list(reversed(job.log_lines.order_by("-id")[:limit]))
 
 
-def job_log_lines(*, job: TrainingJob, after_id: int = 0, limit: int = 1000):
+def job_log_lines(
+    *, job: TrainingJob, after_id: int = 0, limit: int = 1000
+) -> QuerySet[TrainingLogLine]:
     return job.log_lines.filter(pk__gt=after_id).order_by("id")[:limit]
 
 

@@ -463,7 +463,7 @@ def _registration_settle(
     locked = job_settle(BaseModelRegistration, pk=registration.pk, status=status, **fields)
     if locked is None:
         return registration
-    data = {"error_sha256": content_hash(locked.error)} if locked.error else {}
+    data: dict[str, Any] = {"error_sha256": content_hash(locked.error)} if locked.error else {}
     if locked.base_model_id:
         data["base_model"] = locked.base_model_id
     audit_record(

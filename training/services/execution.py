@@ -141,7 +141,9 @@ def _prepare_data(job: TrainingJob) -> tuple[str, str | None]:
         from annotation.services.exports import export_write
 
         snapshot = job.snapshot
-        files = {}
+        if snapshot is None:  # launched from one, and PROTECT keeps it: never here
+            raise ValueError(f"Job {job.pk} names a snapshot it no longer has.")
+        files: dict[str, dict[str, Any]] = {}
         for split in ("train", "validation"):
             out = folder / f"{split}.jsonl"
             exported = export_write(snapshot=snapshot, fmt=data["format"], path=out, split=split)
@@ -426,7 +428,9 @@ def _stop_child(child: subprocess.Popen) -> None:
             os.killpg(child.pid, signal.SIGKILL)
 
 
-def _finish(job, follower, code: int, cancel_asked: bool, log_path: Path) -> None:
+def _finish(
+    job: TrainingJob, follower: Follower, code: int, cancel_asked: bool, log_path: Path
+) -> None:
     outcome = follower.outcome
     kind = outcome.get("type")
     if kind == "result" and code == 0:

@@ -4,7 +4,9 @@ Runs on a Celery worker (or any process that may load torch), never in a web pro
 runner module loads the model lazily and keeps it cached between calls.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import ValidationError
 
@@ -23,7 +25,7 @@ def generate(
     *,
     base_model: BaseModel,
     model_version: ModelVersion | None = None,
-    prompts: list[str | list[dict]],
+    prompts: Sequence[str | list[dict]],
     max_new_tokens: int = 128,
     temperature: float = 0.0,
     top_p: float = 1.0,
@@ -48,7 +50,7 @@ def generate_completions(
     *,
     base_model: BaseModel,
     model_version: ModelVersion | None = None,
-    prompts: list[str],
+    prompts: Sequence[str | list[dict]],
     max_new_tokens: int = 128,
     temperature: float = 0.0,
     top_p: float = 1.0,
@@ -91,7 +93,7 @@ def generate_completions(
 
 
 def generate_by_ids(
-    *, base_model_id: int, model_version_id: int | None, prompts: list[str], **options
+    *, base_model_id: int, model_version_id: int | None, prompts: list[str], **options: Any
 ) -> list[str]:
     base_model = BaseModel.objects.get(pk=base_model_id)
     version = ModelVersion.objects.get(pk=model_version_id) if model_version_id else None

@@ -4,7 +4,7 @@ machine). The worker side, which runs and follows the child process, is in execu
 import hashlib
 import shutil
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -126,7 +126,7 @@ def training_file_store(
     }
 
 
-def training_files_purge(*, now=None, days: int | None = None) -> list[Path]:
+def training_files_purge(*, now: datetime | None = None, days: int | None = None) -> list[Path]:
     """Delete stored training-file uploads older than `days` (PORTAL_RAW_UPLOAD_RETENTION_DAYS;
     0 keeps everything), except those a queued or running job still has to read. Jobs keep
     the files' hashes; a job made from a purged file can no longer be resumed."""
@@ -212,7 +212,14 @@ def _gather(errors: dict[str, list[str]], check: Any, *args: Any, **kwargs: Any)
         return None
 
 
-def _check_lineage(*, project: Project, kind: str, base_model: BaseModel, parent, reward) -> None:
+def _check_lineage(
+    *,
+    project: Project,
+    kind: str,
+    base_model: BaseModel,
+    parent: ModelVersion | None,
+    reward: ModelVersion | None,
+) -> None:
     errors = {}
     if parent is not None:
         if parent.project_id != project.pk:
@@ -310,6 +317,9 @@ def training_job_create(
         _refuse(errors, "eval_steps", "Evaluation needs a validation file or a snapshot.")
     if errors:
         raise ValidationError(errors)
+    created_by = owner or actor
+    if created_by is None:
+        raise ValueError("A job needs an owner: give the actor or the owner.")
     job = TrainingJob.objects.create(
         project=project,
         name=name.strip() or f"{kind}-{method}",
@@ -324,7 +334,7 @@ def training_job_create(
         config=config,
         seed=config["seed"],
         snapshot=snapshot,
-        created_by=owner or actor,
+        created_by=created_by,
     )
     audit_record(
         actor=actor,
