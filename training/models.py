@@ -184,11 +184,9 @@ class TrainingJob(BackgroundJob):
         return settings.TRAINING_HEARTBEAT_STALE_SECONDS
 
     def lost_error(self, reason: str) -> str:
-        """Unlike other kinds, a lost training job keeps its checkpoints: it says which one
-        it can resume from."""
-        last = self.checkpoints.order_by("-step").first()
-        resumable = f" Resumable from the checkpoint at step {last.step}." if last else ""
-        return f"The worker running this training job {reason}.{resumable}"
+        """Unlike other kinds, a lost training job keeps its checkpoints: the sweep's hook
+        (services.jobs.training_job_lost) adds which one it resumed or can resume from."""
+        return f"The worker running this training job {reason}."
 
     @property
     def is_peft(self) -> bool:

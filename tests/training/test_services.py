@@ -1,3 +1,5 @@
+import json
+import shutil
 import tempfile
 from datetime import timedelta
 
@@ -12,6 +14,7 @@ from tests.evaluation import factories as evaluation_factories
 from tests.training.conftest import QUICK
 from training import presets, selectors, services
 from training.models import ModelVersion, TrainingCheckpoint, TrainingJob
+from training.services.jobs import job_workdir
 
 pytestmark = pytest.mark.django_db
 
@@ -236,6 +239,51 @@ def test_a_checkpoint_missing_a_file_is_not_resumed_from(
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
     assert "Not resumed: The job saved no intact checkpoint" in job.error
+    assert not TrainingJob.objects.filter(resumed_from=job).exists()
+
+
+def test_the_sweep_resumes_from_a_checkpoint_the_dead_worker_never_recorded(
+    engineer, project, tiny_base_model, data_files, settings, tmp_path
+):
+    # The worker recorded checkpoint-4 and died; its runner went on, saved 8 and 12 (its
+    # event file says so) and rotated 4 away before it noticed it was orphaned.
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    job = _create(engineer, project, tiny_base_model, data_files)
+    folder = job_workdir(job) / "checkpoints"
+    folder.mkdir(parents=True)
+    _lost_with_checkpoint(job, folder / "checkpoint-4")
+    shutil.rmtree(folder / "checkpoint-4")
+    lines = []
+    for step in (8, 12):
+        (folder / f"checkpoint-{step}").mkdir()
+        (folder / f"checkpoint-{step}" / "adapter_model.safetensors").write_bytes(b"w")
+        event = {"type": "checkpoint", "step": step, "path": str(folder / f"checkpoint-{step}")}
+        lines.append(json.dumps({**event, "files": {"adapter_model.safetensors": "h"}}))
+    lines.append('{"type": "metric", "step": 13, "val')  # cut short by the kill
+    (job_workdir(job) / "events.jsonl").write_text("\n".join(lines))
+
+    assert services.training_jobs_sweep_stale(requeue=True) == 1
+
+    resumed = TrainingJob.objects.get(resumed_from=job)
+    assert resumed.data["resume_from_checkpoint"] == str(folder / "checkpoint-12")
+    job.refresh_from_db()
+    assert sorted(job.checkpoints.values_list("step", flat=True)) == [4, 8, 12]
+    assert job.checkpoint_sha256["checkpoint-12"] == {"adapter_model.safetensors": "h"}
+    assert job.error.endswith(
+        f"Resumed automatically from the checkpoint at step 12 as job #{resumed.pk}."
+    )
+
+
+def test_a_lost_job_not_requeued_says_which_checkpoint_it_can_resume_from(
+    engineer, project, tiny_base_model, data_files, tmp_path
+):
+    job = _create(engineer, project, tiny_base_model, data_files)
+    _lost_with_checkpoint(job, tmp_path / "checkpoint-4")
+
+    assert services.training_jobs_sweep_stale(project=project) == 1
+
+    job.refresh_from_db()
+    assert job.error.endswith("Resumable from the checkpoint at step 4.")
     assert not TrainingJob.objects.filter(resumed_from=job).exists()
 
 

@@ -30,12 +30,12 @@ from core.services.jobs import (
     job_settle,
 )
 from training.models import (
-    TrainingCheckpoint,
     TrainingJob,
     TrainingLogLine,
     TrainingMetric,
 )
 from training.services.jobs import (
+    checkpoint_record,
     job_data_dir,
     job_data_dir_for,
     job_data_remove,
@@ -238,18 +238,7 @@ class Follower:
         elif kind == "log":
             self.log(event.get("message", ""), event.get("level", "info"))
         elif kind == "checkpoint":
-            TrainingCheckpoint.objects.update_or_create(
-                job=job,
-                step=event["step"],
-                defaults={
-                    "path": event["path"],
-                    "files": event["files"],
-                    "metrics": event.get("metrics", {}),
-                },
-            )
-            hashes = {**job.checkpoint_sha256, f"checkpoint-{event['step']}": event["files"]}
-            job.checkpoint_sha256 = hashes
-            TrainingJob.objects.filter(pk=job.pk).update(checkpoint_sha256=hashes)
+            checkpoint_record(job, event)
             job_push(job, "training.checkpoint", step=event["step"])
         elif kind == "phase":
             self.phase(event)

@@ -2,6 +2,7 @@
 machine). The worker side, which runs and follows the child process, is in execution.py."""
 
 import hashlib
+import json
 import shutil
 import uuid
 from datetime import datetime, timedelta
@@ -424,7 +425,7 @@ def training_job_resume(
     owner)."""
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise ValidationError("Only a failed or cancelled job can be resumed.")
-    checkpoint = next((c for c in job.checkpoints.order_by("-step") if _checkpoint_intact(c)), None)
+    checkpoint = _checkpoint_newest_intact(job)
     if checkpoint is None:
         raise ValidationError("The job saved no intact checkpoint to resume from.")
     values = {k: v for k, v in job.config.items() if k in presets.FIELDS}
@@ -492,25 +493,80 @@ def training_jobs_sweep_stale(
 
 def training_job_lost(job: TrainingJob, *, requeue: bool = True) -> None:
     """The sweep failed `job` (in its transaction): the dead worker's child is no more, its
-    decrypted exports go (when it shares this disk), and with `requeue` the job resumes
-    from its last checkpoint."""
+    decrypted exports go (when it shares this disk), the checkpoints its runner saved after
+    the worker's last look are recorded, and with `requeue` the job resumes from the newest
+    intact one; the error says which."""
     TrainingJob.objects.filter(pk=job.pk).update(runner_pid=None)
     job.runner_pid = None
+    checkpoints_recover(job)
     transaction.on_commit(lambda: job_data_remove(job))
     transaction.on_commit(lambda: job_push(job, "training.status"))
     if requeue and not job.data.get("automatic_resume") and job.checkpoints.exists():
-        _requeue_once(job)
+        note = _requeue_once(job)
+    else:
+        last = _checkpoint_newest_intact(job)
+        note = f"Resumable from the checkpoint at step {last.step}." if last else ""
+    if note:
+        job.error = f"{job.error} {note}"
+        TrainingJob.objects.filter(pk=job.pk).update(error=job.error)
 
 
-def _requeue_once(job: TrainingJob) -> None:
-    """Resume a lost job from its last checkpoint, in a savepoint: a job that cannot be
-    resumed (its checkpoint is gone or damaged) just stays failed."""
+def _requeue_once(job: TrainingJob) -> str:
+    """Resume a lost job from its newest intact checkpoint, in a savepoint: a job that cannot
+    be resumed (its checkpoints are gone or damaged) just stays failed. Returns what to add
+    to its error."""
     try:
         with transaction.atomic():
-            training_job_resume(actor=None, job=job, automatic=True)
+            resumed = training_job_resume(actor=None, job=job, automatic=True)
     except ValidationError as error:
-        note = " ".join(error.messages)
-        TrainingJob.objects.filter(pk=job.pk).update(error=f"{job.error} Not resumed: {note}")
+        return "Not resumed: " + " ".join(error.messages)
+    step = resumed.data["resume_from_checkpoint"].rsplit("-", 1)[-1]
+    return f"Resumed automatically from the checkpoint at step {step} as job #{resumed.pk}."
+
+
+def checkpoint_record(job: TrainingJob, event: dict[str, Any]) -> TrainingCheckpoint:
+    """Record a checkpoint the runner reported saved whole (its `checkpoint` event): the row
+    and the job's checkpoint hashes."""
+    checkpoint, _ = TrainingCheckpoint.objects.update_or_create(
+        job=job,
+        step=event["step"],
+        defaults={
+            "path": event["path"],
+            "files": event["files"],
+            "metrics": event.get("metrics", {}),
+        },
+    )
+    hashes = {**job.checkpoint_sha256, f"checkpoint-{event['step']}": event["files"]}
+    job.checkpoint_sha256 = hashes
+    TrainingJob.objects.filter(pk=job.pk).update(checkpoint_sha256=hashes)
+    return checkpoint
+
+
+def checkpoints_recover(job: TrainingJob) -> int:
+    """Record the checkpoints a lost job's runner reported in its event file after its worker
+    last read it (the worker died; the runner, in a session of its own, went on for a few
+    steps and may have rotated the older ones away). Returns how many were new. Nothing when
+    the file is on another machine's disk."""
+    events = job_workdir(job) / "events.jsonl"
+    if not events.is_file():
+        return 0
+    known = set(job.checkpoints.values_list("step", flat=True))
+    added = 0
+    with open(events, "rb") as handle:
+        for line in handle:
+            try:
+                event = json.loads(line)
+            except ValueError:  # the line the runner was writing when it stopped
+                continue
+            if event.get("type") == "checkpoint" and event.get("step") not in known:
+                checkpoint_record(job, event)
+                known.add(event["step"])
+                added += 1
+    return added
+
+
+def _checkpoint_newest_intact(job: TrainingJob) -> TrainingCheckpoint | None:
+    return next((c for c in job.checkpoints.order_by("-step") if _checkpoint_intact(c)), None)
 
 
 def job_workdir(job: TrainingJob) -> Path:
