@@ -9,7 +9,6 @@ No worker is started: the training job seed_demo queues stays queued."""
 import http.cookiejar
 import json
 import re
-import shutil
 import sys
 import urllib.parse
 import urllib.request
@@ -95,7 +94,7 @@ class Client:
 
 
 @pytest.fixture
-def demo_server(tmp_path, server_log_dir):
+def demo_server(tmp_path, server_log_dir, tiny_model_dir):
     var = tmp_path / "var"
     env = servers.embedded_env(var, DATABASE_URL=f"sqlite:///{var / 'portal.sqlite3'}")
     servers.manage(env, "migrate", "--noinput")
@@ -110,14 +109,14 @@ def demo_server(tmp_path, server_log_dir):
         server_log_dir,
     )
     try:
-        seeded = servers.manage(env, "seed_demo")
+        # The tiny model stands in for the packaged one: converting that (half a gigabyte,
+        # about a minute here) is tests/training/test_registration.py's to test.
+        seeded = servers.manage(env, "seed_demo", "--base-model-dir", str(tiny_model_dir))
         assert "Demo project: Support assistant (demo) (dataset: 330 items)" in seeded
         servers.wait_until_up(web, f"http://127.0.0.1:{port}/healthz/")
         yield env, f"http://127.0.0.1:{port}"
     finally:
         web.stop()
-        # The packaged model seed_demo converted (half a gigabyte): nothing else reads it.
-        shutil.rmtree(var / "models", ignore_errors=True)
 
 
 @pytest.mark.timeout(300)
