@@ -176,3 +176,36 @@ class UseDeclaration(models.Model):
 
     def __str__(self) -> str:
         return f"use declaration of version {self.model_version_id}"
+
+
+class PublishedKey(models.Model):
+    """A public key this portal has signed with, kept after the key is replaced so that
+    what it signed still verifies: published without log-in at
+    /.well-known/dossier-keys.json. `valid_until` is set when a newer key of the same
+    purpose was first used; the private key is never stored."""
+
+    class Purpose(models.TextChoices):
+        DOSSIER = "dossier", "Dossier signatures"
+        AUDIT_CHECKPOINT = "audit-checkpoint", "Audit checkpoints"
+
+    purpose = models.CharField(max_length=20, choices=Purpose.choices)
+    key_id = models.CharField(max_length=64, help_text="sha256 of the raw public key, hex")
+    public_key_pem = models.TextField()
+    valid_from = models.DateTimeField()
+    valid_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["purpose", "-valid_from", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["purpose", "key_id"], name="published_key_once_per_purpose"
+            ),
+            models.UniqueConstraint(
+                fields=["purpose"],
+                condition=models.Q(valid_until__isnull=True),
+                name="published_key_one_current_per_purpose",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} key {self.key_id[:16]}"

@@ -5,14 +5,19 @@ import datetime
 from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
+from django.utils import timezone
 from django.utils.dateparse import parse_date
+from dossier_verify.keyset import CURRENT, RETIRED, TrustedKey
 
+from core import keys
 from core.models import AuditEvent, Membership, Project, RoleSet, User
+from core.signing import key_fingerprint, public_key_from_pem
 from evaluation.selectors import GateRun, gate_run_latest
 from governance.models import (
     ApprovalPolicy,
     Dossier,
     DossierDownload,
+    PublishedKey,
     SignOff,
     SignOffRole,
     StageChange,
@@ -203,3 +208,41 @@ def download_list_for_user(*, user: User) -> QuerySet[DossierDownload]:
         .select_related("user", "model_version", "project")
         .order_by("-created_at", "-id")
     )
+
+
+def published_key_list() -> list[TrustedKey]:
+    """Every public key this portal signs or has signed with, per purpose the current one
+    first: public by design (an auditor without an account verifies with them), so not
+    scoped to a user. A recorded key that is no longer the configured one stopped signing
+    by now at the latest, so it is published as retired until now."""
+    now = timezone.now()
+    configured = {
+        PublishedKey.Purpose.DOSSIER: keys.signing_key().public_key(),
+        PublishedKey.Purpose.AUDIT_CHECKPOINT: keys.audit_checkpoint_key().public_key(),
+    }
+    published = []
+    for purpose, current in configured.items():
+        current_id = key_fingerprint(current)
+        rows = list(PublishedKey.objects.filter(purpose=purpose).order_by("-valid_from", "-id"))
+        recorded = next((row for row in rows if row.key_id == current_id), None)
+        published.append(
+            TrustedKey.of(
+                current,
+                purpose=purpose.value,
+                status=CURRENT,
+                valid_from=recorded.valid_from if recorded else None,
+            )
+        )
+        published.extend(
+            TrustedKey(
+                key=public_key_from_pem(row.public_key_pem.encode(), where=str(row)),
+                key_id=row.key_id,
+                purpose=purpose.value,
+                status=RETIRED,
+                valid_from=row.valid_from,
+                valid_until=row.valid_until or now,
+            )
+            for row in rows
+            if row.key_id != current_id
+        )
+    return published

@@ -10,9 +10,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from dossier_verify.keyset import keyset_document
 
 from core import keys
 from core.access import project_page
@@ -217,6 +219,32 @@ def verify(request: HttpRequest) -> HttpResponse:
             context["report"] = dossiers.dossier_verify(data=upload.file)
             context["file_name"] = upload.name
     return render(request, "governance/verify.html", context, status=status)
+
+
+def _public(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "public, max-age=300"
+    response["Access-Control-Allow-Origin"] = "*"  # public keys: any page may read them
+    return response
+
+
+@require_GET
+def published_keys(request: HttpRequest) -> HttpResponse:
+    """The portal's public keys, current and retired, for auditors without an account:
+    `dossier-verify --keys-url` reads this. No log-in, by design."""
+    document = keyset_document(selectors.published_key_list())
+    for entry in document["keys"]:
+        entry["pem_url"] = request.build_absolute_uri(
+            reverse("published_key_pem", args=[entry["key_id"]])
+        )
+    return _public(JsonResponse(document, json_dumps_params={"indent": 2}))
+
+
+@require_GET
+def published_key_pem(request: HttpRequest, key_id: str) -> HttpResponse:
+    key = next((k for k in selectors.published_key_list() if k.key_id == key_id), None)
+    if key is None:
+        raise Http404("This portal publishes no key with that id.")
+    return _public(HttpResponse(public_key_pem(key.key), content_type="application/x-pem-file"))
 
 
 @login_required

@@ -8,6 +8,7 @@ from rest_framework.permissions import IsAuthenticated
 
 from annotation.urls import api_urlpatterns as annotation_api
 from evaluation.urls import api_urlpatterns as evaluation_api
+from governance import views as governance_views
 from governance.urls import api_urlpatterns as governance_api
 from portal import api, views
 from training.urls import api_urlpatterns as training_api
@@ -37,6 +38,13 @@ api_v1 = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
+    # The dossier keys, current and retired, for auditors without an account (no log-in).
+    path(".well-known/dossier-keys.json", governance_views.published_keys, name="published_keys"),
+    path(
+        ".well-known/dossier-keys/<str:key_id>.pem",
+        governance_views.published_key_pem,
+        name="published_key_pem",
+    ),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

@@ -24,6 +24,8 @@ class BuiltDossier:
     inputs_sha256: str
     sha256: str
     warnings: list[str]
+    # The audit checkpoint the dossier carries, signed by this portal (None: no checkpoint).
+    checkpoint: dict[str, Any] | None = None
 
 
 def dossier_key(version: ModelVersion, key: Ed25519PrivateKey) -> str:
@@ -97,5 +99,9 @@ def dossier_build(
         if f["severity"] != "ok"
     ]
     return BuiltDossier(
-        data=data, inputs_sha256=key_sha, sha256=sha256_hex(data), warnings=warnings
+        data=data,
+        inputs_sha256=key_sha,
+        sha256=sha256_hex(data),
+        warnings=warnings,
+        checkpoint=inputs["audit"]["checkpoint"],
     )

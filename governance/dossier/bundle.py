@@ -3,102 +3,45 @@
 Our own writer rather than `zipfile`'s: entries sorted by name, stored (not deflated, so no
 zlib version can change a byte), one fixed timestamp, fixed permissions, UTF-8 names, no extra
 fields and no comment. The verifier rebuilds the container from the entries it read and
-compares bytes, so a change to metadata outside the signed files is caught too.
+compares bytes, so a change to metadata outside the signed files is caught too; the layout
+is the `dossier_verify` package's, which the verifier and this writer share.
 """
 
 import hashlib
 import json
-import struct
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from dossier_verify.container import (
+    ENVELOPE,
+    MANIFEST,
+    PREDICATE_TYPE,
+    PUBLIC_KEY,
+    STATEMENT_TYPE,
+    BundleError,
+    check_name,
+    zip_layout,
+)
 
 from core.signing import envelope_sign, key_fingerprint, public_key_pem
 
-MANIFEST = "manifest.json"
-ENVELOPE = "manifest.dsse.json"
-PUBLIC_KEY = "public_key.pem"
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "urn:tuning-portal:dossier:v1"
-
-_VERSION = 20  # 2.0: the lowest version that allows folders in names
-_FLAGS = 0x0800  # names are UTF-8
-_DOS_DATE = (0 << 9) | (1 << 5) | 1  # 1980-01-01, the earliest date a zip can hold
-_DOS_TIME = 0
-_MODE = 0o100644 << 16  # a regular file, rw-r--r--
-_UNIX = 3 << 8
-_LIMIT = 0xFFFFFFFF  # no zip64: a dossier is far below 4 GiB
-
-
-class BundleError(ValueError):
-    pass
-
-
-def check_name(name: str) -> None:
-    """Entry names are relative POSIX paths without '.', '..' or empty parts."""
-    parts = name.split("/")
-    if not name or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
-        raise BundleError(f"{name!r} is not a safe relative file name for a dossier entry")
-
-
-def zip_layout(entries: Mapping[str, tuple[int, int]]) -> Iterator[bytes | str]:
-    """The canonical container of entries given as name -> (size, crc32), in order: bytes
-    are headers and directory, a str stands for that entry's contents. `zip_bytes` fills
-    them in; the verifier compares a bundle on disk with them without reading it whole."""
-    names = sorted(entries)
-    if len(names) >= 0xFFFF:
-        raise BundleError(f"{len(names)} entries is more than a zip without zip64 holds")
-    central = bytearray()
-    offset = 0
-    for name in names:
-        check_name(name)
-        size, crc = entries[name]
-        raw_name = name.encode("utf-8")
-        if size >= _LIMIT or offset >= _LIMIT:
-            raise BundleError(f"{name}: the dossier would pass 4 GiB, which needs zip64")
-        header = struct.pack(
-            "<4s5H3I2H",
-            b"PK\x03\x04",
-            _VERSION,
-            _FLAGS,
-            0,
-            _DOS_TIME,
-            _DOS_DATE,
-            crc,
-            size,
-            size,
-            len(raw_name),
-            0,
-        )
-        yield header + raw_name
-        yield name
-        central += struct.pack(
-            "<4s6H3I5H2I",
-            b"PK\x01\x02",
-            _UNIX | _VERSION,
-            _VERSION,
-            _FLAGS,
-            0,
-            _DOS_TIME,
-            _DOS_DATE,
-            crc,
-            size,
-            size,
-            len(raw_name),
-            0,
-            0,
-            0,
-            0,
-            _MODE,
-            offset,
-        )
-        central += raw_name
-        offset += len(header) + len(raw_name) + size
-    yield bytes(central) + struct.pack(
-        "<4s4H2IH", b"PK\x05\x06", 0, 0, len(names), len(names), len(central), offset, 0
-    )
+__all__ = [
+    "ENVELOPE",
+    "MANIFEST",
+    "PREDICATE_TYPE",
+    "PUBLIC_KEY",
+    "STATEMENT_TYPE",
+    "BundleError",
+    "bundle_build",
+    "check_name",
+    "json_bytes",
+    "sha256_hex",
+    "statement_bytes",
+    "zip_bytes",
+    "zip_layout",
+]
 
 
 def zip_bytes(files: Mapping[str, bytes]) -> bytes:

@@ -9,16 +9,19 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from dossier_verify.keyset import for_purpose
 
 from core import keys, realtime
 from core.jobs import runs_under_job_lock
 from core.models import AuditEvent, User
 from core.services.audit import audit_record, content_hash
 from core.services.jobs import job_claim, job_fail, job_finish, job_progress, jobs_requeue
-from governance import tasks
-from governance.dossier.build import dossier_build, dossier_key
+from core.signing import public_key_from_pem
+from governance import selectors, tasks
+from governance.dossier.build import BuiltDossier, dossier_build, dossier_key
 from governance.dossier.verify import VerifyReport, verify_bundle
-from governance.models import Dossier, DossierDownload
+from governance.models import Dossier, DossierDownload, PublishedKey
+from governance.services.keys import published_key_record_use
 from training.selectors import ModelVersion
 
 
@@ -132,6 +135,7 @@ def dossier_build_run(*, dossier_id: int) -> Dossier:
                 data={"error_sha256": content_hash(message)},
             )
         raise
+    _record_signing_keys(built)
     with transaction.atomic():
         job_finish(
             Dossier,
@@ -153,6 +157,19 @@ def dossier_build_run(*, dossier_id: int) -> Dossier:
     dossier.refresh_from_db()
     _progress(dossier, 100, "Ready")
     return dossier
+
+
+def _record_signing_keys(built: BuiltDossier) -> None:
+    """Publish the keys the new dossier is signed with, so it verifies outside the portal
+    and still does after a key is replaced."""
+    published_key_record_use(
+        purpose=PublishedKey.Purpose.DOSSIER, public_key=keys.signing_key().public_key()
+    )
+    if built.checkpoint is not None:
+        published_key_record_use(
+            purpose=PublishedKey.Purpose.AUDIT_CHECKPOINT,
+            public_key=public_key_from_pem(built.checkpoint["public_key"].encode()),
+        )
 
 
 def dossier_lost(dossier: Dossier) -> None:
@@ -191,12 +208,15 @@ def dossier_download_record(
 
 
 def dossier_verify(*, data: bytes | BinaryIO, check_chain: bool = True) -> VerifyReport:
-    """Verify against this portal's signing key; with `check_chain`, also require that each
-    audit event in the excerpt is the one this portal's chain holds at that position."""
+    """Verify against the keys this portal publishes (its current keys and the retired
+    ones, each within its validity), exactly as `dossier-verify --keys-url` does; with
+    `check_chain`, also require that each audit event in the excerpt is the one this
+    portal's chain holds at that position."""
+    published = selectors.published_key_list()
     report = verify_bundle(
         data,
-        trusted_keys=[keys.signing_key().public_key()],
-        trusted_checkpoint_keys=[keys.audit_checkpoint_key().public_key()],
+        trusted_keys=for_purpose(published, PublishedKey.Purpose.DOSSIER),
+        trusted_checkpoint_keys=for_purpose(published, PublishedKey.Purpose.AUDIT_CHECKPOINT),
     )
     if not report.ok or not check_chain:
         return report

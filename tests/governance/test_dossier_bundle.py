@@ -5,9 +5,9 @@ import zipfile
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from dossier_verify import verify as verify_module
 
 from core.chain import GENESIS_HASH, canonical_json, event_hash
-from governance.dossier import verify
 from governance.dossier.bundle import (
     ENVELOPE,
     MANIFEST,
@@ -192,7 +192,7 @@ def test_a_large_bundle_on_disk_is_verified_without_reading_it_whole(tmp_path):
 
 
 def test_a_bundle_whose_manifest_is_oversized_is_refused_unread(monkeypatch):
-    monkeypatch.setattr(verify, "MAX_SMALL_ENTRY_BYTES", 500)
+    monkeypatch.setattr(verify_module, "MAX_SMALL_ENTRY_BYTES", 500)
 
     report = verify_bundle(_bundle(), trusted_keys=[KEY.public_key()])
 

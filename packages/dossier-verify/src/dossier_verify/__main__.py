@@ -1,0 +1,3 @@
+from dossier_verify.cli import main
+
+raise SystemExit(main())
