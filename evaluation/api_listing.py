@@ -215,6 +215,7 @@ class CampaignDetailApi(ProjectApiView):
 
 
 class CampaignCloseApi(ProjectApiView):
+    parser_classes = [StrictJSONParser]  # no files: the small body limit applies
     roles = RoleSet.ENGINEERS
 
     @extend_schema(request=None, responses=CampaignOutput)
@@ -227,6 +228,7 @@ class CampaignCloseApi(ProjectApiView):
 
 
 class CampaignBootstrapApi(ProjectApiView):
+    parser_classes = [StrictJSONParser]  # no files: the small body limit applies
     roles = RoleSet.ENGINEERS
 
     @extend_schema(request=None, responses={201: BootstrapOutput})
