@@ -47,9 +47,10 @@ class PortalCursorPagination(CursorPagination):
         return cursor
 
 
-def _id_position(position: str | None) -> bool:
+def _id_position(position: object) -> bool:
     # Positions are ids (the ordering is by pk), so a cursor holds a bigint or none.
-    return position is None or (position.isdigit() and int(position) <= MAX_OFFSET)
+    text = str(position)
+    return position is None or (text.isdigit() and int(text) <= MAX_OFFSET)
 
 
 class CursorListQuery(StrictInput):

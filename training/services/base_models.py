@@ -231,7 +231,7 @@ def _registration_checks(
     # The columns' limits, checked here so that a long value is refused by name rather
     # than by the database (a 500), whether it came from the page or the API.
     for field, value in (("name", name), ("path", path), ("license", license)):
-        limit = BaseModel._meta.get_field(field).max_length
+        limit = getattr(BaseModel._meta.get_field(field), "max_length", None)
         if limit is not None and len(value) > limit:
             errors[field] = [f"At most {limit} characters (this has {len(value)})."]
     if errors:
