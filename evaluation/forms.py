@@ -11,6 +11,7 @@ from annotation.selectors import snapshot_list_for_project
 from core import strict_json
 from core.forms import OptionalText
 from core.models import Project
+from core.pagination import MAX_OFFSET
 from evaluation import selectors
 from evaluation.services.gates import CHECK_KINDS, TEXT_METRICS
 from training.selectors import base_model_list_for_project, model_version_list_for_project
@@ -322,3 +323,16 @@ class CampaignActionForm(forms.Form):
         # A posted id; 0 (no such rater) for anything that is not one.
         reviewer = self.cleaned_data["reviewer"]
         return int(reviewer) if reviewer.isdigit() else 0
+
+
+class OutputFilterForm(forms.Form):
+    """The outputs page's filters (GET), as the API's generation-outputs/ names them."""
+
+    generation_job = forms.IntegerField(required=False, min_value=1, max_value=MAX_OFFSET)
+    contestant = forms.IntegerField(required=False, min_value=1, max_value=MAX_OFFSET)
+    prompt_set = forms.IntegerField(required=False, min_value=1, max_value=MAX_OFFSET)
+    campaign = forms.IntegerField(required=False, min_value=1, max_value=MAX_OFFSET)
+
+    def filters(self) -> dict[str, int]:
+        """The filters given; call after is_valid()."""
+        return {key: value for key, value in self.cleaned_data.items() if value is not None}

@@ -6,11 +6,13 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from annotation.conversations import display_turns, prompt_text
 from core.access import project_page
 from core.forms import (
     WhichForm,
@@ -29,14 +31,17 @@ from evaluation.forms import (
     GenerationForm,
     JudgmentForm,
     MetricRunForm,
+    OutputFilterForm,
     PromptSetFromSnapshotForm,
     PromptSetUploadForm,
     gate_check_formset,
 )
-from evaluation.models import Campaign
+from evaluation.models import Campaign, Generation
+from evaluation.selectors import listing
 
 JOBS_SHOWN = 50
 GATE_RUNS_SHOWN = 20
+OUTPUTS_SHOWN = 25
 
 
 def _campaign(access, campaign_id) -> Campaign:
@@ -395,3 +400,40 @@ def campaign_action(request: HttpRequest, access: ProjectAccess, campaign_id: in
     elif said:
         messages.success(request, said)
     return redirect("evaluation:results", project_id=access.project.pk, campaign_id=campaign.pk)
+
+
+@require_GET
+@project_page(RoleSet.OVERSIGHT)
+def outputs(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
+    """Generated outputs beside their prompts and references, filtered as the API's
+    generation-outputs/ is; the same selector leaves out what the caller may not see."""
+    project = access.project
+    form = OutputFilterForm(request.GET)
+    if form.is_valid():
+        rows = listing.generation_output_list_for_user(access=access, **form.filters())
+        page = Paginator(rows, OUTPUTS_SHOWN).get_page(request.GET.get("page"))
+    else:
+        page = None
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "project": project,
+        "form": form,
+        "page": page,
+        "rows": [_output_row(generation) for generation in page] if page else [],
+        "query": query.urlencode(),
+        "error": form_errors_text(form),
+        "contestants": selectors.contestant_list_for_project(project=project),
+        "withheld": listing.generation_outputs_withheld(access=access),
+    }
+    return render(request, "evaluation/outputs.html", context)
+
+
+def _output_row(generation: Generation) -> dict[str, Any]:
+    prompt = generation.prompt
+    return {
+        "generation": generation,
+        "prompt": prompt_text(prompt.text),
+        "turns": display_turns(prompt.text),
+        "reference": prompt_text(prompt.reference or ""),
+    }

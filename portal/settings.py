@@ -350,6 +350,12 @@ SPECTACULAR_SETTINGS = {
         "QualityCheckKindEnum": "annotation.models.QualityCheck.Kind",
         "JobKindEnum": "training.models.JobKind",
         "ModelVersionKindEnum": "training.models.ModelVersion.Kind",
+        # Names these sets had before other choice sets took the same field names.
+        "StatusEnum": "core.models.JobStatus",
+        "SourceEnum": "evaluation.models.PromptSet.Source",
+        "PairSelectionEnum": "evaluation.models.Campaign.PairSelection",
+        "BaseModelSourceEnum": "training.models.BaseModel.Source",
+        "CampaignStatusEnum": "evaluation.models.Campaign.Status",
     },
 }
 

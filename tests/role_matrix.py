@@ -66,6 +66,7 @@ evaluation:gate_create                          POST     .   .   .   x   .   .
 evaluation:gate_run                             POST     .   .   .   x   .   .
 evaluation:results                              GET      .   .   .   x   x   x
 evaluation:campaign_action                      POST     .   .   .   x   .   .
+evaluation:outputs                              GET      .   .   .   x   x   x
 # --- pages: training ----------------------------------------------------------
 training:jobs                                   GET      .   .   .   x   x   x
 training:job_new                                GET      .   .   .   x   .   .
@@ -116,13 +117,27 @@ annotation-api:api-check                        GET      .   .   .   x   x   x
 # --- API: evaluation ----------------------------------------------------------
 evaluation-api:api-review-next                  GET      .   .   x   .   .   .
 evaluation-api:api-review-submit                POST     .   .   x   .   .   .
+evaluation-api:api-prompt-sets                  GET      .   .   .   x   x   x
 evaluation-api:api-prompt-sets                  POST     .   .   .   x   .   .
+evaluation-api:api-prompt-set                   GET      .   .   .   x   x   x
+evaluation-api:api-prompt-set-from-snapshot     POST     .   .   .   x   .   .
+evaluation-api:api-contestants                  GET      .   .   .   x   x   x
 evaluation-api:api-contestants                  POST     .   .   .   x   .   .
+evaluation-api:api-contestant                   GET      .   .   .   x   x   x
 evaluation-api:api-generation-jobs              GET      .   .   .   x   x   x
 evaluation-api:api-generation-jobs              POST     .   .   .   x   .   .
 evaluation-api:api-generation-job               GET      .   .   .   x   x   x
 evaluation-api:api-generations                  POST     .   .   .   x   .   .
+evaluation-api:api-generation-outputs           GET      .   .   .   x   x   x
+evaluation-api:api-campaigns                    GET      .   .   .   x   x   x
 evaluation-api:api-campaigns                    POST     .   .   .   x   .   .
+evaluation-api:api-campaign                     GET      .   .   .   x   x   x
+evaluation-api:api-campaign-close               POST     .   .   .   x   .   .
+evaluation-api:api-campaign-bootstraps          POST     .   .   .   x   .   .
+evaluation-api:api-campaign-bootstrap           GET      .   .   .   x   x   x
+evaluation-api:api-campaign-rater-exclude       POST     .   .   .   x   .   .
+evaluation-api:api-campaign-rater-include       POST     .   .   .   x   .   .
+evaluation-api:api-campaign-export-preferences  POST     .   .   .   x   .   .
 evaluation-api:api-campaign-ratings             GET      .   .   .   x   x   x
 evaluation-api:api-metric-runs                  POST     .   .   .   x   .   .
 evaluation-api:api-metric-run                   GET      .   .   .   x   x   x
@@ -139,6 +154,10 @@ training-api:api-files                          POST     .   .   .   x   .   .
 training-api:api-model-versions                 GET      .   .   .   x   x   x
 training-api:api-model-version                  GET      .   .   .   x   x   x
 training-api:api-base-models                    GET      .   .   .   x   x   x
+training-api:api-base-model                     GET      .   .   .   x   x   x
+training-api:api-base-model-registrations       GET      .   .   .   x   x   x
+training-api:api-base-model-registrations       POST     .   .   .   x   .   .
+training-api:api-base-model-registration        GET      .   .   .   x   x   x
 """
 
 

@@ -17,7 +17,14 @@ from rest_framework.test import APIClient
 
 from annotation.models import DatasetUpload, QualityCheck, Snapshot
 from core.models import AuditEvent, Membership, Role
-from evaluation.models import Contestant, Gate, GenerationJob, MetricRun, PromptSet
+from evaluation.models import (
+    Contestant,
+    Gate,
+    GenerationJob,
+    MetricRun,
+    PromptSet,
+    RatingsBootstrap,
+)
 from tests.annotation.factories import DatasetFactory, classification_setup
 from tests.conftest import ROLES
 from tests.evaluation.factories import base_model, build_campaign, model_version
@@ -161,6 +168,14 @@ class World:
     @cached_property
     def registration(self):
         return self._own(BaseModelRegistration, name="base", source="local", path="/models/b")
+
+    @cached_property
+    def base_model(self):
+        return base_model(self.project, "matrix-base")
+
+    @cached_property
+    def bootstrap(self):
+        return RatingsBootstrap.objects.create(campaign=self.campaign, created_by=self.owner)
 
     @cached_property
     def membership(self):

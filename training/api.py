@@ -16,9 +16,11 @@ from rest_framework.response import Response
 from core.access import ProjectApiView
 from core.api_errors import StrictInput, field_lists
 from core.authentication import AuthenticatedRequest as Request
-from core.models import RoleSet
+from core.models import JobStatus, RoleSet
+from core.pagination import CursorListQuery, PortalCursorPagination
+from core.parsers import StrictJSONParser
 from training import presets, selectors, services
-from training.models import JobKind, JobMethod, ModelVersion, TrainingJob
+from training.models import BaseModel, JobKind, JobMethod, ModelVersion, TrainingJob
 from training.services.base_models import display_path, scrub_paths
 
 
@@ -517,3 +519,130 @@ class BaseModelListApi(ProjectApiView):
         access = self.access
         bases = selectors.base_model_list_for_project(project=access.project)
         return Response(BaseModelOutput(bases, many=True).data)
+
+
+class BaseModelDetailApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
+    @extend_schema(responses=BaseModelOutput)
+    def get(self, request: Request, project_id: int, base_model_id: int) -> Response:
+        """A base model this project may train on: its own, or one shared by every project."""
+        base = selectors.base_model_get(project=self.access.project, base_model_id=base_model_id)
+        return Response(BaseModelOutput(base).data)
+
+
+class RegistrationOutput(serializers.Serializer):
+    """A base-model registration: a background job that reads (and for the packaged
+    default first converts) a model, then writes the registry row `base_model`."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    # A declared field, not the stubs' Serializer/Field attribute `source`.
+    source = serializers.ChoiceField(choices=BaseModel.Source.choices)  # type: ignore[assignment]
+    path = serializers.SerializerMethodField()
+    license = serializers.CharField()
+    packaged = serializers.BooleanField(help_text="The packaged default, for every project.")
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    progress = serializers.JSONField(
+        help_text="{phase, label, done, total, unit, started_at} of the phase it is in."
+    )
+    error = serializers.SerializerMethodField()
+    base_model = serializers.IntegerField(
+        source="base_model_id",
+        allow_null=True,
+        help_text="The registered base model (GET base_models/<id>/) once it succeeded.",
+    )
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_path(self, registration) -> str:
+        """Server folders are shown relative to the model roots; a hub id as it is."""
+        if registration.source == BaseModel.Source.HUB:
+            return registration.path
+        return display_path(registration.path)
+
+    def get_error(self, registration) -> str:
+        return scrub_paths(registration.error or "")
+
+
+class RegistrationInput(StrictInput):
+    """What the base-model page's forms send: a model by folder or hub id, or (with
+    `packaged`) the packaged default. The same service checks every value."""
+
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    # A declared field, not the stubs' Serializer/Field attribute `source`.
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=BaseModel.Source.choices, default=BaseModel.Source.LOCAL
+    )
+    path = serializers.CharField(
+        max_length=500,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="A folder under a model root (local), or organisation/model-name (hub).",
+    )
+    license = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    packaged = serializers.BooleanField(
+        default=False,
+        help_text="Register the packaged default model for every project; then send no "
+        "name, source, path or license.",
+    )
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if data["packaged"]:
+            given = [key for key in ("name", "path", "license") if data[key]]
+            given += ["source"] if self.initial_data.get("source") is not None else []
+            if given:
+                raise DrfValidationError(
+                    {key: ["The packaged default has its own; send none."] for key in given}
+                )
+        return data
+
+
+class RegistrationQuery(CursorListQuery):
+    status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
+    name = serializers.CharField(required=False, help_text="The model's name, exactly.")
+
+
+class RegistrationListCreateApi(ProjectApiView):
+    pagination_class = PortalCursorPagination
+    parser_classes = [StrictJSONParser]
+    roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS}
+
+    @extend_schema(parameters=[RegistrationQuery], responses=RegistrationOutput(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        """The registrations asked from this project, newest first, `cursor`-paged."""
+        query = RegistrationQuery(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        found = selectors.registration_list_for_project(project=self.access.project)
+        filters = query.filters()
+        if "status" in filters:
+            found = found.filter(status=filters["status"])
+        if "name" in filters:
+            found = found.filter(name=filters["name"])
+        paginator = PortalCursorPagination()
+        page = paginator.paginate_queryset(found, request, view=self)
+        return paginator.get_paginated_response(RegistrationOutput(page, many=True).data)
+
+    @extend_schema(request=RegistrationInput, responses={201: RegistrationOutput})
+    def post(self, request: Request, project_id: int) -> Response:
+        """Queue a registration and answer at once; follow it at registrations/<id>/."""
+        payload = RegistrationInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        registration = services.base_model_registration_start(
+            actor=request.user, project=self.access.project, **data
+        )
+        return Response(RegistrationOutput(registration).data, status=status.HTTP_201_CREATED)
+
+
+class RegistrationDetailApi(ProjectApiView):
+    roles = RoleSet.OVERSIGHT
+
+    @extend_schema(responses=RegistrationOutput)
+    def get(self, request: Request, project_id: int, registration_id: int) -> Response:
+        registration = selectors.registration_get(
+            project=self.access.project, registration_id=registration_id
+        )
+        return Response(RegistrationOutput(registration).data)

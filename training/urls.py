@@ -44,4 +44,17 @@ api_urlpatterns = [
     path("models/", api.ModelVersionListApi.as_view(), name="api-model-versions"),
     path("models/<int:version_id>/", api.ModelVersionDetailApi.as_view(), name="api-model-version"),
     path("base_models/", api.BaseModelListApi.as_view(), name="api-base-models"),
+    path(
+        "base_models/<int:base_model_id>/", api.BaseModelDetailApi.as_view(), name="api-base-model"
+    ),
+    path(
+        "base_models/registrations/",
+        api.RegistrationListCreateApi.as_view(),
+        name="api-base-model-registrations",
+    ),
+    path(
+        "base_models/registrations/<int:registration_id>/",
+        api.RegistrationDetailApi.as_view(),
+        name="api-base-model-registration",
+    ),
 ]

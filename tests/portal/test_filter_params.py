@@ -33,6 +33,15 @@ API = [
     ("api-memberships", "project", ["limit"]),
     ("api-projects", None, ["limit", "offset"]),
     ("evaluation-api:api-generation-jobs", "project", ["limit", "offset"]),
+    ("evaluation-api:api-prompt-sets", "project", ["name", "source", "adversarial", "general"]),
+    ("evaluation-api:api-contestants", "project", ["label", "model_version", "base_model"]),
+    ("evaluation-api:api-campaigns", "project", ["name", "status", "prompt_set", "contestant"]),
+    (
+        "evaluation-api:api-generation-outputs",
+        "project",
+        ["generation_job", "contestant", "prompt_set", "campaign", "cursor", "limit"],
+    ),
+    ("training-api:api-base-model-registrations", "project", ["status", "name", "cursor"]),
 ]
 PAGES = [
     ("annotation:disagreements", "project", ["state", "method", "dataset", "format"]),
@@ -46,6 +55,7 @@ PAGES = [
     ("governance:audit", None, ["project", "actor", "action", "since", "until", "page"]),
     ("governance:access_log", None, ["page"]),
     ("evaluation:overview", "project", ["page"]),
+    ("evaluation:outputs", "project", ["generation_job", "contestant", "campaign", "page"]),
 ]
 INTEGER_PARAMS = {"dataset"}
 

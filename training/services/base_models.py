@@ -222,10 +222,20 @@ def model_inspect(path: str, on_phase: PhaseHook | None = None) -> dict[str, Any
     return _INSPECTED[key]
 
 
-def _registration_checks(*, project: Project | None, name: str, source: str, path: str) -> str:
+def _registration_checks(
+    *, project: Project | None, name: str, source: str, path: str, license: str = ""
+) -> str:
     """The registered path, after every check that needs no model loading (all of their
     problems at once). Raises ValidationError naming the fields."""
     errors: dict[str, list[str]] = {}
+    # The columns' limits, checked here so that a long value is refused by name rather
+    # than by the database (a 500), whether it came from the page or the API.
+    for field, value in (("name", name), ("path", path), ("license", license)):
+        limit = getattr(BaseModel._meta.get_field(field), "max_length", None)
+        if limit is not None and len(value) > limit:
+            errors[field] = [f"At most {limit} characters (this has {len(value)})."]
+    if errors:
+        raise ValidationError(errors)
     if not name:
         errors["name"] = ["Give the model a name."]
     elif BaseModel.objects.filter(project=project, name=name).exists():
@@ -305,7 +315,9 @@ def base_model_register(
     a hub.
     """
     name = name.strip()
-    path = _registration_checks(project=project, name=name, source=source, path=path)
+    path = _registration_checks(
+        project=project, name=name, source=source, path=path, license=license
+    )
     facts = model_inspect(path, on_phase)
     return base_model_record(
         actor=actor,
@@ -418,7 +430,9 @@ def base_model_registration_start(
         path = str(default_model_dir())
     else:
         name = name.strip()
-        path = _registration_checks(project=project, name=name, source=source, path=path)
+        path = _registration_checks(
+            project=project, name=name, source=source, path=path, license=license
+        )
     if BaseModelRegistration.objects.filter(name=name, status__in=JOB_ACTIVE).exists():
         raise ValidationError({"name": f"{name} is being registered already."})
     registration = BaseModelRegistration.objects.create(
