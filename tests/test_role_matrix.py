@@ -1,9 +1,11 @@
 """Every row of tests/role_matrix.py, called as each role, as a member of another project and
 as an anonymous visitor; and every project-scoped URL has its rows there."""
 
+import tempfile
 import uuid
 from functools import cached_property
 from itertools import product
+from pathlib import Path
 
 import pytest
 from django.core.cache import cache
@@ -25,6 +27,7 @@ from evaluation.models import (
     PromptSet,
     RatingsBootstrap,
 )
+from governance.models import Dossier
 from tests.annotation.factories import DatasetFactory, classification_setup
 from tests.conftest import ROLES
 from tests.evaluation.factories import base_model, build_campaign, model_version
@@ -164,6 +167,19 @@ class World:
     @cached_property
     def version(self):
         return model_version(self.project, "version")
+
+    @cached_property
+    def dossier(self):
+        bundle = Path(tempfile.mkdtemp(prefix="role-matrix-")) / "dossier.zip"
+        bundle.write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip
+        return Dossier.objects.create(
+            project=self.project,
+            model_version=self.version,
+            inputs_sha256="0" * 64,
+            requested_by=self.owner,
+            status=Dossier.Status.SUCCEEDED,
+            file_path=str(bundle),
+        )
 
     @cached_property
     def registration(self):

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError as DrfValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -285,18 +285,27 @@ class EventOutput(serializers.Serializer):
     data = serializers.JSONField()  # type: ignore[assignment]
 
 
+def _after(cursors: list[str], prefix: str) -> int:
+    ids = [c[len(prefix) :] for c in cursors if c.startswith(prefix)]
+    return max((int(i) for i in ids if i.isdigit()), default=0)
+
+
 class JobEventsApi(ProjectApiView):
-    """Log lines and metrics in order; `after=<id>` (an event id) pages forward."""
+    """Log lines and metrics in order; `after=<id>` (an event id) pages forward. Logs and
+    metrics are counted apart, so a client that follows a job sends both of its cursors
+    (`after=log-12&after=metric-40`) and is sent only what is new of each."""
 
     roles = RoleSet.OVERSIGHT
 
-    @extend_schema(responses=EventOutput(many=True))
+    @extend_schema(
+        responses=EventOutput(many=True),
+        parameters=[OpenApiParameter("after", str, many=True, required=False)],
+    )
     def get(self, request: Request, project_id: int, job_id: int) -> Response:
         access = self.access
         job = selectors.job_get(project=access.project, job_id=job_id)
-        after = request.query_params.get("after", "")
-        log_after = int(after[4:]) if after.startswith("log-") and after[4:].isdigit() else 0
-        metric_after = int(after[7:]) if after.startswith("metric-") and after[7:].isdigit() else 0
+        cursors = request.query_params.getlist("after")
+        log_after, metric_after = _after(cursors, "log-"), _after(cursors, "metric-")
         events: list[dict[str, Any]] = [
             {
                 "object": "fine_tuning.job.event",

@@ -189,6 +189,27 @@ def test_api_job_lifecycle_through_file_upload(
     assert checkpoints == {"object": "list", "data": []}
 
 
+def test_api_events_page_forward_with_a_cursor_per_kind(client, engineer, project, job):
+    logs = [job.log_lines.create(message=f"line {i}") for i in range(3)]
+    metrics = [job.metrics.create(step=i, values={"loss": 1.0 / (i + 1)}) for i in range(3)]
+    client.force_login(engineer)
+    url = f"/api/v1/projects/{project.pk}/fine_tuning/jobs/{job.pk}/events/"
+
+    both = client.get(url, {"after": [f"log-{logs[1].pk}", f"metric-{metrics[0].pk}"]})
+    one = client.get(url, {"after": f"log-{logs[1].pk}"})
+
+    assert [e["id"] for e in both.json()["data"]] == [
+        f"log-{logs[2].pk}",
+        f"metric-{metrics[1].pk}",
+        f"metric-{metrics[2].pk}",
+    ]
+    # One cursor alone pages only its own kind, as before.
+    assert {e["id"] for e in one.json()["data"]} == {
+        f"log-{logs[2].pk}",
+        *(f"metric-{m.pk}" for m in metrics),
+    }
+
+
 def test_api_refuses_a_file_id_of_another_project(
     client, engineer, project, other_project, tiny_base_model, data_files
 ):
