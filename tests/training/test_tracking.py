@@ -61,7 +61,9 @@ def test_a_job_is_mirrored_to_mlflow_as_the_portal_recorded_it_with_links_both_w
         WANDB_MODE="offline",
         WANDB_DIR=str(tmp_path),
     )
-    job = _sft(engineer, project, tiny_base_model, data_files, eval_steps=6)
+    job = _sft(
+        engineer, project, tiny_base_model, data_files, max_steps=6, save_steps=3, eval_steps=3
+    )
 
     job = wait_finished(job, timeout=180)
 
@@ -82,7 +84,7 @@ def test_a_job_is_mirrored_to_mlflow_as_the_portal_recorded_it_with_links_both_w
     assert params["method"] == "lora"
     assert params["base_model"] == tiny_base_model.name
     assert json.loads(params["learning_rate"]) == QUICK["learning_rate"]
-    assert json.loads(params["max_steps"]) == QUICK["max_steps"]
+    assert json.loads(params["max_steps"]) == 6
 
     # Every metric the portal stored, at the same steps with the same values.
     portal_history: dict[str, list[tuple[int, float]]] = {}
@@ -109,8 +111,8 @@ def test_a_job_is_mirrored_to_mlflow_as_the_portal_recorded_it_with_links_both_w
 
     files = json.loads(_artifact(mlflow, run_id, "portal/model_files_sha256.json", tmp_path))
     assert files == version.checkpoint_sha256
-    checkpoint = json.loads(_artifact(mlflow, run_id, "checkpoints/checkpoint-6.json", tmp_path))
-    assert checkpoint == job.checkpoint_sha256["checkpoint-6"]
+    checkpoint = json.loads(_artifact(mlflow, run_id, "checkpoints/checkpoint-3.json", tmp_path))
+    assert checkpoint == job.checkpoint_sha256["checkpoint-3"]
 
     # The job's page links to the run.
     client.force_login(engineer)
@@ -135,7 +137,7 @@ def test_an_unreachable_mlflow_leaves_the_job_succeeding_with_a_warning_after_it
         MLFLOW_TRACKING_URI=f"http://127.0.0.1:{servers.free_port()}",
         TRAINING_MLFLOW_FLUSH_SECONDS="2",
     )
-    job = _sft(engineer, project, tiny_base_model, data_files)
+    job = _sft(engineer, project, tiny_base_model, data_files, max_steps=4, save_steps=4)
 
     job = wait_finished(job, timeout=180)
 
@@ -179,8 +181,9 @@ def test_a_mirror_sends_metrics_checkpoints_and_the_end_in_order(monkeypatch, tm
         "tags": {"portal.job_id": "2"},
     }
     mirror = MlflowMirror(tracking_uri=store, start=start)
+    odd = {"a:b": 2.0, "flag": True, "nan": float("nan")}
     for step in range(1, 4):
-        mirror.metric(step=step, values={"loss": 1 / step, "flag": True, "nan": float("nan")})
+        mirror.metric(step=step, values={"loss": 1 / step, **odd})
     mirror.checkpoint(step=3, files={"a.bin": "ab" * 32})
     mirror.end(
         {
@@ -203,7 +206,8 @@ def test_a_mirror_sends_metrics_checkpoints_and_the_end_in_order(monkeypatch, tm
         (2, 0.5),
         (3, 1 / 3),
     ]
-    assert set(run.data.metrics) == {"loss", "quality.x"}  # no booleans, no NaN
+    # No booleans, no NaN, and a name MLflow would refuse (stopping the mirror) made valid.
+    assert set(run.data.metrics) == {"loss", "a_b", "quality.x"}
     assert run.data.tags["t"] == "v"
     assert {f.path for f in mlflow.list_artifacts(mirror.run_id, "checkpoints")} == {
         "checkpoints/checkpoint-3.json"

@@ -272,7 +272,8 @@ class Follower:
             job.result = {**job.result, "first_step_at": event["time"]}
             TrainingJob.objects.filter(pk=job.pk).update(result=job.result)
         elif kind == "tracking":  # a tracker the trainer reports to (report_to) named its run
-            job_tracking_record(job, event["service"], {"url": event["url"]})
+            if isinstance(event.get("service"), str) and isinstance(event.get("url"), str):
+                job_tracking_record(job, event["service"], {"url": event["url"]})
         elif kind in ("result", "cancelled", "error"):
             self.outcome = event
 
@@ -284,6 +285,14 @@ class Follower:
 
     def log(self, message: str, level: str = "info") -> None:
         job_log(self.job, message, level)
+
+    def start_mirror(self) -> None:
+        """Mirror the job to MLflow from here on, when MLFLOW_TRACKING_URI is set."""
+        try:
+            self.mirror = mlflow_mirror_start(self.job)
+        except Exception as error:  # tracking is never worth the job, whatever went wrong
+            logger.exception("job %s: MLflow mirror not started", self.job.pk)
+            self.log(f"Not mirroring to MLflow: {type(error).__name__}: {error}", "warning")
 
     def note_mirror_run(self) -> None:
         """Store the MLflow run's id and link on the job once the mirror has created it."""
@@ -306,9 +315,14 @@ class Follower:
         if mirror is None:
             return
         job = TrainingJob.objects.get(pk=self.job.pk)
-        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
-            mirror.end(mlflow_run_end_fields(job))
-        problem = mirror.close(settings.TRAINING_MLFLOW_FLUSH_SECONDS if wait else 0)
+        problem = ""
+        try:
+            if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+                mirror.end(mlflow_run_end_fields(job))
+        except Exception as error:  # the job has ended well or not: tracking cannot change it
+            logger.exception("job %s: MLflow run end not sent", job.pk)
+            problem = f"{type(error).__name__}: {error}"
+        problem = mirror.close(settings.TRAINING_MLFLOW_FLUSH_SECONDS if wait else 0) or problem
         self.note_mirror_run()
         self.mirror = None
         if problem and wait:
@@ -415,7 +429,7 @@ def _execute(job: TrainingJob) -> None:
     except Exception as error:  # a refused export must fail the job, whatever raised it
         _settle(job.pk, JobStatus.FAILED, error=f"Exporting the training data failed: {error}")
         return
-    follower.mirror = mlflow_mirror_start(job)
+    follower.start_mirror()
     spec = _spec(job, workdir, train, validation)
     spec_path = workdir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import queue
+import re
 import threading
 import time
 from typing import Any
@@ -43,6 +44,7 @@ MLFLOW_STATUS: dict[str, str] = {
     JobStatus.CANCELLED: "KILLED",
 }
 _STOP = ("stop", None)
+NOT_IN_MLFLOW_NAMES = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
 def portal_job_url(job: TrainingJob) -> str:
@@ -81,8 +83,10 @@ def _digest(value: Any) -> str:
 
 
 def _numbers(values: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers of `values`, under names MLflow accepts (one name it refuses
+    would stop the whole mirror)."""
     return {
-        name: float(value)
+        NOT_IN_MLFLOW_NAMES.sub("_", name)[:250]: float(value)
         for name, value in values.items()
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     }
