@@ -60,6 +60,23 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
+# The portal mirrors to MLflow itself (MLFLOW_TRACKING_URI); the trainer's own MLflow
+# callback would log every job twice. "all" would pick trackers by what happens to be installed.
+REPORT_TO_REFUSED = {"mlflow", "all", "none"}
+
+
+def env_report_to(name: str, default: list[str]) -> list[str]:
+    """Comma-separated transformers `report_to` integrations (wandb, tensorboard...)."""
+    names = env_list(name, default)
+    refused = sorted(set(names) & REPORT_TO_REFUSED)
+    if refused:
+        raise ImproperlyConfigured(
+            f"{name}: {', '.join(refused)} cannot be listed (MLflow is mirrored through "
+            "MLFLOW_TRACKING_URI; name each tracker, or leave it empty for none)."
+        )
+    return names
+
+
 def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """Comma-separated IP addresses or CIDR networks (`10.0.0.5, 10.1.0.0/16`); unset or
     empty: none. A malformed entry stops start-up rather than silently trusting nothing."""

@@ -12,7 +12,15 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import env_bool, env_int, env_list, env_networks, env_secret, env_str
+from portal.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_networks,
+    env_report_to,
+    env_secret,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
@@ -315,6 +323,26 @@ TRAINING_MODEL_CACHE = env_str("TRAINING_MODEL_CACHE", str(VAR_DIR / "models"))
 TRAINING_MODEL_ROOTS = env_list("TRAINING_MODEL_ROOTS", [str(VAR_DIR / "models" / "local")])
 # A started job whose worker sent no heartbeat for this long is marked failed (resumable).
 TRAINING_HEARTBEAT_STALE_SECONDS = env_int("TRAINING_HEARTBEAT_STALE_SECONDS", 90)
+
+# Where links from outside (an MLflow run's tags) point back to: the portal's public origin,
+# e.g. https://portal.example.org. Empty: such links carry the page's path only.
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "").rstrip("/")
+# Mirror every training job to MLflow (parameters, metrics, checkpoint hashes, lineage) when
+# set: an http(s) tracking server, or a file store (file:///srv/mlruns, which MLflow 3 only
+# opens with MLFLOW_ALLOW_FILE_STORE=true). The portal stays the source of truth: the worker
+# mirrors from a thread, and MLflow being down costs a warning on the job, never the job.
+MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI", "")
+# The MLflow UI the job page links to; by default the tracking URI when it is http(s).
+MLFLOW_UI_URL = env_str("MLFLOW_UI_URL", "").rstrip("/")
+# Each project's jobs go to the experiment named this plus the project's id.
+MLFLOW_EXPERIMENT_PREFIX = env_str("MLFLOW_EXPERIMENT_PREFIX", "tuning-portal/project-")
+# After a job ends, its worker waits this long at most for the mirror to catch up.
+TRAINING_MLFLOW_FLUSH_SECONDS = env_int("TRAINING_MLFLOW_FLUSH_SECONDS", 30)
+# Trackers the trainer itself reports to (transformers' `report_to`, e.g. wandb, tensorboard),
+# comma separated; by default wandb when WANDB_PROJECT is set. Their failure is a warning too.
+TRAINING_REPORT_TO = env_report_to(
+    "TRAINING_REPORT_TO", ["wandb"] if env_str("WANDB_PROJECT", "") else []
+)
 
 REST_FRAMEWORK = {
     # API keys first: DRF answers a failed authentication with the first class's scheme,

@@ -154,6 +154,9 @@ class TrainingJob(BackgroundJob):
     environment = models.JSONField(default=dict)
     checkpoint_sha256 = models.JSONField(default=dict)
     result = models.JSONField(default=dict)
+    # Where the job is mirrored outside the portal (which stays the source of truth):
+    # {"mlflow": {run_id, experiment_id, url}, "wandb": {url}}.
+    tracking = models.JSONField(default=dict)
     workdir = models.CharField(max_length=500, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     runner_pid = models.IntegerField(null=True, blank=True)

@@ -136,6 +136,7 @@ def _job_context(access, job) -> dict:
         "latest": selectors.job_latest_values(job=job),
         "log_lines": selectors.job_log_tail(job=job),
         "checkpoints": selectors.job_checkpoints(job=job),
+        "tracking_links": selectors.job_tracking_links(job=job),
         "version": getattr(job, "model_version", None) if job.status == "succeeded" else None,
         "can_cancel": access.has(*RoleSet.ENGINEERS) and job.is_active,
         "can_resume": access.has(*RoleSet.ENGINEERS) and job.status in ("failed", "cancelled"),

@@ -211,3 +211,70 @@ class CancelCallback(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+class GuardedReporter(TrainerCallback):
+    """An experiment tracker's callback (transformers' `report_to`) whose failure costs a
+    warning in the job's log and the tracker for the rest of the job, never the job."""
+
+    def __init__(self, name: str, inner: TrainerCallback, events: EventWriter):
+        self.name = name
+        self.inner = inner
+        self.events = events
+        self.failed = False
+
+    def _call(self, event: str, args, state, control, **kwargs):
+        if self.failed:
+            return None
+        try:
+            answer = getattr(self.inner, event)(args, state, control, **kwargs)
+            if event == "on_train_begin":
+                self._announce_run()
+            return answer
+        except Exception as error:  # a tracker's error, whatever it is, must not stop training
+            self.failed = True
+            self.events.log(
+                f"Reporting to {self.name} failed and is off for this job: "
+                f"{type(error).__name__}: {error}",
+                "warning",
+            )
+            return None
+
+    def _announce_run(self) -> None:
+        """Tell the worker where the tracker keeps this run (W&B: its URL) for the job page."""
+        module = getattr(self.inner, "_wandb", None)
+        run = getattr(module, "run", None)
+        url = getattr(run, "url", None)
+        if url:
+            self.events.emit("tracking", service=self.name, url=str(url))
+
+
+def _guarded(event: str):
+    def call(self, args, state, control, **kwargs):
+        return self._call(event, args, state, control, **kwargs)
+
+    call.__name__ = event
+    return call
+
+
+for _event in [name for name in vars(TrainerCallback) if name.startswith("on_")]:
+    setattr(GuardedReporter, _event, _guarded(_event))
+
+
+def reporting_callbacks(
+    report_to: list[str], events: EventWriter, *, job_url: str = ""
+) -> list[TrainerCallback]:
+    """The trackers in `report_to`, each guarded; one that cannot start (not installed, an
+    unknown name) is left out with a warning."""
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    if job_url:  # W&B shows it as the run's notes
+        os.environ.setdefault("WANDB_NOTES", f"Tuning Portal job: {job_url}")
+    callbacks: list[TrainerCallback] = []
+    for name in report_to:
+        try:
+            (callback_class,) = get_reporting_integration_callbacks([name])
+            callbacks.append(GuardedReporter(name, callback_class(), events))
+        except Exception as error:  # e.g. WandbCallback raises when wandb is not installed
+            events.log(f"Not reporting to {name}: {type(error).__name__}: {error}", "warning")
+    return callbacks

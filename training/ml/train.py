@@ -34,6 +34,7 @@ from training.ml.events import (
     MetricsCallback,
     PhaseCallback,
     Phases,
+    reporting_callbacks,
 )
 from training.ml.modelio import hash_directory, write_json
 
@@ -175,7 +176,10 @@ def _common_args(spec: dict, precision: str, has_eval: bool) -> dict[str, Any]:
         "save_total_limit": int(cfg.get("save_total_limit") or 3),
         "eval_strategy": "steps" if eval_steps else "no",
         "eval_steps": eval_steps or None,
+        # Trackers are added as guarded callbacks (events.reporting_callbacks), so that one
+        # failing never fails the job; the trainer adds none of its own.
         "report_to": "none",
+        "run_name": spec.get("run_name"),
         "bf16": precision == "bf16",
         "fp16": precision == "fp16",
         "gradient_checkpointing": bool(cfg.get("gradient_checkpointing")),
@@ -629,6 +633,9 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     checkpoint_cb = CheckpointCallback(events)
     cancel_cb = CancelCallback(events, spec.get("cancel_file"))
     callbacks = [metrics_cb, checkpoint_cb, cancel_cb, PhaseCallback(phases)]
+    callbacks += reporting_callbacks(
+        spec.get("report_to") or [], events, job_url=spec.get("job_url") or ""
+    )
     if (
         eval_ds is not None
         and int(cfg.get("early_stopping_patience") or 0)

@@ -114,6 +114,35 @@ ESTIMATE_LABELS = {
 }
 
 
+@dataclass(frozen=True)
+class TrackingLink:
+    """Where a tracker outside the portal keeps the job's run."""
+
+    tracker: str
+    url: str  # "" when no UI is known (an MLflow file store without MLFLOW_UI_URL)
+    run_id: str
+
+
+TRACKERS = {"mlflow": "MLflow", "wandb": "Weights & Biases"}
+
+
+def job_tracking_links(*, job: TrainingJob) -> list[TrackingLink]:
+    """The job's runs in MLflow and the trainer's trackers; only http(s) links are kept,
+    whatever a tracker reported."""
+    links = []
+    for service, label in TRACKERS.items():
+        entry = job.tracking.get(service)
+        if not isinstance(entry, dict):
+            continue
+        url = str(entry.get("url") or "")
+        if not url.startswith(("https://", "http://")):
+            url = ""
+        run_id = str(entry.get("run_id") or "")
+        if url or run_id:
+            links.append(TrackingLink(tracker=label, url=url, run_id=run_id))
+    return links
+
+
 def job_estimate(*, job: TrainingJob) -> list[tuple[str, float]]:
     """The pre-flight's estimate of each phase, labelled, in the order they run."""
     parts = (job.preflight or {}).get("estimate_seconds") or {}

@@ -45,6 +45,14 @@ from training.services.jobs import (
 )
 from training.services.progress import phase_event_fields, progress_next
 from training.services.registry import model_version_create_for_job
+from training.services.tracking import (
+    MlflowMirror,
+    job_tracking_record,
+    mlflow_mirror_start,
+    mlflow_run_end_fields,
+    mlflow_run_url,
+    portal_job_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +193,10 @@ def _spec(job: TrainingJob, workdir: Path, train: str, validation: str | None) -
         "events_file": str(workdir / "events.jsonl"),
         "cancel_file": str(workdir / "CANCEL"),
         "resume_from_checkpoint": job.data.get("resume_from_checkpoint"),
+        # Trackers the trainer reports to itself (W&B...); MLflow is mirrored from here.
+        "report_to": list(settings.TRAINING_REPORT_TO),
+        "run_name": f"{job.name} #{job.pk}",
+        "job_url": portal_job_url(job),
     }
     if job.parent_version is not None:
         spec["parent_path"] = job.parent_version.path
@@ -204,6 +216,8 @@ class Follower:
         self.offset = 0
         self.buffer = b""
         self.outcome: dict[str, Any] = {}
+        # Set once the job's data is prepared, when MLflow mirroring is on.
+        self.mirror: MlflowMirror | None = None
 
     def poll(self) -> None:
         if not self.events_path.exists():
@@ -220,6 +234,7 @@ class Follower:
                     self.handle(json.loads(line))
                 except json.JSONDecodeError:
                     logger.warning("job %s: unreadable event line %r", self.job.pk, line[:200])
+        self.note_mirror_run()
 
     def handle(self, event: dict[str, Any]) -> None:
         job = self.job
@@ -235,11 +250,15 @@ class Follower:
                 job=job, step=event["step"], epoch=event.get("epoch"), values=event["values"]
             )
             job_push(job, "training.metric", step=metric.step, values=metric.values)
+            if self.mirror is not None:
+                self.mirror.metric(step=metric.step, values=metric.values, at=event.get("time"))
         elif kind == "log":
             self.log(event.get("message", ""), event.get("level", "info"))
         elif kind == "checkpoint":
             checkpoint_record(job, event)
             job_push(job, "training.checkpoint", step=event["step"])
+            if self.mirror is not None:
+                self.mirror.checkpoint(step=event["step"], files=event["files"])
         elif kind == "phase":
             self.phase(event)
         elif kind == "preflight":
@@ -252,6 +271,9 @@ class Follower:
         elif kind == "first_step":
             job.result = {**job.result, "first_step_at": event["time"]}
             TrainingJob.objects.filter(pk=job.pk).update(result=job.result)
+        elif kind == "tracking":  # a tracker the trainer reports to (report_to) named its run
+            if isinstance(event.get("service"), str) and isinstance(event.get("url"), str):
+                job_tracking_record(job, event["service"], {"url": event["url"]})
         elif kind in ("result", "cancelled", "error"):
             self.outcome = event
 
@@ -263,6 +285,52 @@ class Follower:
 
     def log(self, message: str, level: str = "info") -> None:
         job_log(self.job, message, level)
+
+    def start_mirror(self) -> None:
+        """Mirror the job to MLflow from here on, when MLFLOW_TRACKING_URI is set."""
+        try:
+            self.mirror = mlflow_mirror_start(self.job)
+        except Exception as error:  # tracking is never worth the job, whatever went wrong
+            logger.exception("job %s: MLflow mirror not started", self.job.pk)
+            self.log(f"Not mirroring to MLflow: {type(error).__name__}: {error}", "warning")
+
+    def note_mirror_run(self) -> None:
+        """Store the MLflow run's id and link on the job once the mirror has created it."""
+        mirror = self.mirror
+        if mirror is None or not mirror.run_id:
+            return
+        if self.job.tracking.get("mlflow", {}).get("run_id") == mirror.run_id:
+            return
+        url = mlflow_run_url(experiment_id=mirror.experiment_id, run_id=mirror.run_id)
+        job_tracking_record(
+            self.job,
+            "mlflow",
+            {"run_id": mirror.run_id, "experiment_id": mirror.experiment_id, "url": url},
+        )
+
+    def close_mirror(self, *, wait: bool) -> None:
+        """Send the settled job's end to MLflow and wait (a bounded time, after the job has
+        ended) for the mirror to catch up; a failure becomes one warning in the job's log."""
+        mirror = self.mirror
+        if mirror is None:
+            return
+        job = TrainingJob.objects.get(pk=self.job.pk)
+        problem = ""
+        try:
+            if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+                mirror.end(mlflow_run_end_fields(job))
+        except Exception as error:  # the job has ended well or not: tracking cannot change it
+            logger.exception("job %s: MLflow run end not sent", job.pk)
+            problem = f"{type(error).__name__}: {error}"
+        problem = mirror.close(settings.TRAINING_MLFLOW_FLUSH_SECONDS if wait else 0) or problem
+        self.note_mirror_run()
+        self.mirror = None
+        if problem and wait:
+            self.log(
+                f"Mirroring to MLflow failed ({problem}); the portal's record of this job is "
+                "complete.",
+                "warning",
+            )
 
 
 def job_log(job: TrainingJob, message: str, level: str = "info") -> None:
@@ -361,6 +429,7 @@ def _execute(job: TrainingJob) -> None:
     except Exception as error:  # a refused export must fail the job, whatever raised it
         _settle(job.pk, JobStatus.FAILED, error=f"Exporting the training data failed: {error}")
         return
+    follower.start_mirror()
     spec = _spec(job, workdir, train, validation)
     spec_path = workdir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
@@ -401,9 +470,11 @@ def _execute(job: TrainingJob) -> None:
         _settle(
             job.pk, JobStatus.FAILED, error="The worker stopped the job (time limit or shutdown)."
         )
+        follower.close_mirror(wait=False)
         raise
     follower.poll()
     _finish(job, follower, child.returncode, cancel_seen_at is not None, log_path)
+    follower.close_mirror(wait=True)
 
 
 def _stop_child(child: subprocess.Popen) -> None:
