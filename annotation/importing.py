@@ -763,10 +763,11 @@ def _iter_label_studio(
         if _contains_nul(task):
             raise refuse(reason=_NUL_REASON)
         # Only the task's own "id" and "meta" are special; keys inside "data" are content.
+        # Our own export keeps an item's external id beside the task id (Label Studio's).
         metadata, external_id = _take_metadata(
             payload,
             task.get("meta"),
-            task.get("id"),
+            task.get("external_id") or task.get("id"),
             metadata_fields=metadata_fields,
             refuse=refuse,
         )
