@@ -109,6 +109,7 @@ def _consistent(make: Callable[[], Iterator[bytes]]) -> Iterator[bytes]:
 
 
 def _chunks(project: Project, kind: str, fmt: str, dataset_id: int | None) -> Iterator[bytes]:
+    columns: tuple[str, ...]
     if kind == KIND_ANNOTATIONS:
 
         def rows() -> Iterator[dict[str, Any]]:
