@@ -37,7 +37,7 @@ class _BulkExportApi(ProjectApiView):
         dataset = None
         given = request.query_params.get("dataset")
         if given:
-            if not given.isdigit():
+            if not (given.isascii() and given.isdigit() and int(given) < 2**63):
                 raise serializers.ValidationError({"dataset": "is a dataset id"})
             dataset = selectors.dataset_get(project=access.project, dataset_id=int(given))
             if dataset is None:

@@ -17,8 +17,10 @@ def _download(request: HttpRequest, access: ProjectAccess, kind: str, fmt: str) 
     dataset = None
     given = request.GET.get("dataset")
     if given:
-        dataset = selectors.dataset_get(
-            project=access.project, dataset_id=int(given) if given.isdigit() else 0
+        # Not a positive bigint: no dataset has that id (and the database is not asked).
+        valid = given.isascii() and given.isdigit() and len(given) < 19
+        dataset = (
+            selectors.dataset_get(project=access.project, dataset_id=int(given)) if valid else None
         )
         if dataset is None:
             raise Http404("No such dataset.")

@@ -455,7 +455,15 @@ def _card(
         ]
     lines += ["## Source datasets", ""]
     for d in datasets:
-        synthetic = "synthetic" if d.synthetic else "human" if not d.prompt_synthetic else "mixed"
+        generated = [
+            part
+            for part, flag in (
+                ("prompts", d.synthetic or d.prompt_synthetic),
+                ("responses", d.synthetic or d.response_synthetic),
+            )
+            if flag
+        ]
+        synthetic = f"model-generated {' and '.join(generated)}" if generated else "not synthetic"
         lines.append(
             f"- {d.name} (id {d.pk}): licence {d.license}; {d.source_description.strip()}; "
             f"consent basis: {d.consent_basis}; collected {d.collection_date}; {synthetic}; "

@@ -176,12 +176,14 @@ def hf_zip_chunks(
     give the same rows both times (the caller reads them under one snapshot); `card` makes
     README.md from the schema, the plan and what was written; `count_by` names columns
     whose values the card counts."""
-    plan = plan_columns(rows(), chunk=chunk)
-    schema = plan.schema()
     written = Written(counts={name: {} for name in count_by})
     sink = _Sink()
     with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as archive:
         with archive.open(DATA_FILE, mode="w", force_zip64=True) as raw:
+            # The member's header goes out first: the download starts while the plan reads.
+            yield sink.take()
+            plan = plan_columns(rows(), chunk=chunk)
+            schema = plan.schema()
             writer = pq.ParquetWriter(_Entry(raw), schema, compression="zstd")
             for part in _chunks(rows(), chunk):
                 written.rows += len(part)

@@ -4,6 +4,7 @@ import json
 import uuid
 import zipfile
 
+import pyarrow.parquet as pq
 import pytest
 from datasets import load_dataset
 from django.urls import reverse
@@ -14,6 +15,7 @@ from annotation.importing import content_hash
 from annotation.models import Dataset, DatasetUpload, Item
 from annotation.selectors import pseudonym, settings_for
 from annotation.selectors.exports import ANNOTATION_COLUMNS, ITEM_COLUMNS
+from annotation.services import hf_export
 from annotation.services.datasets import Provenance, dataset_import_run, dataset_upload_create
 from core.models import AuditEvent, Role
 from tests.annotation.factories import DatasetFactory, ItemFactory, classification_setup, label_next
@@ -342,3 +344,32 @@ def test_the_datasets_pages_show_the_export_buttons_to_engineers_only(
     assert page.status_code == 200
     assert b"label-exports" not in page.content
     assert Dataset.objects.filter(project=labelled.project).count() == 1
+
+
+def test_column_types_are_unified_across_chunks_and_mixed_ones_become_json():
+    rows = [
+        {"n": 1, "meta": {"a": "x"}, "mixed": "text", "empty": None},
+        {"n": 2, "meta": {"a": "y"}, "mixed": "more", "empty": None},
+        {"n": 2.5, "meta": {"b": 3}, "mixed": [1, 2], "empty": None, "late": True},
+    ]
+
+    plan = hf_export.plan_columns(rows, chunk=2)
+
+    schema = plan.schema()
+    assert str(schema.field("n").type) == "double"
+    assert str(schema.field("meta").type) == "struct<a: string, b: int64>"
+    assert str(schema.field("empty").type) == "string"
+    assert str(schema.field("late").type) == "bool"
+    assert plan.json_columns == {"mixed"}
+
+
+def test_the_zipped_folder_holds_every_chunk_as_a_row_group():
+    rows = [{"i": i, "text": f"row {i}"} for i in range(5)]
+
+    body = b"".join(hf_export.hf_zip_chunks(lambda: iter(rows), card=lambda *_: "card", chunk=2))
+
+    archive = zipfile.ZipFile(io.BytesIO(body))
+    assert archive.read("README.md") == b"card"
+    parquet = pq.ParquetFile(io.BytesIO(archive.read(hf_export.DATA_FILE)))
+    assert parquet.metadata.num_row_groups == 3
+    assert parquet.read().to_pylist() == rows
