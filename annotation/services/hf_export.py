@@ -180,7 +180,8 @@ def hf_zip_chunks(
     sink = _Sink()
     with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as archive:
         with archive.open(DATA_FILE, mode="w", force_zip64=True) as raw:
-            # The member's header goes out first: the download starts while the plan reads.
+            # The member's header is yielded first, so a server that sends parts as they
+            # come starts the download while the plan reads.
             yield sink.take()
             plan = plan_columns(rows(), chunk=chunk)
             schema = plan.schema()
