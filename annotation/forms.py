@@ -41,7 +41,10 @@ def answer_from_post(task_type: str, config: dict, post: QueryDict) -> dict:
 
 class UploadForm(forms.Form):
     file = forms.FileField(
-        help_text="JSONL, CSV (with a header row) or a Label Studio JSON export."
+        help_text=(
+            "JSONL, CSV (with a header row), a Label Studio JSON export, Parquet, Arrow, or a "
+            "zip of a Hugging Face datasets folder (save_to_disk, or Parquet files)."
+        )
     )
     name = forms.CharField(required=False, max_length=200, help_text="Defaults to the file name.")
     source_description = forms.CharField(

@@ -1,4 +1,5 @@
-"""Streaming parsers for dataset files: JSON Lines, CSV and Label Studio task exports.
+"""Streaming parsers for dataset files: JSON Lines, CSV and Label Studio task exports
+(Parquet, Arrow and Hugging Face datasets folders are read by annotation.importing_arrow).
 
 JSON Lines and CSV are read line by line, and a Label Studio export (one JSON document)
 task by task through ijson, so a million-row file never sits in memory. Anything wrong
@@ -31,6 +32,13 @@ class ImportFormat(StrEnum):
     JSONL = "jsonl"
     CSV = "csv"
     LABEL_STUDIO = "labelstudio"
+    # Read by annotation.importing_arrow, from a file on disk (Parquet needs to seek).
+    PARQUET = "parquet"
+    ARROW = "arrow"
+    HF_DATASET = "hf_dataset"  # a zip of a datasets folder (save_to_disk, or Parquet files)
+
+
+TABLE_FORMATS = (ImportFormat.PARQUET, ImportFormat.ARROW, ImportFormat.HF_DATASET)
 
 
 EXTENSIONS = {
@@ -38,6 +46,9 @@ EXTENSIONS = {
     ".ndjson": ImportFormat.JSONL,
     ".csv": ImportFormat.CSV,
     ".json": ImportFormat.LABEL_STUDIO,
+    ".parquet": ImportFormat.PARQUET,
+    ".arrow": ImportFormat.ARROW,
+    ".zip": ImportFormat.HF_DATASET,
 }
 
 
@@ -206,8 +217,9 @@ def detect_format(filename: str) -> ImportFormat:
         raise ImportRefused(
             file=filename,
             reason=(
-                f"unsupported file type {suffix or '(no extension)'}; use .jsonl, .ndjson, .csv "
-                "or a Label Studio .json export"
+                f"unsupported file type {suffix or '(no extension)'}; use .jsonl, .ndjson, .csv, "
+                "a Label Studio .json export, .parquet, .arrow, or a .zip of a Hugging Face "
+                "datasets folder"
             ),
         )
     return EXTENSIONS[suffix]
@@ -407,6 +419,20 @@ def _jsonl_row(
     # The substring test is a cheap filter; only a hit pays for the walk.
     if "\\u0000" in text and _contains_nul(record):
         raise refuse(reason=_NUL_REASON)
+    return record_row(number, record, required, metadata_fields, shape, refuse)
+
+
+def record_row(
+    number: int,
+    record: dict[str, Any],
+    required: Sequence[str],
+    metadata_fields: Sequence[str],
+    shape: PreferenceShape | None,
+    refuse: partial[ImportRefused],
+) -> ParsedRow:
+    """A decoded record (a JSON object, or a table's row) as row `number`: its `meta` and
+    `id` taken out, `metadata_fields` moved to the metadata, required fields checked and
+    the shape applied. `record` is changed in place."""
     metadata, external_id = _take_metadata(
         record,
         record.pop("meta", None),
@@ -763,10 +789,11 @@ def _iter_label_studio(
         if _contains_nul(task):
             raise refuse(reason=_NUL_REASON)
         # Only the task's own "id" and "meta" are special; keys inside "data" are content.
+        # Our own export keeps an item's external id beside the task id (Label Studio's).
         metadata, external_id = _take_metadata(
             payload,
             task.get("meta"),
-            task.get("id"),
+            task.get("external_id") or task.get("id"),
             metadata_fields=metadata_fields,
             refuse=refuse,
         )
@@ -802,6 +829,8 @@ def iter_rows(
     back on refusal. A required field may also be satisfied by a metadata field or the id
     (required fields are the file's own, checked before `shape` maps the row).
     """
+    if fmt in TABLE_FORMATS:
+        raise ValueError(f"{fmt} files are read from disk by annotation.importing_arrow")
     parser = _PARSERS[ImportFormat(fmt)]
     return parser(
         stream, filename, tuple(required_fields), tuple(metadata_fields), max_bytes, shape

@@ -61,6 +61,9 @@ class Dataset(models.Model):
         JSONL = "jsonl", "JSON Lines"
         CSV = "csv", "CSV"
         LABEL_STUDIO = "labelstudio", "Label Studio JSON export"
+        PARQUET = "parquet", "Parquet"
+        ARROW = "arrow", "Arrow IPC"
+        HF_DATASET = "hf_dataset", "Hugging Face datasets folder (zip)"
 
     project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="datasets")
     name = models.CharField(max_length=200)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation import api, api_curation, views, views_curation
+from annotation import api, api_curation, api_exports, views, views_curation, views_exports
 
 app_name = "annotation"
 
@@ -23,6 +23,12 @@ urlpatterns = [
         views_curation.snapshot_export,
         name="snapshot-export",
     ),
+    path(
+        "exports/annotations/<str:fmt>/",
+        views_exports.annotations_export,
+        name="export-annotations",
+    ),
+    path("exports/items/<str:fmt>/", views_exports.items_export, name="export-items"),
 ]
 
 api_urlpatterns = [
@@ -54,6 +60,16 @@ api_urlpatterns = [
         "snapshots/<int:snapshot_id>/export/<str:fmt>/",
         api_curation.SnapshotExportApi.as_view(),
         name="api-snapshot-export",
+    ),
+    path(
+        "exports/annotations/<str:fmt>/",
+        api_exports.AnnotationExportApi.as_view(),
+        name="api-export-annotations",
+    ),
+    path(
+        "exports/items/<str:fmt>/",
+        api_exports.ItemExportApi.as_view(),
+        name="api-export-items",
     ),
     path("checks/", api_curation.CheckListCreateApi.as_view(), name="api-checks"),
     path("checks/<int:check_id>/", api_curation.CheckDetailApi.as_view(), name="api-check"),

@@ -51,6 +51,8 @@ annotation:check                                POST     .   .   .   x   .   .
 annotation:snapshot                             GET      .   .   .   x   x   x
 annotation:snapshot                             POST     .   .   .   x   .   .
 annotation:snapshot-export                      GET      .   .   .   x   .   .
+annotation:export-annotations                   GET      .   .   .   x   .   .
+annotation:export-items                         GET      .   .   .   x   .   .
 # --- pages: evaluation --------------------------------------------------------
 evaluation:review_home                          GET      .   .   x   .   .   .
 evaluation:review                               GET      .   .   x   .   .   .
@@ -115,6 +117,8 @@ annotation-api:api-snapshots                    GET      .   .   .   x   x   x
 annotation-api:api-snapshots                    POST     .   .   .   x   .   .
 annotation-api:api-snapshot                     GET      .   .   .   x   x   x
 annotation-api:api-snapshot-export              GET      .   .   .   x   .   .
+annotation-api:api-export-annotations           GET      .   .   .   x   .   .
+annotation-api:api-export-items                 GET      .   .   .   x   .   .
 annotation-api:api-checks                       GET      .   .   .   x   x   x
 annotation-api:api-checks                       POST     .   .   .   x   .   .
 annotation-api:api-check                        GET      .   .   .   x   x   x

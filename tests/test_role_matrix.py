@@ -97,7 +97,7 @@ class World:
             job = self.generation_job if name.startswith("evaluation") else self.training_job
             return job.pk
         if param == "fmt":
-            return "sft"
+            return "jsonl" if "export-" in name and "snapshot" not in name else "sft"
         if param == "task_id":
             return self.task_id
         return getattr(self, param.removesuffix("_id")).pk

@@ -4,6 +4,7 @@ imports it in one transaction (COPY on PostgreSQL), so a refused file leaves not
 import hashlib
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -18,8 +19,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
-from annotation import import_workers, tasks
+from annotation import import_workers, importing_arrow, tasks
 from annotation.importing import (
+    TABLE_FORMATS,
     ImportFormat,
     ImportRefused,
     ImportReport,
@@ -321,6 +323,39 @@ def _item_rows(
     return made()
 
 
+def _plain_copy(raw: IO[bytes], target: Path) -> Path:
+    """The stored upload's plaintext on disk, for readers that seek (Parquet's footer)."""
+    with open(target, "wb") as out:
+        shutil.copyfileobj(raw, out, 1 << 20)
+    return target
+
+
+def _table_item_rows(
+    upload: DatasetUpload,
+    dataset: Dataset,
+    fmt: ImportFormat,
+    path: Path,
+    report: ImportReport,
+) -> Iterator[tuple]:
+    """COPY rows of a Parquet or Arrow file or a zipped datasets folder at `path`."""
+    options = upload.options
+    shape = PreferenceShape(**options["shape"]) if options.get("shape") else None
+    rows = ItemRows(upload.project_id, dataset.pk, options["sha256"])
+    parsed = importing_arrow.table_rows(
+        path,
+        filename=upload.file_name,
+        fmt=fmt,
+        workdir=path.parent,
+        required_fields=options["required_fields"],
+        metadata_fields=options["metadata_fields"],
+        max_bytes=max_upload_bytes(),
+        shape=shape,
+    )
+    for row in parsed:
+        report.note_row(row)
+        yield rows.copy_row(row)
+
+
 def _import_all(upload: DatasetUpload, on_progress: Callable[[int, float], None] | None) -> Dataset:
     options = upload.options
     provenance = options["provenance"]
@@ -369,13 +404,20 @@ def _import_all(upload: DatasetUpload, on_progress: Callable[[int, float], None]
 
             # The parsers only read and readline it (the import passes a byte limit).
             stream = cast(IO[bytes], reader)
-            values = _item_rows(upload, dataset, ImportFormat(fmt), stream, report)
-            try:
-                count = _insert_items(values, on_batch)
-            except ImportRefused as refused:
-                if refused.file is None:
-                    refused.file = upload.file_name
-                raise
+            # Tables are read from a plaintext copy in a private temporary folder (Parquet
+            # seeks; a zip is extracted), removed however the import ends.
+            with tempfile.TemporaryDirectory(prefix="portal-import-") as workdir:
+                if fmt in TABLE_FORMATS:
+                    local = _plain_copy(stream, Path(workdir) / "upload")
+                    values = _table_item_rows(upload, dataset, ImportFormat(fmt), local, report)
+                else:
+                    values = _item_rows(upload, dataset, ImportFormat(fmt), stream, report)
+                try:
+                    count = _insert_items(values, on_batch)
+                except ImportRefused as refused:
+                    if refused.file is None:
+                        refused.file = upload.file_name
+                    raise
         if count == 0:
             raise ImportRefused(
                 file=upload.file_name, line=None, field=None, reason="the file holds no rows"
