@@ -11,13 +11,16 @@ def _actions():
     return list(AuditEvent.objects.values_list("action", flat=True))
 
 
-def test_staff_creates_project_and_becomes_its_admin(staff, django_capture_on_commit_callbacks):
+def test_staff_creates_project_and_becomes_its_admin_and_engineer(
+    staff, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks():
         project = services.project_create(name="Support bot", created_by=staff)
 
-    assert Membership.objects.filter(project=project, user=staff, role=Role.ADMIN).exists()
+    held = Membership.objects.filter(project=project, user=staff).values_list("role", flat=True)
+    assert set(held) == {Role.ADMIN, Role.ENGINEER}
     assert project.slug == "support-bot"
-    assert _actions() == ["project.create", "membership.add"]
+    assert _actions() == ["project.create", "membership.add", "membership.add"]
 
 
 def test_project_slugs_stay_unique(staff, django_capture_on_commit_callbacks):
