@@ -40,6 +40,9 @@ def _flag_parameter(name: str, description: str) -> OpenApiParameter:
     return OpenApiParameter(name, bool, required=False, description=description)
 
 
+PROJECT_DESCRIPTION_MAX = 20_000
+
+
 class ProjectOutput(serializers.ModelSerializer):
     roles = serializers.SerializerMethodField()
 
@@ -84,7 +87,9 @@ class MeApi(APIView):
 class ProjectListCreateApi(APIView):
     class ProjectCreateInput(StrictInput):
         name = serializers.CharField(max_length=200)
-        description = serializers.CharField(required=False, allow_blank=True, default="")
+        description = serializers.CharField(
+            max_length=PROJECT_DESCRIPTION_MAX, required=False, allow_blank=True, default=""
+        )
 
     @extend_schema(
         parameters=[
@@ -122,7 +127,9 @@ class ProjectDetailApi(ProjectApiView):
 
     class ProjectUpdateInput(StrictInput):
         name = serializers.CharField(max_length=200, required=False)
-        description = serializers.CharField(required=False, allow_blank=True)
+        description = serializers.CharField(
+            max_length=PROJECT_DESCRIPTION_MAX, required=False, allow_blank=True
+        )
         archived = serializers.BooleanField(required=False)
 
     @extend_schema(responses=ProjectOutput)

@@ -42,7 +42,10 @@ def user_create(
         is_superuser=is_staff,
     )
     if validate:
-        validate_password(password, user)
+        try:
+            validate_password(password, user)
+        except ValidationError as error:
+            raise ValidationError({"password": error.messages}) from None
     user.set_password(password)
     user.full_clean(exclude=["password"])
     user.save()
