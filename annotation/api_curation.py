@@ -47,7 +47,7 @@ class SnapshotCreatedOutput(SnapshotOutput):
 
 class SnapshotDetailOutput(SnapshotCreatedOutput):
     comparison = serializers.JSONField(
-        read_only=True, required=False, help_text="With `?compare=<id>`: what changed."
+        required=False, help_text="With `?compare=<id>`: what changed."
     )
 
     class Meta(SnapshotCreatedOutput.Meta):

@@ -22,6 +22,7 @@ from core.pagination import (
     page_of,
     strict_query,
 )
+from core.parsers import StrictJSONParser
 
 
 def _flag(params: dict[str, str], name: str) -> bool | None:
@@ -41,6 +42,16 @@ def _flag_parameter(name: str, description: str) -> OpenApiParameter:
 
 
 PROJECT_DESCRIPTION_MAX = 20_000
+
+
+# JSON bodies only: the server then refuses a body past DATA_UPLOAD_MAX_MEMORY_SIZE with a
+# 413 before Django reads it (portal.asgi_limits gives multipart views the file limit).
+JSON_ONLY = [StrictJSONParser]
+
+
+def _in_order(roles) -> list[str]:
+    """Roles as every answer lists them: in `Role`'s order (as project_list_for_user)."""
+    return [role for role in Role.values if role in roles]
 
 
 class ProjectOutput(serializers.ModelSerializer):
@@ -85,6 +96,8 @@ class MeApi(APIView):
 
 
 class ProjectListCreateApi(APIView):
+    parser_classes = JSON_ONLY
+
     class ProjectCreateInput(StrictInput):
         name = serializers.CharField(max_length=200)
         description = serializers.CharField(
@@ -117,12 +130,15 @@ class ProjectListCreateApi(APIView):
         payload.is_valid(raise_exception=True)
         project = services.project_create(created_by=request.user, **payload.validated_data)
         return Response(
-            ProjectOutput(project, context={"roles": {project.pk: sorted(RoleSet.CREATOR)}}).data,
+            ProjectOutput(
+                project, context={"roles": {project.pk: _in_order(RoleSet.CREATOR)}}
+            ).data,
             status=status.HTTP_201_CREATED,
         )
 
 
 class ProjectDetailApi(ProjectApiView):
+    parser_classes = JSON_ONLY
     roles = {"GET": RoleSet.MEMBERS, "PATCH": RoleSet.ADMINS}
 
     class ProjectUpdateInput(StrictInput):
@@ -135,7 +151,7 @@ class ProjectDetailApi(ProjectApiView):
     @extend_schema(responses=ProjectOutput)
     def get(self, request: Request, project_id: int) -> Response:
         access = self.access
-        context = {"roles": {access.project.pk: sorted(access.roles)}}
+        context = {"roles": {access.project.pk: _in_order(access.roles)}}
         return Response(ProjectOutput(access.project, context=context).data)
 
     @extend_schema(request=ProjectUpdateInput, responses=ProjectOutput)
@@ -146,7 +162,7 @@ class ProjectDetailApi(ProjectApiView):
         project = services.project_update(
             project=access.project, updated_by=request.user, **payload.validated_data
         )
-        context = {"roles": {project.pk: sorted(access.roles)}}
+        context = {"roles": {project.pk: _in_order(access.roles)}}
         return Response(ProjectOutput(project, context=context).data)
 
 
@@ -154,6 +170,7 @@ MEMBERSHIP_FILTERS = ("role", "user")
 
 
 class MembershipListCreateApi(ProjectApiView):
+    parser_classes = JSON_ONLY
     roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ADMINS}
 
     class MembershipCreateInput(StrictInput):
@@ -206,6 +223,7 @@ class MembershipListCreateApi(ProjectApiView):
 
 
 class MembershipDetailApi(ProjectApiView):
+    parser_classes = JSON_ONLY
     roles = RoleSet.ADMINS
 
     class MembershipChangeInput(StrictInput):
@@ -258,6 +276,8 @@ class ApiKeyCreatedOutput(ApiKeyOutput):
 
 class ApiKeyListCreateApi(APIView):
     """The caller's own API keys: list them (never their secrets) or make one."""
+
+    parser_classes = JSON_ONLY
 
     class ApiKeyCreateInput(StrictInput):
         name = serializers.CharField(max_length=services.API_KEY_NAME_MAX)
@@ -335,6 +355,8 @@ USER_FILTERS = ("is_active", "is_staff")
 class UserListCreateApi(APIView):
     """Every account of the portal (wrapped, cursor-paged), and new accounts."""
 
+    parser_classes = JSON_ONLY
+
     permission_classes = [*APIView.permission_classes, IsPortalAdmin]
 
     class UserCreateInput(StrictInput):
@@ -378,6 +400,7 @@ class UserListCreateApi(APIView):
 
 
 class UserDetailApi(APIView):
+    parser_classes = JSON_ONLY
     permission_classes = [*APIView.permission_classes, IsPortalAdmin]
 
     class UserUpdateInput(StrictInput):

@@ -203,7 +203,7 @@ def test_the_creator_of_a_project_can_upload_its_data(staff):
         format="multipart",
     )
 
-    assert project["roles"] == ["admin", "engineer"]
+    assert project["roles"] == ["engineer", "admin"]
     assert response.status_code == 202, response.content
 
 

@@ -158,9 +158,7 @@ def test_audit_events_page_newest_first_by_cursor(project, admin):
     for n in range(3):
         services.project_update(project=project, updated_by=admin, name=f"name {n}")
 
-    pages, rows = _walk(
-        _api(admin), reverse("api-audit-events", args=[project.pk]), {"limit": 2}
-    )
+    pages, rows = _walk(_api(admin), reverse("api-audit-events", args=[project.pk]), {"limit": 2})
 
     seqs = [row["seq"] for row in rows]
     assert seqs == sorted(AuditEvent.objects.values_list("seq", flat=True), reverse=True)
@@ -169,9 +167,7 @@ def test_audit_events_page_newest_first_by_cursor(project, admin):
 
 def test_accounts_page_by_cursor(staff):
     for n in range(3):
-        services.user_create(
-            username=f"person{n}", password="x", created_by=staff, validate=False
-        )
+        services.user_create(username=f"person{n}", password="x", created_by=staff, validate=False)
 
     _, rows = _walk(_api(staff), "/api/v1/users/", {"limit": 2})
 
