@@ -65,7 +65,7 @@ class PortalCursorPagination(CursorPagination):
                 {self.cursor_query_param: ["Not a cursor this API gave."]}
             ) from None
         position = cursor.position if cursor else None
-        if position is not None and not _bigint_text(position):
+        if position is not None and not _bigint_text(str(position)):
             raise ValidationError({self.cursor_query_param: ["Not a cursor this API gave."]})
         return cursor
 
