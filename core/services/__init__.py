@@ -236,9 +236,20 @@ def _unique_slug(name: str) -> str:
 
 
 @transaction.atomic
-def project_create(*, name: str, description: str = "", created_by: User) -> Project:
+def project_create(
+    *,
+    name: str,
+    description: str = "",
+    created_by: User,
+    creator_roles: Iterable[str] = RoleSet.CREATOR,
+) -> Project:
     """Create a project; its creator becomes its first admin and an engineer in it
-    (`RoleSet.CREATOR`), so they can upload its data too. Only staff create projects."""
+    (`RoleSet.CREATOR`), so they can upload its data too. Only staff create projects.
+    `creator_roles` (which must include admin) is for the demo, whose logins hold one role
+    each."""
+    creator_roles = tuple(creator_roles)
+    if Role.ADMIN not in creator_roles:
+        raise ValueError("a project's creator is its first admin")
     if not created_by.is_staff:
         raise PermissionDenied("Only portal administrators create projects.")
     name = name.strip()
@@ -248,7 +259,7 @@ def project_create(*, name: str, description: str = "", created_by: User) -> Pro
         name=name, slug=_unique_slug(name), description=description, created_by=created_by
     )
     audit_record(actor=created_by, action="project.create", target=project, data={"name": name})
-    for role in RoleSet.CREATOR:
+    for role in creator_roles:
         membership_add(project=project, user=created_by, role=role, added_by=created_by)
     return project
 

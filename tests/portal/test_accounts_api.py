@@ -135,7 +135,8 @@ def test_an_admin_cannot_lock_themselves_out(staff):
     assert deactivated.status_code == 400
     assert "is_active" in deactivated.json()
     staff.refresh_from_db()
-    assert staff.is_staff and staff.is_active
+    assert staff.is_staff
+    assert staff.is_active
     assert _actions() == []
 
 
@@ -283,7 +284,8 @@ def test_the_last_admin_keeps_the_role(project, admin):
     removed = api.delete(f"/api/v1/projects/{project.pk}/memberships/{row.pk}/")
 
     assert (changed.status_code, removed.status_code) == (400, 400)
-    assert "role" in changed.json() and "role" in removed.json()
+    assert "role" in changed.json()
+    assert "role" in removed.json()
     assert Membership.objects.get(pk=row.pk).role == Role.ADMIN
     assert _actions() == []
 
@@ -329,8 +331,10 @@ def test_memberships_filter_by_role_and_user(project, admin, annotator, engineer
 
     assert [m["username"] for m in by_role] == ["eng"]
     assert [m["role"] for m in by_user] == ["annotator"]
-    assert bad.status_code == 400 and "role" in bad.json()
-    assert unknown.status_code == 400 and "username" in unknown.json()
+    assert bad.status_code == 400
+    assert "role" in bad.json()
+    assert unknown.status_code == 400
+    assert "username" in unknown.json()
 
 
 def test_a_newcomer_is_added_by_username(project, admin):
