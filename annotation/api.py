@@ -1,6 +1,6 @@
 import uuid
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound
@@ -10,7 +10,15 @@ from rest_framework.response import Response
 from annotation import selectors, services
 from annotation.importing import ImportRefused
 from annotation.metrics import project_agreement
-from annotation.models import Dataset, DatasetUpload, Guideline, Item, LabelSchema, TaskType
+from annotation.models import (
+    AnnotationSettings,
+    Dataset,
+    DatasetUpload,
+    Guideline,
+    Item,
+    LabelSchema,
+    TaskType,
+)
 from annotation.services.datasets import (
     MAPPINGS,
     Provenance,
@@ -19,10 +27,19 @@ from annotation.services.datasets import (
 )
 from core import time_spent
 from core.access import ProjectApiView
+from core.api_errors import StrictInput
 from core.authentication import AuthenticatedRequest as Request
 from core.authentication import ProjectTokenAuthentication
 from core.models import Role, RoleSet
-from core.pagination import PortalPagination
+from core.pagination import (
+    ARRAY_PAGE_PARAMETERS,
+    CURSOR_PARAMETERS,
+    OFFSET_PARAMETER,
+    array_page,
+    cursor_page,
+    page_of,
+    strict_query,
+)
 from core.parsers import StrictJSONParser
 
 # The queue endpoints are the ones an annotator's client calls for every item: their token
@@ -112,14 +129,18 @@ class DatasetListCreateApi(ProjectApiView):
     parser_classes = [MultiPartParser, FormParser]
     roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS}
 
-    @extend_schema(responses=DatasetOutput(many=True))
+    @extend_schema(parameters=ARRAY_PAGE_PARAMETERS, responses=DatasetOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
+        """The project's datasets, newest first."""
         access = self.access
-        datasets = list(selectors.dataset_list_for_project(project=access.project))
-        shares = selectors.dataset_synthetic_shares(dataset_ids=[d.pk for d in datasets])
-        return Response(
-            DatasetOutput(datasets, many=True, context={"synthetic_shares": shares}).data
-        )
+        strict_query(request, [])
+
+        def serialize(datasets: list[Dataset]) -> object:
+            shares = selectors.dataset_synthetic_shares(dataset_ids=[d.pk for d in datasets])
+            return DatasetOutput(datasets, many=True, context={"synthetic_shares": shares}).data
+
+        datasets = selectors.dataset_list_for_project(project=access.project)
+        return array_page(datasets, request, self, serialize, ordering="-id")
 
     @extend_schema(request=DatasetUploadInput, responses={202: UploadOutput})
     def post(self, request: Request, project_id: int) -> Response:
@@ -190,11 +211,19 @@ class SchemaInput(serializers.Serializer):
 class SchemaListCreateApi(ProjectApiView):
     roles = {"GET": RoleSet.LABEL_READERS, "POST": RoleSet.MANAGERS}
 
-    @extend_schema(responses=SchemaOutput(many=True))
+    @extend_schema(parameters=ARRAY_PAGE_PARAMETERS, responses=SchemaOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
+        """Every published version, newest first."""
         access = self.access
+        strict_query(request, [])
         schemas = LabelSchema.objects.filter(project=access.project)
-        return Response(SchemaOutput(schemas, many=True).data)
+        return array_page(
+            schemas,
+            request,
+            self,
+            lambda page: SchemaOutput(page, many=True).data,
+            ordering="-version",
+        )
 
     @extend_schema(request=SchemaInput, responses={201: SchemaOutput})
     def post(self, request: Request, project_id: int) -> Response:
@@ -221,11 +250,17 @@ class GuidelineInput(serializers.Serializer):
 class GuidelineListCreateApi(ProjectApiView):
     roles = {"GET": RoleSet.LABEL_READERS, "POST": RoleSet.MANAGERS}
 
-    @extend_schema(responses=GuidelineOutput(many=True))
+    @extend_schema(parameters=ARRAY_PAGE_PARAMETERS, responses=GuidelineOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
+        """Every published version, newest first."""
         access = self.access
-        return Response(
-            GuidelineOutput(Guideline.objects.filter(project=access.project), many=True).data
+        strict_query(request, [])
+        return array_page(
+            Guideline.objects.filter(project=access.project),
+            request,
+            self,
+            lambda page: GuidelineOutput(page, many=True).data,
+            ordering="-version",
         )
 
     @extend_schema(request=GuidelineInput, responses={201: GuidelineOutput})
@@ -260,33 +295,110 @@ class ItemOutput(serializers.ModelSerializer):
         ]
 
 
+ITEM_FILTER_PARAMETERS = [
+    OpenApiParameter("state", str, enum=Item.State.values, required=False),
+    OpenApiParameter("dataset", int, required=False, description="A dataset's id."),
+    OpenApiParameter(
+        "is_gold_question",
+        bool,
+        required=False,
+        description="Gold test questions (honeypots with a known answer) only, or none.",
+    ),
+    OpenApiParameter(
+        "has_gold_label",
+        bool,
+        required=False,
+        description="Items whose final (gold) label is decided, or not yet.",
+    ),
+    OpenApiParameter("external_id", str, required=False),
+    OpenApiParameter(
+        "is_gold",
+        bool,
+        required=False,
+        deprecated=True,
+        description="Deprecated name of is_gold_question.",
+    ),
+]
+
+
 class ItemListApi(ProjectApiView):
     roles = RoleSet.MANAGERS
 
-    @extend_schema(responses=ItemOutput(many=True))
+    @extend_schema(
+        parameters=[*CURSOR_PARAMETERS, OFFSET_PARAMETER, *ITEM_FILTER_PARAMETERS],
+        responses=page_of(ItemOutput, count=True),
+        operation_id="v1_projects_items_list",
+    )
     def get(self, request: Request, project_id: int) -> Response:
+        """The project's items by id, a page at a time (follow `next`)."""
         access = self.access
-        unknown = sorted(
-            set(request.query_params) - set(selectors.ITEM_FILTERS) - {"limit", "offset"}
-        )
-        if unknown:
-            raise serializers.ValidationError(
-                {
-                    name: "Unknown filter; use one of " + ", ".join(selectors.ITEM_FILTERS)
-                    for name in unknown
-                }
-            )
-        filters = {
-            k: v for k, v in request.query_params.dict().items() if k in selectors.ITEM_FILTERS
-        }
-        paginator = PortalPagination()
+        filters = strict_query(request, selectors.ITEM_FILTERS)
         items = selectors.item_list(project=access.project, filters=filters)
         if not access.has(Role.ENGINEER):  # unredacted originals are for engineers only
             items = items.exclude(
                 dataset__in=selectors.datasets_with_unredacted_pii(project=access.project)
             )
-        page = paginator.paginate_queryset(items, request, view=self)
-        return paginator.get_paginated_response(ItemOutput(page, many=True).data)
+        return cursor_page(
+            items, request, self, lambda page: ItemOutput(page, many=True).data, count=True
+        )
+
+
+class AnnotationSettingsOutput(serializers.ModelSerializer):
+    class Meta:
+        model = AnnotationSettings
+        fields = list(services.SETTINGS_FIELDS)
+
+
+class AnnotationSettingsInput(StrictInput):
+    """The setup page's settings form, every field optional (a PATCH)."""
+
+    labels_per_item = serializers.IntegerField(
+        min_value=1, max_value=20, required=False, help_text="k: annotators per item."
+    )
+    agreement_rule = serializers.ChoiceField(
+        choices=AnnotationSettings.Rule.choices, required=False
+    )
+    majority_min = serializers.IntegerField(
+        min_value=1,
+        max_value=20,
+        required=False,
+        help_text="m: with the majority rule, answers that must agree (at most k).",
+    )
+    order = serializers.ChoiceField(choices=AnnotationSettings.Order.choices, required=False)
+    random_seed = serializers.IntegerField(min_value=-(2**31), max_value=2**31 - 1, required=False)
+    lease_seconds = serializers.IntegerField(
+        min_value=30,
+        max_value=2**31 - 1,
+        required=False,
+        help_text="How long an item stays reserved for one annotator.",
+    )
+    gold_rate = serializers.FloatField(
+        min_value=0,
+        max_value=0.5,
+        required=False,
+        help_text="Share of requests that serve a gold test question.",
+    )
+
+
+class AnnotationSettingsApi(ProjectApiView):
+    """How the project's annotation runs: what the setup page's settings form edits."""
+
+    parser_classes = [StrictJSONParser]
+    roles = RoleSet.MANAGERS
+
+    @extend_schema(responses=AnnotationSettingsOutput)
+    def get(self, request: Request, project_id: int) -> Response:
+        row = selectors.settings_for(self.access.project)
+        return Response(AnnotationSettingsOutput(row).data)
+
+    @extend_schema(request=AnnotationSettingsInput, responses=AnnotationSettingsOutput)
+    def patch(self, request: Request, project_id: int) -> Response:
+        payload = AnnotationSettingsInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        row = services.annotation_settings_update(
+            project=self.access.project, changed_by=request.user, **payload.validated_data
+        )
+        return Response(AnnotationSettingsOutput(row).data)
 
 
 class TaskOutput(serializers.Serializer):
@@ -339,12 +451,28 @@ class SubmitInput(serializers.Serializer):
     )
 
 
+class SubmitOutput(serializers.Serializer):
+    annotation = serializers.IntegerField()
+    item = serializers.IntegerField()
+    seconds_spent = serializers.FloatField(
+        allow_null=True, help_text="The time recorded as spent on the item."
+    )
+    seconds_source = serializers.CharField(help_text="Whose measure: client or server.")
+    too_fast = serializers.BooleanField()
+    time_rule = serializers.CharField(help_text="The rule that chose the recorded time.")
+    next = TaskOutput(
+        required=False,
+        allow_null=True,
+        help_text="With `next: true`: the next item's task, or null when none is left.",
+    )
+
+
 class QueueSubmitApi(ProjectApiView):
     authentication_classes = QUEUE_AUTHENTICATION
     parser_classes = [StrictJSONParser]
     roles = RoleSet.ANNOTATORS
 
-    @extend_schema(request=SubmitInput, responses={201: None})
+    @extend_schema(request=SubmitInput, responses={201: SubmitOutput})
     def post(self, request: Request, project_id: int) -> Response:
         """Store an answer. `seconds_spent` is the client's measure; the answer says what
         was recorded (`seconds_source`: client or server) and whether it was too fast."""
@@ -380,12 +508,17 @@ class SkipInput(serializers.Serializer):
     reason = serializers.CharField()
 
 
+class SkipOutput(serializers.Serializer):
+    lease = serializers.IntegerField()
+    state = serializers.CharField(help_text="The lease's state after the skip.")
+
+
 class QueueSkipApi(ProjectApiView):
     authentication_classes = QUEUE_AUTHENTICATION
     parser_classes = [StrictJSONParser]
     roles = RoleSet.ANNOTATORS
 
-    @extend_schema(request=SkipInput, responses={200: None})
+    @extend_schema(request=SkipInput, responses={200: SkipOutput})
     def post(self, request: Request, project_id: int) -> Response:
         access = self.access
         payload = SkipInput(data=request.data)
@@ -411,12 +544,28 @@ class QueueUndoApi(ProjectApiView):
         return Response(TaskOutput(_task_data(offer)).data)
 
 
+class AdjudicationLabelOutput(serializers.Serializer):
+    annotator = serializers.CharField(help_text="The annotator's pseudonym in this project.")
+    value = serializers.JSONField()
+    gold_accuracy = serializers.JSONField(
+        allow_null=True, help_text="How this annotator did on gold test questions."
+    )
+
+
+class AdjudicationTaskOutput(serializers.Serializer):
+    lease = serializers.IntegerField()
+    item = serializers.IntegerField()
+    payload = serializers.JSONField()
+    labels = AdjudicationLabelOutput(many=True)
+
+
 class AdjudicationNextApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
     roles = RoleSet.ADJUDICATORS
 
-    @extend_schema(request=None, responses={200: None, 204: None})
+    @extend_schema(request=None, responses={200: AdjudicationTaskOutput, 204: None})
     def post(self, request: Request, project_id: int) -> Response:
+        """Lease the next disputed item with its labels; 204 when none waits."""
         access = self.access
         lease = services.adjudication_lease_next(project=access.project, adjudicator=request.user)
         if lease is None:
@@ -445,11 +594,17 @@ class ResolveInput(serializers.Serializer):
     reason = serializers.CharField()
 
 
+class ResolveOutput(serializers.Serializer):
+    gold_label = serializers.IntegerField()
+    item = serializers.IntegerField()
+    value = serializers.JSONField()
+
+
 class AdjudicationResolveApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
     roles = RoleSet.ADJUDICATORS
 
-    @extend_schema(request=ResolveInput, responses={201: None})
+    @extend_schema(request=ResolveInput, responses={201: ResolveOutput})
     def post(self, request: Request, project_id: int) -> Response:
         access = self.access
         payload = ResolveInput(data=request.data)
@@ -467,24 +622,90 @@ class AdjudicationResolveApi(ProjectApiView):
         )
 
 
+class AgreementPairOutput(serializers.Serializer):
+    annotator_a = serializers.CharField()
+    annotator_b = serializers.CharField()
+    n_items = serializers.IntegerField()
+    kappa = serializers.FloatField(allow_null=True)
+    observed_agreement = serializers.FloatField()
+
+
+class QuestionAgreementOutput(serializers.Serializer):
+    level = serializers.CharField()
+    labels = serializers.IntegerField()
+    items = serializers.IntegerField()
+    annotators = serializers.IntegerField()
+    alpha = serializers.FloatField(allow_null=True, help_text="Krippendorff's alpha.")
+    fleiss = serializers.FloatField(allow_null=True, help_text="Fleiss' kappa (categories).")
+    pairs = AgreementPairOutput(many=True, help_text="Cohen's kappa per pair of annotators.")
+    confusion = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()), allow_null=True
+    )
+
+
+class UnsureOutput(serializers.Serializer):
+    treated_as = serializers.CharField()
+    abstentions = serializers.IntegerField()
+    sentence = serializers.CharField()
+
+
+class AgreementOutput(serializers.Serializer):
+    level = serializers.CharField(
+        allow_null=True, help_text="nominal, ordinal or interval; null with no schema."
+    )
+    labels = serializers.IntegerField()
+    questions = serializers.DictField(
+        child=QuestionAgreementOutput(), help_text="Per question of the schema."
+    )
+    unsure = UnsureOutput(required=False, allow_null=True)
+    categories = serializers.ListField(child=serializers.CharField(), required=False)
+
+
 class AgreementApi(ProjectApiView):
     roles = RoleSet.OVERSIGHT
 
-    @extend_schema(responses={200: None})
+    @extend_schema(responses=AgreementOutput)
     def get(self, request: Request, project_id: int) -> Response:
         access = self.access
         return Response(project_agreement(project=access.project))
 
 
+class DisagreementLabelOutput(serializers.Serializer):
+    annotator = serializers.CharField(help_text="A pseudonym.")
+    value = serializers.JSONField()
+
+
+class DisagreementOutput(serializers.Serializer):
+    item = serializers.IntegerField()
+    external_id = serializers.CharField()
+    state = serializers.CharField()
+    labels = DisagreementLabelOutput(many=True)
+    gold = serializers.JSONField(allow_null=True)
+    method = serializers.CharField()
+    decided_by = serializers.CharField(help_text="The adjudicator's pseudonym, if any.")
+    reason = serializers.CharField()
+
+
 class DisagreementListApi(ProjectApiView):
     roles = RoleSet.OVERSIGHT_AND_ADJUDICATORS
 
-    @extend_schema(responses={200: None})
+    @extend_schema(
+        parameters=[
+            *ARRAY_PAGE_PARAMETERS,
+            OpenApiParameter("state", str, enum=Item.State.values, required=False),
+            OpenApiParameter("method", str, required=False, description="How it was decided."),
+            OpenApiParameter("dataset", int, required=False, description="A dataset's id."),
+        ],
+        responses=DisagreementOutput(many=True),
+    )
     def get(self, request: Request, project_id: int) -> Response:
+        """Items whose annotators disagreed, by item id."""
         access = self.access
-        unknown = sorted(set(request.query_params) - set(selectors.DISAGREEMENT_FILTERS))
-        if unknown:
-            raise serializers.ValidationError({name: "Unknown filter" for name in unknown})
-        return Response(
-            selectors.disagreement_log(project=access.project, filters=request.query_params.dict())
+        filters = strict_query(request, selectors.DISAGREEMENT_FILTERS)
+        items = selectors.disagreement_items(project=access.project, filters=filters)
+        return array_page(
+            items,
+            request,
+            self,
+            lambda page: selectors.disagreement_rows(project=access.project, items=page),
         )

@@ -15,6 +15,7 @@ from annotation.services.snapshots import snapshot_create
 from core.access import ProjectApiView
 from core.authentication import AuthenticatedRequest as Request
 from core.models import RoleSet
+from core.pagination import ARRAY_PAGE_PARAMETERS, array_page, strict_query
 
 
 class SnapshotOutput(serializers.ModelSerializer):
@@ -35,6 +36,24 @@ class SnapshotOutput(serializers.ModelSerializer):
         ]
 
 
+class SnapshotCreatedOutput(SnapshotOutput):
+    leakage = serializers.JSONField(
+        read_only=True, help_text="The snapshot's leakage check: its status and findings."
+    )
+
+    class Meta(SnapshotOutput.Meta):
+        fields = [*SnapshotOutput.Meta.fields, "leakage"]
+
+
+class SnapshotDetailOutput(SnapshotCreatedOutput):
+    comparison = serializers.JSONField(
+        required=False, help_text="With `?compare=<id>`: what changed."
+    )
+
+    class Meta(SnapshotCreatedOutput.Meta):
+        fields = [*SnapshotCreatedOutput.Meta.fields, "comparison"]
+
+
 class SnapshotInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     seed = serializers.IntegerField(default=0)
@@ -45,13 +64,21 @@ class SnapshotInput(serializers.Serializer):
 class SnapshotListCreateApi(ProjectApiView):
     roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS}
 
-    @extend_schema(responses=SnapshotOutput(many=True))
+    @extend_schema(parameters=ARRAY_PAGE_PARAMETERS, responses=SnapshotOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
+        """The project's snapshots, newest first."""
         access = self.access
+        strict_query(request, [])
         snapshots = selectors.snapshot_list_for_project(project=access.project)
-        return Response(SnapshotOutput(snapshots, many=True).data)
+        return array_page(
+            snapshots,
+            request,
+            self,
+            lambda page: SnapshotOutput(page, many=True).data,
+            ordering="-id",
+        )
 
-    @extend_schema(request=SnapshotInput, responses={201: SnapshotOutput})
+    @extend_schema(request=SnapshotInput, responses={201: SnapshotCreatedOutput})
     def post(self, request: Request, project_id: int) -> Response:
         access = self.access
         payload = SnapshotInput(data=request.data)
@@ -74,7 +101,7 @@ class SnapshotListCreateApi(ProjectApiView):
 class SnapshotDetailApi(ProjectApiView):
     roles = RoleSet.OVERSIGHT
 
-    @extend_schema(responses=SnapshotOutput, parameters=[OpenApiParameter("compare", int)])
+    @extend_schema(responses=SnapshotDetailOutput, parameters=[OpenApiParameter("compare", int)])
     def get(self, request: Request, project_id: int, snapshot_id: int) -> Response:
         access = self.access
         snapshot = selectors.snapshot_get(project=access.project, snapshot_id=snapshot_id)
@@ -145,11 +172,17 @@ class CheckInput(serializers.Serializer):
 class CheckListCreateApi(ProjectApiView):
     roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS}
 
-    @extend_schema(responses=CheckOutput(many=True))
+    @extend_schema(parameters=ARRAY_PAGE_PARAMETERS, responses=CheckOutput(many=True))
     def get(self, request: Request, project_id: int) -> Response:
+        """The project's quality checks, newest first."""
         access = self.access
-        return Response(
-            CheckOutput(selectors.quality_check_list(project=access.project), many=True).data
+        strict_query(request, [])
+        return array_page(
+            selectors.quality_check_query(project=access.project),
+            request,
+            self,
+            lambda page: CheckOutput(page, many=True).data,
+            ordering="-id",
         )
 
     @extend_schema(request=CheckInput, responses={202: CheckOutput})

@@ -38,6 +38,11 @@ api_urlpatterns = [
     path("schemas/", api.SchemaListCreateApi.as_view(), name="api-schemas"),
     path("guidelines/", api.GuidelineListCreateApi.as_view(), name="api-guidelines"),
     path("items/", api.ItemListApi.as_view(), name="api-items"),
+    path(
+        "annotation/settings/",
+        api.AnnotationSettingsApi.as_view(),
+        name="api-annotation-settings",
+    ),
     path("queue/next/", api.QueueNextApi.as_view(), name="api-queue-next"),
     path("queue/submit/", api.QueueSubmitApi.as_view(), name="api-queue-submit"),
     path("queue/skip/", api.QueueSkipApi.as_view(), name="api-queue-skip"),

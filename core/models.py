@@ -62,6 +62,11 @@ class RoleSet:
     ENGINEERS = (Role.ENGINEER,)
     # Members, policies and settings of the project itself.
     ADMINS = (Role.ADMIN,)
+    # What a project's creator holds from the start: its settings and members, and the
+    # engineering work of setting it up (uploads, schemas, jobs), as a project's owner may
+    # in Label Studio. Labelling, review and sign-off stay roles given on purpose: they
+    # carry blinding and separation-of-duty rules.
+    CREATOR = (Role.ADMIN, Role.ENGINEER)
     ANNOTATORS = (Role.ANNOTATOR,)
     ADJUDICATORS = (Role.ADJUDICATOR,)
     REVIEWERS = (Role.REVIEWER,)

@@ -188,12 +188,27 @@ def project_list_for_user(*, user: User, include_archived: bool = False) -> list
     ]
 
 
-def membership_list_for_project(*, project: Project) -> QuerySet[Membership]:
-    return (
-        Membership.objects.filter(project=project)
-        .select_related("user", "added_by")
-        .order_by("user__username", "role")
-    )
+def project_query_for_user(
+    *, user: User, include_archived: bool = False
+) -> tuple[QuerySet[Project], dict[int, list[str]]]:
+    """The user's projects (to page through) and the roles they hold in each (all of them:
+    one small query)."""
+    found = project_list_for_user(user=user, include_archived=include_archived)
+    roles = {entry.project.pk: entry.roles for entry in found}
+    return Project.objects.filter(pk__in=roles), roles
+
+
+def membership_list_for_project(
+    *, project: Project, role: str | None = None, user: int | None = None
+) -> QuerySet[Membership]:
+    """The project's membership rows, by username and role; `role` and `user` (an id)
+    narrow them."""
+    rows = Membership.objects.filter(project=project)
+    if role is not None:
+        rows = rows.filter(role=role)
+    if user is not None:
+        rows = rows.filter(user_id=user)
+    return rows.select_related("user", "added_by").order_by("user__username", "role")
 
 
 def memberships_by_user_for_project(*, project: Project) -> list[tuple[User, list[Membership]]]:
@@ -222,6 +237,24 @@ def user_addable_get(*, username: str, by: User) -> User | None:
 
 def user_list_active() -> QuerySet[User]:
     return User.objects.filter(is_active=True).order_by("username")
+
+
+def user_list(*, is_active: bool | None = None, is_staff: bool | None = None) -> QuerySet[User]:
+    """Every account, for portal administrators (the caller checked that)."""
+    users = User.objects.all()
+    if is_active is not None:
+        users = users.filter(is_active=is_active)
+    if is_staff is not None:
+        users = users.filter(is_staff=is_staff)
+    return users.order_by("id")
+
+
+def user_get(*, user_id: int | str) -> User:
+    """One account, for portal administrators; 404 for an id nobody has."""
+    try:
+        return User.objects.get(pk=int(user_id))
+    except (ValueError, TypeError, User.DoesNotExist):
+        raise Http404("No such account.") from None
 
 
 def worker_health() -> dict[str, object]:

@@ -248,11 +248,16 @@ class GenerationsImportInput(serializers.Serializer):
     outputs = serializers.ListField(child=serializers.CharField(allow_blank=True))
 
 
+class GenerationsImportOutput(serializers.Serializer):
+    job = serializers.IntegerField(help_text="The import's generation job.")
+    rows = serializers.IntegerField()
+
+
 class GenerationsImportApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
     roles = RoleSet.ENGINEERS
 
-    @extend_schema(request=GenerationsImportInput, responses={201: None})
+    @extend_schema(request=GenerationsImportInput, responses={201: GenerationsImportOutput})
     def post(self, request: Request, project_id: int, contestant_id: int) -> Response:
         access = self.access
         contestant = _get(Contestant, access.project, contestant_id, "contestant")
@@ -372,11 +377,17 @@ class CampaignInput(serializers.Serializer):
     attention_every = serializers.IntegerField(min_value=0, default=10)
 
 
+class CampaignCreatedOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    stats = serializers.JSONField()
+
+
 class CampaignCreateApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
     roles = RoleSet.ENGINEERS
 
-    @extend_schema(request=CampaignInput, responses={201: None})
+    @extend_schema(request=CampaignInput, responses={201: CampaignCreatedOutput})
     def post(self, request: Request, project_id: int) -> Response:
         access = self.access
         payload = CampaignInput(data=request.data)
@@ -409,10 +420,26 @@ class CampaignRatingsQuery(serializers.Serializer):
     )
 
 
+class CampaignRatingsOutput(serializers.Serializer):
+    campaign = serializers.JSONField(help_text="id and name")
+    judgments = serializers.IntegerField()
+    excluded_raters = serializers.JSONField()
+    ratings = serializers.ListField(child=serializers.DictField())
+    win_rate = serializers.JSONField(help_text="labels and matrix")
+    position_bias = serializers.DictField()
+    agreement = serializers.DictField()
+    criteria = serializers.DictField()
+    categories = serializers.JSONField()
+    raters = serializers.ListField(child=serializers.DictField())
+    time_spent = serializers.DictField()
+    self_identification = serializers.DictField()
+    bootstrap = serializers.DictField(allow_null=True)
+
+
 class CampaignRatingsApi(ProjectApiView):
     roles = RoleSet.OVERSIGHT
 
-    @extend_schema(parameters=[CampaignRatingsQuery], responses={200: None})
+    @extend_schema(parameters=[CampaignRatingsQuery], responses={200: CampaignRatingsOutput})
     def get(self, request: Request, project_id: int, campaign_id: int) -> Response:
         """The ratings table, win-rate matrix, position bias, agreement and raters.
         `self_identification` says how many battles named their model and whether they
@@ -488,11 +515,16 @@ class GateInput(serializers.Serializer):
     checks = serializers.ListField(child=serializers.DictField(), min_length=1)
 
 
+class GateCreatedOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    checks = serializers.ListField(child=serializers.DictField())
+
+
 class GateCreateApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
     roles = RoleSet.ENGINEERS
 
-    @extend_schema(request=GateInput, responses={201: None})
+    @extend_schema(request=GateInput, responses={201: GateCreatedOutput})
     def post(self, request: Request, project_id: int) -> Response:
         access = self.access
         payload = GateInput(data=request.data)

@@ -9,7 +9,7 @@ from core.access import ProjectApiView
 from core.authentication import AuthenticatedRequest as Request
 from core.client_ip import client_ip_get
 from core.models import AuditEvent, RoleSet
-from core.pagination import PortalPagination
+from core.pagination import CURSOR_PARAMETERS, OFFSET_PARAMETER, cursor_page, page_of, strict_query
 from governance import selectors
 from governance.models import Dossier
 from governance.selectors import AUDIT_FILTER_FIELDS, audit_event_list_for_project
@@ -37,24 +37,27 @@ class AuditEventListApi(ProjectApiView):
     roles = RoleSet.AUDITORS
 
     @extend_schema(
-        parameters=[OpenApiParameter(name, str, required=False) for name in AUDIT_FILTER_FIELDS],
-        responses=AuditEventOutput(many=True),
+        parameters=[
+            *CURSOR_PARAMETERS,
+            OFFSET_PARAMETER,
+            *[OpenApiParameter(name, str, required=False) for name in AUDIT_FILTER_FIELDS],
+        ],
+        responses=page_of(AuditEventOutput, count=True),
+        operation_id="v1_projects_audit_events_list",
     )
     def get(self, request: Request, project_id: int) -> Response:
+        """The project's audit events, newest first."""
         access = self.access
-        unknown = sorted(set(request.query_params) - set(AUDIT_FILTER_FIELDS) - {"limit", "offset"})
-        if unknown:
-            raise serializers.ValidationError(
-                {
-                    name: f"Unknown filter; use one of {', '.join(AUDIT_FILTER_FIELDS)}."
-                    for name in unknown
-                }
-            )
-        filters = {k: v for k, v in request.query_params.dict().items() if k in AUDIT_FILTER_FIELDS}
+        filters = strict_query(request, AUDIT_FILTER_FIELDS)
         events = audit_event_list_for_project(project=access.project, filters=filters)
-        paginator = PortalPagination()
-        page = paginator.paginate_queryset(events, request, view=self)
-        return paginator.get_paginated_response(AuditEventOutput(page, many=True).data)
+        return cursor_page(
+            events,
+            request,
+            self,
+            lambda page: AuditEventOutput(page, many=True).data,
+            ordering="-seq",
+            count=True,
+        )
 
 
 class DossierOutput(serializers.ModelSerializer):

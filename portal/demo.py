@@ -73,7 +73,10 @@ def demo_seed() -> tuple[Project, list[DemoLogin]]:
         validate=False,
     )
     project = Project.objects.filter(name=DEMO_PROJECT_NAME).first() or services.project_create(
-        name=DEMO_PROJECT_NAME, description=DEMO_PROJECT_DESCRIPTION, created_by=admin
+        name=DEMO_PROJECT_NAME,
+        description=DEMO_PROJECT_DESCRIPTION,
+        created_by=admin,
+        creator_roles=[Role.ADMIN],  # each demo login shows one role
     )
     for login in DEMO_LOGINS:
         demo_member(project=project, admin=admin, login=login)

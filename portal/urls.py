@@ -17,6 +17,8 @@ api_v1 = [
     path("me/", api.MeApi.as_view(), name="api-me"),
     path("me/keys/", api.ApiKeyListCreateApi.as_view(), name="api-keys"),
     path("me/keys/<int:key_id>/", api.ApiKeyDetailApi.as_view(), name="api-key"),
+    path("users/", api.UserListCreateApi.as_view(), name="api-users"),
+    path("users/<int:user_id>/", api.UserDetailApi.as_view(), name="api-user"),
     path("projects/", api.ProjectListCreateApi.as_view(), name="api-projects"),
     path("projects/<int:project_id>/", api.ProjectDetailApi.as_view(), name="api-project"),
     path(

@@ -104,7 +104,9 @@ def project_create(request: HttpRequest) -> HttpResponse:
             form, lambda data: services.project_create(created_by=request.user, **data)
         )
         if project is not None:
-            messages.success(request, f"Project {project.name} created; you are its admin.")
+            messages.success(
+                request, f"Project {project.name} created; you are its admin and an engineer."
+            )
             return redirect("project_members", project_id=project.pk)
     return render(request, "portal/project_create.html", {"form": form})
 

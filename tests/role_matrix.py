@@ -89,6 +89,8 @@ api-project                                     GET      x   x   x   x   x   x
 api-project                                     PATCH    .   .   .   .   .   x
 api-memberships                                 GET      .   .   .   x   x   x
 api-memberships                                 POST     .   .   .   .   .   x
+api-membership                                  GET      .   .   .   .   .   x
+api-membership                                  PATCH    .   .   .   .   .   x
 api-membership                                  DELETE   .   .   .   .   .   x
 api-audit-events                                GET      .   .   .   .   x   x
 api-dossiers                                    GET      .   .   .   x   x   x
@@ -105,6 +107,8 @@ annotation-api:api-schemas                      POST     .   .   .   x   .   x
 annotation-api:api-guidelines                   GET      x   x   .   x   x   x
 annotation-api:api-guidelines                   POST     .   .   .   x   .   x
 annotation-api:api-items                        GET      .   .   .   x   .   x
+annotation-api:api-annotation-settings          GET      .   .   .   x   .   x
+annotation-api:api-annotation-settings          PATCH    .   .   .   x   .   x
 annotation-api:api-queue-next                   POST     x   .   .   .   .   .
 annotation-api:api-queue-submit                 POST     x   .   .   .   .   .
 annotation-api:api-queue-skip                   POST     x   .   .   .   .   .

@@ -46,6 +46,11 @@ WORKING = {
         lambda world: {"username": world.newcomer.username, "role": Role.REVIEWER},
         201,
     ),
+    ("api-membership", "PATCH"): (lambda world: {"role": Role.REVIEWER}, 200),
+    ("annotation-api:api-annotation-settings", "PATCH"): (
+        lambda world: {"lease_seconds": 900},
+        200,
+    ),
     ("annotation-api:api-schemas", "POST"): (
         lambda world: {"task_type": "classification", "config": {"choices": ["a", "b"]}},
         201,

@@ -116,10 +116,19 @@ class JobInput(StrictInput):
     reward_version = serializers.IntegerField(required=False)
 
 
+def _openai_list(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
+    """The schema of an OpenAI-style list: `{"object": "list", "data": [...]}`."""
+    fields = {"object": serializers.CharField(default="list"), "data": item(many=True)}
+    return type(name, (serializers.Serializer,), fields)
+
+
 class JobListCreateApi(ProjectApiView):
     roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS}
 
-    @extend_schema(responses=JobOutput(many=True))
+    @extend_schema(
+        operation_id="v1_projects_fine_tuning_jobs_list",
+        responses=_openai_list(JobOutput, "JobList"),
+    )
     def get(self, request: Request, project_id: int) -> Response:
         access = self.access
         jobs = selectors.job_list_for_project(project=access.project)[:100]
@@ -298,7 +307,8 @@ class JobEventsApi(ProjectApiView):
     roles = RoleSet.OVERSIGHT
 
     @extend_schema(
-        responses=EventOutput(many=True),
+        operation_id="v1_projects_fine_tuning_jobs_events_list",
+        responses=_openai_list(EventOutput, "EventList"),
         parameters=[OpenApiParameter("after", str, many=True, required=False)],
     )
     def get(self, request: Request, project_id: int, job_id: int) -> Response:
@@ -351,7 +361,10 @@ class CheckpointOutput(serializers.Serializer):
 class JobCheckpointsApi(ProjectApiView):
     roles = RoleSet.OVERSIGHT
 
-    @extend_schema(responses=CheckpointOutput(many=True))
+    @extend_schema(
+        operation_id="v1_projects_fine_tuning_jobs_checkpoints_list",
+        responses=_openai_list(CheckpointOutput, "CheckpointList"),
+    )
     def get(self, request: Request, project_id: int, job_id: int) -> Response:
         access = self.access
         job = selectors.job_get(project=access.project, job_id=job_id)
@@ -363,11 +376,19 @@ class FileInput(serializers.Serializer):
     file = serializers.FileField()
 
 
+class FileOutput(serializers.Serializer):
+    object = serializers.CharField(default="file")
+    id = serializers.CharField()
+    filename = serializers.CharField()
+    sha256 = serializers.CharField()
+    rows = serializers.IntegerField()
+
+
 class TrainingFileCreateApi(ProjectApiView):
     parser_classes = [MultiPartParser, FormParser]
     roles = RoleSet.ENGINEERS
 
-    @extend_schema(request=FileInput, responses={201: dict})
+    @extend_schema(request=FileInput, responses={201: FileOutput})
     def post(self, request: Request, project_id: int) -> Response:
         access = self.access
         payload = FileInput(data=request.data)
@@ -630,7 +651,7 @@ class RegistrationListCreateApi(ProjectApiView):
             found = found.filter(status=filters["status"])
         if "name" in filters:
             found = found.filter(name=filters["name"])
-        paginator = PortalCursorPagination()
+        paginator = PortalCursorPagination("-pk")
         page = paginator.paginate_queryset(found, request, view=self)
         return paginator.get_paginated_response(RegistrationOutput(page, many=True).data)
 

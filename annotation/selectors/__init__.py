@@ -58,7 +58,15 @@ GUIDELINE_TAGS = {
     "br",
 }
 # Fields the item list API may filter on; nothing else reaches the ORM.
-ITEM_FILTERS = ("state", "dataset", "is_gold", "external_id")
+# `is_gold` is the deprecated name of `is_gold_question`: it never meant "has a gold label".
+ITEM_FILTERS = (
+    "state",
+    "dataset",
+    "is_gold_question",
+    "has_gold_label",
+    "external_id",
+    "is_gold",
+)
 
 
 def guideline_html(text: str) -> str:
@@ -189,13 +197,27 @@ def item_list(*, project: Project, filters: dict[str, str]) -> QuerySet[Item]:
     for name, given in filters.items():
         if name not in ITEM_FILTERS:
             raise ValueError(f"cannot filter items by {name!r}")
-        value: object = given
-        if name == "is_gold":
-            value = given.lower() in ("1", "true", "yes")
+        if name in ("is_gold_question", "is_gold"):
+            items = items.filter(is_gold=_filter_flag(name, given))
+        elif name == "has_gold_label":
+            items = items.filter(gold_label__isnull=not _filter_flag(name, given))
         elif name == "dataset":
-            value = _filter_id(name, given)
-        items = items.filter(**{name: value})
+            items = items.filter(dataset_id=_filter_id(name, given))
+        elif name == "state":
+            if given not in Item.State.values:
+                raise ValidationError({name: f"One of {', '.join(Item.State.values)}."})
+            items = items.filter(state=given)
+        else:
+            items = items.filter(external_id=given)
     return items.order_by("id")
+
+
+def _filter_flag(name: str, value: str) -> bool:
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise ValidationError({name: "Use true or false."})
 
 
 def stage_counts(*, project: Project) -> dict[str, int]:
@@ -274,9 +296,18 @@ DISAGREEMENT_FILTERS = ("state", "method", "dataset")
 
 
 def disagreement_log(*, project: Project, filters: dict[str, str] | None = None) -> list[dict]:
-    """Items whose annotators disagreed: their labels, pseudonymous annotators and, once
-    decided, the adjudication and its reason. Raises ValidationError naming a filter whose
-    value has the wrong type."""
+    """Items whose annotators disagreed (the first 5 000): their labels, pseudonymous
+    annotators and, once decided, the adjudication and its reason. Raises ValidationError
+    naming a filter whose value has the wrong type."""
+    items = disagreement_items(project=project, filters=filters)
+    return disagreement_rows(project=project, items=list(items[:5000]))
+
+
+def disagreement_items(
+    *, project: Project, filters: dict[str, str] | None = None
+) -> QuerySet[Item]:
+    """The items of the disagreement log, by id. Raises ValidationError naming a filter
+    whose value has the wrong type."""
     items = Item.objects.filter(project=project).filter(
         Q(state=Item.State.DISPUTED)
         | Q(gold_label__method=GoldLabel.Method.ADJUDICATED)
@@ -294,9 +325,13 @@ def disagreement_log(*, project: Project, filters: dict[str, str] | None = None)
             items = items.filter(dataset_id=_filter_id(name, value))
         else:
             items = items.filter(state=value)
-    items = items.select_related("gold_label", "gold_label__decided_by").order_by("id")
+    return items.select_related("gold_label", "gold_label__decided_by").order_by("id")
+
+
+def disagreement_rows(*, project: Project, items: list[Item]) -> list[dict]:
+    """The disagreement log's rows for `items` (from `disagreement_items`)."""
     settings = settings_for(project)
-    item_list_ = list(items[:5000])
+    item_list_ = list(items)
     by_item: dict[int, list[Annotation]] = defaultdict(list)
     for annotation in Annotation.objects.filter(item__in=item_list_, undone=False).order_by("pk"):
         by_item[annotation.item_id].append(annotation)
@@ -381,10 +416,12 @@ def snapshot_sources(*, snapshot_ids: list[int]) -> tuple[list[tuple[int, int]],
     return pairs, datasets
 
 
+def quality_check_query(*, project: Project) -> QuerySet[QualityCheck]:
+    return QualityCheck.objects.filter(project=project).select_related("dataset", "snapshot")
+
+
 def quality_check_list(*, project: Project, limit: int = 30) -> list[QualityCheck]:
-    return list(
-        QualityCheck.objects.filter(project=project).select_related("dataset", "snapshot")[:limit]
-    )
+    return list(quality_check_query(project=project)[:limit])
 
 
 def quality_check_get(*, project: Project, check_id: int) -> QualityCheck | None:

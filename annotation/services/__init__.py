@@ -1,6 +1,7 @@
 """Every write of the annotation app. Split by stage; import from here."""
 
 from annotation.services.configuration import (
+    SETTINGS_FIELDS,
     annotation_settings_get,
     annotation_settings_update,
     guideline_publish,
@@ -23,6 +24,7 @@ from annotation.services.resolution import (
 from annotation.services.snapshots import snapshot_create, snapshot_create_from_pairs
 
 __all__ = [
+    "SETTINGS_FIELDS",
     "LeaseOffer",
     "adjudication_lease_next",
     "adjudication_resolve",

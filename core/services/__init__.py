@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from core import realtime, tasks
-from core.models import ApiKey, Membership, Project, Role, SiteSettings, User
+from core.models import ApiKey, Membership, Project, Role, RoleSet, SiteSettings, User
 from core.selectors import api_key_hash
 from core.services.audit import audit_record, content_hash
 
@@ -42,7 +42,10 @@ def user_create(
         is_superuser=is_staff,
     )
     if validate:
-        validate_password(password, user)
+        try:
+            validate_password(password, user)
+        except ValidationError as error:
+            raise ValidationError({"password": error.messages}) from None
     user.set_password(password)
     user.full_clean(exclude=["password"])
     user.save()
@@ -66,10 +69,60 @@ def user_signup(*, username: str, password: str, email: str) -> User:
     return user
 
 
+def _require_staff(user: User, doing: str) -> None:
+    if not user.is_staff:
+        raise PermissionDenied(f"Only portal administrators {doing}.")
+
+
+# What an administrator may change on an account besides its password and active flag.
+USER_PROFILE_FIELDS = ("email", "first_name", "last_name", "is_staff")
+
+
+@transaction.atomic
+def user_update(
+    *, user: User, changed_by: User, is_active: bool | None = None, **changes: Any
+) -> User:
+    """Change an account's profile fields (`USER_PROFILE_FIELDS`) and, given `is_active`,
+    activate or deactivate it (`user_set_active`). Staff only; nobody takes their own
+    administrator flag away (the portal would be left with no one to give it back). The
+    log names which fields changed, not the personal values."""
+    _require_staff(changed_by, "change accounts")
+    unknown = sorted(set(changes) - set(USER_PROFILE_FIELDS))
+    if unknown:
+        raise ValidationError({unknown[0]: "is not an account field an admin changes"})
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if user.pk == changed_by.pk and changes.get("is_staff") is False:
+        raise ValidationError({"is_staff": "You cannot take your own administrator flag away."})
+    changed = [f for f, v in changes.items() if getattr(user, f) != v]
+    for field in changed:
+        setattr(user, field, changes[field])
+    if "is_staff" in changed:
+        user.is_superuser = user.is_staff  # as user_create sets them: one flag
+        changed.append("is_superuser")
+    user.full_clean(exclude=["password"])
+    if changed:
+        user.save(update_fields=changed)
+        audit_record(
+            actor=changed_by,
+            action="user.update",
+            target=user,
+            data={"user": user.pk, "fields": sorted(changed), "is_staff": user.is_staff},
+        )
+    if is_active is not None:
+        user = user_set_active(user=user, active=is_active, changed_by=changed_by)
+    return user
+
+
 @transaction.atomic
 def user_set_active(*, user: User, active: bool, changed_by: User) -> User:
-    """Activate or deactivate an account; deactivating revokes its API keys."""
+    """Activate or deactivate an account; deactivating revokes its API keys. Nobody
+    deactivates their own account (they would lock themselves out mid-request)."""
+    _require_staff(changed_by, "activate or deactivate accounts")
+    if not active and user.pk == changed_by.pk:
+        raise ValidationError({"is_active": "You cannot deactivate your own account."})
     user = User.objects.select_for_update().get(pk=user.pk)
+    if user.is_active == active:
+        return user
     user.is_active = active
     user.save(update_fields=["is_active"])
     audit_record(actor=changed_by, action="user.set_active", target=user, data={"active": active})
@@ -183,8 +236,20 @@ def _unique_slug(name: str) -> str:
 
 
 @transaction.atomic
-def project_create(*, name: str, description: str = "", created_by: User) -> Project:
-    """Create a project; its creator becomes its first admin. Only staff create projects."""
+def project_create(
+    *,
+    name: str,
+    description: str = "",
+    created_by: User,
+    creator_roles: Iterable[str] = RoleSet.CREATOR,
+) -> Project:
+    """Create a project; its creator becomes its first admin and an engineer in it
+    (`RoleSet.CREATOR`), so they can upload its data too. Only staff create projects.
+    `creator_roles` (which must include admin) is for the demo, whose logins hold one role
+    each."""
+    creator_roles = tuple(creator_roles)
+    if Role.ADMIN not in creator_roles:
+        raise ValueError("a project's creator is its first admin")
     if not created_by.is_staff:
         raise PermissionDenied("Only portal administrators create projects.")
     name = name.strip()
@@ -194,7 +259,8 @@ def project_create(*, name: str, description: str = "", created_by: User) -> Pro
         name=name, slug=_unique_slug(name), description=description, created_by=created_by
     )
     audit_record(actor=created_by, action="project.create", target=project, data={"name": name})
-    membership_add(project=project, user=created_by, role=Role.ADMIN, added_by=created_by)
+    for role in creator_roles:
+        membership_add(project=project, user=created_by, role=role, added_by=created_by)
     return project
 
 
@@ -261,15 +327,54 @@ def membership_set_roles(
 
 
 @transaction.atomic
+def membership_role_change(*, membership: Membership, role: str, changed_by: User) -> Membership:
+    """Turn one membership row into another role of the same person. If they hold `role`
+    already, this row is removed and their existing row returned. The last admin of a
+    project keeps the admin role."""
+    if role not in Role.values:
+        raise ValidationError({"role": f"{role!r} is not a role ({', '.join(Role.values)})."})
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if membership.role == role:
+        return membership
+    held = Membership.objects.filter(
+        project_id=membership.project_id, user_id=membership.user_id, role=role
+    ).first()
+    if held is not None:
+        membership_remove(membership=membership, removed_by=changed_by)
+        return held
+    if membership.role == Role.ADMIN:
+        _require_another_admin(membership)
+    old_role = membership.role
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit_record(
+        actor=changed_by,
+        action="membership.change",
+        target=membership,
+        data={"user": membership.user_id, "from": old_role, "to": role},
+    )
+    user_id, project_id = membership.user_id, membership.project_id
+    transaction.on_commit(
+        lambda: realtime.membership_changed(user_id=user_id, project_id=project_id)
+    )
+    return membership
+
+
+def _require_another_admin(membership: Membership) -> None:
+    """Caller holds `membership`'s row lock; locks the project's admin rows."""
+    admins = Membership.objects.select_for_update().filter(
+        project_id=membership.project_id, role=Role.ADMIN
+    )
+    if len(admins) <= 1:
+        raise ValidationError({"role": "A project keeps at least one admin."})
+
+
+@transaction.atomic
 def membership_remove(*, membership: Membership, removed_by: User) -> None:
     """Remove one role. The last admin of a project cannot be removed."""
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     if membership.role == Role.ADMIN:
-        admins = Membership.objects.select_for_update().filter(
-            project_id=membership.project_id, role=Role.ADMIN
-        )
-        if len(admins) <= 1:
-            raise ValidationError({"role": "A project keeps at least one admin."})
+        _require_another_admin(membership)
     audit_record(
         actor=removed_by,
         action="membership.remove",

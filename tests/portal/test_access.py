@@ -88,7 +88,7 @@ def test_project_create_api_staff_only(staff, engineer):
     api.force_authenticate(staff)
     response = api.post("/api/v1/projects/", {"name": "X"}, format="json")
     assert response.status_code == 201
-    assert response.json()["roles"] == ["admin"]
+    assert response.json()["roles"] == ["engineer", "admin"]
     assert Project.objects.filter(name="X").count() == 1
 
 

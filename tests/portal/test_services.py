@@ -3,6 +3,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 
 from core import services
 from core.models import AuditEvent, Membership, Project, Role, User
+from portal.demo import demo_seed
 
 pytestmark = pytest.mark.django_db
 
@@ -11,13 +12,16 @@ def _actions():
     return list(AuditEvent.objects.values_list("action", flat=True))
 
 
-def test_staff_creates_project_and_becomes_its_admin(staff, django_capture_on_commit_callbacks):
+def test_staff_creates_project_and_becomes_its_admin_and_engineer(
+    staff, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks():
         project = services.project_create(name="Support bot", created_by=staff)
 
-    assert Membership.objects.filter(project=project, user=staff, role=Role.ADMIN).exists()
+    held = Membership.objects.filter(project=project, user=staff).values_list("role", flat=True)
+    assert set(held) == {Role.ADMIN, Role.ENGINEER}
     assert project.slug == "support-bot"
-    assert _actions() == ["project.create", "membership.add"]
+    assert _actions() == ["project.create", "membership.add", "membership.add"]
 
 
 def test_project_slugs_stay_unique(staff, django_capture_on_commit_callbacks):
@@ -135,3 +139,20 @@ def test_password_change_is_audited(annotator):
     annotator.refresh_from_db()
     assert annotator.check_password("another-long-phrase")
     assert _actions() == ["user.password_change"]
+
+
+def test_a_creator_always_becomes_the_first_admin(staff):
+    with pytest.raises(ValueError, match="admin"):
+        services.project_create(name="Nobody runs it", created_by=staff, creator_roles=["engineer"])
+
+    assert not Project.objects.exists()
+
+
+def test_the_demo_admin_holds_only_the_admin_role(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks():
+        project, _ = demo_seed()
+
+    roles = Membership.objects.filter(project=project, user__username="admin").values_list(
+        "role", flat=True
+    )
+    assert list(roles) == [Role.ADMIN]
