@@ -59,6 +59,11 @@ def _task_context(request, access, offer, error=None, undone=False) -> dict:
                 "guideline_html": mark_safe(selectors.guideline_html(offer.guideline.markdown))  # noqa: S308 - nh3-cleaned
                 if offer.guideline
                 else "",
+                "examples": selectors.guideline_examples(offer.guideline.examples)
+                if offer.guideline
+                else [],
+                # Enter submits unless a text box has the focus; a typed answer needs Ctrl.
+                "submit_needs_ctrl": schema.task_type == TaskType.WRITING,
                 "TaskType": TaskType,
             }
         )
