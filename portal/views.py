@@ -78,7 +78,9 @@ def work_queue(request: HttpRequest, queue: str) -> HttpResponse:
     if queue not in WORK_QUEUES:
         raise Http404("no such queue")
     role, url_name, count = WORK_QUEUES[queue]
-    projects = [p.project for p in selectors.project_list_for_user(user=request.user) if p.has(role)]
+    projects = [
+        p.project for p in selectors.project_list_for_user(user=request.user) if p.has(role)
+    ]
     if not projects:
         return redirect("home")
     chosen = projects[0]

@@ -17,6 +17,7 @@ from annotation.services.queue import (
 from annotation.services.resolution import (
     adjudication_lease_next,
     adjudication_resolve,
+    adjudication_undo,
     item_resolve_by_agreement,
     label_model_apply,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "LeaseOffer",
     "adjudication_lease_next",
     "adjudication_resolve",
+    "adjudication_undo",
     "annotation_settings_get",
     "annotation_settings_update",
     "annotation_submit",

@@ -2,9 +2,10 @@ import pytest
 from playwright.sync_api import expect
 
 from annotation import services as annotation_services
+from annotation.models import GoldLabel
 from core.models import Role
 from evaluation.models import Judgment
-from tests.annotation.factories import ItemFactory, classification_setup
+from tests.annotation.factories import ItemFactory, classification_setup, label_next
 from tests.e2e.conftest import log_in
 from tests.e2e.steps import member
 from tests.evaluation.factories import build_campaign
@@ -95,3 +96,36 @@ def test_guideline_examples_stay_inside_the_panel_and_submit_badge_reads(page, p
     text, face, button = colours
     # The key's letters must not vanish into its face (nor into the button behind it).
     assert text not in (face, button), colours
+
+
+def test_adjudicator_takes_b_with_ctrl_enter_sees_the_count_and_undoes(page, project):
+    classification_setup(project, k=2)
+    for text in ("it is fine", "meh"):
+        ItemFactory(project=project, dataset__project=project, payload={"text": text})
+    first, second = member(project, Role.ANNOTATOR, "x1"), member(project, Role.ANNOTATOR, "x2")
+    for _ in range(2):
+        label_next(project, first, "pos")
+        label_next(project, second, "neg")
+    member(project, Role.ADJUDICATOR, "ada")
+    log_in(page, "ada", password_for("ada"))
+    page.get_by_role("link", name="Adjudicate").click()
+    expect(page.get_by_test_id("items-left")).to_contain_text("2 items left")
+    item_id = int(page.locator("#task-form input[name=item]").input_value())
+
+    # Writing one's own answer opens the fields, filled from the answer it starts from.
+    page.get_by_label("Write my own").check()
+    page.get_by_role("button", name="B", exact=True).click()
+    expect(page.get_by_label("neg")).to_be_checked()
+    page.get_by_label("Take B").check()
+    expect(page.get_by_label("neg")).to_be_hidden()
+    page.get_by_label("Reason").fill("B follows the guideline")
+    page.keyboard.press("Control+Enter")
+
+    expect(page.get_by_test_id("decided")).to_contain_text(f"Gold label set for item {item_id}.")
+    expect(page.get_by_test_id("items-left")).to_contain_text("1 item left")
+    assert GoldLabel.objects.get(item_id=item_id).value == {"labels": ["neg"]}
+
+    page.get_by_test_id("undo-decision").click()
+    expect(page.get_by_test_id("undone")).to_contain_text(f"Undone: item {item_id}")
+    expect(page.locator("#task-form input[name=item]")).to_have_value(str(item_id))
+    assert not GoldLabel.objects.filter(item_id=item_id).exists()

@@ -8,14 +8,19 @@ from tests.evaluation.factories import build_campaign, contestant_with_outputs, 
 
 pytestmark = pytest.mark.django_db
 
-MARKDOWN = "**Track it** here:\n\n- open *Orders*\n- press <b onclick=alert(1)>Track</b>\n\n<script>alert(2)</script>"
+MARKDOWN = (
+    "**Track it** here:\n\n- open *Orders*\n- press <b onclick=alert(1)>Track</b>\n\n"
+    "<script>alert(2)</script>"
+)
 
 
 def _token(html: str) -> str:
     return re.search(r'name="token" value="([^"]+)"', html).group(1)
 
 
-def test_progress_has_a_denominator_and_each_verdict_is_confirmed(client, project, engineer, reviewer):
+def test_progress_has_a_denominator_and_each_verdict_is_confirmed(
+    client, project, engineer, reviewer
+):
     # 4 prompts, 3 contestants: 4 x 3 pairs, one rater each.
     campaign = build_campaign(engineer, project, prompts=4, contestants=3)[0]
     client.force_login(reviewer)

@@ -8,8 +8,8 @@ from core.models import AuditEvent, JobStatus, Role
 from tests.evaluation import factories as evaluation_factories
 from tests.training.conftest import QUICK
 from training import services
-from training.services import execution
 from training.models import TrainingJob
+from training.services import execution
 
 pytestmark = pytest.mark.django_db
 
