@@ -226,14 +226,15 @@ def adjudicate(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     if request.method != "POST":
         return _adjudication_panel(request, access)
     form = AdjudicationForm(request.POST, schema=selectors.current_schema(project))
-    take = request.POST.get("take", "").strip()
+    posted = form.cleaned_data if form.is_valid() else {}
+    take = (posted.get("take") or "").strip()
     took = take if take and take != "own" else ""
     position = adjudication.letter_position(took) if took else None
     if took and position is None:
         return _adjudication_panel(request, access, error="take: no such answer on this item")
     # The view of the answers before the decision: the confirmation diffs against them.
     before = adjudication.adjudication_view_for(
-        project=project, item_id=request.POST.get("item", "")
+        project=project, item_id=str(posted.get("item") or "")
     )
     gold = form_submit(
         form,

@@ -155,6 +155,7 @@ def test_a_dataset_travels_from_upload_to_a_verified_dossier(
         expect(labels).not_to_contain_text("ann1")
         expect(labels).not_to_contain_text("ann2")
         expect(labels.locator("tbody tr")).to_have_count(2)
+        page.get_by_label("Write my own").check()
         page.get_by_label("Final response").fill(REWRITTEN[key])
         page.get_by_label("Reason").fill("The draft answer does not tell the customer what to do.")
         item = page.locator("#task-form input[name=item]").input_value()
