@@ -39,6 +39,30 @@ def answer_from_post(task_type: str, config: dict, post: QueryDict) -> dict:
     return {}
 
 
+def answer_form_fields(task_type: str, value: dict) -> dict[str, list[str]]:
+    """The inverse of answer_from_post: the form inputs (name → values, in order) that
+    would post `value`. The adjudication page fills its form from it ("start from A")."""
+    if task_type == TaskType.CLASSIFICATION:
+        return {"labels": [str(v) for v in value.get("labels") or []]}
+    if task_type == TaskType.ENTITY_MATCHING:
+        return {"match": [str(value.get("match") or "")]}
+    if task_type == TaskType.WRITING:
+        if "steps" in value:
+            return {"steps": [str(s) for s in value.get("steps") or []]}
+        return {"response": [str(value.get("response") or "")]}
+    if task_type == TaskType.PREFERENCE:
+        fields = {"reason": [str(value.get("reason") or "")]}
+        if value.get("ranking"):
+            for rank, index in enumerate(value["ranking"], start=1):
+                fields[f"rank-{index}"] = [str(rank)]
+        elif value.get("best") is not None:
+            fields["best"] = [str(value["best"])]
+        return fields
+    if task_type == TaskType.RATING:
+        return {f"rating-{c}": [str(n)] for c, n in (value.get("ratings") or {}).items()}
+    return {}
+
+
 class UploadForm(forms.Form):
     file = forms.FileField(
         help_text=(
@@ -209,6 +233,10 @@ class AnnotationSubmitForm(_AnswerForm):
 class AdjudicationForm(_AnswerForm):
     item = forms.IntegerField(required=False)
     reason = OptionalText()
+    # "A", "B"...: take that annotator's answer as it stands; "own" or absent: the fields.
+    take = OptionalText()
+    # The letter of the answer a written-own decision started from, for the diff shown after.
+    draft = OptionalText()
 
 
 # The curation page's forms keep the words its error line has always used.

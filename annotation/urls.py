@@ -9,6 +9,7 @@ urlpatterns = [
     path("annotate/submit/", views.annotate_submit, name="submit"),
     path("annotate/undo/", views.annotate_undo, name="undo"),
     path("adjudicate/", views.adjudicate, name="adjudicate"),
+    path("adjudicate/undo/", views.adjudicate_undo, name="adjudicate_undo"),
     path("datasets/", views.datasets, name="datasets"),
     path("datasets/<int:dataset_id>/", views.dataset_detail, name="dataset"),
     path("uploads/<uuid:upload_id>/", views.upload_status, name="upload"),

@@ -17,12 +17,14 @@ from annotation.forms import (
     SchemaForm,
     SettingsForm,
     UploadForm,
+    answer_form_fields,
     split_fields,
 )
 from annotation.importing import ImportRefused
 from annotation.metrics import project_dashboard
 from annotation.models import DatasetUpload, Item, TaskType
 from annotation.schemas import shortcut_choices
+from annotation.selectors import adjudication
 from annotation.services.datasets import Provenance, dataset_upload_create, upload_progress
 from core.access import project_page
 from core.forms import (
@@ -59,6 +61,11 @@ def _task_context(request, access, offer, error=None, undone=False) -> dict:
                 "guideline_html": mark_safe(selectors.guideline_html(offer.guideline.markdown))  # noqa: S308 - nh3-cleaned
                 if offer.guideline
                 else "",
+                "examples": selectors.guideline_examples(offer.guideline.examples)
+                if offer.guideline
+                else [],
+                # Enter submits unless a text box has the focus; a typed answer needs Ctrl.
+                "submit_needs_ctrl": schema.task_type == TaskType.WRITING,
                 "TaskType": TaskType,
             }
         )
@@ -147,29 +154,43 @@ def annotate_undo(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     return _render_task(request, access, offer, undone=True)
 
 
-@require_http_methods(["GET", "POST"])
-@project_page(RoleSet.ADJUDICATORS)
-def adjudicate(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
+def _decision_shown(gold, view, took: str, draft: str) -> dict:
+    """What the confirmation shows of a decision just made: the gold label against the
+    answer it was taken or started from."""
+    start = took or draft
+    letters = [adjudication.letter(i) for i in range(len(view.labels))]
+    base = view.labels[letters.index(start)].value if start in letters else None
+    gold_text = adjudication.answer_text(gold.value)
+    return {
+        "item": gold.item_id,
+        "start": start if base is not None else "",
+        "took": bool(took),
+        "gold_text": gold_text,
+        "parts": adjudication.word_diff(adjudication.answer_text(base), gold_text)
+        if base is not None
+        else [],
+    }
+
+
+def _adjudication_panel(request, access, *, error=None, decided=None, undone_item=None):
     project = access.project
-    error = None
-    if request.method == "POST":
-        form = AdjudicationForm(request.POST, schema=selectors.current_schema(project))
-        resolved = form_submit(
-            form,
-            lambda data: services.adjudication_resolve(
-                project=project,
-                item_id=data["item"] or 0,
-                adjudicator=request.user,
-                reason=data["reason"],
-                value=form.answer(),
-            ),
-        )
-        if resolved is None:
-            error = form_errors_text(form)
-        else:
-            messages.success(request, "Gold label set.")
     lease = services.adjudication_lease_next(project=project, adjudicator=request.user)
-    context = {"access": access, "project": project, "error": error, "lease": lease}
+    context = {
+        "access": access,
+        "project": project,
+        "error": error,
+        "lease": lease,
+        "decided": decided,
+        "undone_item": undone_item,
+        "items_left": adjudication.adjudication_items_left(
+            project=project, adjudicator=request.user
+        ),
+        "last_snapshot": adjudication.snapshot_latest(project=project),
+        "can_undo": adjudication.adjudication_last_decision(
+            project=project, adjudicator=request.user
+        )
+        is not None,
+    }
     if lease is not None:
         schema = selectors.current_schema(project)
         offer = services.LeaseOffer(
@@ -179,9 +200,68 @@ def adjudicate(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
             guideline=selectors.current_guideline(project),
         )
         context.update(_task_context(request, access, offer, error=error))
-        context["view"] = selectors.adjudication_view(item=lease.item)
+        view = selectors.adjudication_view(item=lease.item)
+        context["view"] = view
+        context["answers"] = [
+            {
+                "letter": adjudication.letter(i),
+                "label": label,
+                "text": adjudication.answer_text(label.value),
+                "fill": json.dumps(answer_form_fields(schema.task_type, label.value))
+                if schema
+                else "{}",
+            }
+            for i, label in enumerate(view.labels)
+        ]
+        context["diffs"] = adjudication.answer_diffs(view)
+        context["dispute_reason"] = adjudication.dispute_reason(item=lease.item, view=view)
     template = "annotation/adjudicate.html#panel" if request.htmx else "annotation/adjudicate.html"
     return render(request, template, context)
+
+
+@require_http_methods(["GET", "POST"])
+@project_page(RoleSet.ADJUDICATORS)
+def adjudicate(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
+    project = access.project
+    if request.method != "POST":
+        return _adjudication_panel(request, access)
+    form = AdjudicationForm(request.POST, schema=selectors.current_schema(project))
+    posted = form.cleaned_data if form.is_valid() else {}
+    take = (posted.get("take") or "").strip()
+    took = take if take and take != "own" else ""
+    position = adjudication.letter_position(took) if took else None
+    if took and position is None:
+        return _adjudication_panel(request, access, error="take: no such answer on this item")
+    # The view of the answers before the decision: the confirmation diffs against them.
+    before = adjudication.adjudication_view_for(
+        project=project, item_id=str(posted.get("item") or "")
+    )
+    gold = form_submit(
+        form,
+        lambda data: services.adjudication_resolve(
+            project=project,
+            item_id=data["item"] or 0,
+            adjudicator=request.user,
+            reason=data["reason"],
+            value=None if took else form.answer(),
+            take=position,
+        ),
+    )
+    if gold is None:
+        return _adjudication_panel(request, access, error=form_errors_text(form))
+    draft = "" if took else form.cleaned_data["draft"].strip()
+    decided = _decision_shown(gold, before, took, draft) if before is not None else None
+    return _adjudication_panel(request, access, decided=decided)
+
+
+@require_POST
+@project_page(RoleSet.ADJUDICATORS)
+def adjudicate_undo(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
+    try:
+        item = services.adjudication_undo(project=access.project, adjudicator=request.user)
+    except ValidationError as error:
+        return _adjudication_panel(request, access, error=validation_error_text(error))
+    return _adjudication_panel(request, access, undone_item=item.pk)
 
 
 @require_http_methods(["GET", "POST"])

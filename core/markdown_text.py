@@ -1,8 +1,12 @@
-"""Untrusted text placed into a Markdown file (the dossier's model card): it reads as the
-words typed, never as a link, an image, a heading or HTML, whatever a project, model or
-dataset was named. Each function returns Markdown source."""
+"""Untrusted text and Markdown. The markdown_* escapers place text into a Markdown file
+(the dossier's model card): it reads as the words typed, never as a link, an image, a
+heading or HTML, whatever a project, model or dataset was named; they return Markdown
+source. markdown_html renders untrusted Markdown (a model's answer) to sanitised HTML."""
 
 import re
+
+import markdown as markdown_lib
+import nh3
 
 # Characters that start inline Markdown: emphasis, code, links and images, tables,
 # strikethrough, escapes. < > & become entities, so no HTML tag or entity survives.
@@ -45,3 +49,26 @@ def markdown_code(value: object) -> str:
     if text.startswith("`") or text.endswith("`"):
         text = f" {text} "
     return f"{fence}{text}{fence}"
+
+
+# What a rendered answer may hold: text structure, code and links; no images (they would
+# load from wherever the text points), no raw HTML, no attributes beyond a link's target.
+ANSWER_TAGS = {
+    "p", "br", "ul", "ol", "li", "strong", "em", "code", "pre", "blockquote",
+    "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "hr", "a",
+}  # fmt: skip
+
+
+def markdown_html(text: str) -> str:
+    """Markdown to HTML for display. HTML written in the text shows as text (the parser's
+    raw-HTML rules are removed), and nh3 then keeps only ANSWER_TAGS, as a second wall."""
+    md = markdown_lib.Markdown(extensions=["tables", "fenced_code", "sane_lists"])
+    md.preprocessors.deregister("html_block")
+    md.inlinePatterns.deregister("html")
+    return nh3.clean(
+        md.convert(text),
+        tags=ANSWER_TAGS,
+        attributes={"a": {"href", "title"}},
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+    )

@@ -65,7 +65,11 @@ def review_home(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     )
 
 
-def _render_pair(request, access, campaign, error=None) -> HttpResponse:
+# How the confirmation names a saved verdict (the outcomes of JudgmentForm).
+VERDICT_WORDS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad"}
+
+
+def _render_pair(request, access, campaign, error=None, saved="") -> HttpResponse:
     """The reviewer's current pair as a BlindPair: the template never sees a Judgment."""
     judgment = services.judgment_next(campaign=campaign, reviewer=request.user)
     pair = (
@@ -83,6 +87,7 @@ def _render_pair(request, access, campaign, error=None) -> HttpResponse:
         else selectors.rater_notice(campaign=campaign, reviewer_id=request.user.pk),
         "progress": selectors.review_progress(campaign=campaign, reviewer=request.user),
         "error": error,
+        "saved": saved,
     }
     template = "evaluation/review.html#pair" if request.htmx else "evaluation/review.html"
     response = render(request, template, context)
@@ -117,7 +122,8 @@ def review_submit(request: HttpRequest, access: ProjectAccess, campaign_id: int)
     )
     if judgment is None:
         return _render_pair(request, access, campaign, error=form_errors_text(form))
-    return _render_pair(request, access, campaign)
+    saved = VERDICT_WORDS.get(form.cleaned_data["outcome"], form.cleaned_data["outcome"])
+    return _render_pair(request, access, campaign, saved=saved)
 
 
 # --- engineers, compliance, admins ---------------------------------------------------------

@@ -47,6 +47,8 @@ urlpatterns = [
         governance_views.published_key_pem,
         name="published_key_pem",
     ),
+    path("favicon.ico", views.favicon, name="favicon"),
+    path("work/<str:queue>/", views.work_queue, name="work_queue"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

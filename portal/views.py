@@ -5,9 +5,10 @@ from django.contrib.auth import login, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -52,6 +53,44 @@ def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+# The main navigation's work links: the queue they open, the role they need, and the count
+# of open_work_counts that says a project has work waiting there.
+WORK_QUEUES = {
+    "annotate": (Role.ANNOTATOR, "annotation:annotate", "to_label"),
+    "adjudicate": (Role.ADJUDICATOR, "annotation:adjudicate", "to_adjudicate"),
+    "review": (Role.REVIEWER, "evaluation:review_home", ""),
+}
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever the page links; answer with the SVG one."""
+    return redirect(static("img/favicon.svg"), permanent=True)
+
+
+@login_required
+@require_GET
+def work_queue(request: HttpRequest, queue: str) -> HttpResponse:
+    """The navigation's Annotate / Adjudicate / Review link: straight to the queue of the
+    first of the user's projects with work waiting there (else their first such project)."""
+    if queue not in WORK_QUEUES:
+        raise Http404("no such queue")
+    role, url_name, count = WORK_QUEUES[queue]
+    projects = [
+        p.project for p in selectors.project_list_for_user(user=request.user) if p.has(role)
+    ]
+    if not projects:
+        return redirect("home")
+    chosen = projects[0]
+    if count:
+        for project in projects:
+            work = annotation_selectors.open_work_counts(project=project, user=request.user)
+            if work[count]:
+                chosen = project
+                break
+    return redirect(url_name, chosen.pk)
 
 
 @login_required

@@ -36,6 +36,7 @@ annotation:submit                               POST     x   .   .   .   .   .
 annotation:undo                                 POST     x   .   .   .   .   .
 annotation:adjudicate                           GET      .   x   .   .   .   .
 annotation:adjudicate                           POST     .   x   .   .   .   .
+annotation:adjudicate_undo                      POST     .   x   .   .   .   .
 annotation:datasets                             GET      .   .   .   x   x   x
 annotation:datasets                             POST     .   .   .   x   .   .
 annotation:dataset                              GET      .   .   .   x   x   x

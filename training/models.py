@@ -111,6 +111,10 @@ class JobMethod(models.TextChoices):
     PROMPT_TUNING = "prompt_tuning", "Prompt tuning"
 
 
+# Above this share of truncated training rows the job page warns (a few long outliers don't).
+TRUNCATION_WARN_SHARE = 0.05
+
+
 class TrainingJob(BackgroundJob):
     job_noun = "training job"
     audit_prefix = "training.job"
@@ -194,6 +198,23 @@ class TrainingJob(BackgroundJob):
     @property
     def is_peft(self) -> bool:
         return self.method in (JobMethod.LORA, JobMethod.PROMPT_TUNING)
+
+    @property
+    def truncation_warning(self) -> str:
+        """Set when pre-flight found more than TRUNCATION_WARN_SHARE of the training rows
+        longer than max_length: the model then learns from cut-off examples, which the
+        runner's one log line left easy to miss."""
+        rows = int(self.preflight.get("rows") or 0)
+        cut = int(self.preflight.get("rows_truncated") or 0)
+        if not rows or cut / rows <= TRUNCATION_WARN_SHARE:
+            return ""
+        longest = self.preflight.get("max_tokens_per_row")
+        limit = self.config.get("max_length")
+        return (
+            f"{cut} of {rows} training rows ({cut / rows:.0%}) are longer than max_length="
+            f"{limit} tokens (longest {longest}) and were truncated: raise max_length or "
+            "shorten the data."
+        )
 
 
 class TrainingMetric(models.Model):

@@ -2,6 +2,7 @@
 everything here is scoped by the project it is given."""
 
 import hashlib
+import json
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -78,6 +79,46 @@ def guideline_html(text: str) -> str:
         attributes={"a": {"href", "title"}},
         url_schemes={"http", "https", "mailto"},
     )
+
+
+@dataclass(frozen=True)
+class GuidelineExample:
+    title: str
+    fields: list[tuple[str, str]]
+    answer: list[tuple[str, str]]
+    why: str
+
+
+def _display_value(value: Any) -> str:
+    """A field's value as a reader sees it: text as is, a list of plain values comma
+    separated, anything nested as compact JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return str(value)
+
+
+def _display_fields(value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        return [(str(key), _display_value(v)) for key, v in value.items()]
+    return [("", _display_value(value))] if value not in (None, "") else []
+
+
+def guideline_examples(examples: list[dict[str, Any]]) -> list[GuidelineExample]:
+    """A guideline's anchor examples as field/value rows for the side panel, never raw JSON."""
+    return [
+        GuidelineExample(
+            title=str(example.get("title", "")),
+            fields=_display_fields(example.get("payload")),
+            answer=_display_fields(example.get("answer")),
+            why=str(example.get("why", "") or ""),
+        )
+        for example in examples
+        if isinstance(example, dict)
+    ]
 
 
 def settings_for(project: Project) -> AnnotationSettings:

@@ -18,6 +18,7 @@ from annotation.services.queue import (
 from annotation.services.resolution import (
     adjudication_lease_next,
     adjudication_resolve,
+    adjudication_undo,
     item_resolve_by_agreement,
     label_model_apply,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "LeaseOffer",
     "adjudication_lease_next",
     "adjudication_resolve",
+    "adjudication_undo",
     "annotation_settings_get",
     "annotation_settings_update",
     "annotation_submit",

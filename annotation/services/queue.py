@@ -37,6 +37,7 @@ from annotation.services.configuration import annotation_settings_get
 from annotation.services.leases import leases_expire
 from annotation.services.resolution import (
     agreement_outcome,
+    dispute_rule,
     item_resolve_by_agreement,
 )
 from core.db import commit_without_flush, fetch_one, on_postgresql, run_alone
@@ -821,7 +822,11 @@ def _agreement_on_last_answer(
             target_type="annotation.item",
             target_id=str(read.item_id),
             project_id=answer.project.pk,
-            data={"labels": len(answers), "distinct": outcome.distinct},
+            data={
+                "labels": len(answers),
+                "distinct": outcome.distinct,
+                **dispute_rule(settings, outcome),
+            },
         )
         return "", {"new_state": Item.State.DISPUTED}, [disputed]
     agreeing = [answers[i] for i in outcome.agreeing]

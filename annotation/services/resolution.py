@@ -4,6 +4,7 @@ adjudication, where an expert sets the gold label with a written reason."""
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -19,6 +20,7 @@ from annotation.models import (
     Item,
     LabelSchema,
     Lease,
+    SnapshotMember,
     answer_join,
 )
 from annotation.schemas import agreement_key, validate_answer
@@ -57,6 +59,17 @@ def agreement_outcome(
     return AgreementOutcome(method=method, agreeing=agreeing, votes=votes, distinct=len(set(keys)))
 
 
+def dispute_rule(settings: AnnotationSettings, outcome: AgreementOutcome) -> dict[str, Any]:
+    """The rule that sent an item to adjudication, for its audit event: the adjudication
+    page names it from there, whatever the project's settings have become since."""
+    return {
+        "rule": settings.agreement_rule,
+        "k": settings.labels_per_item,
+        "m": settings.majority_min,
+        "votes": outcome.votes,
+    }
+
+
 def item_resolve_by_agreement(
     *, item: Item, settings: AnnotationSettings, task_type: str
 ) -> GoldLabel | None:
@@ -75,7 +88,11 @@ def item_resolve_by_agreement(
             actor=None,
             action="annotation.item.disputed",
             target=item,
-            data={"labels": len(annotations), "distinct": outcome.distinct},
+            data={
+                "labels": len(annotations),
+                "distinct": outcome.distinct,
+                **dispute_rule(settings, outcome),
+            },
         )
         return None
     agreeing = [annotations[i] for i in outcome.agreeing]
@@ -155,9 +172,17 @@ def adjudication_lease_next(*, project: Project, adjudicator: User) -> Lease | N
 
 @transaction.atomic
 def adjudication_resolve(
-    *, project: Project, item_id: int, adjudicator: User, value: dict, reason: str
+    *,
+    project: Project,
+    item_id: int,
+    adjudicator: User,
+    value: dict | None,
+    reason: str,
+    take: int | None = None,
 ) -> GoldLabel:
-    """Set the gold label of a disputed item, with the adjudicator's reason."""
+    """Set the gold label of a disputed item, with the adjudicator's reason: `value`, or
+    with `take` the answer at that position of the item's standing answers (oldest first)
+    as it stands."""
     reason = reason.strip()
     if not reason:
         raise ValidationError({"reason": "write why this is the right label"})
@@ -176,7 +201,12 @@ def adjudication_resolve(
     schema = LabelSchema.objects.filter(project=project).order_by("-version").first()
     if schema is None:
         raise ValidationError({"schema": "this project has no label schema yet"})
-    clean = validate_answer(schema.task_type, schema.config, item.payload, value)
+    if take is not None:
+        standing = list(Annotation.objects.filter(item=item, undone=False).order_by("pk"))
+        if not 0 <= take < len(standing):
+            raise ValidationError({"take": "this item has no such answer to take"})
+        value = standing[take].value
+    clean = validate_answer(schema.task_type, schema.config, item.payload, value or {})
     # `value` is the answer property over choice and free_text; the plugin sees fields only.
     gold = GoldLabel.objects.create(  # type: ignore[misc]
         project=project,
@@ -202,9 +232,62 @@ def adjudication_resolve(
             "item": item.pk,
             "value_sha256": content_hash(clean),
             "reason_sha256": content_hash(reason),
+            "took": take,
         },
     )
     return gold
+
+
+@transaction.atomic
+def adjudication_undo(*, project: Project, adjudicator: User) -> Item:
+    """Take back the adjudicator's newest gold label in this project: the label goes, its
+    item waits for adjudication again and is leased back to them. Refused once a snapshot
+    has frozen the label (snapshots are final)."""
+    gold = (
+        GoldLabel.objects.select_for_update()
+        .filter(project=project, decided_by=adjudicator, method=GoldLabel.Method.ADJUDICATED)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if gold is None:
+        raise ValidationError({"undo": "you have no gold label here to take back"})
+    item = Item.objects.select_for_update().get(pk=gold.item_id)
+    frozen = (
+        SnapshotMember.objects.filter(item=item, snapshot__created_at__gte=gold.created_at)
+        .select_related("snapshot")
+        .first()
+    )
+    if frozen is not None:
+        raise ValidationError(
+            {"undo": f"snapshot {frozen.snapshot} already holds this gold label; it stays"}
+        )
+    now = timezone.now()
+    # Their lease on the next item is let go: the undone item becomes their current one.
+    Lease.objects.filter(
+        project=project,
+        annotator=adjudicator,
+        kind=Lease.Kind.ADJUDICATE,
+        state=Lease.State.ACTIVE,
+    ).update(state=Lease.State.EXPIRED)
+    audit_record(
+        actor=adjudicator,
+        action="annotation.gold.adjudicate.undo",
+        target=gold,
+        project_id=project.pk,
+        data={"item": item.pk, "value_sha256": content_hash(gold.value)},
+    )
+    gold.delete()
+    Item.objects.filter(pk=item.pk).update(state=Item.State.DISPUTED)
+    Lease.objects.create(
+        project=project,
+        item=item,
+        annotator=adjudicator,
+        kind=Lease.Kind.ADJUDICATE,
+        created_at=now,
+        expires_at=now + ADJUDICATION_LEASE,
+    )
+    item.state = Item.State.DISPUTED
+    return item
 
 
 @transaction.atomic

@@ -23,6 +23,7 @@ from core import time_spent
 from core.models import Project, User
 from evaluation import ratings as R
 from evaluation.models import (
+    Battle,
     Campaign,
     CampaignRater,
     Contestant,
@@ -73,6 +74,9 @@ class BlindPair:
 class ReviewProgress:
     done: int
     quota: int  # 0: no limit
+    # The most this reviewer can judge here: done plus what is still open to them, capped
+    # by the quota; the page's denominator ("12 of 40").
+    total: int = 0
 
 
 def _criteria(campaign: Campaign) -> list[Criterion]:
@@ -138,10 +142,20 @@ def rater_notice(*, campaign: Campaign, reviewer_id: int) -> str:
 
 
 def review_progress(*, campaign: Campaign, reviewer: User) -> ReviewProgress:
-    done = Judgment.objects.filter(
-        campaign=campaign, reviewer=reviewer, submitted_at__isnull=False, is_attention=False
-    ).count()
-    return ReviewProgress(done=done, quota=campaign.rater_quota)
+    mine = Judgment.objects.filter(campaign=campaign, reviewer=reviewer, is_attention=False)
+    done = mine.filter(submitted_at__isnull=False).count()
+    # Open to them: the pair on their screen, and every real battle that still wants raters
+    # and that they have not been shown (the claim's own rule).
+    showing = mine.filter(submitted_at__isnull=True).count()
+    unseen = (
+        campaign.battles.filter(kind=Battle.Kind.REAL, assigned__lt=campaign.raters_per_pair)
+        .exclude(judgments__reviewer=reviewer)
+        .count()
+    )
+    total = done + showing + unseen
+    if campaign.rater_quota:
+        total = min(total, campaign.rater_quota)
+    return ReviewProgress(done=done, quota=campaign.rater_quota, total=total)
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,14 @@ def test_disagreeing_answers_go_to_adjudication_in_the_submitting_statement(proj
     assert Item.objects.get(pk=item.pk).state == Item.State.DISPUTED
     assert not GoldLabel.objects.filter(item=item).exists()
     disputed = AuditEvent.objects.get(action="annotation.item.disputed")
-    assert disputed.data == {"labels": 2, "distinct": 2}
+    assert disputed.data == {
+        "labels": 2,
+        "distinct": 2,
+        "rule": "unanimous",
+        "k": 2,
+        "m": 2,
+        "votes": 1,
+    }
     assert disputed.project_id == project.pk
     assert audit_chain_verify().ok
 

@@ -105,6 +105,7 @@ def test_adjudicator_resolves_a_disagreement(page, project):
     expect(labels).to_contain_text("pos")
     expect(labels).to_contain_text("neg")
     expect(labels).not_to_contain_text("ann1")  # pseudonyms only
+    page.get_by_label("Write my own").check()
     page.get_by_label("neg").check()
     page.get_by_label("Reason").fill("Sarcasm: the guideline counts it as negative.")
     page.get_by_test_id("resolve").click()

@@ -9,6 +9,7 @@ from tests.evaluation import factories as evaluation_factories
 from tests.training.conftest import QUICK
 from training import services
 from training.models import TrainingJob
+from training.services import execution
 
 pytestmark = pytest.mark.django_db
 
@@ -318,3 +319,23 @@ def test_a_model_of_another_project_is_not_found_in_the_playground(
     assert response.status_code == 404
     assert callbacks == []
     assert not AuditEvent.objects.filter(action="training.playground.generate").exists()
+
+
+@pytest.mark.parametrize(("truncated", "warned"), [(30, True), (2, False)])
+def test_job_page_warns_when_preflight_truncated_many_rows(
+    client, engineer, project, job, tmp_path, truncated, warned
+):
+    follower = execution.Follower(job, tmp_path / "events.jsonl")
+    follower.handle(
+        {
+            "type": "preflight",
+            "figures": {"rows": 100, "rows_truncated": truncated, "max_tokens_per_row": 900},
+        }
+    )
+    client.force_login(engineer)
+
+    html = client.get(reverse("training:job", args=[project.pk, job.pk])).content.decode()
+
+    assert ('data-testid="truncation-warning"' in html) is warned
+    if warned:
+        assert f"{truncated} of 100 training rows ({truncated}%)" in html
