@@ -9,7 +9,6 @@ the rows are one consistent picture even though the Parquet export reads them tw
 Annotators are pseudonyms throughout. Opening an export is audited.
 """
 
-import csv
 import io
 import json
 import uuid
@@ -30,6 +29,7 @@ from annotation.services import hf_export
 from core.db import on_postgresql
 from core.models import Project, User
 from core.services.audit import audit_record
+from core.spreadsheets import csv_writer
 
 KIND_ANNOTATIONS, KIND_ITEMS = "annotations", "items"
 # Which formats each kind of export comes in.
@@ -151,7 +151,8 @@ def _csv_cell(value: Any) -> Any:
 
 def _csv(rows: Iterator[dict[str, Any]], columns: tuple[str, ...]) -> Iterator[bytes]:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    # Cells a spreadsheet would run as formulas (=, +, -, @) are quoted (core.spreadsheets).
+    writer = csv_writer(buffer)
     writer.writerow(columns)
     for number, row in enumerate(rows, start=1):
         writer.writerow([_csv_cell(row[c]) for c in columns])

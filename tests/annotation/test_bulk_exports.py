@@ -141,6 +141,17 @@ def test_annotations_csv_has_the_columns_and_no_names(labelled, engineer_api):
     _assert_pseudonymous(body, labelled.people)
 
 
+def test_a_csv_cell_a_spreadsheet_would_run_is_quoted(labelled, engineer_api):
+    ItemFactory(dataset=labelled.dataset, payload={"text": "x"}, external_id="=HYPERLINK(1)")
+
+    _, body = _get(engineer_api, labelled.project, "items", "csv")
+
+    rows = list(csv.reader(io.StringIO(body.decode())))
+    external = [r[ITEM_COLUMNS.index("external_id")] for r in rows[1:]]
+    assert "'=HYPERLINK(1)" in external
+    assert "=HYPERLINK(1)" not in external
+
+
 def test_items_export_gives_each_item_its_status_and_labels(labelled, engineer_api):
     response, body = _get(engineer_api, labelled.project, "items", "jsonl")
 
