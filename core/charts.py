@@ -441,6 +441,8 @@ def line_chart(
         span = y_range([y for _, _, ys in drawn for y in ys])
         if span is not None:
             y_axis["min"], y_axis["max"] = span
+            # The padded ends are not round numbers: label only the ticks between them.
+            y_axis["axisLabel"] = {"showMinLabel": False, "showMaxLabel": False}
     options["yAxis"] = y_axis
     options["grid"]["bottom"] = 44  # room for the zoom slider
     options["dataZoom"] = [

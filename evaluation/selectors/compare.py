@@ -50,7 +50,7 @@ def version_comparison(*, project: Project, version_ids: list[int]) -> VersionCo
     }
     versions = [by_id[pk] for pk in version_ids if pk in by_id]
     contestants = Contestant.objects.filter(project=project, model_version__in=versions)
-    version_of = {c.pk: c.model_version_id for c in contestants}
+    version_of = {c.pk: c.model_version_id for c in contestants if c.model_version_id}
 
     ratings = []
     campaigns = Campaign.objects.filter(project=project, contestants__in=contestants)
@@ -86,7 +86,9 @@ def version_comparison(*, project: Project, version_ids: list[int]) -> VersionCo
         .order_by("pk")
     )
     for run in runs:
-        version_id = version_of[run.contestant_id]
+        version_id = version_of.get(run.contestant_id)
+        if version_id is None:
+            continue
         for name, value in _numbers(run.results or {}).items():
             scores.setdefault(f"{run.prompt_set.name} · {name}", {})[version_id] = value
     metrics = [

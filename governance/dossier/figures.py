@@ -10,13 +10,15 @@ import io
 import math
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib as mpl
+from cycler import cycler
 from matplotlib.figure import Figure
 
 from core.charts import SERIES_COLOURS, y_range
 
-STYLE = {
+STYLE: dict[str, Any] = {
     "svg.hashsalt": "tuning-portal-dossier",
     "svg.fonttype": "path",
     "font.family": "DejaVu Sans",
@@ -28,7 +30,7 @@ STYLE = {
     "grid.color": "#e7eaf0",
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "axes.prop_cycle": mpl.cycler(color=list(SERIES_COLOURS)),
+    "axes.prop_cycle": cycler(color=list(SERIES_COLOURS)),
 }
 _PROLOGUE = re.compile(r"^.*?(?=<svg)", re.DOTALL)
 
@@ -44,7 +46,7 @@ def loss_figure(*, title: str, curves: Mapping[str, Sequence[Sequence[float]]]) 
     drawn = {name: points for name, points in finite.items() if points}
     if not drawn:
         return ""
-    with mpl.rc_context(STYLE):
+    with mpl.rc_context(STYLE):  # type: ignore[arg-type]
         figure = Figure(figsize=(6.4, 3.0))
         axes = figure.add_subplot()
         for name, points in drawn.items():

@@ -193,10 +193,13 @@
     if (payload.smooth) smoothingControls(el, state);
     var empty = (payload.options.graphic || [])[0];
     el.dataset.empty = empty && !empty.invisible ? "yes" : "no";
+    // Ready (for people and for tests) once the first frame is drawn, not when asked to be.
+    state.chart.on("finished", function ready() {
+      state.chart.off("finished", ready);
+      el.dataset.ready = "yes";
+      el.dispatchEvent(new CustomEvent("chart:ready", { bubbles: true }));
+    });
     render(state, true);
-    state.chart.on("showTip", function () { el.dataset.tip = "shown"; });
-    el.dataset.ready = "yes";
-    el.dispatchEvent(new CustomEvent("chart:ready", { bubbles: true }));
   }
 
   function initAll(root) {

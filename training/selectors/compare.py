@@ -103,7 +103,8 @@ def job_comparison(*, project: Project, job_ids: list[int]) -> JobComparison:
         compare_row("seed", [j.seed for j in jobs]),
     ]
     relevant = [relevant_settings(j.config, kind=j.kind, method=j.method) for j in jobs]
-    for name in sorted({name for config in relevant for name in config}):
+    shown = {"kind", "method", "seed"}  # already in the rows above
+    for name in sorted({name for config in relevant for name in config} - shown):
         settings.append(compare_row(name, [config.get(name) for config in relevant]))
 
     metric_names = sorted(
