@@ -22,6 +22,7 @@ urlpatterns = [
     path("evaluation/gates/", views.gate_create, name="gate_create"),
     path("evaluation/gates/run/", views.gate_run, name="gate_run"),
     path("evaluation/campaigns/<int:campaign_id>/", views.results, name="results"),
+    path("evaluation/compare/", views.version_compare, name="version_compare"),
     path(
         "evaluation/campaigns/<int:campaign_id>/action/",
         views.campaign_action,

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation.conversations import display_turns, prompt_text
+from core import charts
 from core.access import project_page
 from core.forms import (
     WhichForm,
@@ -38,6 +39,8 @@ from evaluation.forms import (
 )
 from evaluation.models import Campaign, Generation
 from evaluation.selectors import listing
+from evaluation.selectors.compare import version_comparison
+from training.selectors.compare import compare_ids
 
 JOBS_SHOWN = 50
 GATE_RUNS_SHOWN = 20
@@ -368,6 +371,34 @@ def results(request: HttpRequest, access: ProjectAccess, campaign_id: int) -> Ht
     response = render(request, template, context)
     response["Vary"] = "HX-Request"
     return response
+
+
+@require_GET
+@project_page(RoleSet.OVERSIGHT)
+def version_compare(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
+    comparison = version_comparison(
+        project=access.project, version_ids=compare_ids(request.GET.getlist("versions"))
+    )
+    rating_charts = [
+        (
+            ratings,
+            charts.interval_chart(
+                rows=ratings.rows,
+                title=f"{ratings.campaign.name}: rating with 95% interval",
+                x_label="rating (Elo-like scale, mean 1000)",
+            ),
+        )
+        for ratings in comparison.ratings
+    ]
+    job_ids = [v.job_id for v in comparison.versions if v.job_id]
+    context = {
+        "access": access,
+        "project": access.project,
+        "comparison": comparison,
+        "rating_charts": rating_charts,
+        "job_query": "&".join(f"jobs={pk}" for pk in job_ids) if len(job_ids) > 1 else "",
+    }
+    return render(request, "evaluation/compare.html", context)
 
 
 def _campaign_act(request: HttpRequest, campaign: Campaign, data: dict[str, Any]) -> str:

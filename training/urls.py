@@ -7,6 +7,7 @@ app_name = "training"
 urlpatterns = [
     path("training/", views.job_list, name="jobs"),
     path("training/new/", views.job_new, name="job_new"),
+    path("training/compare/", views.job_compare, name="job_compare"),
     path("training/jobs/<int:job_id>/", views.job_detail, name="job"),
     path("training/jobs/<int:job_id>/cancel/", views.job_cancel, name="job_cancel"),
     path("training/jobs/<int:job_id>/resume/", views.job_resume, name="job_resume"),

@@ -6,18 +6,18 @@ import time
 from django.contrib import messages
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from core import realtime
+from core import charts, realtime
 from core.access import project_page
-from core.charts import line_chart
 from core.forms import form_errors_text, form_submit, validation_error_text
 from core.models import RoleSet
 from core.selectors import ProjectAccess
 from training import selectors, services, tasks
 from training.forms import BaseModelRegisterForm, JobForm, PlaygroundForm, presets_json
+from training.selectors.compare import compare_ids, job_comparison
 
 PLAYGROUND_RESULT_TTL_S = 3600
 
@@ -43,6 +43,34 @@ def job_list(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
     }
     template = "training/jobs.html#jobs" if request.htmx else "training/jobs.html"
     return render(request, template, context)
+
+
+@require_GET
+@project_page(RoleSet.OVERSIGHT)
+def job_compare(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
+    comparison = job_comparison(
+        project=access.project, job_ids=compare_ids(request.GET.getlist("jobs"))
+    )
+    eval_curves = comparison.curves["eval_loss"]
+    context = {
+        "access": access,
+        "project": access.project,
+        "comparison": comparison,
+        "loss_chart": charts.line_chart(
+            series=comparison.curves["loss"],
+            title="Training loss",
+            x_label="step",
+            y_label="loss",
+            smooth=True,
+        ),
+        # Jobs that never evaluated get no eval chart at all, not an empty one.
+        "eval_chart": charts.line_chart(
+            series=eval_curves, title="Eval loss", x_label="step", y_label="eval loss"
+        )
+        if any(eval_curves.values())
+        else None,
+    }
+    return render(request, "training/compare.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -116,8 +144,19 @@ def _create_from_form(request, project, data, form, bases, versions, snapshots):
     )
 
 
-def _job_context(access, job) -> dict:
-    series = selectors.job_chart_series(job=job)
+def _job_chart(request: HttpRequest, job) -> charts.Chart:
+    """The loss chart; it refreshes in place from the same page's ?part=chart."""
+    return charts.line_chart(
+        series=selectors.job_chart_series(job=job),
+        title="Loss by step",
+        x_label="step",
+        y_label="loss",
+        height=300,
+        smooth=True,
+    ).with_source(f"{request.path}?part=chart")
+
+
+def _job_context(request: HttpRequest, access, job) -> dict:
     progress = job.progress or {}
     return {
         # Without a channel layer that reaches the worker (the embedded default) the live
@@ -130,9 +169,7 @@ def _job_context(access, job) -> dict:
         "access": access,
         "project": access.project,
         "job": job,
-        "chart": line_chart(
-            series=series, title="Loss by step", x_label="step", y_label="loss", height=300
-        ),
+        "chart": _job_chart(request, job),
         "latest": selectors.job_latest_values(job=job),
         "log_lines": selectors.job_log_tail(job=job),
         "checkpoints": selectors.job_checkpoints(job=job),
@@ -147,8 +184,10 @@ def _job_context(access, job) -> dict:
 @project_page(RoleSet.OVERSIGHT)
 def job_detail(request: HttpRequest, access: ProjectAccess, job_id: int) -> HttpResponse:
     job = selectors.job_get(project=access.project, job_id=job_id)
-    context = _job_context(access, job)
     part = request.GET.get("part")
+    if part == "chart":
+        return JsonResponse(_job_chart(request, job).payload())
+    context = _job_context(request, access, job)
     if request.htmx and part in ("live", "log"):
         return render(request, f"training/job.html#{part}", context)
     return render(request, "training/job.html", context)

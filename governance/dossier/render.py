@@ -10,10 +10,10 @@ import yaml
 from django.template.loader import render_to_string
 from django.utils.text import slugify
 
-from core import charts
 from core.chain import canonical_json
 from core.spreadsheets import csv_writer
 from governance.dossier.bundle import json_bytes
+from governance.dossier.figures import loss_figure
 from governance.dossier.graph import lineage_svg
 from governance.dossier.pdf import html_to_pdf
 
@@ -64,39 +64,10 @@ def _loss_charts(jobs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     out = []
     for job in jobs:
         curves = {k: v for k, v in job["curves"].items() if "loss" in k}
-        if curves:
-            chart = charts.line_chart(
-                series={k: [tuple(p) for p in v] for k, v in curves.items()},
-                title=f"{job['name']}: loss",
-                x_label="step",
-                y_label="loss",
-            )
-            out.append((job["name"], _self_styled(str(chart))))
+        figure = loss_figure(title=f"{job['name']}: loss", curves=curves)
+        if figure:
+            out.append((job["name"], figure))
     return out
-
-
-# static/css/charts.css with its custom properties resolved: WeasyPrint draws SVG itself and
-# reads a <style> inside the SVG, but not var(). Same Okabe-Ito series colours.
-SERIES = ("#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#000000", "#f0e442")
-CHART_CSS = (
-    "text{fill:#1c2330;font-size:12px;font-family:DejaVu Sans,sans-serif}"
-    ".chart-title{font-size:14px;font-weight:600}.chart-tick{font-size:11px;fill:#5d6778}"
-    ".chart-label,.chart-empty{fill:#5d6778}.chart-axis{stroke:#8a93a3;stroke-width:1}"
-    ".chart-grid{stroke:#e7eaf0;stroke-width:1}.chart-band{fill:#f4f6f9}"
-    ".chart-line{fill:none;stroke-width:2;stroke-linejoin:round}"
-    ".chart-marker{stroke:#ffffff;stroke-width:1}"
-    + "".join(
-        f".chart-line.s{i}{{stroke:{c}}}.chart-marker.s{i},.chart-swatch.s{i},.chart-bar.s{i}"
-        f"{{fill:{c}}}"
-        for i, c in enumerate(SERIES)
-    )
-)
-
-
-def _self_styled(svg: str) -> str:
-    """The chart with its stylesheet inside, so the PDF and a saved HTML file both colour it."""
-    end = svg.index(">") + 1
-    return f"{svg[:end]}<style>{CHART_CSS}</style>{svg[end:]}"
 
 
 def significant(value: float, digits: int = 4) -> float:

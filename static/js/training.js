@@ -1,6 +1,7 @@
 // Training pages: fill the job form from a preset, and keep a job page live from the
-// websocket (portal.js dispatches "portal:event"): the chart region is re-fetched through
-// htmx at most a few times a second, log lines are appended as they arrive.
+// websocket (portal.js dispatches "portal:event"): the status region is re-fetched through
+// htmx at most a few times a second, and each time it is the loss chart fetches its data and
+// updates in place (charts.js); log lines are appended as they arrive.
 (function () {
   "use strict";
 
@@ -56,9 +57,18 @@
     while (log.children.length > 500) log.removeChild(log.firstChild);
   }
 
+  function refreshChart() {
+    var holder = document.getElementById("job-chart");
+    var chart = holder && holder.querySelector(".echart");
+    if (chart && window.portalCharts) window.portalCharts.refresh(chart);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.getElementById("job-form");
     if (form) wirePresets(form);
+    document.body.addEventListener("htmx:load", function (e) {
+      if (e.detail.elt && e.detail.elt.id === "job-live") refreshChart();
+    });
 
     document.body.addEventListener("portal:event", function (e) {
       var event = e.detail || {};

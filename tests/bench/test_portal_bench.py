@@ -34,16 +34,17 @@ def test_login_page_p95_ms(asgi_server, report):
 
 
 def test_line_chart_of_5000_points_ms(report):
-    """A live loss curve redraws on each pushed point; 5,000 points must draw in well under
-    50 ms. A speed target, so it lives here and not as a timed unit test."""
+    """A live loss curve refetches its options on each pushed point; building the ECharts
+    options of 5,000 points, as the JSON the browser receives, must take well under 50 ms. A
+    speed target, so it lives here and not as a timed unit test."""
     from core import charts
 
     series = {"loss": [(i, 1 / (i + 1)) for i in range(5000)]}
-    charts.line_chart(series=series, title="warm-up")
+    charts.line_chart(series=series, title="warm-up").json()
     runs = []
     for _ in range(20):
         start = time.perf_counter()
-        charts.line_chart(series=series, title="t")
+        charts.line_chart(series=series, title="t", smooth=True).json()
         runs.append((time.perf_counter() - start) * 1000)
     median = statistics.median(runs)
     report("line_chart_5000_points_median", median, "ms")

@@ -153,7 +153,9 @@ def _each_role_sees_its_work(page: Page, project, job, version, campaign) -> Non
     _shot(page, "project")
     journey.get_by_role("link", name="Training").click()
     expect(page.get_by_test_id("job-status")).to_contain_text("Succeeded")
-    expect(page.get_by_test_id("loss-chart").locator("svg polyline").first).to_be_visible()
+    expect(
+        page.get_by_test_id("loss-chart").locator(".echart[data-empty=no] canvas")
+    ).to_be_visible()
     _shot(page, "engineer")
 
     _as(page, "annotator")

@@ -91,9 +91,12 @@ def test_engineer_sees_the_ratings_chart(page, project):
     table = page.get_by_test_id("ratings-table")
     expect(table).to_contain_text("Contender-Quokka-0")
     expect(table.locator("tbody tr").first).to_contain_text("Contender-Quokka-0")
-    chart = page.locator("svg").first
-    expect(chart).to_be_visible()
-    expect(page.locator("svg line.chart-interval")).to_have_count(3)
+    chart = page.locator(".echart[data-ready=yes]").first
+    expect(chart.locator("canvas")).to_be_visible()
+    rows = chart.evaluate(
+        "el => window.portalCharts.instance(el).getOption().series[0].data.length"
+    )
+    assert rows == 3
     expect(page.get_by_test_id("position-bias")).to_contain_text("decisive judgments")
 
 

@@ -209,7 +209,9 @@ def test_a_dataset_travels_from_upload_to_a_verified_dossier(
     expect(page.get_by_test_id("job-status")).to_have_text("Succeeded", timeout=180_000)
     assert page.evaluate("window.__sameDocument") == "yes"  # updated in place, never reloaded
     expect(page.get_by_test_id("latest-step")).to_have_text("6")
-    expect(page.get_by_test_id("loss-chart").locator("svg polyline").first).to_be_visible()
+    expect(
+        page.get_by_test_id("loss-chart").locator(".echart[data-empty=no] canvas")
+    ).to_be_visible()
     version = ModelVersion.objects.get(job__name="helpdesk-lora")
     expect(page.get_by_test_id("version-link")).to_have_text(version.name)
 

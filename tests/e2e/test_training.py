@@ -43,15 +43,17 @@ def test_engineer_launches_a_job_and_watches_the_loss_chart_grow_without_reloadi
     step = page.get_by_test_id("latest-step")
     expect(step).not_to_have_text("0", timeout=60_000)
     first = int(step.inner_text())
-    expect(
-        page.get_by_test_id("loss-chart").locator("svg path, svg polyline").first
-    ).to_be_attached()
+    chart = page.get_by_test_id("loss-chart").locator(".echart[data-ready=yes]")
+    expect(chart.locator("canvas")).to_be_visible()
     page.wait_for_function(
         "first => Number(document.querySelector('[data-testid=latest-step]').textContent) > first",
         arg=first,
         timeout=30_000,
     )
     assert page.evaluate("window.__sameDocument") == "yes"  # updated in place, never reloaded
+    # The chart took new data through setOption: same element, fed from ?part=chart.
+    expect(chart).to_have_attribute("data-updates", re.compile(r"^[1-9]\d*$"))
+    expect(chart).to_have_attribute("data-empty", "no")
     expect(page.get_by_test_id("job-log")).to_contain_text("Pre-flight passed")
 
     page.get_by_test_id("cancel-job").click()

@@ -166,3 +166,14 @@ def _inflated(pdf: bytes) -> bytes:
         except zlib.error:
             continue
     return b"".join(out)
+
+
+def test_loss_figures_are_static_svg_without_empty_series(files):
+    training = _sections(files)["training"]
+    figures = training.xpath(".//*[local-name()='svg']")
+    markup = lxml_html.tostring(figures[0]).decode()
+
+    assert figures
+    assert not training.xpath(".//script")
+    assert "<!-- loss -->" in markup  # matplotlib names each drawn text in a comment
+    assert "eval loss" not in markup  # no eval points were logged: no eval entry
