@@ -46,6 +46,12 @@ class PortalPagination(LimitOffsetPagination):
     def get_offset(self, request) -> int:
         return min(super().get_offset(request), MAX_OFFSET)
 
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        paginated = super().get_paginated_response_schema(schema)
+        # Every page holds both links, null at the ends: not "maybe absent" in a client.
+        paginated["required"] = ["count", "next", "previous", "results"]
+        return paginated
+
 
 class PortalCursorPagination(CursorPagination):
     """Cursor paging over an integer column that never changes (an id, a sequence number,
@@ -58,6 +64,11 @@ class PortalCursorPagination(CursorPagination):
 
     def __init__(self, ordering: str = "id") -> None:
         self.ordering = ordering
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        paginated = super().get_paginated_response_schema(schema)
+        paginated["required"] = ["next", "previous", "results"]  # links null at the ends
+        return paginated
 
     def decode_cursor(self, request: Request):
         try:

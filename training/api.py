@@ -118,7 +118,7 @@ class JobInput(StrictInput):
 
 def _openai_list(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
     """The schema of an OpenAI-style list: `{"object": "list", "data": [...]}`."""
-    fields = {"object": serializers.CharField(default="list"), "data": item(many=True)}
+    fields = {"object": serializers.CharField(help_text='Always "list".'), "data": item(many=True)}
     return type(name, (serializers.Serializer,), fields)
 
 
@@ -347,7 +347,8 @@ class JobEventsApi(ProjectApiView):
 
 
 class CheckpointOutput(serializers.Serializer):
-    object = serializers.CharField(default="fine_tuning.job.checkpoint")
+    # Read-only: in every answer, so required in the schema.
+    object = serializers.CharField(read_only=True, default="fine_tuning.job.checkpoint")
     id = serializers.IntegerField()
     step_number = serializers.IntegerField(source="step")
     metrics = serializers.JSONField()
@@ -377,7 +378,7 @@ class FileInput(serializers.Serializer):
 
 
 class FileOutput(serializers.Serializer):
-    object = serializers.CharField(default="file")
+    object = serializers.CharField(read_only=True, default="file")
     id = serializers.CharField()
     filename = serializers.CharField()
     sha256 = serializers.CharField()

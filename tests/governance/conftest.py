@@ -1,10 +1,10 @@
-import subprocess
 import sys
 from importlib.metadata import version
 
 import pytest
 
 from tests.support.servers import ROOT
+from tests.support.venvs import PIP, check, run, wheels_cached
 
 
 @pytest.fixture(autouse=True)
@@ -20,35 +20,21 @@ def clean_verifier(tmp_path_factory):
     virtual environment that holds nothing else (no Django, no portal): what an auditor
     at another company has. Its wheels are kept under var/test-wheels, so only the first
     run on a machine downloads cryptography."""
-    wheels = ROOT / "var" / "test-wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    crypto = f"cryptography=={version('cryptography')}"
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    offline = ["--no-index", "--find-links", str(wheels)]
-    if _run([*pip, "download", *offline, "--dest", str(wheels), crypto]).returncode:
-        _check(_run([*pip, "download", "--only-binary=:all:", "--dest", str(wheels), crypto]))
+    offline = wheels_cached(f"cryptography=={version('cryptography')}")
     built = tmp_path_factory.mktemp("verifier-wheel")
-    _check(
-        _run(
-            [*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(built)]
+    check(
+        run(
+            [*PIP, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(built)]
             + [str(ROOT / "packages" / "dossier-verify")]
         )
     )
     venv = tmp_path_factory.mktemp("auditor") / "venv"
-    _check(_run([sys.executable, "-m", "venv", "--without-pip", str(venv)]))
+    check(run([sys.executable, "-m", "venv", "--without-pip", str(venv)]))
     python = venv / "bin" / "python"
-    _check(
-        _run(
-            [*pip, "--python", str(python), "install", *offline, "--find-links", str(built)]
+    check(
+        run(
+            [*PIP, "--python", str(python), "install", *offline, "--find-links", str(built)]
             + ["tuning-portal-dossier-verify"]
         )
     )
     return venv / "bin" / "dossier-verify"
-
-
-def _run(command):
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)  # noqa: S603
-
-
-def _check(result):
-    assert result.returncode == 0, result.stdout + result.stderr
