@@ -174,7 +174,8 @@ class SignOffOutput(serializers.ModelSerializer):
 
 class ApprovalOutput(serializers.Serializer):
     model_version = serializers.IntegerField()
-    required = serializers.DictField(
+    # A declared field, not the stubs' Serializer/Field attribute `required`.
+    required = serializers.DictField(  # type: ignore[assignment]
         child=serializers.IntegerField(), help_text="Approvals the policy needs, by role."
     )
     approvals = serializers.DictField(child=serializers.IntegerField())
