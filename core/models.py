@@ -71,6 +71,9 @@ class RoleSet:
     ADJUDICATORS = (Role.ADJUDICATOR,)
     REVIEWERS = (Role.REVIEWER,)
     COMPLIANCE = (Role.COMPLIANCE,)
+    # Sign off a model version: an engineer as engineering lead, compliance as compliance
+    # officer (governance's SIGNOFF_ROLE_NEEDS says which sign-off each may give).
+    SIGNERS = (Role.ENGINEER, Role.COMPLIANCE)
 
 
 class Project(models.Model):

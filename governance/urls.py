@@ -40,4 +40,20 @@ api_urlpatterns = [
         api.DossierDownloadApi.as_view(),
         name="api-dossier-download",
     ),
+    path(
+        "projects/<int:project_id>/models/<int:version_id>/signoffs/",
+        api.SignOffListCreateApi.as_view(),
+        name="api-signoffs",
+    ),
+    path(
+        "projects/<int:project_id>/models/<int:version_id>/stage-changes/",
+        api.StageChangeListCreateApi.as_view(),
+        name="api-stage-changes",
+    ),
+    path(
+        "projects/<int:project_id>/models/<int:version_id>/declaration/",
+        api.UseDeclarationApi.as_view(),
+        name="api-use-declaration",
+    ),
+    path("projects/<int:project_id>/rollback/", api.RollbackApi.as_view(), name="api-rollback"),
 ]

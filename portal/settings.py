@@ -384,6 +384,10 @@ SPECTACULAR_SETTINGS = {
         "PairSelectionEnum": "evaluation.models.Campaign.PairSelection",
         "BaseModelSourceEnum": "training.models.BaseModel.Source",
         "CampaignStatusEnum": "evaluation.models.Campaign.Status",
+        "RoleEnum": "core.models.Role",
+        "SignOffRoleEnum": "governance.models.SignOffRole",
+        "SignOffDecisionEnum": "governance.models.SignOff.Decision",
+        "ModelVersionStageEnum": "training.models.ModelVersion.Stage",
     },
 }
 

@@ -98,6 +98,13 @@ api-dossiers                                    GET      .   .   .   x   x   x
 api-dossiers                                    POST     .   .   .   x   x   x
 api-dossier                                     GET      .   .   .   x   x   x
 api-dossier-download                            GET      .   .   .   x   x   x
+api-signoffs                                    GET      .   .   .   x   x   x
+api-signoffs                                    POST     .   .   .   x   x   .
+api-stage-changes                               GET      .   .   .   x   x   x
+api-stage-changes                               POST     .   .   .   x   .   x
+api-use-declaration                             GET      .   .   .   x   x   x
+api-use-declaration                             PUT      .   .   .   x   .   x
+api-rollback                                    POST     .   .   .   x   .   x
 # --- API: annotation ----------------------------------------------------------
 annotation-api:api-datasets                     GET      .   .   .   x   x   x
 annotation-api:api-datasets                     POST     .   .   .   x   .   .

@@ -17,7 +17,10 @@ from tuning_portal._exceptions import (
     status_error,
 )
 from tuning_portal._version import __version__
+from tuning_portal.resources.accounts import ApiKeys, Memberships, Users
 from tuning_portal.resources.annotation import (
+    Annotation,
+    Checks,
     Datasets,
     Exports,
     Guidelines,
@@ -26,7 +29,23 @@ from tuning_portal.resources.annotation import (
     Snapshots,
     Uploads,
 )
-from tuning_portal.resources.governance import AuditEvents, Dossiers
+from tuning_portal.resources.evaluation import (
+    Campaigns,
+    Contestants,
+    Gates,
+    GenerationJobs,
+    GenerationOutputs,
+    MetricRuns,
+    PromptSets,
+    Reviews,
+)
+from tuning_portal.resources.governance import (
+    Approvals,
+    AuditEvents,
+    Declarations,
+    Dossiers,
+    Stages,
+)
 from tuning_portal.resources.projects import Projects
 from tuning_portal.resources.training import BaseModels, Files, Jobs, ModelVersions
 
@@ -91,7 +110,12 @@ class Client:
             "Accept": "application/json",
             "User-Agent": f"tuning-portal-python/{__version__}",
         }
+        self.users = Users(self)
+        self.api_keys = ApiKeys(self)
         self.projects = Projects(self)
+        self.memberships = Memberships(self)
+        self.annotation = Annotation(self)
+        self.checks = Checks(self)
         self.datasets = Datasets(self)
         self.uploads = Uploads(self)
         self.schemas = Schemas(self)
@@ -103,6 +127,17 @@ class Client:
         self.jobs = Jobs(self)
         self.model_versions = ModelVersions(self)
         self.base_models = BaseModels(self)
+        self.prompt_sets = PromptSets(self)
+        self.contestants = Contestants(self)
+        self.generation_jobs = GenerationJobs(self)
+        self.generation_outputs = GenerationOutputs(self)
+        self.campaigns = Campaigns(self)
+        self.reviews = Reviews(self)
+        self.metric_runs = MetricRuns(self)
+        self.gates = Gates(self)
+        self.approvals = Approvals(self)
+        self.stages = Stages(self)
+        self.declarations = Declarations(self)
         self.dossiers = Dossiers(self)
         self.audit_events = AuditEvents(self)
 

@@ -285,3 +285,373 @@ class AuditEvent(APIObject):
     data: dict[str, Any] = field(default_factory=dict)
     prev_hash: str = ""
     hash: str = ""
+
+
+# --- accounts and members ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class User(APIObject):
+    id: int
+    username: str = ""
+    email: str = ""
+    first_name: str = ""
+    last_name: str = ""
+    is_staff: bool = False
+    is_active: bool = True
+    date_joined: str | None = None
+    last_login: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKey(APIObject):
+    """An API key; `key` (the secret) only in the answer that made it."""
+
+    id: int
+    name: str = ""
+    prefix: str = ""
+    key: str = ""
+    created_at: str | None = None
+    last_used_at: str | None = None
+    expires_at: str | None = None
+    revoked_at: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Membership(APIObject):
+    id: int
+    user: int = 0
+    username: str = ""
+    role: str = ""
+    created_at: str | None = None
+
+
+# --- annotation ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnnotationSettings(APIObject):
+    labels_per_item: int = 1
+    agreement_rule: str = ""
+    majority_min: int | None = None
+    order: str = ""
+    random_seed: int | None = None
+    lease_seconds: int = 0
+    gold_rate: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task(APIObject):
+    """An item leased to the caller to annotate, with the schema to answer it by."""
+
+    lease: int
+    item: int = 0
+    expires_at: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = 0
+    task_type: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    guideline_version: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Submission(APIObject):
+    """A stored answer; `next` is the next task when asked for (None when none is left)."""
+
+    annotation: int
+    item: int = 0
+    seconds_spent: float | None = None
+    seconds_source: str = ""
+    too_fast: bool = False
+    time_rule: str = ""
+    next: Task | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        following = data.get("next")
+        row = {k: v for k, v in data.items() if k != "next"}
+        parsed = super().from_dict(row)
+        if following:
+            object.__setattr__(parsed, "next", Task.from_dict(following))
+        object.__setattr__(parsed, "raw", dict(data))
+        return parsed
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdjudicationTask(APIObject):
+    """A disputed item leased to the adjudicator, with each annotator's (pseudonymous) label."""
+
+    lease: int
+    item: int = 0
+    payload: dict[str, Any] = field(default_factory=dict)
+    labels: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resolution(APIObject):
+    gold_label: int
+    item: int = 0
+    value: Any = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Disagreement(APIObject):
+    item: int
+    external_id: str = ""
+    state: str = ""
+    labels: list[dict[str, Any]] = field(default_factory=list)
+    gold: Any = None
+    method: str = ""
+    decided_by: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class QualityCheck(APIObject):
+    id: int
+    kind: str = ""
+    dataset: int | None = None
+    snapshot: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    status: str = ""
+    done: int = 0
+    total: int = 0
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    created_at: str | None = None
+    finished_at: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in JOB_FINAL
+
+
+# --- evaluation ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromptSet(APIObject):
+    id: int
+    name: str = ""
+    source: str = ""
+    adversarial: bool = False
+    general: bool = False
+    prompt_count: int = 0
+    license: str = ""
+    synthetic: bool = False
+    created_at: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Contestant(APIObject):
+    id: int
+    label: str = ""
+    model_version: int | None = None
+    base_model: int | None = None
+    prompt_template: str = ""
+    created_at: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationJob(APIObject):
+    id: int
+    prompt_set: int = 0
+    prompt_set_name: str = ""
+    contestant: int = 0
+    contestant_label: str = ""
+    kind: str = ""
+    status: str = ""
+    decoding: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    batch_size: int | None = None
+    done: int = 0
+    total: int = 0
+    error: str = ""
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in JOB_FINAL
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationOutput(APIObject):
+    """One generated answer beside its prompt (`prompt["text"]`, `prompt["reference"]`)."""
+
+    id: int
+    generation_job: int = 0
+    contestant: dict[str, Any] = field(default_factory=dict)
+    prompt: dict[str, Any] = field(default_factory=dict)
+    output: str = ""
+    truncated: bool = False
+    self_identification: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Campaign(APIObject):
+    id: int
+    name: str = ""
+    status: str = ""
+    prompt_set: int = 0
+    prompt_set_name: str = ""
+    contestants: list[dict[str, Any]] = field(default_factory=list)
+    question: str = ""
+    criteria: list[dict[str, Any]] = field(default_factory=list)
+    raters_per_pair: int = 1
+    rater_quota: int = 0
+    pair_selection: str = ""
+    attention_every: int = 0
+    judged: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+    created_at: str | None = None
+    closed_at: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bootstrap(APIObject):
+    id: int
+    campaign: int = 0
+    status: str = ""
+    rounds: int = 0
+    judgments: int = 0
+    error: str = ""
+    created_at: str | None = None
+    finished_at: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in JOB_FINAL
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rater(APIObject):
+    reviewer: int
+    campaign: int = 0
+    attention_checks: int = 0
+    attention_failed: int = 0
+    flagged: bool = False
+    excluded: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreferenceExport(APIObject):
+    snapshot: int
+    name: str = ""
+    version: int = 0
+    member_count: int = 0
+    manifest_sha256: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlindPair(APIObject):
+    """Two answers to one prompt, with nothing that says which model wrote which."""
+
+    token: str
+    prompt: str = ""
+    turns: list[dict[str, Any]] | None = None
+    response_a: str = ""
+    response_b: str = ""
+    question: str = ""
+    criteria: list[dict[str, Any]] = field(default_factory=list)
+    adversarial: bool = False
+    truncated_a: bool = False
+    truncated_b: bool = False
+    notice: str = ""
+    submitted: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricRun(APIObject):
+    id: int
+    contestant: int = 0
+    prompt_set: int = 0
+    kind: str = ""
+    status: str = ""
+    results: dict[str, Any] = field(default_factory=dict)
+    slices: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    created_at: str | None = None
+    finished_at: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in JOB_FINAL
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gate(APIObject):
+    id: int
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateRun(APIObject):
+    id: int
+    gate: int = 0
+    candidate: int = 0
+    baseline: int = 0
+    model_version: int | None = None
+    passed: bool = False
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+# --- governance ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignOff(APIObject):
+    id: int
+    model_version: int = 0
+    role: str = ""
+    decision: str = ""
+    username: str = ""
+    comment: str = ""
+    created_at: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Approval(APIObject):
+    """A version's sign-offs and whether they let it be promoted (`satisfied`)."""
+
+    model_version: int
+    required: dict[str, int] = field(default_factory=dict)
+    approvals: dict[str, int] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    rejected: bool = False
+    satisfied: bool = False
+    signoffs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageChange(APIObject):
+    id: int
+    model_version: int = 0
+    from_stage: str = ""
+    to_stage: str = ""
+    kind: str = ""
+    reason: str = ""
+    gate_run_id: int | None = None
+    actor: str = ""
+    created_at: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageChangeResult(APIObject):
+    model_version: int
+    stage: str = ""
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class UseDeclaration(APIObject):
+    declared: bool = False
+    model_version: int = 0
+    intended_use: str = ""
+    limitations: str = ""
+    out_of_scope: str = ""
+    license: str = ""
+    commercial_use: bool = False
+    updated_by: str | None = None
+    updated_at: str | None = None

@@ -1,24 +1,33 @@
-"""Datasets and their uploads, label schemas, guidelines, items, snapshots and exports."""
+"""Datasets and their uploads, label schemas, guidelines, items, the annotation and
+adjudication queues, agreement, quality checks, snapshots and exports."""
 
 import builtins
 import datetime
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tuning_portal._exceptions import TuningPortalError
-from tuning_portal.pagination import Paginator
-from tuning_portal.resources._base import FileInput, Resource, file_field, form_value
+from tuning_portal.pagination import CursorPaginator, Paginator
+from tuning_portal.resources._base import FileInput, Resource, file_field, form_value, wait_until
 from tuning_portal.types import (
+    AdjudicationTask,
+    AnnotationSettings,
     Dataset,
+    Disagreement,
     ExportFile,
     Guideline,
     Item,
     LabelSchema,
+    QualityCheck,
+    Resolution,
     Snapshot,
+    Submission,
+    Task,
     Upload,
 )
 
@@ -271,3 +280,134 @@ class Exports(Resource):
                     if not isinstance(row, dict):
                         raise TuningPortalError(f"export row is not an object: {line[:200]}")
                     yield row
+
+
+class Annotation(Resource):
+    """The labelling work of a project: its settings (projects/<p>/annotation/settings/),
+    the annotator's queue (queue/next, submit, skip, undo), the adjudicator's queue
+    (adjudication/next, resolve), agreement/ and disagreements/."""
+
+    def settings(self, *, project: int | None = None) -> AnnotationSettings:
+        path = self._path(project, "annotation/settings/")
+        return AnnotationSettings.from_dict(self._client._get(path))
+
+    def update_settings(self, *, project: int | None = None, **changes: Any) -> AnnotationSettings:
+        """Change labels_per_item, agreement_rule, majority_min, order, random_seed,
+        lease_seconds or gold_rate (engineers and admins)."""
+        path = self._path(project, "annotation/settings/")
+        return AnnotationSettings.from_dict(self._client._patch(path, json=changes))
+
+    def next(self, *, project: int | None = None) -> Task | None:
+        """Lease the next item to annotate; None when nothing is left for the caller."""
+        response = self._client._request("POST", self._path(project, "queue/next/"))
+        return Task.from_dict(response.json()) if response.status_code != 204 else None
+
+    def submit(
+        self,
+        *,
+        lease: int,
+        value: dict[str, Any],
+        project: int | None = None,
+        submission_id: str | None = None,
+        seconds_spent: float | None = None,
+        next: bool = False,
+    ) -> Submission:
+        """Answer a leased item. `submission_id` makes the call safe to repeat (one is made
+        here when not given, and the call is retried with it); with `next` the answer
+        carries the next task."""
+        body: dict[str, Any] = {
+            "lease": lease,
+            "value": value,
+            "submission_id": submission_id or str(uuid.uuid4()),
+            "next": next,
+        }
+        if seconds_spent is not None:
+            body["seconds_spent"] = seconds_spent
+        path = self._path(project, "queue/submit/")
+        return Submission.from_dict(self._client._post(path, json=body, idempotent=True))
+
+    def skip(self, *, lease: int, reason: str, project: int | None = None) -> dict[str, Any]:
+        path = self._path(project, "queue/skip/")
+        result: dict[str, Any] = self._client._post(path, json={"lease": lease, "reason": reason})
+        return result
+
+    def undo(self, *, project: int | None = None) -> Task:
+        """Take back the caller's last answer: its item comes back leased to them."""
+        return Task.from_dict(self._client._post(self._path(project, "queue/undo/")))
+
+    def adjudication_next(self, *, project: int | None = None) -> AdjudicationTask | None:
+        """Lease the next disputed item with its labels; None when none waits."""
+        response = self._client._request("POST", self._path(project, "adjudication/next/"))
+        return AdjudicationTask.from_dict(response.json()) if response.status_code != 204 else None
+
+    def resolve(
+        self, *, item: int, value: dict[str, Any], reason: str, project: int | None = None
+    ) -> Resolution:
+        """Decide a disputed item's final label, saying why."""
+        body = {"item": item, "value": value, "reason": reason}
+        path = self._path(project, "adjudication/resolve/")
+        return Resolution.from_dict(self._client._post(path, json=body))
+
+    def agreement(self, *, project: int | None = None) -> dict[str, Any]:
+        """Inter-annotator agreement per question of the schema (alpha, kappas, confusion)."""
+        result: dict[str, Any] = self._client._get(self._path(project, "agreement/"))
+        return result
+
+    def disagreements(
+        self,
+        *,
+        project: int | None = None,
+        state: str | None = None,
+        method: str | None = None,
+        dataset: int | None = None,
+        page_size: int = 100,
+    ) -> CursorPaginator[Disagreement]:
+        """Items whose annotators disagreed, with their labels and how each was decided."""
+        params = {"state": state, "method": method, "dataset": dataset}
+        path = self._path(project, "disagreements/")
+        return self._pages(path, Disagreement.from_dict, params, page_size)
+
+
+class Checks(Resource):
+    """projects/<p>/checks/ (list, start) and checks/<id>/: data quality checks, the
+    leakage check every snapshot starts among them."""
+
+    def list(
+        self, *, project: int | None = None, page_size: int = 100
+    ) -> CursorPaginator[QualityCheck]:
+        return self._pages(self._path(project, "checks/"), QualityCheck.from_dict, None, page_size)
+
+    def create(
+        self,
+        *,
+        kind: str,
+        project: int | None = None,
+        dataset: int | None = None,
+        snapshot: int | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> QualityCheck:
+        body: dict[str, Any] = {"kind": kind}
+        optional = {"dataset": dataset, "snapshot": snapshot, "params": params}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        path = self._path(project, "checks/")
+        return QualityCheck.from_dict(self._client._post(path, json=body))
+
+    def retrieve(self, check_id: int, *, project: int | None = None) -> QualityCheck:
+        path = self._path(project, f"checks/{int(check_id)}/")
+        return QualityCheck.from_dict(self._client._get(path))
+
+    def wait(
+        self,
+        check_id: int,
+        *,
+        project: int | None = None,
+        timeout: float | None = 600.0,
+        poll_interval: float = 0.5,
+    ) -> QualityCheck:
+        return wait_until(
+            lambda: self.retrieve(check_id, project=project),
+            lambda check: check.finished,
+            what=f"check {check_id}",
+            timeout=timeout,
+            poll_interval=poll_interval,
+        )

@@ -1,4 +1,5 @@
-"""Signed dossiers of model versions, and the project's audit log."""
+"""Signed dossiers of model versions, sign-offs, stage changes, use declarations and the
+project's audit log."""
 
 import builtins
 import hashlib
@@ -7,9 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from tuning_portal._exceptions import TuningPortalError
-from tuning_portal.pagination import Paginator
+from tuning_portal.pagination import CursorPaginator, Paginator
 from tuning_portal.resources._base import Resource
-from tuning_portal.types import AuditEvent, Dossier, DossierFile
+from tuning_portal.types import (
+    Approval,
+    AuditEvent,
+    Dossier,
+    DossierFile,
+    SignOff,
+    StageChange,
+    StageChangeResult,
+    UseDeclaration,
+)
 
 CHUNK = 64 * 1024
 
@@ -106,3 +116,81 @@ class AuditEvents(Resource):
             params=filters,
             page_size=page_size,
         )
+
+
+class Approvals(Resource):
+    """projects/<p>/models/<v>/signoffs/: a version's sign-offs and what its promotion
+    still needs (GET); record the caller's sign-off (POST)."""
+
+    def retrieve(self, version_id: int, *, project: int | None = None) -> Approval:
+        path = self._path(project, f"models/{int(version_id)}/signoffs/")
+        return Approval.from_dict(self._client._get(path))
+
+    def sign(
+        self,
+        version_id: int,
+        *,
+        role: str,
+        comment: str,
+        decision: str = "approve",
+        project: int | None = None,
+    ) -> SignOff:
+        """Sign off as `role` (engineering_lead needs the engineer role, compliance the
+        compliance role), once per person and version; `decision` approve or reject."""
+        path = self._path(project, f"models/{int(version_id)}/signoffs/")
+        body = {"role": role, "decision": decision, "comment": comment}
+        return SignOff.from_dict(self._client._post(path, json=body))
+
+
+class Stages(Resource):
+    """projects/<p>/models/<v>/stage-changes/ (history, promote) and projects/<p>/rollback/."""
+
+    def list(
+        self, version_id: int, *, project: int | None = None, page_size: int = 100
+    ) -> CursorPaginator[StageChange]:
+        path = self._path(project, f"models/{int(version_id)}/stage-changes/")
+        return self._pages(path, StageChange.from_dict, None, page_size)
+
+    def promote(
+        self, version_id: int, *, stage: str, reason: str = "", project: int | None = None
+    ) -> StageChangeResult:
+        """Move the version on: candidate → canary → production. Needs a passed gate run
+        and the policy's sign-offs; a refusal is a BadRequestError saying what is missing."""
+        path = self._path(project, f"models/{int(version_id)}/stage-changes/")
+        body = {"stage": stage, "reason": reason}
+        return StageChangeResult.from_dict(self._client._post(path, json=body))
+
+    def rollback(self, *, reason: str, project: int | None = None) -> StageChangeResult:
+        """Put back in production the version that held it before the current one."""
+        path = self._path(project, "rollback/")
+        return StageChangeResult.from_dict(self._client._post(path, json={"reason": reason}))
+
+
+class Declarations(Resource):
+    """projects/<p>/models/<v>/declaration/: what a version is for and its license."""
+
+    def retrieve(self, version_id: int, *, project: int | None = None) -> UseDeclaration:
+        path = self._path(project, f"models/{int(version_id)}/declaration/")
+        return UseDeclaration.from_dict(self._client._get(path))
+
+    def set(
+        self,
+        version_id: int,
+        *,
+        intended_use: str,
+        license: str,
+        commercial_use: bool = False,
+        limitations: str = "",
+        out_of_scope: str = "",
+        project: int | None = None,
+    ) -> UseDeclaration:
+        path = self._path(project, f"models/{int(version_id)}/declaration/")
+        body = {
+            "intended_use": intended_use,
+            "license": license,
+            "commercial_use": commercial_use,
+            "limitations": limitations,
+            "out_of_scope": out_of_scope,
+        }
+        response = self._client._request("PUT", path, json=body)
+        return UseDeclaration.from_dict(response.json())

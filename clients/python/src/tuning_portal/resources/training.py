@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from tuning_portal.pagination import CursorPaginator
 from tuning_portal.resources._base import FileInput, Resource, file_field
 from tuning_portal.types import (
     BaseModel,
@@ -181,8 +182,48 @@ class ModelVersions(Resource):
 
 
 class BaseModels(Resource):
-    """GET projects/<p>/base_models/ (the project's own and the global ones)."""
+    """GET projects/<p>/base_models/ (the project's own and the global ones) and
+    base_models/<id>/; registrations (base_models/registrations/) add one."""
 
     def list(self, *, project: int | None = None) -> builtins.list[BaseModel]:
         rows = self._client._get(self._path(project, "base_models/"))
         return [BaseModel.from_dict(r) for r in rows]
+
+    def retrieve(self, base_model_id: int, *, project: int | None = None) -> BaseModel:
+        path = self._path(project, f"base_models/{int(base_model_id)}/")
+        return BaseModel.from_dict(self._client._get(path))
+
+    def register(
+        self,
+        *,
+        project: int | None = None,
+        name: str = "",
+        source: str = "local",
+        path: str = "",
+        license: str = "",
+        packaged: bool = False,
+    ) -> dict[str, Any]:
+        """Queue a registration (a folder under a model root, a hub id, or the packaged
+        default); follow it with `registration(id)` until `base_model` is set."""
+        body = {
+            "name": name,
+            "source": source,
+            "path": path,
+            "license": license,
+            "packaged": packaged,
+        }
+        url = self._path(project, "base_models/registrations/")
+        result: dict[str, Any] = self._client._post(url, json=body)
+        return result
+
+    def registrations(
+        self, *, project: int | None = None, page_size: int = 100, **filters: Any
+    ) -> CursorPaginator[dict[str, Any]]:
+        """Filters: status, name."""
+        path = self._path(project, "base_models/registrations/")
+        return self._pages(path, dict, filters, page_size)
+
+    def registration(self, registration_id: int, *, project: int | None = None) -> dict[str, Any]:
+        path = self._path(project, f"base_models/registrations/{int(registration_id)}/")
+        result: dict[str, Any] = self._client._get(path)
+        return result
