@@ -56,6 +56,7 @@ annotation:export-annotations                   GET      .   .   .   x   .   .
 annotation:export-items                         GET      .   .   .   x   .   .
 # --- pages: evaluation --------------------------------------------------------
 evaluation:review_home                          GET      .   .   x   .   .   .
+evaluation:version_compare                      GET      .   .   .   x   x   x
 evaluation:review                               GET      .   .   x   .   .   .
 evaluation:review_submit                        POST     .   .   x   .   .   .
 evaluation:overview                             GET      .   .   .   x   x   x
@@ -72,6 +73,7 @@ evaluation:campaign_action                      POST     .   .   .   x   .   .
 evaluation:outputs                              GET      .   .   .   x   x   x
 # --- pages: training ----------------------------------------------------------
 training:jobs                                   GET      .   .   .   x   x   x
+training:job_compare                            GET      .   .   .   x   x   x
 training:job_new                                GET      .   .   .   x   .   .
 training:job_new                                POST     .   .   .   x   .   .
 training:job                                    GET      .   .   .   x   x   x
