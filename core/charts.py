@@ -231,7 +231,8 @@ def _base(title: str, *, legend: Sequence[str] = (), zoom: bool = False) -> dict
         "textStyle": {"color": _TEXT},
         "title": {"text": title, "left": 8, "top": 4, "textStyle": {"fontSize": 14}},
         "toolbox": {"right": 12, "top": 4, "feature": features},
-        "tooltip": {"confine": True},
+        # The class names ECharts' tooltip box, for the stylesheet and for browser tests.
+        "tooltip": {"confine": True, "className": "echart-tooltip"},
         "grid": {
             "left": 12,
             "right": 24,
@@ -248,11 +249,15 @@ def _base(title: str, *, legend: Sequence[str] = (), zoom: bool = False) -> dict
 
 
 def _empty_note(empty: bool) -> dict[str, Any]:
+    """The "No data" label in the middle of the chart. Silent: ECharts hit-tests invisible
+    elements too and gives every graphic element a tooltip of its own (its empty name), so a
+    pointer resting on the hidden label swapped the axis tooltip for an empty one."""
     return {
         "id": "empty",
         "type": "text",
         "left": "center",
         "top": "middle",
+        "silent": True,
         "invisible": not empty,
         "style": {"text": "No data", "fill": _MUTED, "fontSize": 13},
     }
