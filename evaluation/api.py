@@ -14,7 +14,7 @@ from core import time_spent
 from core.access import ProjectApiView
 from core.authentication import AuthenticatedRequest as Request
 from core.models import RoleSet
-from core.pagination import PortalPagination
+from core.pagination import CURSOR_PARAMETERS, OFFSET_PARAMETER, cursor_page
 from core.parsers import StrictJSONParser
 from evaluation import selectors, services
 from evaluation.models import (
@@ -326,14 +326,24 @@ class GenerationJobListCreateApi(ProjectApiView):
     parser_classes = [StrictJSONParser]
     roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS}
 
-    @extend_schema(operation_id="v1_projects_generation_jobs_list", responses=GenerationJobPage)
+    @extend_schema(
+        operation_id="v1_projects_generation_jobs_list",
+        parameters=[*CURSOR_PARAMETERS, OFFSET_PARAMETER],
+        responses=GenerationJobPage,
+    )
     def get(self, request: Request, project_id: int) -> Response:
-        """The project's generation jobs, newest first (`limit`/`offset` to page)."""
+        """The project's generation jobs, newest first (follow `next`; `offset` is
+        deprecated)."""
         access = self.access
-        paginator = PortalPagination()
         jobs = selectors.generation_job_list_for_project(project=access.project)
-        page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(GenerationJobOutput(page, many=True).data)
+        return cursor_page(
+            jobs,
+            request,
+            self,
+            lambda page: GenerationJobOutput(page, many=True).data,
+            ordering="-id",
+            count=True,
+        )
 
     @extend_schema(request=GenerationJobInput, responses={201: GenerationJobOutput})
     def post(self, request: Request, project_id: int) -> Response:

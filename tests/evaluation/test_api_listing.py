@@ -9,7 +9,13 @@ from rest_framework.test import APIClient
 from annotation.models import Snapshot, SnapshotMember
 from core.models import AuditEvent, Role
 from evaluation import services
-from evaluation.models import Campaign, CampaignRater, PromptSet, RatingsBootstrap
+from evaluation.models import (
+    Campaign,
+    CampaignRater,
+    GenerationJob,
+    PromptSet,
+    RatingsBootstrap,
+)
 from portal.asgi_limits import body_limit_for
 from tests.evaluation.factories import build_campaign, prompt_rows, writing_snapshot
 
@@ -94,6 +100,25 @@ def test_lists_page_by_cursor_newest_first(project, engineer):
     assert [p["id"] for p in second["results"]] == made[:1]
     assert first["previous"] is None
     assert second["next"] is None
+
+
+def test_generation_jobs_page_by_cursor_newest_first(project, engineer, campaign):
+    api = _api(engineer)
+    made = list(
+        GenerationJob.objects.filter(project=project).order_by("-pk").values_list("pk", flat=True)
+    )
+    assert len(made) >= 2
+
+    seen, page = [], api.get(_url("api-generation-jobs", project), {"limit": 1}).json()
+    while True:
+        assert page["count"] == len(made)
+        seen += [job["id"] for job in page["results"]]
+        if not page["next"]:
+            break
+        assert "cursor=" in page["next"] and "offset=" not in page["next"]
+        page = api.get(page["next"]).json()
+
+    assert seen == made
 
 
 @pytest.mark.parametrize(

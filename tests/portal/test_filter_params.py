@@ -32,7 +32,7 @@ API = [
     ("api-audit-events", "project", ["limit", "offset"]),
     ("api-memberships", "project", ["limit"]),
     ("api-projects", None, ["limit", "offset"]),
-    ("evaluation-api:api-generation-jobs", "project", ["limit", "offset"]),
+    ("evaluation-api:api-generation-jobs", "project", ["limit", "offset", "cursor"]),
     ("evaluation-api:api-prompt-sets", "project", ["name", "source", "adversarial", "general"]),
     ("evaluation-api:api-contestants", "project", ["label", "model_version", "base_model"]),
     ("evaluation-api:api-campaigns", "project", ["name", "status", "prompt_set", "contestant"]),
