@@ -29,7 +29,7 @@ from governance.models import Dossier, SignOff, SignOffRole, StageChange, UseDec
 from governance.selectors import AUDIT_FILTER_FIELDS, audit_event_list_for_project
 from governance.services import approvals, dossiers, stages
 from training import selectors as training_selectors
-from training.models import ModelVersion
+from training.selectors import ModelVersion
 
 
 class AuditEventOutput(serializers.ModelSerializer):
