@@ -65,7 +65,9 @@ pytest: install chromium pdflibs services
 
 test: lint pytest
 
-# Retake the README's screenshots (the demo walked on the tiny model, one per role).
+# Retake the README's screenshots: the demo tour on the packaged SmolLM2, as `make demo` runs
+# it, one per role (45 minutes on a busy two-core machine: 30 LoRA steps and two generation
+# jobs on the CPU). `make test` walks the same tour on the tiny random model.
 screenshots: install chromium pdflibs services
 	PORTAL_UPDATE_SCREENSHOTS=1 $(TEST_ENV) $(VENV)/bin/pytest tests/e2e/test_demo_tour.py -q
 
