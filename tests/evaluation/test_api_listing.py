@@ -115,7 +115,8 @@ def test_generation_jobs_page_by_cursor_newest_first(project, engineer, campaign
         seen += [job["id"] for job in page["results"]]
         if not page["next"]:
             break
-        assert "cursor=" in page["next"] and "offset=" not in page["next"]
+        assert "cursor=" in page["next"]
+        assert "offset=" not in page["next"]
         page = api.get(page["next"]).json()
 
     assert seen == made
