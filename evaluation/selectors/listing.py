@@ -15,6 +15,12 @@ from evaluation.selectors import (
 )
 
 
+def _narrowed(found: QuerySet, **lookups: object) -> QuerySet:
+    """`found` filtered by each lookup whose value is given (None: not filtered)."""
+    given = {lookup: value for lookup, value in lookups.items() if value is not None}
+    return found.filter(**given) if given else found
+
+
 def prompt_set_list_filtered(
     *,
     project: Project,
@@ -24,16 +30,13 @@ def prompt_set_list_filtered(
     general: bool | None = None,
 ) -> QuerySet[PromptSet]:
     """The project's prompt sets, narrowed by each filter given (None: not filtered)."""
-    found = prompt_set_list_for_project(project=project)
-    if name is not None:
-        found = found.filter(name=name)
-    if source is not None:
-        found = found.filter(source=source)
-    if adversarial is not None:
-        found = found.filter(adversarial=adversarial)
-    if general is not None:
-        found = found.filter(general=general)
-    return found
+    return _narrowed(
+        prompt_set_list_for_project(project=project),
+        name=name,
+        source=source,
+        adversarial=adversarial,
+        general=general,
+    )
 
 
 def contestant_get(*, project: Project, contestant_id: int | str) -> Contestant:
@@ -51,14 +54,12 @@ def contestant_list_filtered(
     model_version: int | None = None,
     base_model: int | None = None,
 ) -> QuerySet[Contestant]:
-    found = contestant_list_for_project(project=project)
-    if label is not None:
-        found = found.filter(label=label)
-    if model_version is not None:
-        found = found.filter(model_version_id=model_version)
-    if base_model is not None:
-        found = found.filter(base_model_id=base_model)
-    return found
+    return _narrowed(
+        contestant_list_for_project(project=project),
+        label=label,
+        model_version_id=model_version,
+        base_model_id=base_model,
+    )
 
 
 def campaign_list_filtered(
@@ -69,13 +70,12 @@ def campaign_list_filtered(
     prompt_set: int | None = None,
     contestant: int | None = None,
 ) -> QuerySet[Campaign]:
-    found = campaign_list_for_project(project=project).prefetch_related("contestants")
-    if name is not None:
-        found = found.filter(name=name)
-    if status is not None:
-        found = found.filter(status=status)
-    if prompt_set is not None:
-        found = found.filter(prompt_set_id=prompt_set)
+    found = _narrowed(
+        campaign_list_for_project(project=project).prefetch_related("contestants"),
+        name=name,
+        status=status,
+        prompt_set_id=prompt_set,
+    )
     if contestant is not None:
         # A subquery, not a join: a join on the contestants would repeat each campaign.
         found = found.filter(
@@ -126,12 +126,12 @@ def generation_output_list_for_user(
         .select_related("prompt", "job__contestant")
         .order_by("pk")
     )
-    if generation_job is not None:
-        found = found.filter(job_id=generation_job)
-    if contestant is not None:
-        found = found.filter(job__contestant_id=contestant)
-    if prompt_set is not None:
-        found = found.filter(job__prompt_set_id=prompt_set)
+    found = _narrowed(
+        found,
+        job_id=generation_job,
+        job__contestant_id=contestant,
+        job__prompt_set_id=prompt_set,
+    )
     if campaign is not None:
         chosen = Campaign.objects.filter(project=access.project, pk=campaign)
         found = found.filter(
