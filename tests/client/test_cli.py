@@ -101,3 +101,12 @@ def test_launch_refuses_a_spec_key_launch_job_does_not_know(portal_env, tmp_path
     assert launched.returncode == 2
     assert "num_processes" in launched.stderr
     assert not TrainingJob.objects.exists()
+
+
+def test_launch_takes_exactly_the_keys_of_launch_job():
+    # The client cannot import the portal (it installs on its own): its copy of the keys
+    # is held to the command's here, so the two cannot drift apart.
+    from training.management.commands.launch_job import KEYS
+    from tuning_portal.cli import LAUNCH_KEYS
+
+    assert LAUNCH_KEYS == KEYS
