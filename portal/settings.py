@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "annotation",
     "training",
     "evaluation",
+    "serving",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,1 @@
+"""Celery entry points of serving: ids in, one service call each."""

@@ -1,0 +1,1 @@
+"""Pages of the serving app (deployments, their keys, live charts)."""
