@@ -110,7 +110,8 @@ def test_keys_are_stored_hashed_and_stop_working_when_revoked(project, engineer)
 
     key, raw = deployment_key_create(actor=engineer, deployment=dep, name="app")
 
-    assert raw.startswith("sk-tp-") and raw not in key.key_hash
+    assert raw.startswith("sk-tp-")
+    assert raw not in key.key_hash
     assert not DeploymentKey.objects.filter(key_hash=raw).exists()
     assert gateway_key_get(raw=raw).deployment_id == dep.pk
     deployment_key_revoke(actor=engineer, key=key)
@@ -136,11 +137,14 @@ def test_routing_table_names_ready_upstreams_per_arm(project, engineer):
 def test_guardrails_redact_or_refuse_pii_and_blocklisted_text():
     redact = compile_policy({"pii": "redact"})
     verdict = check_text(redact, "mail me at jane.doe@example.com", where="input")
-    assert verdict.text == "mail me at [EMAIL]" and not verdict.refused
+    assert verdict.text == "mail me at [EMAIL]"
+    assert not verdict.refused
     assert verdict.flags == ["input:pii:EMAIL"]
 
     refuse = compile_policy({"blocklist": [r"\bsecret plan\b"]})
     messages, verdict = check_messages(refuse, [{"role": "user", "content": "the SECRET plan"}])
-    assert verdict.refused and verdict.flags == ["input:blocklist:0"]
+    assert verdict.refused
+    assert verdict.flags == ["input:blocklist:0"]
     clean = check_text(refuse, "nothing here", where="output")
-    assert not clean.refused and clean.flags == []
+    assert not clean.refused
+    assert clean.flags == []
