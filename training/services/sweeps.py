@@ -36,7 +36,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 OBJECTIVE = "eval_loss"  # minimised; what the pruner watches as the trial runs
 MAX_TRIALS = 500
 SPACE_TYPES = ("float", "int", "categorical")
-PRUNER_SETTINGS = {
+PRUNER_SETTINGS: dict[str, dict[str, int]] = {
     Sweep.Pruner.MEDIAN: {"n_startup_trials": 2, "n_warmup_steps": 0},
     Sweep.Pruner.ASHA: {"min_resource": 1, "reduction_factor": 3},
     Sweep.Pruner.NONE: {},
@@ -237,8 +237,9 @@ def sweep_cancel(*, actor: User, sweep: Sweep) -> Sweep:
     sweep = Sweep.objects.select_for_update().get(pk=sweep.pk)
     if not sweep.is_active:
         raise ValidationError(f"The sweep is {sweep.get_status_display().lower()}.")
-    for trial in sweep.trials.filter(state=SweepTrial.State.RUNNING, job__isnull=False):
-        _job_stop(trial.job_id)
+    running = sweep.trials.filter(state=SweepTrial.State.RUNNING, job__isnull=False)
+    for job_id in running.values_list("job_id", flat=True):
+        _job_stop(job_id)
     sweep.status = Sweep.Status.CANCELLED
     sweep.finished_at = timezone.now()
     sweep.save(update_fields=["status", "finished_at"])
@@ -358,13 +359,12 @@ def _settle_trial(trial: SweepTrial, job: TrainingJob) -> None:
     if job.status == JobStatus.SUCCEEDED and losses and losses[-1] is not None:
         trial.state = SweepTrial.State.COMPLETE
         trial.value = losses[-1]
+    elif job.status == JobStatus.SUCCEEDED:
+        trial.state = SweepTrial.State.FAILED
+        trial.error = "The job reported no finite eval loss."
     else:
         trial.state = SweepTrial.State.FAILED
-        trial.error = job.error or (
-            f"The job was {job.status}." if job.status != JobStatus.SUCCEEDED else ""
-        )
-        if job.status == JobStatus.SUCCEEDED:
-            trial.error = "The job reported no finite eval loss."
+        trial.error = job.error or f"The job was {job.get_status_display().lower()}."
     trial.save(update_fields=["intermediate", "state", "value", "error", "finished_at"])
 
 
