@@ -16,7 +16,7 @@ from core.selectors import ProjectAccess
 from training import selectors, services
 from training.forms_sweeps import EXAMPLE_SPACE, SweepForm
 from training.selectors.sweeps import (
-    sweep_finished_jobs,
+    sweep_base_job_choices,
     sweep_get,
     sweep_list_for_project,
     sweep_parallel_chart,
@@ -61,7 +61,7 @@ def sweep_list(request: HttpRequest, access: ProjectAccess) -> HttpResponse:
         "access": access,
         "project": project,
         "sweeps": list(sweep_list_for_project(project=project)[:100]),
-        "jobs": sweep_finished_jobs(project=project) if access.has(*RoleSet.ENGINEERS) else [],
+        "jobs": sweep_base_job_choices(project=project) if access.has(*RoleSet.ENGINEERS) else [],
         "form": form,
         "error": error,
         "can_launch": access.has(*RoleSet.ENGINEERS),

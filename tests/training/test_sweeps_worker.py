@@ -1,9 +1,16 @@
+import contextlib
+import os
+import signal
+import time
+
 import pytest
+from django.urls import reverse
 
 from core.models import AuditEvent, JobStatus
-from tests.training.conftest import QUICK, wait_finished
+from tests.training.conftest import QUICK, wait_finished, wait_for
+from tests.training.test_faults import _poll, beat  # noqa: F401 - beat is a fixture
 from training import services
-from training.models import ModelVersion, Sweep, SweepTrial
+from training.models import ModelVersion, Sweep, SweepTrial, TrainingJob
 from training.selectors.lineage import lineage_section
 from training.selectors.sweeps import sweep_param_importances, sweep_trials
 from training.services.sweeps import sweep_register_best, sweeps_advance_all
@@ -40,8 +47,6 @@ def base_job(engineer, project, base, files):
 
 
 def wait_sweep(sweep: Sweep, timeout: float = 600) -> Sweep:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sweep.refresh_from_db()
@@ -53,7 +58,7 @@ def wait_sweep(sweep: Sweep, timeout: float = 600) -> Sweep:
 
 
 def test_a_sweep_runs_its_trials_prunes_the_hopeless_one_and_registers_the_best(
-    celery_worker, engineer, project, tiny_base_model, data_files
+    celery_worker, client, engineer, project, tiny_base_model, data_files
 ):
     base = base_job(engineer, project, tiny_base_model, data_files)
 
@@ -99,4 +104,61 @@ def test_a_sweep_runs_its_trials_prunes_the_hopeless_one_and_registers_the_best(
     assert job_row["sweep"]["search_space"] == SPACE
     assert job_row["sweep"]["trial"] == sweep.best_trial.number
     assert section.audit_targets["training.sweep"] == [sweep.pk]
+    client.force_login(engineer)
+    page = client.get(reverse("training:version", args=[project.pk, version.pk]))
+    assert b'data-testid="version-sweep"' in page.content
+    assert reverse("training:sweep", args=[project.pk, sweep.pk]).encode() in page.content
     assert sweeps_advance_all() == 0  # nothing left running
+
+
+def test_a_trial_lost_with_its_worker_resumes_and_the_sweep_goes_on(
+    killable_workers,
+    beat,  # noqa: F811
+    engineer,
+    project,
+    tiny_base_model,
+    data_files,
+):
+    worker = killable_workers()
+    base = services.training_job_create(
+        actor=engineer,
+        project=project,
+        name="base",
+        kind="sft",
+        method="lora",
+        base_model=tiny_base_model,
+        values={**QUICK, "max_steps": 24, "save_steps": 4, "eval_steps": 4},
+        train_file=str(data_files["sft_train"]),
+        eval_file=str(data_files["sft_val"]),
+    )
+    services.training_job_cancel(actor=engineer, job=base)
+    wait_finished(base)
+    sweep = services.sweep_create(
+        actor=engineer,
+        project=project,
+        name="killed",
+        base_job=base,
+        search_space=SPACE,
+        initial_trials=INITIAL[:2],
+        n_trials=2,
+        pruner="none",
+    )
+    lost = sweep.trials.get().job
+    wait_for(lost, JobStatus.RUNNING)
+    _poll(lambda: lost.checkpoints.exists(), 120, "a checkpoint")
+    runner_pid = TrainingJob.objects.get(pk=lost.pk).runner_pid
+
+    killable_workers.kill(worker)
+    killable_workers()  # the other worker: it runs the dead-job sweep's resume, then trial 1
+    try:
+        sweep = wait_sweep(sweep, timeout=400)
+    finally:
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.kill(runner_pid, signal.SIGKILL)
+
+    trials = sweep_trials(sweep=sweep)
+    assert sweep.status == Sweep.Status.SUCCEEDED, [(t.state, t.error) for t in trials]
+    assert [t.state for t in trials] == [SweepTrial.State.COMPLETE] * 2
+    assert trials[0].job.resumed_from_id == lost.pk  # the trial went on as the resumed job
+    assert TrainingJob.objects.get(pk=lost.pk).status == JobStatus.FAILED
+    assert not ModelVersion.objects.filter(project=project).exists()

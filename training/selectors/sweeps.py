@@ -32,7 +32,7 @@ def sweep_trials(*, sweep: Sweep) -> list[SweepTrial]:
     return list(sweep.trials.select_related("job").order_by("number"))
 
 
-def sweep_finished_jobs(*, project: Project) -> QuerySet[TrainingJob]:
+def sweep_base_job_choices(*, project: Project) -> QuerySet[TrainingJob]:
     """The jobs a sweep may start from: this project's jobs that evaluate, newest first."""
     return (
         TrainingJob.objects.filter(project=project, sweep_trial__isnull=True)

@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core.models import JOB_ACTIVE, JobStatus, Project, User
@@ -368,6 +369,28 @@ def _settle_trial(trial: SweepTrial, job: TrainingJob) -> None:
     trial.save(update_fields=["intermediate", "state", "value", "error", "finished_at"])
 
 
+def _trial_of(job_id: int) -> QuerySet[SweepTrial]:
+    """The trial a job runs: its own, or (for the job the dead-job sweep resumed a lost
+    trial's job as) the lost job's, until the sweep moves the trial onto it."""
+    return SweepTrial.objects.filter(Q(job_id=job_id) | Q(job__resumptions=job_id))
+
+
+def _follow_resume(trial: SweepTrial) -> None:
+    """A trial whose job was lost with its worker and resumed automatically goes on as the
+    resumed job (its lineage keeps the lost one through `resumed_from`)."""
+    job = trial.job
+    if job is None or job.status != JobStatus.FAILED:
+        return
+    resumed = (
+        TrainingJob.objects.filter(resumed_from=job, data__automatic_resume=True)
+        .order_by("pk")
+        .first()
+    )
+    if resumed is not None:
+        trial.job = resumed
+        trial.save(update_fields=["job"])
+
+
 def _job_stop(job_id: int) -> None:
     try:
         with transaction.atomic():
@@ -440,6 +463,8 @@ def sweep_advance(*, sweep_id: int) -> Sweep:
     sweep = Sweep.objects.select_for_update().select_related("project", "base_job").get(pk=sweep_id)
     trials = list(sweep.trials.select_related("job").order_by("number"))
     for trial in trials:
+        if trial.state == SweepTrial.State.RUNNING:
+            _follow_resume(trial)
         job = trial.job
         if trial.state == SweepTrial.State.RUNNING and job is not None:
             if job.status not in JOB_ACTIVE:
@@ -500,7 +525,7 @@ def sweep_job_settled(*, job_id: int) -> None:
     """A job ended (or was found dead): advance its sweep if it is a trial. Called after the
     job's own commit; a sweep problem is logged and left to the beat, never raised into the
     job's end."""
-    sweep_id = SweepTrial.objects.filter(job_id=job_id).values_list("sweep_id", flat=True).first()
+    sweep_id = _trial_of(job_id).values_list("sweep_id", flat=True).first()
     if sweep_id is None:
         return
     try:
@@ -510,7 +535,7 @@ def sweep_job_settled(*, job_id: int) -> None:
 
 
 def sweep_is_trial(job: TrainingJob) -> bool:
-    return SweepTrial.objects.filter(job_id=job.pk).exists()
+    return _trial_of(job.pk).exists()
 
 
 def sweeps_advance_all() -> int:
@@ -536,13 +561,14 @@ def sweep_trial_report(*, job_id: int, step: int, values: dict[str, Any]) -> boo
     so against the sweep's other trials. Returns whether the trial was pruned now."""
     if OBJECTIVE not in values:
         return False
-    sweep_id = SweepTrial.objects.filter(job_id=job_id).values_list("sweep_id", flat=True).first()
-    if sweep_id is None:
+    found = _trial_of(job_id).values_list("sweep_id", "pk").first()
+    if found is None:
         return False
     # Sweep first, then its trials: the lock order sweep_advance takes too.
-    sweep = Sweep.objects.select_for_update().get(pk=sweep_id)
-    trials = list(sweep.trials.order_by("number"))
-    trial = next(t for t in trials if t.job_id == job_id)
+    sweep = Sweep.objects.select_for_update().get(pk=found[0])
+    trials = list(sweep.trials.select_related("job").order_by("number"))
+    trial = next(t for t in trials if t.pk == found[1])
+    _follow_resume(trial)
     value = values[OBJECTIVE]
     numeric = isinstance(value, int | float) and math.isfinite(value)
     trial.intermediate = {**trial.intermediate, str(step): float(value) if numeric else None}
