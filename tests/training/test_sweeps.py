@@ -1,13 +1,16 @@
 import json
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from core.models import AuditEvent, JobStatus, Membership, Role
 from tests.training.conftest import QUICK
 from training import services
 from training.models import Sweep, SweepTrial, TrainingJob
+from training.services.sweeps import sweeps_advance_all
 
 pytestmark = pytest.mark.django_db
 
@@ -279,3 +282,27 @@ def test_the_page_refuses_a_bad_search_space_with_the_reason(client, project, en
     assert b'data-testid="sweep-error"' in response.content
     assert b"Not JSON" in response.content
     assert not Sweep.objects.exists()
+
+
+def test_a_sweep_past_its_time_budget_stops_its_trials_and_ends(project, engineer, base_job):
+    sweep = services.sweep_create(
+        actor=engineer,
+        project=project,
+        name="s",
+        base_job=base_job,
+        search_space=SPACE,
+        n_trials=5,
+        max_minutes=1,
+    )
+    Sweep.objects.filter(pk=sweep.pk).update(created_at=timezone.now() - timedelta(minutes=2))
+
+    sweeps_advance_all()  # the beat: the running trial's job is asked to stop
+    sweeps_advance_all()  # and once it has, the sweep ends
+
+    sweep.refresh_from_db()
+    trial = sweep.trials.get()
+    assert trial.job.status == JobStatus.CANCELLED
+    assert trial.state == SweepTrial.State.FAILED
+    assert sweep.status == Sweep.Status.FAILED  # no trial completed within the budget
+    assert sweep.trials.count() == 1  # none started past it
+    assert AuditEvent.objects.filter(action="training.sweep.failed", target_id=sweep.pk).exists()
