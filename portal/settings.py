@@ -391,6 +391,8 @@ SPECTACULAR_SETTINGS = {
         "SignOffRoleEnum": "governance.models.SignOffRole",
         "SignOffDecisionEnum": "governance.models.SignOff.Decision",
         "ModelVersionStageEnum": "training.models.ModelVersion.Stage",
+        "SweepStatusEnum": "training.models.Sweep.Status",
+        "SweepTrialStateEnum": "training.models.SweepTrial.State",
     },
 }
 
