@@ -89,6 +89,8 @@ def sweep_parallel_chart(*, sweep: Sweep, trials: list[SweepTrial]) -> charts.Ch
         "parallel": {"left": 60, "right": 80, "top": 80, "bottom": 30},
         "parallelAxis": axes,
         "series": series,
+        # charts.js's tooltip reads x/y series; a parallel line is read off its axes.
+        "tooltip": {"show": False},
         "graphic": [],
     }
     return charts.Chart(options=options, title=title, height=320)
