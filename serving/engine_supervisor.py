@@ -169,10 +169,10 @@ class EngineSupervisor:
                 self._fail(slot, f"The model folder could not be prepared: {error}")
                 return
             self._spawn(slot, future.result())
-        elif slot.state == "starting":
-            self._check_starting(slot, now)
-        elif slot.state == "ready":
-            self._check_ready(slot, now)
+        elif slot.state == "starting" and slot.proc is not None:
+            self._check_starting(slot, slot.proc, now)
+        elif slot.state == "ready" and slot.proc is not None:
+            self._check_ready(slot, slot.proc, now)
 
     def _prepare(self, target: EngineTarget) -> str:
         """On a pool thread: the model folder, merging an adapter the first time."""
@@ -211,20 +211,19 @@ class EngineSupervisor:
         except (OSError, ValueError):
             return False
 
-    def _check_starting(self, slot: Slot, now: float) -> None:
-        assert slot.proc is not None and slot.instance_id is not None
-        if slot.proc.poll() is not None:
-            self._fail(slot, self._exit_reason(slot))
+    def _check_starting(self, slot: Slot, proc: subprocess.Popen, now: float) -> None:
+        if proc.poll() is not None:
+            self._fail(slot, self._exit_reason(slot, proc))
         elif self._healthy(slot):
             # `transformers serve` preloads the model before it listens, and accepts only
             # the name it was started with: take that name from /v1/models.
             listed = _get_json(self._base(slot) + "/v1/models").get("data") or []
             served = listed[0]["id"] if listed else slot.model_dir
             engine_mark_ready(
-                instance_id=slot.instance_id,
+                instance_id=slot.instance_id or 0,
                 base_url=self._base(slot) + "/v1",
                 served_model=served,
-                pid=slot.proc.pid,
+                pid=proc.pid,
             )
             slot.state, slot.ready_at, slot.misses = "ready", now, 0
             slot.next_health = now + HEALTH_EVERY_S
@@ -232,10 +231,9 @@ class EngineSupervisor:
         elif now - slot.started_at > START_TIMEOUT_S:
             self._fail(slot, f"The engine did not answer within {START_TIMEOUT_S:.0f} s.")
 
-    def _check_ready(self, slot: Slot, now: float) -> None:
-        assert slot.proc is not None
-        if slot.proc.poll() is not None:
-            self._fail(slot, self._exit_reason(slot))
+    def _check_ready(self, slot: Slot, proc: subprocess.Popen, now: float) -> None:
+        if proc.poll() is not None:
+            self._fail(slot, self._exit_reason(slot, proc))
             return
         if slot.restarts and now - slot.ready_at > STEADY_S:
             slot.restarts = 0
@@ -246,9 +244,8 @@ class EngineSupervisor:
         if slot.misses >= HEALTH_MISSES:
             self._fail(slot, f"The engine missed {HEALTH_MISSES} health checks in a row.")
 
-    def _exit_reason(self, slot: Slot) -> str:
-        assert slot.proc is not None
-        code = slot.proc.returncode
+    def _exit_reason(self, slot: Slot, proc: subprocess.Popen) -> str:
+        code = proc.returncode
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         return f"The engine process {how}.{self._log_tail(slot)}"
 

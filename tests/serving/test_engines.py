@@ -181,10 +181,8 @@ def test_a_lora_canary_is_merged_once_and_stopped_when_taken_off(
     assert _chat(engine).status_code == 200
     ids = torch.tensor([[5, 17, 30, 42, 8]])
     merged = _logits(AutoModelForCausalLM.from_pretrained(lora.merged_path), ids)
-    with_adapter = _logits(
-        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter_dir),
-        ids,
-    )
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with_adapter = _logits(PeftModel.from_pretrained(base, adapter_dir), ids)
     plain = _logits(AutoModelForCausalLM.from_pretrained(tiny_model_dir), ids)
     assert torch.allclose(merged, with_adapter, atol=1e-4)
     assert not torch.allclose(merged, plain, atol=1e-3)

@@ -105,8 +105,9 @@ def model_version_merged_record(*, version_id: int, merged_path: str) -> str:
             actor=None,
             action="training.model_version.merge",
             target=version,
-            data={"merged_path": Path(merged_path).name, "adapters": len(
-                _adapter_chain(version)[1]
-            )},
+            data={
+                "merged_path": Path(merged_path).name,
+                "adapters": len(_adapter_chain(version)[1]),
+            },
         )
     return merged_path
