@@ -107,8 +107,16 @@ class EngineSupervisor:
         device: str = "auto",
         log_dir: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        bind: str = "127.0.0.1",
+        advertise: str = "",
     ):
+        """`bind` is the address engines listen on; `advertise` the host the gateway
+        reaches them at (the service's name when the gateway runs in another container)."""
         self.device = device
+        self.bind = bind
+        # Listening on every interface, the engine is still reached on loopback by default.
+        wildcard = bind in ("0.0.0.0", "::")  # noqa: S104
+        self.advertise = advertise or ("127.0.0.1" if wildcard else bind)
         self.extra_args = extra_args
         self.log_dir = Path(log_dir or Path(settings.VAR_DIR) / "engines")
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +197,7 @@ class EngineSupervisor:
         slot.log_path = self.log_dir / f"engine-{instance.pk}.log"
         slot.log_file = open(slot.log_path, "wb")  # noqa: SIM115 - closed in _end_process
         argv = [sys.executable, "-c", LAUNCHER, "-m", "transformers.cli.transformers", "serve"]
-        argv += [model_dir, "--host", "127.0.0.1", "--port", str(slot.port)]
+        argv += [model_dir, "--host", self.bind, "--port", str(slot.port)]
         argv += ["--device", self.device, "--log-level", "warning", *self.extra_args]
         slot.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own venv
             argv,
@@ -203,6 +211,7 @@ class EngineSupervisor:
         log.info("engine %s: started pid %s on port %s", slot.target, slot.proc.pid, slot.port)
 
     def _base(self, slot: Slot) -> str:
+        """Where the supervisor itself checks the engine (same host)."""
         return f"http://127.0.0.1:{slot.port}"
 
     def _healthy(self, slot: Slot) -> bool:
@@ -221,13 +230,13 @@ class EngineSupervisor:
             served = listed[0]["id"] if listed else slot.model_dir
             engine_mark_ready(
                 instance_id=slot.instance_id or 0,
-                base_url=self._base(slot) + "/v1",
+                base_url=f"http://{self.advertise}:{slot.port}/v1",
                 served_model=served,
                 pid=proc.pid,
             )
             slot.state, slot.ready_at, slot.misses = "ready", now, 0
             slot.next_health = now + HEALTH_EVERY_S
-            log.info("engine %s: ready at %s", slot.target, self._base(slot))
+            log.info("engine %s: ready on port %s", slot.target, slot.port)
         elif now - slot.started_at > START_TIMEOUT_S:
             self._fail(slot, f"The engine did not answer within {START_TIMEOUT_S:.0f} s.")
 
