@@ -32,10 +32,12 @@ def engine_model_dir(*, target: EngineTarget) -> str:
             pk=target.model_version_id
         )
         return model_version_plain_weights(version=version)
-    return BaseModel.objects.get(pk=target.base_model_id).path
+    return BaseModel.objects.get(pk=target.base_model_id or 0).path
 
 
-def _audit(instance: EngineInstance, action: str, actor: User | None = None, **data) -> None:
+def _audit(
+    instance: EngineInstance, action: str, actor: User | None = None, **data: object
+) -> None:
     audit_record(
         actor=actor,
         action=f"serving.engine.{action}",
