@@ -72,6 +72,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def engine_command(
+    model_dir: str, *, host: str, port: int, device: str = "auto", extra: tuple[str, ...] = ()
+) -> list[str]:
+    """The argv of one engine: `transformers serve` from this interpreter's environment,
+    preloading `model_dir` (the only model it then answers for)."""
+    argv = [sys.executable, "-c", LAUNCHER, "-m", "transformers.cli.transformers", "serve"]
+    argv += [model_dir, "--host", host, "--port", str(port)]
+    return argv + ["--device", device, "--log-level", "warning", *extra]
+
+
 def _get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:  # noqa: S310 - our child
         return json.loads(response.read() or b"null")
@@ -196,9 +206,9 @@ class EngineSupervisor:
         slot.instance_id = instance.pk
         slot.log_path = self.log_dir / f"engine-{instance.pk}.log"
         slot.log_file = open(slot.log_path, "wb")  # noqa: SIM115 - closed in _end_process
-        argv = [sys.executable, "-c", LAUNCHER, "-m", "transformers.cli.transformers", "serve"]
-        argv += [model_dir, "--host", self.bind, "--port", str(slot.port)]
-        argv += ["--device", self.device, "--log-level", "warning", *self.extra_args]
+        argv = engine_command(
+            model_dir, host=self.bind, port=slot.port, device=self.device, extra=self.extra_args
+        )
         slot.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own venv
             argv,
             stdout=slot.log_file,
