@@ -165,6 +165,10 @@ class EngineSupervisor:
                 self._fail(slot, f"The serving worker hit {type(error).__name__}: {error}")
 
     def shutdown(self) -> None:
+        # All engines are asked to stop at once: each takes seconds to shut down.
+        for slot in self.slots.values():
+            if slot.proc is not None and slot.proc.poll() is None:
+                slot.proc.terminate()
         for slot in self.slots.values():
             self._stop(slot, "The serving worker stopped.")
         self.slots.clear()
@@ -296,7 +300,7 @@ class EngineSupervisor:
     def _end_process(self, slot: Slot) -> None:
         proc, slot.proc = slot.proc, None
         if proc is not None and proc.poll() is None:
-            proc.terminate()
+            proc.terminate()  # again after shutdown's: harmless, uvicorn exits once
             try:
                 proc.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
