@@ -143,6 +143,26 @@ def test_a_placed_base_model_is_served_answers_and_comes_back_after_a_kill(
     ]
 
 
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_an_engine_does_not_outlive_a_killed_supervisor(project, engineer, tiny_base, supervisor):
+    _transformers_deployment(project, engineer, tiny_base)
+    engine = _engine(supervisor, status=Status.READY, base_model=tiny_base)
+
+    supervisor.proc.kill()
+
+    deadline = time.monotonic() + 20
+    while _running(engine.pid):
+        assert time.monotonic() < deadline, "the engine outlived its supervisor"
+        time.sleep(0.2)
+
+
 def _lora_adapter(base_dir, out_dir):
     torch.manual_seed(1)
     model = AutoModelForCausalLM.from_pretrained(base_dir)
