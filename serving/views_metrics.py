@@ -15,6 +15,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from core.client_ip import client_ip_get
+from serving import metrics as _families  # noqa: F401 - registers them in every process
 from serving.selectors.metrics import deployment_names
 
 
