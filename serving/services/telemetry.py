@@ -26,7 +26,6 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
-from django.db.models import ForeignKey
 from django.utils import timezone
 
 from core.db import on_postgresql
@@ -210,28 +209,24 @@ def _copy(batch: list[dict[str, Any]]) -> None:
             copy.write_row(_copy_row(fields))
 
 
-_DEFAULTS = {f.attname: f.get_default() for f in _FIELDS}
+# (column value's key, default) in _FIELDS order, and where the values that need converting sit.
+_COLUMNS = [(f.attname, f.get_default()) for f in _FIELDS]
+_NAMES = [name for name, _ in _COLUMNS]
 _CONTENT = RequestRecord._meta.get_field("content")
+_CONTENT_AT = _NAMES.index("content")
+_FLAGS_AT = _NAMES.index("guardrail_flags")
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def _copy_row(fields: dict[str, Any]) -> tuple[Any, ...]:
-    row = []
-    for field in _FIELDS:
-        name = field.attname
-        if name in fields:
-            value = fields[name]
-        elif field.name in fields:
-            value = fields[field.name]
-            if isinstance(field, ForeignKey) and value is not None:
-                value = value.pk
-        else:
-            value = _DEFAULTS[name]
-        if name == "content":
-            value = _CONTENT.get_prep_value(value)
-        elif name == "guardrail_flags":
-            value = json.dumps(value if value is not None else [])
-        row.append(value)
-    return tuple(row)
+def _copy_row(fields: dict[str, Any]) -> list[Any]:
+    if "deployment" in fields:  # an instance rather than its id
+        fields = {**fields, "deployment_id": fields["deployment"].pk}
+    row = [fields.get(name, default) for name, default in _COLUMNS]
+    if row[_CONTENT_AT] is not None:
+        row[_CONTENT_AT] = _CONTENT.get_prep_value(row[_CONTENT_AT])
+    flags = row[_FLAGS_AT]
+    row[_FLAGS_AT] = _dumps(flags) if flags else "[]"
+    return row
 
 
 def _model_kwargs(fields: dict[str, Any]) -> dict[str, Any]:
