@@ -1,4 +1,6 @@
 import ipaddress
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -11,6 +13,7 @@ from serving.metrics import request_observe
 from serving.models import RequestRecord
 from serving.services.telemetry import telemetry_flush, telemetry_record
 from tests.serving.factories import deployment, version
+from tests.support import servers
 
 
 def _scrape(text):
@@ -158,3 +161,31 @@ def test_the_server_refuses_a_client_beyond_its_proxy(asgi_server):
 
     assert status == 403
     assert "portal_gateway" not in body
+
+
+@pytest.mark.django_db
+def test_several_server_processes_serve_the_sum_of_every_process(
+    test_database_url, server_log_dir, tmp_path
+):
+    # prometheus-client's multiprocess mode: each process counts into files of one shared
+    # folder, and any of the two workers answering /metrics adds them all up.
+    env = servers.child_env(test_database_url, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    fields = {"deployment_id": 987654, "model_version_id": 3, "arm": "canary", "status": 200}
+    fields |= {"latency_ms": 250.0, "tokens_out": 4}
+    script = "from serving.metrics import request_observe as count\n"
+    script += f"for _ in range(5): count({fields!r})"
+    for _ in range(2):  # two other processes, as two gateway workers would
+        subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)  # noqa: S603
+    child, base_url = servers.start_asgi_server(env, server_log_dir, workers=2)
+    try:
+        scrapes = [_get(f"{base_url}/metrics") for _ in range(6)]
+    finally:
+        child.stop()
+
+    labels = _labels(987654, 3, "canary")
+    for status, _, body in scrapes:
+        assert status == 200
+        values = _scrape(body)
+        assert values[("portal_gateway_requests_total", labels)] == 10
+        assert values[("portal_gateway_output_tokens_total", labels)] == 40
+        assert values[("portal_gateway_request_duration_seconds_count", labels)] == 10
