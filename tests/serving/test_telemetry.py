@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -5,11 +7,13 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from core.fields import TOKEN_PREFIX, decrypt_json
 from core.models import AuditEvent
+from portal.celery import app as celery_app
 from serving.models import RequestRecord
 from serving.services.telemetry import (
     TelemetryBuffer,
@@ -21,6 +25,7 @@ from serving.services.telemetry import (
 )
 from serving.tasks import telemetry_purge_task
 from tests.serving.factories import deployment, version
+from tests.support import servers
 from tests.support.servers import database_url
 
 # Rows are written by the writer thread on its own connection: it sees committed rows only.
@@ -281,3 +286,28 @@ def test_flush_waits_for_the_writer_thread_instead_of_racing_it():
         assert not finished.wait(0.2)
     flusher.join(5)
     assert finished.is_set()
+
+
+def test_the_beat_schedule_purges_telemetry_content_hourly():
+    celery_app.loader.import_default_modules()
+    schedule = {e["task"]: e["schedule"] for e in settings.CELERY_BEAT_SCHEDULE.values()}
+
+    assert schedule["serving.telemetry_purge"] <= 3600
+    assert "serving.telemetry_purge" in celery_app.tasks
+
+
+@committed
+def test_what_is_buffered_is_written_when_the_process_exits(dep, test_database_url):
+    script = (
+        "import django; django.setup()\n"
+        "from django.utils import timezone\n"
+        "from serving.services.telemetry import telemetry_record\n"
+        "for n in range(50):\n"
+        f"    telemetry_record({{'request_id': f'exit-{{n}}', 'deployment_id': {dep.pk},"
+        " 'arm': 'stable', 'endpoint': 'completions', 'status': 200, 'latency_ms': 1.0})\n"
+    )
+    env = servers.child_env(test_database_url)
+    # Exits at once, well before the writer's first 0.2 s are up.
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)  # noqa: S603
+
+    assert RequestRecord.objects.filter(request_id__startswith="exit-").count() == 50
