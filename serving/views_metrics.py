@@ -61,5 +61,5 @@ def _source() -> CollectorRegistry:
 def metrics(request: HttpRequest) -> HttpResponse:
     if not _scraper_allowed(request):
         return HttpResponse("Forbidden\n", status=403, content_type="text/plain")
-    output = generate_latest(_Scrape(_source(), deployment_names()))  # type: ignore[arg-type]
+    output = generate_latest(_Scrape(_source(), deployment_names()))
     return HttpResponse(output, content_type=CONTENT_TYPE_LATEST)

@@ -25,7 +25,14 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.utils import timezone
 
 from core.db import on_postgresql
@@ -41,6 +48,8 @@ BATCH = 2000
 # The columns a row is written with, in the model's order (the primary key is the table's).
 _FIELDS = [f for f in RequestRecord._meta.concrete_fields if not f.primary_key]
 _COPY_SQL = "COPY {table} ({columns}) FROM STDIN"
+# Errors that say nothing about the rows: the database is not there (yet, or any more).
+_UNREACHABLE = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def content_selected(*, request_id: str, logging_policy: str, sample_percent: int) -> bool:
@@ -65,7 +74,9 @@ class TelemetryBuffer:
         self.written = 0
         self.dropped_full = 0
         self.dropped_failed = 0
+        self.unreachable = False
         self._flushing = threading.Lock()
+        self._starting = threading.Lock()  # not _flushing: a stalled write must not hold it
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -85,7 +96,8 @@ class TelemetryBuffer:
     def flush(self) -> int:
         """Write everything buffered now, batch by batch; returns the rows written. A batch
         the database refuses is logged, counted as dropped and skipped: the writer never
-        stops, and the next batch may well go in."""
+        stops, and the next batch may well go in. While the database cannot be reached the
+        rows stay buffered."""
         written = 0
         with self._flushing:
             while self.rows:
@@ -97,19 +109,40 @@ class TelemetryBuffer:
                         break
                 try:
                     _write(batch)
-                # Any failure (the database, or a row that cannot be written) costs this
-                # batch only: a writer that died would cost every later request's row.
+                except _UNREACHABLE:
+                    # The database is down or out of connections: the rows wait for the
+                    # next flush, within the buffer's bound, and the outage is logged once.
+                    self._put_back(batch)
+                    if not self.unreachable:
+                        log.warning("telemetry: database unreachable, buffering", exc_info=True)
+                        self.unreachable = True
+                    break
+                # Any other failure (a row the database refuses) costs this batch only:
+                # a writer that died would cost every later request's row.
                 except Exception:
                     log.exception("telemetry: %d request records dropped", len(batch))
                     self.dropped_failed += len(batch)
                     metrics.telemetry_dropped("write_failed", len(batch))
                     continue
+                if self.unreachable:
+                    log.warning("telemetry: database reachable again")
+                    self.unreachable = False
                 written += len(batch)
             self.written += written
         return written
 
+    def _put_back(self, batch: list[dict[str, Any]]) -> None:
+        """Return an unwritten batch to the front; what no longer fits is its oldest."""
+        room = max((self.rows.maxlen or 0) - len(self.rows), 0)
+        if room < len(batch):
+            lost = len(batch) - room
+            batch = batch[lost:]
+            self.dropped_full += lost
+            metrics.telemetry_dropped("buffer_full", lost)
+        self.rows.extendleft(reversed(batch))
+
     def start(self) -> None:
-        with self._flushing:
+        with self._starting:
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._loop, name="telemetry-flush", daemon=True
@@ -130,6 +163,7 @@ class TelemetryBuffer:
         """In a forked child: the parent's writer thread does not exist here."""
         self.rows.clear()
         self._flushing = threading.Lock()
+        self._starting = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
 

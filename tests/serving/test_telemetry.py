@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 import threading
@@ -311,3 +312,34 @@ def test_what_is_buffered_is_written_when_the_process_exits(dep, test_database_u
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)  # noqa: S603
 
     assert RequestRecord.objects.filter(request_id__startswith="exit-").count() == 50
+
+
+def test_rows_wait_in_the_buffer_while_the_database_is_unreachable():
+    script = (
+        "import json, django; django.setup()\n"
+        "from serving.services.telemetry import TelemetryBuffer\n"
+        "buffer = TelemetryBuffer(max_rows=5, interval_s=3600)\n"
+        "row = {'deployment_id': 1, 'arm': 'stable', 'endpoint': 'completions', 'status': 200}\n"
+        "for n in range(3): buffer.append({**row, 'request_id': f'r{n}'})\n"
+        "written = buffer.flush()\n"
+        "for n in range(3, 7): buffer.append({**row, 'request_id': f'r{n}'})\n"
+        "print(json.dumps({'written': written, 'unreachable': buffer.unreachable,\n"
+        "  'buffered': [r['request_id'] for r in buffer.rows],\n"
+        "  'dropped_full': buffer.dropped_full, 'dropped_failed': buffer.dropped_failed}))\n"
+        "buffer.rows.clear()\n"
+    )
+    # Nothing listens on this port: every connection attempt fails, as in an outage.
+    nowhere = f"postgres://postgres@127.0.0.1:{servers.free_port()}/portal"
+    env = servers.child_env(nowhere, DATABASE_POOL_TIMEOUT="1")
+    done = subprocess.run(  # noqa: S603 - our own code
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = json.loads(done.stdout.strip().splitlines()[-1])
+    assert state["written"] == 0
+    assert state["unreachable"] is True
+    assert state["dropped_failed"] == 0
+    # Kept through the outage, and the bound still holds: the oldest two went.
+    assert state["buffered"] == ["r2", "r3", "r4", "r5", "r6"]
+    assert state["dropped_full"] == 2
