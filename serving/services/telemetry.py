@@ -222,8 +222,8 @@ def _write(batch: list[dict[str, Any]]) -> None:
             _copy(batch)
             return
         except (IntegrityError, psycopg.errors.UniqueViolation):
-            # A request id written before (a retried flush): COPY cannot skip a row, the
-            # bulk insert below can.
+            # COPY takes all rows or none; a request id written before (a retried flush)
+            # is skipped by the insert below (which fails too for any other refusal).
             pass
     RequestRecord.objects.bulk_create(
         [RequestRecord(**_model_kwargs(fields)) for fields in batch], ignore_conflicts=True
@@ -231,8 +231,8 @@ def _write(batch: list[dict[str, Any]]) -> None:
 
 
 def _copy(batch: list[dict[str, Any]]) -> None:
-    """The batch as one COPY: a tenth of the cost of an INSERT per row set. Values are
-    what the ORM would send: content encrypted by the field's own `get_prep_value`."""
+    """The batch as one COPY, the cheapest way into PostgreSQL. Values are what the ORM
+    would send: content encrypted by the field's own `get_prep_value`."""
     quote = connection.ops.quote_name
     statement = _COPY_SQL.format(
         table=quote(RequestRecord._meta.db_table),
