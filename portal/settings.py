@@ -55,6 +55,12 @@ if env_str("AXES_PROXY_COUNT", ""):
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Who may scrape /metrics besides loopback (IPs or CIDR networks of Prometheus servers);
+# the address is decided as for the lockout, so a forwarded header cannot claim one.
+PORTAL_METRICS_ALLOWED_IPS = env_networks("PORTAL_METRICS_ALLOWED_IPS")
+# Request records a server process holds while the database is slow or down; past this
+# the oldest are dropped (and counted in portal_telemetry_dropped_records_total).
+SERVING_TELEMETRY_BUFFER_ROWS = env_int("SERVING_TELEMETRY_BUFFER_ROWS", 100_000)
 
 INSTALLED_APPS = [
     "daphne",
@@ -317,6 +323,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "governance.audit_checkpoint_sign",
         "schedule": float(PORTAL_AUDIT_CHECKPOINT_SECONDS),
     },
+    # Request content past its logging policy's retention days is cleared within the hour.
+    "purge-telemetry-content": {"task": "serving.telemetry_purge", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -417,7 +425,8 @@ CONTENT_SECURITY_POLICY = {
 # Production hardening; `manage.py check --deploy --fail-level WARNING` passes with DEBUG off.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]
+# Probes and scrapers on the internal network speak plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz/$", r"^metrics$"]
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)

@@ -11,6 +11,7 @@ from evaluation.urls import api_urlpatterns as evaluation_api
 from governance import views as governance_views
 from governance.urls import api_urlpatterns as governance_api
 from portal import api, views
+from serving.views_metrics import metrics
 from training.urls import api_urlpatterns as training_api
 
 api_v1 = [
@@ -40,6 +41,8 @@ api_v1 = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
+    # Prometheus scrapes the path it is given, without a trailing slash.
+    path("metrics", metrics, name="metrics"),
     # The dossier keys, current and retired, for auditors without an account (no log-in).
     path(".well-known/dossier-keys.json", governance_views.published_keys, name="published_keys"),
     path(
