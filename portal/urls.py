@@ -11,6 +11,7 @@ from evaluation.urls import api_urlpatterns as evaluation_api
 from governance import views as governance_views
 from governance.urls import api_urlpatterns as governance_api
 from portal import api, views
+from serving.urls import api_urlpatterns as serving_api
 from training.urls import api_urlpatterns as training_api
 
 api_v1 = [
@@ -35,6 +36,7 @@ api_v1 = [
     path("projects/<int:project_id>/", include((annotation_api, "annotation-api"))),
     path("projects/<int:project_id>/", include((evaluation_api, "evaluation-api"))),
     path("projects/<int:project_id>/", include((training_api, "training-api"))),
+    path("projects/<int:project_id>/", include((serving_api, "serving-api"))),
 ]
 
 urlpatterns = [
@@ -72,6 +74,7 @@ urlpatterns = [
     path("projects/<int:project_id>/", include("annotation.urls")),
     path("projects/<int:project_id>/", include("evaluation.urls")),
     path("projects/<int:project_id>/", include("training.urls")),
+    path("projects/<int:project_id>/", include("serving.urls")),
     path("governance/", include("governance.urls")),
     # The admin is read-only; a password changes on the account page, which also revokes
     # the account's API keys and writes the audit log.
