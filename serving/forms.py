@@ -116,7 +116,7 @@ class SettingsForm(forms.Form):
     flag_rate = forms.FloatField(required=False, label="Flag rate excess")
     negative_feedback_rate = forms.FloatField(required=False, label="Negative feedback excess")
     rollout_steps = forms.CharField(max_length=400, help_text="Percentages, e.g. 10, 25, 50, 100.")
-    webhook_url = forms.URLField(required=False, max_length=200)
+    webhook_url = forms.URLField(required=False, max_length=200, assume_scheme="https")
     webhook_secret = forms.CharField(
         required=False,
         max_length=500,
