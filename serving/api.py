@@ -140,7 +140,11 @@ class DeploymentListCreateApi(ProjectApiView):
     parser_classes = JSON_ONLY
     roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.MANAGERS}
 
-    @extend_schema(parameters=CURSOR_PARAMETERS, responses=page_of(DeploymentOutput))
+    @extend_schema(
+        operation_id="v1_projects_deployments_list",
+        parameters=CURSOR_PARAMETERS,
+        responses=page_of(DeploymentOutput),
+    )
     def get(self, request: Request, project_id: int) -> Response:
         """The project's deployments, newest first."""
         strict_query(request, ())
@@ -330,7 +334,11 @@ class DeploymentKeyListCreateApi(ProjectApiView):
     parser_classes = JSON_ONLY
     roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.MANAGERS}
 
-    @extend_schema(parameters=CURSOR_PARAMETERS, responses=page_of(KeyOutput))
+    @extend_schema(
+        operation_id="v1_projects_deployments_keys_list",
+        parameters=CURSOR_PARAMETERS,
+        responses=page_of(KeyOutput),
+    )
     def get(self, request: Request, project_id: int, deployment_id: int) -> Response:
         """The deployment's gateway keys, newest first: prefixes only, never secrets."""
         strict_query(request, ())
@@ -393,7 +401,11 @@ class DecisionOutput(serializers.ModelSerializer):
 class DeploymentDecisionListApi(ProjectApiView):
     roles = RoleSet.OVERSIGHT
 
-    @extend_schema(parameters=CURSOR_PARAMETERS, responses=page_of(DecisionOutput))
+    @extend_schema(
+        operation_id="v1_projects_deployments_decisions_list",
+        parameters=CURSOR_PARAMETERS,
+        responses=page_of(DecisionOutput),
+    )
     def get(self, request: Request, project_id: int, deployment_id: int) -> Response:
         """Every change to the deployment with the figures behind it, newest first."""
         strict_query(request, ())
