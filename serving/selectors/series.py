@@ -117,7 +117,7 @@ ORDER BY 2, 1
 def _buckets_postgresql(
     deployment: Deployment, since: datetime, until: datetime, width: int
 ) -> list[Bucket]:
-    params = {
+    params: dict[str, int | datetime] = {
         "width": width,
         "origin": _EPOCH,
         "deployment": deployment.pk,

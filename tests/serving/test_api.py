@@ -160,7 +160,8 @@ def test_place_reweight_pause_and_the_decisions_they_leave(project, engineer):
     assert paused.json()["rollout"] == "paused"
     assert paused.json()["canary_weight"] == 30
     assert [d["kind"] for d in history] == ["pause", "reweight", "place", "create"]
-    assert history[1]["from_weight"] == 5 and history[1]["to_weight"] == 30
+    assert history[1]["from_weight"] == 5
+    assert history[1]["to_weight"] == 30
     assert history[1]["actor"] == engineer.username
 
 

@@ -34,9 +34,11 @@ def test_the_list_shows_the_projects_deployments_and_offers_creation_to_managers
     client.force_login(compliance)
     read_only = client.get(url).content.decode()
 
-    assert "chat" in page and "theirs" not in page
+    assert "chat" in page
+    assert "theirs" not in page
     assert 'data-testid="new-deployment"' in page
-    assert "chat" in read_only and 'data-testid="new-deployment"' not in read_only
+    assert "chat" in read_only
+    assert 'data-testid="new-deployment"' not in read_only
 
 
 def test_an_engineer_creates_a_deployment_serving_a_base_model(client, project, engineer):
@@ -198,7 +200,8 @@ def test_settings_are_saved_through_the_service(client, project, engineer):
 
     dep.refresh_from_db()
     assert response.status_code == 302
-    assert dep.guardrails["pii"] == "redact" and dep.guardrails["blocklist"] == ["secret\\d+"]
+    assert dep.guardrails["pii"] == "redact"
+    assert dep.guardrails["blocklist"] == ["secret\\d+"]
     assert dep.rollback_rules == {"window_s": 120, "min_requests": 20, "error_rate": 0.1}
     assert dep.rollout_steps == [5, 50, 100]
     assert dep.webhook_secret == "s3cret"
