@@ -7,6 +7,7 @@ from core import charts
 from serving.selectors.series import Series
 
 CHART_HEIGHT = 260
+DAY_MS = 86_400_000
 
 
 def _ms(moment: datetime) -> int:
@@ -16,8 +17,11 @@ def _ms(moment: datetime) -> int:
 def _timed(chart: charts.Chart, series: Series, *, daily: bool = False) -> charts.Chart:
     """A line chart whose x values are epoch milliseconds, drawn on a time axis over the
     whole window (so an idle arm's gap shows as one)."""
-    axis = {"type": "time"}
-    if not daily:
+    axis: dict = {"type": "time"}
+    if daily:
+        today = datetime.combine(series.until.date(), time.min, tzinfo=UTC)
+        axis |= {"min": _ms(series.first_day), "max": _ms(today), "minInterval": DAY_MS}
+    else:
         axis |= {"min": _ms(series.since), "max": _ms(series.until)}
     chart.options["xAxis"] = axis
     return chart

@@ -74,6 +74,7 @@ class Series:
     until: datetime
     buckets: list[Bucket]
     days: list[Day]
+    first_day: datetime  # UTC midnight of the oldest day in `days`
 
     def arms(self) -> list[str]:
         present = {b.arm for b in self.buckets} | {d.arm for d in self.days}
@@ -225,6 +226,7 @@ def deployment_series(
         until=until,
         buckets=pick(deployment, since, until_edge, width),
         days=_days(deployment, first_day),
+        first_day=first_day,
     )
 
 
