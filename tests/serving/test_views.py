@@ -314,3 +314,19 @@ def test_compliance_reads_but_cannot_pause(
     canary_deployment.refresh_from_db()
     assert canary_deployment.canary_weight == 10
     assert canary_deployment.decisions.filter(kind=DeploymentDecision.Kind.ABORT).count() == 0
+
+
+def test_the_chart_window_is_chosen_and_an_unknown_one_falls_back(
+    client, project, engineer, canary_deployment
+):
+    record(canary_deployment, arm="stable", ago_s=2 * 3600)
+    client.force_login(engineer)
+    url = _url("deployment", canary_deployment)
+
+    six_hours = client.get(url, {"part": "charts", "window": "6h"}).json()
+    unknown = client.get(url, {"part": "charts", "window": "forever"}).json()
+
+    assert six_hours["window"] == "6h"
+    assert [s["name"] for s in six_hours["charts"]["rps"]["options"]["series"]] == ["stable"]
+    assert unknown["window"] == "15m"
+    assert unknown["charts"]["rps"]["options"]["series"] == []
