@@ -31,6 +31,7 @@ from evaluation.selectors import blind_pair_from_judgment, gate_run_latest
 from governance.models import Dossier, SignOff, SignOffRole
 from governance.services import approvals, dossiers, stages
 from portal.demo import demo_member, extra_demo_logins
+from portal.demo_serving import demo_canary_place, demo_deployment_ensure
 from training import services as training_services
 from training.models import BaseModel, ModelVersion, TrainingJob
 
@@ -94,6 +95,8 @@ def demo_pipeline_start(*, project: Project, base_model_dir: str = "") -> Traini
         job = _first_job(project, engineer, base_model_dir)
     elif job.status != JobStatus.SUCCEEDED:
         job = _restarted(job, engineer)
+    if job is not None:
+        demo_deployment_ensure(project=project, base_model=job.base_model, engineer=engineer)
     if job is not None and job.status == JobStatus.SUCCEEDED:
         # Work an earlier demo's workers held when they were stopped goes back in the queue.
         evaluation_services.work_requeue_abandoned(actor=engineer, project=project)
@@ -290,9 +293,10 @@ def demo_pipeline_advance(*, project: Project) -> Progress:
             to_stage=ModelVersion.Stage.CANARY,
             reason="Demo: approved for a canary after the gate and both sign-offs.",
         )
+    demo_canary_place(version=version, engineer=engineer)
     if not Dossier.objects.filter(model_version=version).exists():
         dossiers.dossier_request(actor=compliance, version=version)
-    return Progress(True, "approved for canary; dossier requested")
+    return Progress(True, "approved for canary; serving 10 % of traffic; dossier requested")
 
 
 def _contestant(project, engineer, label, **model) -> Contestant:

@@ -4,6 +4,7 @@ from core.models import User
 from portal.demo import demo_login_lines, demo_seed
 from portal.demo_annotation import demo_seed_annotation
 from portal.demo_pipeline import demo_pipeline_start
+from portal.demo_serving import demo_gateway_line
 
 
 class Command(BaseCommand):
@@ -36,3 +37,6 @@ class Command(BaseCommand):
             )
         for line in demo_login_lines():
             self.stdout.write(line)
+        gateway = demo_gateway_line()
+        if gateway:
+            self.stdout.write(f"Demo deployment's gateway, once served: {gateway}")

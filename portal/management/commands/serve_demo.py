@@ -1,11 +1,15 @@
 import signal
 import subprocess
 import sys
+import threading
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from portal.demo import demo_login_lines
+from portal.demo_serving import demo_gateway_line, demo_traffic
+from portal.env import env_int
 
 
 class Command(BaseCommand):
@@ -25,6 +29,8 @@ class Command(BaseCommand):
             _worker(python, "default", queues="default", concurrency=2, beat=True),
             # ...apart from training and generation, one at a time, as on a GPU machine.
             _worker(python, "gpu", queues="gpu", concurrency=1),
+            # The serving worker: a `transformers serve` per model the deployments place.
+            subprocess.Popen([python, str(settings.BASE_DIR / "manage.py"), "run_engines"]),  # noqa: S603
         ]
         stop = False
 
@@ -38,6 +44,23 @@ class Command(BaseCommand):
         self.stdout.write("Demo logins (username / password):")
         for line in demo_login_lines():
             self.stdout.write(line)
+        line = demo_gateway_line(host, port)
+        if line:
+            self.stdout.write("The demo deployment's gateway (paste into a shell):")
+            self.stdout.write(f"  {line}")
+            every = env_int("PORTAL_DEMO_TRAFFIC_SECONDS", 20)
+            if every > 0:  # simulated users, so the deployment page's charts have data
+                key = line.rsplit("=", 1)[1]
+                threading.Thread(
+                    target=demo_traffic,
+                    kwargs={
+                        "base_url": f"http://{host}:{port}/v1",
+                        "key": key,
+                        "every_s": every,
+                        "stop": lambda: stop,
+                    },
+                    daemon=True,
+                ).start()
         self.stdout.write("Press Ctrl-C to stop the web server and the worker.\n")
         try:
             while not stop:
