@@ -11,6 +11,7 @@ from evaluation.urls import api_urlpatterns as evaluation_api
 from governance import views as governance_views
 from governance.urls import api_urlpatterns as governance_api
 from portal import api, views
+from serving.urls import api_urlpatterns as serving_api
 from serving.views_metrics import metrics
 from training.urls import api_urlpatterns as training_api
 
@@ -36,6 +37,7 @@ api_v1 = [
     path("projects/<int:project_id>/", include((annotation_api, "annotation-api"))),
     path("projects/<int:project_id>/", include((evaluation_api, "evaluation-api"))),
     path("projects/<int:project_id>/", include((training_api, "training-api"))),
+    path("projects/<int:project_id>/", include((serving_api, "serving-api"))),
 ]
 
 urlpatterns = [
@@ -75,6 +77,7 @@ urlpatterns = [
     path("projects/<int:project_id>/", include("annotation.urls")),
     path("projects/<int:project_id>/", include("evaluation.urls")),
     path("projects/<int:project_id>/", include("training.urls")),
+    path("projects/<int:project_id>/", include("serving.urls")),
     path("governance/", include("governance.urls")),
     # The admin is read-only; a password changes on the account page, which also revokes
     # the account's API keys and writes the audit log.

@@ -92,6 +92,17 @@ training:sweep_register_best                    POST     .   .   .   x   .   .
 training:playground                             GET      .   .   .   x   .   .
 training:playground                             POST     .   .   .   x   .   .
 training:playground_result                      GET      .   .   .   x   .   .
+# --- pages: serving -----------------------------------------------------------
+serving:deployments                             GET      .   .   .   x   x   x
+serving:deployment_create                       GET      .   .   .   x   .   x
+serving:deployment_create                       POST     .   .   .   x   .   x
+serving:deployment                              GET      .   .   .   x   x   x
+serving:deployment_place                        POST     .   .   .   x   .   x
+serving:deployment_reweight                     POST     .   .   .   x   .   x
+serving:deployment_rollout                      POST     .   .   .   x   .   x
+serving:deployment_settings                     POST     .   .   .   x   .   x
+serving:deployment_key_create                   POST     .   .   .   x   .   x
+serving:deployment_key_revoke                   POST     .   .   .   x   .   x
 # --- API: projects, members, audit --------------------------------------------
 api-project                                     GET      x   x   x   x   x   x
 api-project                                     PATCH    .   .   .   .   .   x
@@ -189,6 +200,19 @@ training-api:api-base-model                     GET      .   .   .   x   x   x
 training-api:api-base-model-registrations       GET      .   .   .   x   x   x
 training-api:api-base-model-registrations       POST     .   .   .   x   .   .
 training-api:api-base-model-registration        GET      .   .   .   x   x   x
+# --- API: serving -------------------------------------------------------------
+serving-api:api-deployments                     GET      .   .   .   x   x   x
+serving-api:api-deployments                     POST     .   .   .   x   .   x
+serving-api:api-deployment                      GET      .   .   .   x   x   x
+serving-api:api-deployment                      PATCH    .   .   .   x   .   x
+serving-api:api-deployment-place                POST     .   .   .   x   .   x
+serving-api:api-deployment-reweight             POST     .   .   .   x   .   x
+serving-api:api-deployment-rollout              POST     .   .   .   x   .   x
+serving-api:api-deployment-keys                 GET      .   .   .   x   x   x
+serving-api:api-deployment-keys                 POST     .   .   .   x   .   x
+serving-api:api-deployment-key-revoke           POST     .   .   .   x   .   x
+serving-api:api-deployment-decisions            GET      .   .   .   x   x   x
+serving-api:api-deployment-series               GET      .   .   .   x   x   x
 """
 
 

@@ -28,11 +28,13 @@ from evaluation.models import (
     RatingsBootstrap,
 )
 from governance.models import Dossier
+from serving.models import Deployment, DeploymentKey
 from tests.annotation.factories import DatasetFactory, classification_setup
 from tests.conftest import ROLES
 from tests.evaluation.factories import base_model, build_campaign, model_version
 from tests.portal.factories import MembershipFactory, UserFactory
 from tests.role_matrix import MATRIX, Row
+from tests.serving.factories import version as serving_version
 from training.models import BaseModelRegistration, Sweep, TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -208,6 +210,24 @@ class World:
     @cached_property
     def bootstrap(self):
         return RatingsBootstrap.objects.create(campaign=self.campaign, created_by=self.owner)
+
+    @cached_property
+    def deployment(self):
+        return self._own(
+            Deployment,
+            name=f"matrix-{uuid.uuid4().hex[:8]}",
+            stable_version=serving_version(self.project, stage="production"),
+        )
+
+    @cached_property
+    def key(self):
+        return DeploymentKey.objects.create(
+            deployment=self.deployment,
+            name="matrix",
+            prefix="sk-tp-matrix",
+            key_hash=uuid.uuid4().hex,
+            created_by=self.owner,
+        )
 
     @cached_property
     def membership(self):

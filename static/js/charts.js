@@ -54,7 +54,10 @@
         var head = document.createElement("div");
         head.className = "echart-tip-head";
         var axis = state.payload.options.xAxis || {};
-        head.textContent = (axis.name ? axis.name + " " : "") + fmt(list[0].axisValue);
+        var at = list[0].axisValue;
+        // A time axis's value is epoch milliseconds: shown as the reader's local time.
+        var shown = axis.type === "time" ? new Date(at).toLocaleString() : fmt(at);
+        head.textContent = (axis.name ? axis.name + " " : "") + shown;
         box.appendChild(head);
       }
       list.forEach(function (p) {
@@ -220,20 +223,25 @@
     inflight.set(el, true);
     fetch(el.dataset.src, { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (payload) {
-        if (!payload) return;
-        state.payload = payload;
-        render(state, false);
-        var empty = (payload.options.graphic || [])[0];
-        el.dataset.empty = empty && !empty.invisible ? "yes" : "no";
-        el.dataset.updates = String(Number(el.dataset.updates || 0) + 1);
-        el.dispatchEvent(new CustomEvent("chart:updated", { bubbles: true }));
-      })
+      .then(function (payload) { if (payload) update(el, payload); })
       .finally(function () { inflight.delete(el); });
+  }
+
+  // Fresh data fetched by the page itself (several charts from one answer): drawn in place.
+  function update(el, payload) {
+    var state = states.get(el);
+    if (!state) return;
+    state.payload = payload;
+    render(state, false);
+    var empty = (payload.options.graphic || [])[0];
+    el.dataset.empty = empty && !empty.invisible ? "yes" : "no";
+    el.dataset.updates = String(Number(el.dataset.updates || 0) + 1);
+    el.dispatchEvent(new CustomEvent("chart:updated", { bubbles: true }));
   }
 
   window.portalCharts = {
     refresh: refresh,
+    update: update,
     instance: function (el) { var s = states.get(el); return s ? s.chart : null; },
   };
 

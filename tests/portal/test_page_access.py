@@ -18,6 +18,7 @@ VIEW_MODULES = [
     "evaluation/views.py",
     "governance/views.py",
     "portal/views.py",
+    "serving/views.py",
 ]
 
 
