@@ -479,3 +479,14 @@ PORTAL_DEV_KEYS = env_bool("PORTAL_DEV_KEYS", default=DEBUG)
 # Raw dataset uploads and training-file uploads are deleted this many days after import
 # or upload (0 keeps them); items, snapshots, jobs and every hash stay.
 PORTAL_RAW_UPLOAD_RETENTION_DAYS = env_int("PORTAL_RAW_UPLOAD_RETENTION_DAYS", 0)
+
+# The OpenAI-compatible gateway (/v1/, serving/gateway). Bodies above the limit get a 413.
+SERVING_GATEWAY_MAX_BODY_BYTES = env_int("SERVING_GATEWAY_MAX_BODY_BYTES", 1024**2)
+# How long an engine may take to start answering (the canary falls back to stable after it).
+SERVING_GATEWAY_UPSTREAM_TIMEOUT_S = float(env_str("SERVING_GATEWAY_UPSTREAM_TIMEOUT_S", "60"))
+# How long deployments and keys are held in each process (a revoked key works at most ~2x).
+SERVING_GATEWAY_CACHE_S = float(env_str("SERVING_GATEWAY_CACHE_S", "1"))
+# Redis key prefix for the per-key limits (test runs sharing one Redis keep apart).
+SERVING_GATEWAY_REDIS_PREFIX = env_str(
+    "SERVING_GATEWAY_REDIS_PREFIX", env_str("CELERY_KEY_PREFIX", "") + "gw:"
+)
