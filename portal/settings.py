@@ -300,6 +300,9 @@ PORTAL_JOB_SWEEP_SECONDS = env_int("PORTAL_JOB_SWEEP_SECONDS", 30)
 # Each queue expires the leases in its own way as it hands out work; this sweep expires the
 # rest (an item nobody asks for again, a queue nobody opens) within this many seconds.
 PORTAL_LEASE_EXPIRY_SWEEP_SECONDS = env_int("PORTAL_LEASE_EXPIRY_SWEEP_SECONDS", 60)
+# How often (seconds) beat checks the rollback rules of canaries on traffic: a breach takes
+# the canary off traffic within this much of the window showing it.
+PORTAL_ROLLOUT_EVALUATE_SECONDS = env_int("PORTAL_ROLLOUT_EVALUATE_SECONDS", 60)
 CELERY_BEAT_SCHEDULE = {
     "sweep-dead-jobs": {
         "task": "portal.sweep_dead_jobs",
@@ -313,6 +316,10 @@ CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint-sign": {
         "task": "governance.audit_checkpoint_sign",
         "schedule": float(PORTAL_AUDIT_CHECKPOINT_SECONDS),
+    },
+    "rollout-evaluate": {
+        "task": "serving.rollout_evaluate",
+        "schedule": float(PORTAL_ROLLOUT_EVALUATE_SECONDS),
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
