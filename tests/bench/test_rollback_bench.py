@@ -81,24 +81,24 @@ def test_rollback_decision_within_90_s_of_the_breach(
 @pytest.mark.django_db
 def test_window_stats_and_one_evaluation_over_a_million_rows(project, engineer, report):
     dep = canary_deployment(project, engineer, weight=10, error_rate=0.05, p95_ms=500)
+    now = timezone.now()
     with connection.cursor() as cursor:
-        # 1,000,000 requests in the last 5 minutes: 10 % canary, 1 % errors, 2 % flagged.
+        # 1,000,000 requests in the last 5 minutes: 10 % canary, ~1 % errors, ~2 % flagged.
         cursor.execute(
             """
             INSERT INTO serving_requestrecord (request_id, deployment_id, arm, endpoint,
                 stream, status, error, fell_back, latency_ms, tokens_in, tokens_out, cost,
                 guardrail_flags, end_user, created_at)
             SELECT 'bench-' || i, %s, CASE WHEN i %% 10 = 0 THEN 'canary' ELSE 'stable' END,
-                'chat.completions', false, CASE WHEN i %% 100 = 7 THEN 500 ELSE 200 END, '',
+                'chat.completions', false, CASE WHEN i %% 97 = 7 THEN 500 ELSE 200 END, '',
                 false, 50 + (i %% 200), 10, 20, 0,
-                CASE WHEN i %% 50 = 3 THEN '["pii"]'::jsonb ELSE '[]'::jsonb END, '',
-                now() - (i %% 290) * interval '1 second'
+                CASE WHEN i %% 53 = 3 THEN '["pii"]'::jsonb ELSE '[]'::jsonb END, '',
+                %s - (1 + i %% 290) * interval '1 second'
             FROM generate_series(1, 1000000) AS i
             """,
-            [dep.pk],
+            [dep.pk, now],
         )
         cursor.execute("ANALYZE serving_requestrecord")
-    now = timezone.now()
 
     start = time.perf_counter()
     stats = arm_window_stats(deployment_id=dep.pk, since=now - timedelta(seconds=300), until=now)
