@@ -97,14 +97,13 @@ def arm_window_stats(
     *, deployment_id: int, since: datetime, until: datetime
 ) -> dict[str, ArmStats]:
     """{"stable": ArmStats, "canary": ArmStats} over requests made in [since, until)."""
-    params = {"deployment": deployment_id, "since": since, "until": until}
     if on_postgresql():
         with connection.cursor() as cursor:
-            cursor.execute(_SQL, params)
+            cursor.execute(_SQL, {"deployment": deployment_id, "since": since, "until": until})
             rows = {row[0]: row for row in cursor.fetchall()}
         found = {arm: _arm_stats(*rows[arm]) for arm in rows}
     else:
-        found = _arm_window_stats_python(**params)
+        found = _arm_window_stats_python(deployment=deployment_id, since=since, until=until)
     empty = _arm_stats("", 0, 0, 0, 0, 0, None, None)
     return {arm: found.get(arm) or ArmStats(**{**asdict(empty), "arm": arm}) for arm in ARMS}
 
