@@ -109,12 +109,18 @@ class UpstreamResponse:
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         assert self.conn.chunks is not None  # noqa: S101 - set by send
+        chunks = self.conn.chunks
         while True:
-            try:
-                item = await asyncio.wait_for(self.conn.chunks.get(), self.read_timeout)
-            except TimeoutError:
-                self.conn.close()
-                raise UpstreamBroken("the engine stopped sending") from None
+            if not chunks.empty():
+                item = chunks.get_nowait()
+            else:
+                try:
+                    # asyncio.timeout, not wait_for: no task made per chunk of a stream.
+                    async with asyncio.timeout(self.read_timeout):
+                        item = await chunks.get()
+                except TimeoutError:
+                    self.conn.close()
+                    raise UpstreamBroken("the engine stopped sending") from None
             if item is None:
                 self._finished = True
                 return
@@ -192,7 +198,8 @@ class UpstreamPool:
             conn.send(request)
             assert conn.head is not None  # noqa: S101 - set by send
             try:
-                status = await asyncio.wait_for(conn.head, self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    status = await conn.head
             except UpstreamBroken:
                 # A kept-alive connection the engine had closed while idle: try a fresh one.
                 if reused and not conn.received:

@@ -29,9 +29,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CLIENTS = int(os.environ.get("BENCH_GATEWAY_CLIENTS", "8"))
 ROUNDS = 4
 PLAIN_PER_CLIENT = 40  # per round and mode
-STREAMS_PER_CLIENT = 3
+STREAMS_PER_CLIENT = 5
 STREAM_WORDS = 40
-TOKEN_DELAY_S = 0.005
+TOKEN_DELAY_S = 0.01
 ENGINE = (
     "import sys, time\n"
     "from tests.support.fake_upstream import FakeUpstream\n"
@@ -106,7 +106,12 @@ def _p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1]
 
 
-def test_gateway_overhead_and_tokens_per_s(project, engineer, asgi_server, engine_process, report):
+def test_gateway_overhead_and_tokens_per_s(project, engineer, request, engine_process, report):
+    # One uvicorn worker by default; BENCH_GATEWAY_WORKERS=2 for two (as on a 2-core host).
+    workers = os.environ.get("BENCH_GATEWAY_WORKERS", "1")
+    asgi_server = request.getfixturevalue(
+        "asgi_server_2_workers" if workers == "2" else "asgi_server"
+    )
     stable = version(project, stage="production")
     engine(model_version=stable, url=engine_process, served="bench-model")
     dep = deployment(project, engineer, stable=stable)
@@ -129,7 +134,7 @@ def test_gateway_overhead_and_tokens_per_s(project, engineer, asgi_server, engin
             plain[mode].extend(latencies)
 
     rates: dict[str, list[float]] = {"direct": [], "gateway": []}
-    for _ in range(2):
+    for _ in range(3):
         for mode, (base, path, headers, model) in modes.items():
             start = time.perf_counter()
             _, words = _clients(base, path, headers, model, STREAMS_PER_CLIENT, stream=True)
