@@ -448,6 +448,8 @@ LOGGING = {
         # WeasyPrint (dossier PDFs) narrates every rendering step at INFO.
         "weasyprint": {"level": "WARNING"},
         "fontTools": {"level": "WARNING"},
+        # httpx logs every request at INFO: on the gateway's path, one log line per completion.
+        "httpx": {"level": "WARNING"},
     },
 }
 

@@ -3,9 +3,9 @@ streamed as server-sent events relayed event by event), `GET /v1/models` and
 `POST /v1/feedback`, authenticated with deployment keys (`Authorization: Bearer sk-tp-…`).
 
 A request is: key (cached) → body (at most SERVING_GATEWAY_MAX_BODY_BYTES) → route
-(cached) → limits (Redis) → arm (sticky split) → input guardrails → engine (a pooled
-httpx client per engine) → output guardrails → answer → telemetry, limits' token count and
-the shadow copy, all after the answer is complete.
+(cached) → limits (Redis) → arm (sticky split) → input guardrails → engine (a pool of
+kept-alive connections per engine, upstream.py) → output guardrails → answer → telemetry,
+limits' token count and the shadow copy, all after the answer is complete.
 
 Guardrail refusals follow OpenAI's (Azure OpenAI's) content filter: a refused prompt is a
 400 with code "content_filter"; a refused answer is a normal 200 completion whose text is
@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -46,6 +45,7 @@ from serving.gateway.errors import (
 )
 from serving.gateway.limits import Limits
 from serving.gateway.routing import GatewayCache, RouteEntry, end_user_pseudonym, pick_upstream
+from serving.gateway.upstream import UpstreamBroken, UpstreamPool, UpstreamResponse
 from serving.guardrails import Policy, check_messages, check_text
 from serving.selectors import GatewayKey, Route, Upstream
 from serving.services.feedback import feedback_record
@@ -102,9 +102,8 @@ class GatewayApp:
         self.cache = GatewayCache(settings.SERVING_GATEWAY_CACHE_S)
         self.limits = Limits()
         self.max_body = settings.SERVING_GATEWAY_MAX_BODY_BYTES
-        timeout = settings.SERVING_GATEWAY_UPSTREAM_TIMEOUT_S
-        self.timeout = httpx.Timeout(timeout, connect=min(5.0, timeout))
-        self.clients: dict[str, httpx.AsyncClient] = {}
+        self.timeout = settings.SERVING_GATEWAY_UPSTREAM_TIMEOUT_S
+        self.pools: dict[str, UpstreamPool] = {}
         self.background: set[asyncio.Task] = set()
 
     # -- ASGI ------------------------------------------------------------------------------
@@ -372,18 +371,15 @@ class GatewayApp:
 
     # -- engines ---------------------------------------------------------------------------
 
-    def _client(self, upstream: Upstream) -> httpx.AsyncClient:
-        client = self.clients.get(upstream.base_url)
-        if client is None:
-            # One pool of kept-alive connections per engine, made inside the server's loop.
-            client = self.clients[upstream.base_url] = httpx.AsyncClient(
-                base_url=upstream.base_url,
-                timeout=self.timeout,
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+    def _pool(self, upstream: Upstream) -> UpstreamPool:
+        pool = self.pools.get(upstream.base_url)
+        if pool is None:
+            pool = self.pools[upstream.base_url] = UpstreamPool(
+                upstream.base_url, timeout=self.timeout, connect_timeout=min(5.0, self.timeout)
             )
-        return client
+        return pool
 
-    def _request(self, call: Call, upstream: Upstream, *, stream: bool) -> httpx.Request:
+    def _request_body(self, call: Call, upstream: Upstream, *, stream: bool) -> bytes:
         body = {**call.upstream_body, "model": upstream.served_model, "stream": stream}
         if stream:
             # Usage arrives in a last chunk only when asked for; the client's own choice
@@ -391,22 +387,21 @@ class GatewayApp:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         else:
             body.pop("stream_options", None)
-        return self._client(upstream).build_request(
-            "POST", call.path, content=_dumps(body), headers={"content-type": "application/json"}
-        )
+        return _dumps(body)
 
-    async def _open(self, call: Call, upstream: Upstream, *, stream: bool) -> httpx.Response:
+    async def _open(self, call: Call, upstream: Upstream, *, stream: bool) -> UpstreamResponse:
         """The engine's response, its headers read (and its body too when not streamed);
         UpstreamFailure for a 5xx, a connection error or a timeout."""
-        client = self._client(upstream)
         try:
-            response = await client.send(
-                self._request(call, upstream, stream=stream), stream=stream
+            response = await self._pool(upstream).post(
+                call.path, self._request_body(call, upstream, stream=stream)
             )
-        except httpx.TimeoutException:
+            if not stream or response.status_code >= 400:
+                await response.aread()
+        except TimeoutError:
             raise UpstreamFailure(504, "timed out") from None
-        except httpx.HTTPError as error:
-            raise UpstreamFailure(502, f"{type(error).__name__}") from None
+        except (OSError, UpstreamBroken) as error:
+            raise UpstreamFailure(502, type(error).__name__) from None
         if response.status_code >= 500:
             await response.aclose()
             raise UpstreamFailure(
@@ -416,7 +411,7 @@ class GatewayApp:
 
     async def _open_with_fallback(
         self, call: Call, upstream: Upstream, *, stream: bool
-    ) -> tuple[httpx.Response | None, Upstream, UpstreamFailure | None, UpstreamFailure | None]:
+    ) -> tuple[UpstreamResponse | None, Upstream, UpstreamFailure | None, UpstreamFailure | None]:
         """(response, arm that answered, the canary's failure if it fell back, the final
         failure if nothing answered)."""
         try:
@@ -440,6 +435,7 @@ class GatewayApp:
             self._record_failure(call, upstream, answered, canary_failure, failure)
             return
         status = response.status_code
+        await response.aclose()
         try:
             data = response.json()
         except ValueError:
@@ -516,7 +512,6 @@ class GatewayApp:
             self._record_failure(call, upstream, answered, canary_failure, failure)
             return
         if response.status_code >= 400:
-            await response.aread()
             try:
                 data = response.json()
             except ValueError:
@@ -544,10 +539,12 @@ class GatewayApp:
         )
         try:
             async for chunk in response.aiter_bytes():
-                if not await relay.feed(chunk):
+                # Read on after [DONE] to the end of the engine's message (the connection
+                # goes back to the pool); a refused stream stops reading at once.
+                if not await relay.feed(chunk) and not relay.done:
                     break
             await relay.close()
-        except httpx.HTTPError as failure:
+        except UpstreamBroken as failure:
             error = f"stream broke: {type(failure).__name__}"
             await relay.fail("The model's engine stopped answering mid-stream.")
         except OSError:
@@ -682,6 +679,7 @@ class GatewayApp:
             self._record(shadow_call, shadow, status=failure.recorded_status,
                          error=failure.reason, request_id=request_id, started=started)  # fmt: skip
             return
+        await response.aclose()
         try:
             data = response.json()
         except ValueError:
@@ -724,13 +722,16 @@ class StreamRelay:
         self.guarded = call.policy.active
         self.held = ""  # text not yet checked (guarded streams only)
         self.template: dict[str, Any] | None = None  # a chunk to build released text on
-        self.stopped = False
+        self.stopped = False  # nothing more goes to the client
+        self.done = False  # the engine said [DONE]
 
     def text(self) -> str:
         return "".join(self.parts)
 
     async def feed(self, chunk: bytes) -> bool:
         """Relay the complete events in `chunk`; False once the stream is over."""
+        if self.stopped:
+            return False
         self.pending += chunk
         while b"\n\n" in self.pending:
             event, self.pending = self.pending.split(b"\n\n", 1)
@@ -750,7 +751,7 @@ class StreamRelay:
         if data == b"[DONE]":
             await self._release(final=True)
             await self._write(b"data: [DONE]\n\n")
-            self.stopped = True
+            self.stopped = self.done = True
             return False
         try:
             message = json.loads(data)
