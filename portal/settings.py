@@ -313,6 +313,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(PORTAL_LEASE_EXPIRY_SWEEP_SECONDS),
     },
     "purge-raw-uploads": {"task": "governance.purge_raw_uploads", "schedule": 24 * 3600.0},
+    # Hyperparameter sweeps whose trial ended without the worker telling them (lost, cancelled
+    # while queued) or whose time budget ran out.
+    "advance-sweeps": {"task": "training.sweeps_advance", "schedule": 30.0},
     "audit-checkpoint-sign": {
         "task": "governance.audit_checkpoint_sign",
         "schedule": float(PORTAL_AUDIT_CHECKPOINT_SECONDS),
@@ -396,6 +399,8 @@ SPECTACULAR_SETTINGS = {
         "SignOffRoleEnum": "governance.models.SignOffRole",
         "SignOffDecisionEnum": "governance.models.SignOff.Decision",
         "ModelVersionStageEnum": "training.models.ModelVersion.Stage",
+        "SweepStatusEnum": "training.models.Sweep.Status",
+        "SweepTrialStateEnum": "training.models.SweepTrial.State",
     },
 }
 

@@ -84,6 +84,11 @@ training:version                                GET      .   .   .   x   x   x
 training:base_models                            GET      .   .   .   x   x   x
 training:base_models                            POST     .   .   .   x   .   .
 training:registration                           GET      .   .   .   x   x   x
+training:sweeps                                 GET      .   .   .   x   x   x
+training:sweeps                                 POST     .   .   .   x   .   .
+training:sweep                                  GET      .   .   .   x   x   x
+training:sweep_cancel                           POST     .   .   .   x   .   .
+training:sweep_register_best                    POST     .   .   .   x   .   .
 training:playground                             GET      .   .   .   x   .   .
 training:playground                             POST     .   .   .   x   .   .
 training:playground_result                      GET      .   .   .   x   .   .
@@ -173,6 +178,10 @@ training-api:api-job-cancel                     POST     .   .   .   x   .   .
 training-api:api-job-events                     GET      .   .   .   x   x   x
 training-api:api-job-checkpoints                GET      .   .   .   x   x   x
 training-api:api-files                          POST     .   .   .   x   .   .
+training-api:api-sweeps                         GET      .   .   .   x   x   x
+training-api:api-sweeps                         POST     .   .   .   x   .   .
+training-api:api-sweep                          GET      .   .   .   x   x   x
+training-api:api-sweep-register-best            POST     .   .   .   x   .   .
 training-api:api-model-versions                 GET      .   .   .   x   x   x
 training-api:api-model-version                  GET      .   .   .   x   x   x
 training-api:api-base-models                    GET      .   .   .   x   x   x

@@ -33,7 +33,7 @@ from tests.conftest import ROLES
 from tests.evaluation.factories import base_model, build_campaign, model_version
 from tests.portal.factories import MembershipFactory, UserFactory
 from tests.role_matrix import MATRIX, Row
-from training.models import BaseModelRegistration, TrainingJob
+from training.models import BaseModelRegistration, Sweep, TrainingJob
 
 pytestmark = pytest.mark.django_db
 
@@ -168,6 +168,17 @@ class World:
     def training_job(self):
         base = base_model(self.project, "job-base")
         return self._own(TrainingJob, name="job", kind="sft", method="lora", base_model=base)
+
+    @cached_property
+    def sweep(self):
+        return Sweep.objects.create(
+            project=self.project,
+            name="sweep",
+            base_job=self.training_job,
+            search_space={"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2}},
+            n_trials=2,
+            created_by=self.owner,
+        )
 
     @cached_property
     def version(self):

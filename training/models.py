@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 
 from core.models import BackgroundJob
+from training.models_sweep import Sweep, SweepTrial  # noqa: F401 - registered with the app
 
 
 class BaseModel(models.Model):

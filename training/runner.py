@@ -6,6 +6,7 @@ training/ml; it knows nothing of Django and talks through files:
     python -m training.runner inspect PATH          # registry facts about a model, on stdout
     python -m training.runner convert-gguf SRC_DIR GGUF_FILE OUT_DIR
     python -m training.runner build-tiny OUT_DIR
+    python -m training.runner merge-adapters OUT_DIR BASE_DIR ADAPTER_DIR...
 
 `inspect` and `convert-gguf` print their progress first, as `phase` event lines, and their
 answer last, as one JSON line without a "type".
@@ -80,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     convert.add_argument("gguf_file")
     convert.add_argument("out_dir")
     sub.add_parser("build-tiny").add_argument("out_dir")
+    merge = sub.add_parser("merge-adapters")
+    merge.add_argument("out_dir")
+    merge.add_argument("base_dir")
+    merge.add_argument("adapters", nargs="+")
     args = parser.parse_args(argv)
 
     if args.command == "train":
@@ -102,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         from training.ml.tiny import build_tiny_model
 
         print(json.dumps({"path": str(build_tiny_model(args.out_dir))}))
+        return 0
+    if args.command == "merge-adapters":
+        from training.ml.modelio import merge_adapters
+
+        out = merge_adapters(
+            base_path=args.base_dir, adapters=args.adapters, out_dir=Path(args.out_dir)
+        )
+        print(json.dumps({"path": str(out)}))
         return 0
     return 1
 

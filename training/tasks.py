@@ -60,3 +60,10 @@ def generate_task(
         seed=seed,
         prompt_template=prompt_template,
     )
+
+
+@shared_task(name="training.sweeps_advance", ignore_result=True)
+def sweeps_advance_task() -> int:
+    from training.services import sweeps  # optuna stays out of web imports of this module
+
+    return sweeps.sweeps_advance_all()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from training import api, views
+from training import api, api_sweeps, views, views_sweeps
 
 app_name = "training"
 
@@ -18,6 +18,14 @@ urlpatterns = [
         "training/base-models/registrations/<int:registration_id>/",
         views.registration_detail,
         name="registration",
+    ),
+    path("training/sweeps/", views_sweeps.sweep_list, name="sweeps"),
+    path("training/sweeps/<int:sweep_id>/", views_sweeps.sweep_detail, name="sweep"),
+    path("training/sweeps/<int:sweep_id>/cancel/", views_sweeps.sweep_cancel, name="sweep_cancel"),
+    path(
+        "training/sweeps/<int:sweep_id>/register-best/",
+        views_sweeps.sweep_register_best,
+        name="sweep_register_best",
     ),
     path("training/playground/", views.playground, name="playground"),
     path(
@@ -42,6 +50,17 @@ api_urlpatterns = [
         name="api-job-checkpoints",
     ),
     path("fine_tuning/files/", api.TrainingFileCreateApi.as_view(), name="api-files"),
+    path("fine_tuning/sweeps/", api_sweeps.SweepListCreateApi.as_view(), name="api-sweeps"),
+    path(
+        "fine_tuning/sweeps/<int:sweep_id>/",
+        api_sweeps.SweepDetailApi.as_view(),
+        name="api-sweep",
+    ),
+    path(
+        "fine_tuning/sweeps/<int:sweep_id>/register_best/",
+        api_sweeps.SweepRegisterBestApi.as_view(),
+        name="api-sweep-register-best",
+    ),
     path("models/", api.ModelVersionListApi.as_view(), name="api-model-versions"),
     path("models/<int:version_id>/", api.ModelVersionDetailApi.as_view(), name="api-model-version"),
     path("base_models/", api.BaseModelListApi.as_view(), name="api-base-models"),

@@ -194,3 +194,33 @@ def inspect_model(path: str, progress: Progress | None = None) -> dict[str, Any]
 
 def write_json(path: Path, data: Any) -> None:
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def merge_adapters(*, base_path: str, adapters: list[str], out_dir: Path) -> Path:
+    """Fold LoRA adapters into their base, in order (a version trained on top of another
+    adapter carries its parent's too), and save plain safetensors weights and the last
+    adapter's tokenizer to `out_dir`: what an engine without adapter support loads.
+    Done once: an existing complete folder is returned as it is."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").exists() and any(out_dir.glob("*.safetensors")):
+        return out_dir
+    # The weights' own dtype: merging keeps a bf16 base bf16 rather than doubling it.
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto")
+    for adapter in adapters:
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    with_tokenizer = [p for p in [*reversed(adapters), base_path] if _has_tokenizer(Path(p))]
+    tokenizer = AutoTokenizer.from_pretrained(with_tokenizer[0] if with_tokenizer else base_path)
+    partial = conversion_folder(out_dir)
+    shutil.rmtree(partial, ignore_errors=True)  # what a merge cut short left
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(out_dir)
+    return out_dir
+
+
+def _has_tokenizer(directory: Path) -> bool:
+    return (directory / "tokenizer_config.json").exists()

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.json_values import json_finite, json_time
-from training.models import BaseModel, ModelVersion, TrainingJob, TrainingMetric
+from training.models import BaseModel, ModelVersion, Sweep, TrainingJob, TrainingMetric
 from training.presets import relevant_settings
 from training.selectors import model_version_lineage_in_training
+from training.selectors.sweeps import sweep_lineage_row
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,30 @@ def _job_row(job: TrainingJob) -> dict[str, Any]:
     }
 
 
+def _with_sweep(row: dict[str, Any], job: TrainingJob) -> dict[str, Any]:
+    """A sweep's trial carries the sweep that chose its settings: its search space, sampler,
+    pruner and every trial's outcome."""
+    sweep = sweep_lineage_row(job=job)
+    return {**row, "sweep": json_finite(sweep)} if sweep is not None else row
+
+
 def lineage_section(*, version: ModelVersion) -> TrainingLineage:
     """The version, the versions, jobs and base models it came from, with their hashes,
     configurations and loss curves. Unscoped: the caller has scoped `version`."""
     lineage = model_version_lineage_in_training(version=version)
+    jobs = [_with_sweep(_job_row(j), j) for j in lineage.jobs]
+    audit_targets = {
+        ModelVersion._meta.label_lower: [v.pk for v in lineage.versions],
+        TrainingJob._meta.label_lower: [j.pk for j in lineage.jobs],
+        BaseModel._meta.label_lower: [b.pk for b in lineage.base_models],
+    }
+    sweep_ids = sorted({j["sweep"]["id"] for j in jobs if "sweep" in j})
+    if sweep_ids:  # the sweep's create, prunes and registration belong to the audit excerpt
+        audit_targets[Sweep._meta.label_lower] = sweep_ids
     return TrainingLineage(
         version=_version_row(version),
         versions=[_version_row(v) for v in lineage.versions],
-        jobs=[_job_row(j) for j in lineage.jobs],
+        jobs=jobs,
         base_models=[
             {
                 "id": b.pk,
@@ -107,9 +124,5 @@ def lineage_section(*, version: ModelVersion) -> TrainingLineage:
         edges=lineage.edges,
         version_ids=[v.pk for v in lineage.versions],
         snapshot_ids=[s.pk for s in lineage.snapshots],
-        audit_targets={
-            ModelVersion._meta.label_lower: [v.pk for v in lineage.versions],
-            TrainingJob._meta.label_lower: [j.pk for j in lineage.jobs],
-            BaseModel._meta.label_lower: [b.pk for b in lineage.base_models],
-        },
+        audit_targets=audit_targets,
     )

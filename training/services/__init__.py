@@ -18,6 +18,12 @@ from training.services.jobs import (
     training_jobs_sweep_stale,
 )
 from training.services.playground import playground_generate
+from training.services.sweeps import (
+    sweep_advance,
+    sweep_cancel,
+    sweep_create,
+    sweep_register_best,
+)
 
 __all__ = [
     "base_model_ensure_default",
@@ -25,6 +31,10 @@ __all__ = [
     "base_model_registration_start",
     "model_cache_dir",
     "playground_generate",
+    "sweep_advance",
+    "sweep_cancel",
+    "sweep_create",
+    "sweep_register_best",
     "training_file_path",
     "training_file_store",
     "training_job_cancel",

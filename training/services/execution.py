@@ -45,6 +45,7 @@ from training.services.jobs import (
 )
 from training.services.progress import phase_event_fields, progress_next
 from training.services.registry import model_version_create_for_job
+from training.services.sweeps import sweep_is_trial, sweep_job_settled, sweep_trial_report
 from training.services.tracking import (
     MlflowMirror,
     job_tracking_record,
@@ -250,6 +251,7 @@ class Follower:
                 job=job, step=event["step"], epoch=event.get("epoch"), values=event["values"]
             )
             job_push(job, "training.metric", step=metric.step, values=metric.values)
+            self.report_to_sweep(metric)
             if self.mirror is not None:
                 self.mirror.metric(step=metric.step, values=metric.values, at=event.get("time"))
         elif kind == "log":
@@ -276,6 +278,14 @@ class Follower:
                 job_tracking_record(job, event["service"], {"url": event["url"]})
         elif kind in ("result", "cancelled", "error"):
             self.outcome = event
+
+    def report_to_sweep(self, metric: TrainingMetric) -> None:
+        """A trial's eval loss goes to its sweep, which may prune it (a cancel this loop
+        sees at its next heartbeat)."""
+        try:
+            sweep_trial_report(job_id=self.job.pk, step=metric.step, values=metric.values)
+        except Exception:  # the sweep's trouble must not stop the job it watches
+            logger.exception("job %s: reporting to its sweep failed", self.job.pk)
 
     def phase(self, event: dict[str, Any]) -> None:
         """A phase starts (it has a label) or reports how far it got."""
@@ -374,9 +384,11 @@ def _settle(job_id: int, status: str, **fields: Any) -> TrainingJob | None:
         # The error can quote the runner's output (training rows): the job row keeps it.
         data = {"error_sha256": content_hash(job.error)} if job.error else {}
         audit_record(actor=None, action=f"training.job.{status}", target=job, data=data)
-        if status == JobStatus.SUCCEEDED:
+        # A sweep's trials wait for the sweep to register its best (sweep_register_best).
+        if status == JobStatus.SUCCEEDED and not sweep_is_trial(job):
             model_version_create_for_job(job=job)
         transaction.on_commit(lambda: job_push(job, "training.status", error=job.error))
+        transaction.on_commit(lambda: sweep_job_settled(job_id=job_id))
     return job
 
 

@@ -4,6 +4,7 @@ import sys
 import threading
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from portal.demo import demo_login_lines
@@ -28,6 +29,8 @@ class Command(BaseCommand):
             _worker(python, "default", queues="default", concurrency=2, beat=True),
             # ...apart from training and generation, one at a time, as on a GPU machine.
             _worker(python, "gpu", queues="gpu", concurrency=1),
+            # The serving worker: a `transformers serve` per model the deployments place.
+            subprocess.Popen([python, str(settings.BASE_DIR / "manage.py"), "run_engines"]),  # noqa: S603
         ]
         stop = False
 
