@@ -239,7 +239,7 @@ class SignOffListCreateApi(ProjectApiView):
 
 
 class StageChangeOutput(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username")
+    actor = serializers.CharField(source="actor.username", allow_null=True)
 
     class Meta:
         model = StageChange

@@ -12,3 +12,9 @@ class GovernanceConfig(AppConfig):
         from governance.services.dossiers import dossier_lost
 
         job_lost_register(Dossier, dossier_lost)
+
+        # What serving calls when a deployment's rollback rules take a canary off traffic.
+        from governance.services.stages import model_version_canary_withdraw
+        from serving.hooks import register_canary_withdraw
+
+        register_canary_withdraw(model_version_canary_withdraw)

@@ -70,6 +70,8 @@ class StageChange(models.Model):
         PROMOTE = "promote", "Promotion"
         ARCHIVE = "archive", "Archived by a newer production version"
         ROLLBACK = "rollback", "Rollback"
+        # A canary the deployment's rollback rules took off traffic goes back to candidate.
+        WITHDRAW = "withdraw", "Canary withdrawn by its rollback rules"
 
     project = models.ForeignKey("core.Project", on_delete=models.PROTECT, related_name="+")
     model_version = models.ForeignKey(
@@ -80,7 +82,10 @@ class StageChange(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     gate_run_id = models.BigIntegerField(null=True, blank=True)
     reason = models.TextField(blank=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # None for the portal's own changes (a canary withdrawn by its deployment's rules).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True
+    )
     # The one audit event that recorded the change (its seq). A promotion to production
     # also archives the version that held it: that version's dossier finds the event here,
     # since the event's target is the promoted version.

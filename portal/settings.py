@@ -306,6 +306,9 @@ PORTAL_JOB_SWEEP_SECONDS = env_int("PORTAL_JOB_SWEEP_SECONDS", 30)
 # Each queue expires the leases in its own way as it hands out work; this sweep expires the
 # rest (an item nobody asks for again, a queue nobody opens) within this many seconds.
 PORTAL_LEASE_EXPIRY_SWEEP_SECONDS = env_int("PORTAL_LEASE_EXPIRY_SWEEP_SECONDS", 60)
+# How often (seconds) beat checks the rollback rules of canaries on traffic: a breach takes
+# the canary off traffic within this much of the window showing it.
+PORTAL_ROLLOUT_EVALUATE_SECONDS = env_int("PORTAL_ROLLOUT_EVALUATE_SECONDS", 60)
 CELERY_BEAT_SCHEDULE = {
     "sweep-dead-jobs": {
         "task": "portal.sweep_dead_jobs",
@@ -325,6 +328,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Request content past its logging policy's retention days is cleared within the hour.
     "purge-telemetry-content": {"task": "serving.telemetry_purge", "schedule": 3600.0},
+    "rollout-evaluate": {
+        "task": "serving.rollout_evaluate",
+        "schedule": float(PORTAL_ROLLOUT_EVALUATE_SECONDS),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -455,6 +462,8 @@ LOGGING = {
         # WeasyPrint (dossier PDFs) narrates every rendering step at INFO.
         "weasyprint": {"level": "WARNING"},
         "fontTools": {"level": "WARNING"},
+        # httpx logs every request at INFO: on the gateway's path, one log line per completion.
+        "httpx": {"level": "WARNING"},
     },
 }
 
@@ -493,3 +502,14 @@ PORTAL_DEV_KEYS = env_bool("PORTAL_DEV_KEYS", default=DEBUG)
 # Raw dataset uploads and training-file uploads are deleted this many days after import
 # or upload (0 keeps them); items, snapshots, jobs and every hash stay.
 PORTAL_RAW_UPLOAD_RETENTION_DAYS = env_int("PORTAL_RAW_UPLOAD_RETENTION_DAYS", 0)
+
+# The OpenAI-compatible gateway (/v1/, serving/gateway). Bodies above the limit get a 413.
+SERVING_GATEWAY_MAX_BODY_BYTES = env_int("SERVING_GATEWAY_MAX_BODY_BYTES", 1024**2)
+# How long an engine may take to start answering (the canary falls back to stable after it).
+SERVING_GATEWAY_UPSTREAM_TIMEOUT_S = float(env_str("SERVING_GATEWAY_UPSTREAM_TIMEOUT_S", "60"))
+# How long deployments and keys are held in each process (a revoked key works at most ~2x).
+SERVING_GATEWAY_CACHE_S = float(env_str("SERVING_GATEWAY_CACHE_S", "1"))
+# Redis key prefix for the per-key limits (test runs sharing one Redis keep apart).
+SERVING_GATEWAY_REDIS_PREFIX = env_str(
+    "SERVING_GATEWAY_REDIS_PREFIX", env_str("CELERY_KEY_PREFIX", "") + "gw:"
+)

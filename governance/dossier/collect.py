@@ -30,12 +30,13 @@ from governance.models import (
     UseDeclaration,
     default_required_signoffs,
 )
+from serving.selectors import lineage as serving_lineage
 from training.selectors import ModelVersion
 from training.selectors import lineage as training_lineage
 from training.selectors.lineage import TrainingLineage
 
 # Bump when the dossier's layout or rendering changes, so cached builds are not reused.
-DOSSIER_FORMAT = 3
+DOSSIER_FORMAT = 4
 
 
 def lineage_targets(
@@ -104,7 +105,7 @@ def _approvals(version: ModelVersion) -> dict[str, Any]:
                 "kind": c.kind,
                 "gate_run": c.gate_run_id,
                 "reason": c.reason,
-                "actor": c.actor.get_username(),
+                "actor": c.actor.get_username() if c.actor else "the portal",
                 "created_at": json_time(c.created_at),
             }
             for c in StageChange.objects.filter(model_version=version).select_related("actor")
@@ -210,6 +211,7 @@ def dossier_inputs(version: ModelVersion, *, signing_key_id: str) -> dict[str, A
         "licenses": [f.as_dict() for f in licenses],
         "evaluation": evaluation.evaluation,
         "approvals": _approvals(version),
+        "serving": {"deployments": serving_lineage.lineage_section(version=version).deployments},
         "audit": {
             "head": anchor,
             "as_of": _as_of(events, version),

@@ -201,3 +201,37 @@ def model_version_rollback(*, actor: User, project: Project, reason: str) -> Mod
     return model_version_stage_change(
         actor=actor, version=previous, to_stage=Stage.PRODUCTION, reason=reason
     )
+
+
+@transaction.atomic
+def model_version_canary_withdraw(
+    *, version: ModelVersion, reason: str, figures: dict[str, Any] | None = None
+) -> ModelVersion:
+    """Move a canary back to candidate because a deployment's rollback rules took it off
+    traffic. The portal acts (no actor): serving calls this through serving.hooks, under
+    the same transaction as its rollback decision. A version no longer in canary (another
+    deployment withdrew it first, or an engineer moved it) is left as it is."""
+    list(Project.objects.select_for_update(no_key=True).filter(pk=version.project_id))
+    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    if version.stage != Stage.CANARY:
+        return version
+    from_stage = version.stage
+    version.stage = Stage.CANDIDATE
+    version.save(update_fields=["stage"])
+    event = audit_record(
+        actor=None,
+        action="governance.version.withdraw",
+        target=version,
+        data={"stage": Stage.CANDIDATE, "reason": reason, "figures": figures or {}},
+    )
+    StageChange.objects.create(
+        project_id=version.project_id,
+        model_version=version,
+        from_stage=from_stage,
+        to_stage=Stage.CANDIDATE,
+        kind=StageChange.Kind.WITHDRAW,
+        reason=reason,
+        actor=None,
+        audit_seq=event.seq,
+    )
+    return version

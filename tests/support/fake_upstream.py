@@ -42,6 +42,9 @@ class FakeUpstream:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm
+            # and the client's delayed ACK hold the body back ~40 ms, as no real engine does.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
