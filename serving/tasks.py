@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from serving.services import rollout
 from serving.services.telemetry import telemetry_content_purge
 
 
@@ -9,9 +10,6 @@ from serving.services.telemetry import telemetry_content_purge
 def telemetry_purge_task() -> None:
     """Run hourly by Celery beat: request content past its retention is cleared."""
     telemetry_content_purge()
-
-
-from serving.services import rollout
 
 
 @shared_task(name="serving.rollout_evaluate", ignore_result=False)
