@@ -6,6 +6,10 @@ training/ml; it knows nothing of Django and talks through files:
     python -m training.runner inspect PATH          # registry facts about a model, on stdout
     python -m training.runner convert-gguf SRC_DIR GGUF_FILE OUT_DIR
     python -m training.runner build-tiny OUT_DIR
+    python -m training.runner measure BASE_PATH PATH KIND MAX_NEW_TOKENS   # one JSON line
+
+`train` runs a compression job (merge, quantize, distill: training/ml/compress.py) when the
+spec's kind is one.
 
 `inspect` and `convert-gguf` print their progress first, as `phase` event lines, and their
 answer last, as one JSON line without a "type".
@@ -31,6 +35,8 @@ def train(spec_path: str) -> int:
     from training.ml.train import CheckpointSaveError, run_job
 
     spec = json.loads(Path(spec_path).read_text())
+    if spec.get("config", {}).get("kind") in ("merge", "quantize", "distill"):
+        from training.ml.compress import run_compress_job as run_job  # noqa: F811
     try:
         run_job(spec)
     except CheckpointSaveError as error:  # its message is complete as it stands
@@ -80,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     convert.add_argument("gguf_file")
     convert.add_argument("out_dir")
     sub.add_parser("build-tiny").add_argument("out_dir")
+    measure = sub.add_parser("measure")
+    for name in ("base_path", "path", "kind"):
+        measure.add_argument(name)
+    measure.add_argument("max_new_tokens", type=int)
     args = parser.parse_args(argv)
 
     if args.command == "train":
@@ -102,6 +112,17 @@ def main(argv: list[str] | None = None) -> int:
         from training.ml.tiny import build_tiny_model
 
         print(json.dumps({"path": str(build_tiny_model(args.out_dir))}))
+        return 0
+    if args.command == "measure":
+        from training.ml.compress import measure as measure_model
+
+        figures = measure_model(
+            base_path=args.base_path,
+            path=args.path,
+            kind=args.kind,
+            max_new_tokens=args.max_new_tokens,
+        )
+        print(json.dumps(figures))
         return 0
     return 1
 
