@@ -5,7 +5,8 @@ governance's to change, behind the gate and sign-off checks
 (governance.services.stages.model_version_stage_change); nothing here moves them."""
 
 from core.services.audit import audit_record
-from training.models import JobKind, ModelVersion, TrainingJob
+from training.hooks import version_created_notify
+from training.models import COMPRESSION_KINDS, JobKind, ModelVersion, TrainingJob
 
 
 def model_version_create_for_job(*, job: TrainingJob) -> ModelVersion:
@@ -18,6 +19,12 @@ def model_version_create_for_job(*, job: TrainingJob) -> ModelVersion:
     final_loss = _final_train_loss(job)
     if final_loss is not None:
         metrics["final_train_loss"] = final_loss
+    task = job.kind if job.kind in JobKind.values else JobKind.SFT
+    if job.kind in COMPRESSION_KINDS and job.parent_version is not None:
+        from training.services.compression import compression_figures  # it imports jobs
+
+        metrics["compression"] = compression_figures(job)
+        task = job.parent_version.task  # a compressed model does what its parent did
     version = ModelVersion.objects.create(
         project=job.project,
         name=f"{job.name} #{job.pk}",
@@ -25,7 +32,7 @@ def model_version_create_for_job(*, job: TrainingJob) -> ModelVersion:
         job=job,
         parent=job.parent_version,
         kind=result.get("kind", ModelVersion.Kind.FULL),
-        task=job.kind if job.kind in JobKind.values else JobKind.SFT,
+        task=task,
         path=result["path"],
         merged_path=result.get("merged_path", ""),
         base_weights_sha256=job.base_model.weights_sha256,
@@ -38,6 +45,7 @@ def model_version_create_for_job(*, job: TrainingJob) -> ModelVersion:
         target=version,
         data={"job": job.pk, "kind": version.kind, "files": version.checkpoint_sha256},
     )
+    version_created_notify(version)
     return version
 
 
