@@ -134,6 +134,7 @@ def compression_evaluate(*, version_id: int) -> dict[str, Any]:
     alpha = float(job.config.get("gate_alpha", DEFAULT_ALPHA))
     metric = job.config.get("gate_metric", "token_f1")
     actor = job.created_by
+    gate: dict[str, Any]
     try:
         sets = _parent_prompt_sets(parent)
         if not sets:

@@ -9,6 +9,7 @@ The spec is train.run_job's plus: parent_path / parent_kind / parent_base_path (
 version compressed, or the teacher), and for distill the prompts as `train_file`.
 """
 
+import contextlib
 import json
 import resource
 import shutil
@@ -125,12 +126,14 @@ def quantize(spec: dict[str, Any], final: Path, phases: Phases) -> dict[str, Any
         _save(_load_full(spec["base_path"], source, "adapter"), tokenizer, scratch)
         source = str(scratch)
     tokenizer = train_mod.load_tokenizer(source)
+    started = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(
         source, quantization_config=quant, dtype=torch.float32 if name.startswith("int8") else None
     )
     _save(model, tokenizer, final)
+    seconds = time.perf_counter() - started  # load, quantize and save: the merge left out
     shutil.rmtree(scratch, ignore_errors=True)
-    return {"metrics": {"quantization": name}}
+    return {"metrics": {"quantization": name, "quantize_seconds": seconds}}
 
 
 def _prompt_of(row: dict[str, Any]) -> list[dict[str, str]]:
@@ -243,8 +246,28 @@ def gkd_trainer(spec, model, tokenizer, train_ds, callbacks, args: dict[str, Any
 # --- measurements ------------------------------------------------------------------------
 
 
+def _status_bytes(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _peak_reset() -> int:
+    """Start counting the peak resident memory afresh (Linux: writing 5 to clear_refs
+    resets VmHWM), so the imports' transient peak is not taken for the model's; returns
+    the memory resident now."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    return _status_bytes("VmRSS") or _peak_rss_bytes()
+
+
 def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    peak = _status_bytes("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 @torch.no_grad()
@@ -260,7 +283,11 @@ def measure(
     at a time (as a request is served). Run in a fresh process: peak memory is the process's
     high-water mark less what it held before loading."""
     torch.manual_seed(0)
-    before = _peak_rss_bytes()
+    with contextlib.suppress(ImportError):
+        # A quantized model imports torchao as it loads: import it before the count
+        # starts, so the libraries' memory is not taken for the model's.
+        import torchao  # noqa: F401
+    before = _peak_reset()
     tokenizer = train_mod.load_tokenizer(path if kind != "base" else base_path)
     if kind == "adapter":
         model = _load_full(base_path, path, "adapter")
