@@ -235,3 +235,16 @@ def test_api_launches_a_compression_and_lists_the_family(engineer, compliance, p
     assert TrainingJob.objects.count() == 1
     assert listed.status_code == 200
     assert listed.json()["versions"][0]["id"] == parent.pk
+
+
+def test_job_page_of_a_compression_job_renders(client, engineer, project):
+    parent = model_version(project, "v1")
+    child = _child(parent, figures=FIGURES, gate=GATE)
+    client.force_login(engineer)
+
+    page = client.get(reverse("training:job", args=[project.pk, child.job.pk]))
+    version_page = client.get(reverse("training:version", args=[project.pk, child.pk]))
+
+    assert page.status_code == 200
+    assert version_page.status_code == 200
+    assert b'data-testid="compression-link"' in version_page.content

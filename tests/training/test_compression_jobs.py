@@ -168,3 +168,32 @@ def test_distilled_student_is_trained_on_the_teachers_answers(
     assert lineage_section(version=child).version["compression"]["kind"] == "distill"
     gate = _wait_gate(child)
     assert gate["status"] == "not_evaluated"
+
+
+def test_gkd_distills_a_lora_student_against_the_teacher(
+    celery_worker, engineer, project, tiny_base_model, data_files, tmp_path
+):
+    teacher = _lora_version(engineer, project, tiny_base_model, data_files)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"messages": [{"role": "user", "content": p}]}) + "\n" for p in PROMPTS)
+    )
+    with open(prompts, "rb") as handle:
+        stored = services.training_file_store(project=project, upload=handle, name="p.jsonl")
+
+    job = compression_job_create(
+        actor=engineer,
+        version=teacher,
+        kind="distill",
+        method="lora",
+        distill_method="gkd",
+        prompts_file=stored["path"],
+        values={**QUICK, "max_steps": 2, "per_device_train_batch_size": 2, "max_new_tokens": 6},
+    )
+    child = _child(job)
+
+    assert child.kind == ModelVersion.Kind.ADAPTER
+    assert child.parent_id == teacher.pk
+    assert child.job.result["distill"]["method"] == "gkd"
+    assert any("loss" in m.values for m in child.job.metrics.all())
+    assert child.metrics["compression"]["child"]["peak_memory_bytes"] > 0
