@@ -79,6 +79,7 @@ def test_merged_child_gives_the_adapters_logits(
     assert figures["child"]["cost_per_million_tokens"] > 0
     # The parent serves base + adapter; the merged child only its own weights.
     assert figures["child"]["size_bytes"] < figures["parent"]["size_bytes"]
+    assert _wait_gate(child)["status"] == "not_evaluated"  # the parent answered no prompt set
 
 
 def test_quantized_child_is_smaller_and_gated_against_its_parent(
@@ -197,3 +198,4 @@ def test_gkd_distills_a_lora_student_against_the_teacher(
     assert child.job.result["distill"]["method"] == "gkd"
     assert any("loss" in m.values for m in child.job.metrics.all())
     assert child.metrics["compression"]["child"]["peak_memory_bytes"] > 0
+    assert _wait_gate(child)["status"] == "not_evaluated"
