@@ -36,3 +36,14 @@ def ratings_bootstrap_task(bootstrap_id: int) -> None:
 )
 def metric_run_task(run_id: int) -> None:
     services.offline.metric_run_execute(run_id=run_id)
+
+
+@shared_task(
+    name="evaluation.compression_evaluate",
+    acks_late=True,
+    soft_time_limit=6 * 3600,
+    time_limit=6 * 3600 + 300,
+    ignore_result=True,
+)
+def compression_evaluate_task(version_id: int) -> None:
+    services.compression.compression_evaluate(version_id=version_id)

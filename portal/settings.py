@@ -14,6 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from portal.env import (
     env_bool,
+    env_choice,
+    env_float,
     env_int,
     env_list,
     env_networks,
@@ -340,6 +342,13 @@ TRAINING_MODEL_CACHE = env_str("TRAINING_MODEL_CACHE", str(VAR_DIR / "models"))
 # The only folders a "local directory" base model may come from (comma separated), besides
 # the cache above; never the portal's own training output under MEDIA_ROOT.
 TRAINING_MODEL_ROOTS = env_list("TRAINING_MODEL_ROOTS", [str(VAR_DIR / "models" / "local")])
+# What an hour of the machine that serves a model costs, for the compression comparison's
+# cost per million generated tokens: per CPU-hour (compressed children are measured on a
+# CPU) or per GPU-hour where the measurements come from GPU workers.
+COMPRESSION_PRICE_PER_HOUR = env_float("PORTAL_COMPUTE_PRICE_PER_HOUR", 0.10, minimum=0)
+COMPRESSION_PRICE_UNIT = env_choice(
+    "PORTAL_COMPUTE_PRICE_UNIT", "cpu-hour", ("cpu-hour", "gpu-hour")
+)
 # A started job whose worker sent no heartbeat for this long is marked failed (resumable).
 TRAINING_HEARTBEAT_STALE_SECONDS = env_int("TRAINING_HEARTBEAT_STALE_SECONDS", 90)
 

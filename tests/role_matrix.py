@@ -81,6 +81,8 @@ training:job_cancel                             POST     .   .   .   x   .   .
 training:job_resume                             POST     .   .   .   x   .   .
 training:versions                               GET      .   .   .   x   x   x
 training:version                                GET      .   .   .   x   x   x
+training:version_compression                    GET      .   .   .   x   x   x
+training:version_compression                    POST     .   .   .   x   .   .
 training:base_models                            GET      .   .   .   x   x   x
 training:base_models                            POST     .   .   .   x   .   .
 training:registration                           GET      .   .   .   x   x   x
@@ -195,6 +197,8 @@ training-api:api-sweep                          GET      .   .   .   x   x   x
 training-api:api-sweep-register-best            POST     .   .   .   x   .   .
 training-api:api-model-versions                 GET      .   .   .   x   x   x
 training-api:api-model-version                  GET      .   .   .   x   x   x
+training-api:api-model-version-compressions     GET      .   .   .   x   x   x
+training-api:api-model-version-compressions     POST     .   .   .   x   .   .
 training-api:api-base-models                    GET      .   .   .   x   x   x
 training-api:api-base-model                     GET      .   .   .   x   x   x
 training-api:api-base-model-registrations       GET      .   .   .   x   x   x

@@ -21,7 +21,9 @@ from core.pagination import CursorListQuery, PortalCursorPagination
 from core.parsers import StrictJSONParser
 from training import presets, selectors, services
 from training.models import BaseModel, JobKind, JobMethod, ModelVersion, TrainingJob
+from training.selectors.compression import compression_family
 from training.services.base_models import display_path, scrub_paths
+from training.services.compression import compression_job_create
 
 
 def _ts(value) -> int | None:
@@ -100,7 +102,10 @@ class JobOutput(serializers.ModelSerializer):
 
 class JobInput(StrictInput):
     model = serializers.IntegerField(help_text="Id of a base model (GET base_models/).")
-    kind = serializers.ChoiceField(choices=JobKind.choices, default=JobKind.SFT)
+    # Compression kinds start from a version: POST models/<id>/compressions/.
+    kind = serializers.ChoiceField(
+        choices=[c for c in JobKind.choices if c[0] in presets.KINDS], default=JobKind.SFT
+    )
     method = serializers.ChoiceField(choices=JobMethod.choices, default=JobMethod.LORA)
     name = serializers.CharField(required=False, allow_blank=True, default="")
     preset = serializers.ChoiceField(choices=list(presets.PRESETS), required=False)
@@ -677,3 +682,96 @@ class RegistrationDetailApi(ProjectApiView):
             project=self.access.project, registration_id=registration_id
         )
         return Response(RegistrationOutput(registration).data)
+
+
+class CompressionInput(StrictInput):
+    kind = serializers.ChoiceField(choices=["merge", "quantize", "distill"])
+    name = serializers.CharField(required=False, allow_blank=True, default="")
+    quantization = serializers.ChoiceField(
+        choices=["int8_weight_only", "bnb_int8", "bnb_nf4"], default="int8_weight_only"
+    )
+    student_model = serializers.IntegerField(
+        required=False,
+        help_text="Distill: id of the student's base model (default: the teacher's).",
+    )
+    method = serializers.ChoiceField(choices=["lora", "full"], default="lora")
+    distill_method = serializers.ChoiceField(choices=["sequence", "gkd"], default="sequence")
+    prompts_file = serializers.CharField(
+        required=False,
+        help_text="Distill: id of an uploaded JSONL of prompts (fine_tuning/files/).",
+    )
+    hyperparameters = serializers.DictField(required=False, default=dict)
+    gate_tolerance = serializers.FloatField(default=0.05, min_value=0, max_value=1)
+    gate_alpha = serializers.FloatField(default=0.05, min_value=0, max_value=1)
+
+
+def _family_body(family) -> dict[str, Any]:
+    return {
+        "parent": family.parent.pk,
+        "price": family.price,
+        "versions": [
+            {
+                "id": c.version.pk,
+                "name": c.version.name,
+                "compression": c.role,
+                "measurements": c.figures,
+                "gate": c.gate,
+            }
+            for c in family.columns
+        ],
+    }
+
+
+class CompressionListCreateApi(ProjectApiView):
+    """A version's compressed children side by side (GET) and a new compression (POST)."""
+
+    roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS}
+
+    @extend_schema(responses={200: serializers.JSONField()})
+    def get(self, request: Request, project_id: int, version_id: int) -> Response:
+        family = compression_family(project=self.access.project, version_id=version_id)
+        return Response(_family_body(family))
+
+    @extend_schema(request=CompressionInput, responses={201: JobOutput})
+    def post(self, request: Request, project_id: int, version_id: int) -> Response:
+        project = self.access.project
+        version = selectors.model_version_get(project=project, version_id=version_id)
+        payload = CompressionInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        errors: dict[str, list[str]] = {}
+        student = None
+        if data.get("student_model"):
+            student = _lookup(
+                errors,
+                "student_model",
+                selectors.base_model_get,
+                project=project,
+                base_model_id=data["student_model"],
+            )
+        prompts = None
+        if data.get("prompts_file"):
+            prompts = _lookup(
+                errors,
+                "prompts_file",
+                services.training_file_path,
+                project=project,
+                file_id=data["prompts_file"],
+            )
+        if errors:
+            raise DrfValidationError(errors)
+        job = compression_job_create(
+            actor=request.user,
+            version=version,
+            kind=data["kind"],
+            name=data["name"],
+            quantization=data["quantization"],
+            student_base=student,
+            method=data["method"],
+            distill_method=data["distill_method"],
+            prompts_file=prompts,
+            values=data["hyperparameters"],
+            gate_tolerance=data["gate_tolerance"],
+            gate_alpha=data["gate_alpha"],
+        )
+        return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)

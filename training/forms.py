@@ -56,7 +56,8 @@ class JobForm(forms.Form):
         help_text="Fills in kind, method and settings that suit a common goal; edit them after.",
     )
     kind = forms.ChoiceField(
-        choices=JobKind.choices,
+        # Compression kinds start from a version (CompressionForm), not from this form.
+        choices=[c for c in JobKind.choices if c[0] in presets.KINDS],
         initial=JobKind.SFT,
         help_text="SFT learns from demonstrations; a reward model and DPO learn from preference "
         "pairs; GRPO optimises a policy against a trained reward model.",
@@ -178,3 +179,50 @@ class PlaygroundForm(forms.Form):
         if not tokens.isdigit() or not 1 <= int(tokens) <= 1024:
             raise forms.ValidationError("Max new tokens: a whole number from 1 to 1024.")
         return data
+
+
+class CompressionForm(forms.Form):
+    """Compress a version: merge, quantize or distill (training.services.compression)."""
+
+    kind = forms.ChoiceField(
+        choices=[(k.value, k.label) for k in (JobKind.MERGE, JobKind.QUANTIZE, JobKind.DISTILL)]
+    )
+    name = forms.CharField(max_length=200, required=False)
+    quantization = forms.ChoiceField(
+        choices=[
+            ("int8_weight_only", "int8 weight-only (torchao, CPU)"),
+            ("bnb_int8", "8-bit (bitsandbytes, GPU only)"),
+            ("bnb_nf4", "4-bit NF4 (bitsandbytes, GPU only)"),
+        ],
+        required=False,
+        initial="int8_weight_only",
+    )
+    student_base = forms.ModelChoiceField(
+        queryset=BaseModel.objects.none(),
+        required=False,
+        help_text="Distill: the student's base model (by default the teacher's).",
+    )
+    method = forms.ChoiceField(
+        choices=[(JobMethod.LORA, "LoRA"), (JobMethod.FULL, "Full")],
+        initial=JobMethod.LORA,
+        required=False,
+    )
+    distill_method = forms.ChoiceField(
+        choices=[("sequence", "Sequence-level (SFT on the teacher's answers)"), ("gkd", "GKD")],
+        initial="sequence",
+        required=False,
+    )
+    prompts = forms.FileField(
+        required=False, help_text="Distill: a JSONL file of prompts the teacher answers."
+    )
+    max_steps = forms.IntegerField(min_value=1, required=False, initial=100)
+    gate_tolerance = forms.FloatField(
+        min_value=0,
+        max_value=1,
+        initial=0.05,
+        help_text="The largest drop in token F1 against the parent the child may show.",
+    )
+
+    def __init__(self, *args: Any, bases: Any = (), **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fields["student_base"].queryset = bases  # type: ignore[attr-defined]

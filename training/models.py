@@ -103,6 +103,14 @@ class JobKind(models.TextChoices):
     REWARD = "reward", "Reward model"
     DPO = "dpo", "DPO (direct preference)"
     GRPO = "grpo", "GRPO against a reward model"
+    # Compression of a registered version (training/ml/compress.py); the job's parent_version
+    # is the version compressed (for distill: the teacher; the student is the base model).
+    MERGE = "merge", "Merge an adapter into its base"
+    QUANTIZE = "quantize", "Post-training quantization"
+    DISTILL = "distill", "Distillation from a teacher"
+
+
+COMPRESSION_KINDS = (JobKind.MERGE, JobKind.QUANTIZE, JobKind.DISTILL)
 
 
 class JobMethod(models.TextChoices):

@@ -7,6 +7,10 @@ training/ml; it knows nothing of Django and talks through files:
     python -m training.runner convert-gguf SRC_DIR GGUF_FILE OUT_DIR
     python -m training.runner build-tiny OUT_DIR
     python -m training.runner merge-adapters OUT_DIR BASE_DIR ADAPTER_DIR...
+    python -m training.runner measure BASE_PATH PATH KIND MAX_NEW_TOKENS   # one JSON line
+
+`train` runs a compression job (merge, quantize, distill: training/ml/compress.py) when the
+spec's kind is one.
 
 `inspect` and `convert-gguf` print their progress first, as `phase` event lines, and their
 answer last, as one JSON line without a "type".
@@ -32,6 +36,8 @@ def train(spec_path: str) -> int:
     from training.ml.train import CheckpointSaveError, run_job
 
     spec = json.loads(Path(spec_path).read_text())
+    if spec.get("config", {}).get("kind") in ("merge", "quantize", "distill"):
+        from training.ml.compress import run_compress_job as run_job  # noqa: F811
     try:
         run_job(spec)
     except CheckpointSaveError as error:  # its message is complete as it stands
@@ -85,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     merge.add_argument("out_dir")
     merge.add_argument("base_dir")
     merge.add_argument("adapters", nargs="+")
+    measure = sub.add_parser("measure")
+    for name in ("base_path", "path", "kind"):
+        measure.add_argument(name)
+    measure.add_argument("max_new_tokens", type=int)
     args = parser.parse_args(argv)
 
     if args.command == "train":
@@ -115,6 +125,17 @@ def main(argv: list[str] | None = None) -> int:
             base_path=args.base_dir, adapters=args.adapters, out_dir=Path(args.out_dir)
         )
         print(json.dumps({"path": str(out)}))
+        return 0
+    if args.command == "measure":
+        from training.ml.compress import measure as measure_model
+
+        figures = measure_model(
+            base_path=args.base_path,
+            path=args.path,
+            kind=args.kind,
+            max_new_tokens=args.max_new_tokens,
+        )
+        print(json.dumps(figures))
         return 0
     return 1
 

@@ -13,6 +13,11 @@ urlpatterns = [
     path("training/jobs/<int:job_id>/resume/", views.job_resume, name="job_resume"),
     path("training/versions/", views.version_list, name="versions"),
     path("training/versions/<int:version_id>/", views.version_detail, name="version"),
+    path(
+        "training/versions/<int:version_id>/compression/",
+        views.version_compression,
+        name="version_compression",
+    ),
     path("training/base-models/", views.base_models, name="base_models"),
     path(
         "training/base-models/registrations/<int:registration_id>/",
@@ -63,6 +68,11 @@ api_urlpatterns = [
     ),
     path("models/", api.ModelVersionListApi.as_view(), name="api-model-versions"),
     path("models/<int:version_id>/", api.ModelVersionDetailApi.as_view(), name="api-model-version"),
+    path(
+        "models/<int:version_id>/compressions/",
+        api.CompressionListCreateApi.as_view(),
+        name="api-model-version-compressions",
+    ),
     path("base_models/", api.BaseModelListApi.as_view(), name="api-base-models"),
     path(
         "base_models/<int:base_model_id>/", api.BaseModelDetailApi.as_view(), name="api-base-model"

@@ -2,6 +2,7 @@
 the playground. Engineers launch and cancel; admins and compliance read."""
 
 import time
+from typing import Any
 
 from django.contrib import messages
 from django.core.cache import cache
@@ -16,8 +17,16 @@ from core.forms import form_errors_text, form_submit, validation_error_text
 from core.models import RoleSet
 from core.selectors import ProjectAccess
 from training import selectors, services, tasks
-from training.forms import BaseModelRegisterForm, JobForm, PlaygroundForm, presets_json
+from training.forms import (
+    BaseModelRegisterForm,
+    CompressionForm,
+    JobForm,
+    PlaygroundForm,
+    presets_json,
+)
 from training.selectors.compare import compare_ids, job_comparison
+from training.selectors.compression import compression_family
+from training.services.compression import compression_job_create
 
 PLAYGROUND_RESULT_TTL_S = 3600
 
@@ -244,6 +253,71 @@ def version_detail(request: HttpRequest, access: ProjectAccess, version_id: int)
         "metrics": {k: v for k, v in version.metrics.items() if k != "sanity"},
     }
     return render(request, "training/version.html", context)
+
+
+def _compress(request: HttpRequest, access: ProjectAccess, version: Any, data: dict) -> Any:
+    """Store the prompts upload (distill) and queue the compression: one service each."""
+    prompts = None
+    if data.get("prompts"):
+        upload = data["prompts"]
+        prompts = services.training_file_store(
+            project=access.project,
+            upload=upload,
+            name=upload.name,
+            actor=request.user,
+            field="prompts",
+        )["path"]
+    return compression_job_create(
+        actor=request.user,
+        version=version,
+        kind=data["kind"],
+        name=data["name"],
+        quantization=data["quantization"] or "int8_weight_only",
+        student_base=data["student_base"],
+        method=data["method"] or "lora",
+        distill_method=data["distill_method"] or "sequence",
+        prompts_file=prompts,
+        values={"max_steps": data["max_steps"]} if data.get("max_steps") else {},
+        gate_tolerance=data["gate_tolerance"],
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@project_page({"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS})
+def version_compression(
+    request: HttpRequest, access: ProjectAccess, version_id: int
+) -> HttpResponse:
+    """A version and its compressed children side by side, and (engineers) a form to
+    compress it: merge, quantize or distill."""
+    version = selectors.model_version_get(project=access.project, version_id=version_id)
+    bases = selectors.base_model_list_for_project(project=access.project)
+    form = CompressionForm(request.POST or None, request.FILES or None, bases=bases)
+    if request.method == "POST":
+        job = form_submit(form, lambda data: _compress(request, access, version, data))
+        if job is not None:
+            messages.success(request, f"Compression job {job.name} queued.")
+            return redirect("training:job", access.project.pk, job.pk)
+    family = compression_family(project=access.project, version_id=version.pk)
+    charts_by_key = {}
+    for key, title, label in (
+        ("size_bytes", "Size on disk", "bytes"),
+        ("tokens_per_second", "Tokens per second (CPU, one request)", "tokens/s"),
+        ("cost_per_million_tokens", f"Cost per 1M tokens ({family.price['unit']})", "cost"),
+    ):
+        names, values = family.series(key)
+        charts_by_key[key] = charts.bar_chart(
+            categories=names, values=values, title=title, y_label=label
+        )
+    context = {
+        "access": access,
+        "project": access.project,
+        "version": version,
+        "family": family,
+        "charts": charts_by_key,
+        "form": form,
+        "can_launch": access.has(*RoleSet.ENGINEERS),
+    }
+    return render(request, "training/compression.html", context)
 
 
 @require_http_methods(["GET", "POST"])

@@ -1,7 +1,7 @@
 """Services for prompt sets, generations, blind pairwise campaigns, ratings, offline metrics,
 fairness slices and regression gates."""
 
-from evaluation.services import campaigns, gates, offline, prompts
+from evaluation.services import campaigns, compression, gates, offline, prompts
 from evaluation.services.campaigns import (
     campaign_close,
     campaign_create,
@@ -29,6 +29,7 @@ __all__ = [
     "campaign_create",
     "campaign_export_preferences",
     "campaigns",
+    "compression",
     "contestant_create",
     "gate_create",
     "gate_run",

@@ -203,6 +203,10 @@ def build_trainer(spec, model, tokenizer, train_ds, eval_ds, callbacks, precisio
     kind = cfg["kind"]
     args = _common_args(spec, precision, eval_ds is not None)
     max_length = int(cfg["max_length"])
+    if kind == "sft" and spec.get("teacher_path"):
+        from training.ml.compress import gkd_trainer
+
+        return gkd_trainer(spec, model, tokenizer, train_ds, callbacks, args)
     if kind == "sft":
         from trl import SFTConfig, SFTTrainer
 
@@ -579,8 +583,9 @@ def sanity_check(model, tokenizer, rows, cfg, tuned: dict[str, float], tick=_no_
 # --- the job -------------------------------------------------------------------------------
 
 
-def run_job(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train one job; the returned dict is also emitted as the final `result` event. Each
+def run_job(spec: dict[str, Any], *, emit_result: bool = True) -> dict[str, Any]:
+    """Train one job; the returned dict is also emitted as the final `result` event (unless
+    `emit_result` is off: a distillation job measures its student before it ends). Each
     phase is announced as it starts and reports its progress (see `Phases`)."""
     started = time.perf_counter()
     cfg = spec["config"]
@@ -706,6 +711,7 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         result["merged_path"] = str(merged)
     result["seconds"] = time.perf_counter() - started
     write_json(out_dir / "result.json", result)
-    events.emit("result", result=result)
+    if emit_result:
+        events.emit("result", result=result)
     events.close()
     return result

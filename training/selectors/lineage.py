@@ -46,6 +46,10 @@ def _version_row(v: ModelVersion) -> dict[str, Any]:
         "base_weights_sha256": v.base_weights_sha256,
         "checkpoint_sha256": dict(sorted(v.checkpoint_sha256.items())),
         "metrics": json_finite(v.metrics),
+        # A compressed child (merge, quantize, distill): its and its parent's size, memory,
+        # speed and cost, and its quality gate against the parent (both also in `metrics`).
+        "compression": json_finite(v.metrics.get("compression")),
+        "compression_gate": json_finite(v.metrics.get("compression_gate")),
         "created_at": json_time(v.created_at),
     }
 

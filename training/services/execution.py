@@ -202,6 +202,7 @@ def _spec(job: TrainingJob, workdir: Path, train: str, validation: str | None) -
     if job.parent_version is not None:
         spec["parent_path"] = job.parent_version.path
         spec["parent_kind"] = job.parent_version.kind
+        spec["parent_base_path"] = job.parent_version.base_model.path
     if job.reward_version is not None:
         reward = job.reward_version
         spec["reward_model_path"] = reward.merged_path or reward.path
@@ -409,9 +410,9 @@ def training_job_execute(*, job_id: int) -> None:
     stale-job sweep."""
     if not job_claim(TrainingJob, pk=job_id, to=JobStatus.PREFLIGHT, worker=socket.gethostname()):
         return
-    job = TrainingJob.objects.select_related("base_model", "parent_version", "reward_version").get(
-        pk=job_id
-    )
+    job = TrainingJob.objects.select_related(
+        "base_model", "parent_version__base_model", "reward_version"
+    ).get(pk=job_id)
     try:
         _execute(job)
     finally:

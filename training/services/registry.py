@@ -10,7 +10,8 @@ from django.conf import settings
 from django.db import transaction
 
 from core.services.audit import audit_record
-from training.models import JobKind, ModelVersion, TrainingJob
+from training.hooks import version_created_notify
+from training.models import COMPRESSION_KINDS, JobKind, ModelVersion, TrainingJob
 from training.services.base_models import runner_call
 
 
@@ -24,6 +25,12 @@ def model_version_create_for_job(*, job: TrainingJob) -> ModelVersion:
     final_loss = _final_train_loss(job)
     if final_loss is not None:
         metrics["final_train_loss"] = final_loss
+    task = job.kind if job.kind in JobKind.values else JobKind.SFT
+    if job.kind in COMPRESSION_KINDS and job.parent_version is not None:
+        from training.services.compression import compression_figures  # it imports jobs
+
+        metrics["compression"] = compression_figures(job)
+        task = job.parent_version.task  # a compressed model does what its parent did
     version = ModelVersion.objects.create(
         project=job.project,
         name=f"{job.name} #{job.pk}",
@@ -31,7 +38,7 @@ def model_version_create_for_job(*, job: TrainingJob) -> ModelVersion:
         job=job,
         parent=job.parent_version,
         kind=result.get("kind", ModelVersion.Kind.FULL),
-        task=job.kind if job.kind in JobKind.values else JobKind.SFT,
+        task=task,
         path=result["path"],
         merged_path=result.get("merged_path", ""),
         base_weights_sha256=job.base_model.weights_sha256,
@@ -44,6 +51,7 @@ def model_version_create_for_job(*, job: TrainingJob) -> ModelVersion:
         target=version,
         data={"job": job.pk, "kind": version.kind, "files": version.checkpoint_sha256},
     )
+    version_created_notify(version)
     return version
 
 
