@@ -16,8 +16,8 @@ accept_leakage: false        # optional, for a snapshot whose leakage check foun
 parent_version: 3            # optional: continue from this model version
 reward_version: 4            # GRPO: the reward-model version
 
-A key this file does not know (`num_processes` at the top level, a typo) is refused with its name, as the API
-refuses one: ignored, it would look as if it had taken effect.
+A key this file does not know (`num_processes` at the top level, a typo) is refused with its
+name, as the API refuses one: ignored, it would look as if it had taken effect.
 """
 
 import time
