@@ -282,7 +282,9 @@ def resolve_processes(config: dict[str, Any], *, gpus: int) -> dict[str, Any]:
     config["num_processes"] = processes
     per_step = int(config["per_device_train_batch_size"]) * processes
     wanted = int(config.get("effective_batch_size") or 0)
-    if wanted and wanted % per_step == 0:
+    if wanted and wanted % per_step:
+        return config  # check_launch names it
+    if wanted:
         config["gradient_accumulation_steps"] = wanted // per_step
     config["effective_batch_size"] = per_step * int(config["gradient_accumulation_steps"])
     return config
