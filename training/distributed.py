@@ -240,6 +240,15 @@ def launch_command(
     ]
 
 
+def launch_env(record: dict[str, Any]) -> dict[str, str]:
+    """Environment for the launcher: on a CPU, each process gets its share of the cores
+    (torchrun would otherwise pin every process to one thread)."""
+    processes = int(record.get("world_size") or 1)
+    if processes <= 1 or record.get("device") != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
+
+
 def check_launch(config: dict[str, Any], *, gpus: int) -> dict[str, str]:
     """Problems (per setting) of a job's resolved settings on workers with `gpus` GPUs each
     (0: CPU only). Call after `resolve_processes`."""

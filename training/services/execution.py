@@ -414,7 +414,12 @@ def _execute(job: TrainingJob) -> None:
     spec_path = workdir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
     log_path = workdir / "runner.log"
-    child_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    child_env = {
+        **os.environ,
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+        **distributed.launch_env(launch),
+    }
     with open(log_path, "ab") as log_file:
         child = subprocess.Popen(  # noqa: S603 - our runner, fixed argv
             runner_command(spec_path, launch, launch_paths),
