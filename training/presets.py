@@ -380,6 +380,8 @@ def relevant_settings(config: dict[str, Any], *, kind: str, method: str) -> dict
     return {
         name: value
         for name, value in config.items()
-        if kind in ONLY_FOR_KIND.get(name, (kind,))
+        # `launch` records how the job ran (training/distributed.py), not a setting.
+        if name != "launch"
+        and kind in ONLY_FOR_KIND.get(name, (kind,))
         and method in ONLY_FOR_METHOD.get(name, (method,))
     }

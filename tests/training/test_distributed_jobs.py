@@ -88,7 +88,8 @@ def test_two_process_ddp_on_cpu_trains_both_ranks_and_matches_one_process(
         single.result["train_metrics"]["train_loss"], rel=0.05
     )
     dossier_job = next(j for j in lineage_section(version=ddp.model_version).jobs)
-    assert dossier_job["config"]["launch"]["accelerate_config"]["distributed_type"] == "MULTI_CPU"
+    assert dossier_job["launch"]["accelerate_config"]["distributed_type"] == "MULTI_CPU"
+    assert dossier_job["launch"]["world_size"] == 2
 
 
 def test_launch_job_prints_the_world_size_when_the_job_starts(

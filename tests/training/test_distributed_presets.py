@@ -288,3 +288,37 @@ def test_scaling_settings_reach_the_trainer_config(
     assert trainer_args.gradient_checkpointing is True
     assert trainer_args.bf16 is False
     assert trainer_args.fp16 is False
+
+
+@pytest.mark.django_db
+def test_job_page_shows_processes_batch_precision_and_checkpointing(
+    client, engineer, project, tiny_base_model, data_files, settings
+):
+    settings.TRAINING_WORKER_GPUS = 0
+    job = services.training_job_create(
+        actor=engineer,
+        project=project,
+        name="scaled",
+        kind="sft",
+        method="lora",
+        base_model=tiny_base_model,
+        values={
+            **QUICK,
+            "per_device_train_batch_size": 2,
+            "gradient_accumulation_steps": 3,
+            "num_processes": 2,
+            "gradient_checkpointing": True,
+        },
+        train_file=str(data_files["sft_train"]),
+    )
+    client.force_login(engineer)
+
+    response = client.get(reverse("training:job", args=[project.pk, job.pk]))
+
+    page = " ".join(response.content.decode().split())
+    assert response.status_code == 200
+    assert "2 processes · ddp over gloo" in page
+    assert "batch 2 per process × 3 accumulation = effective batch" in page
+    assert 'data-testid="effective-batch">12<' in page
+    assert "gradient checkpointing on" in page
+    assert "MULTI_CPU" in page
