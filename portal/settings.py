@@ -351,6 +351,9 @@ COMPRESSION_PRICE_UNIT = env_choice(
 )
 # A started job whose worker sent no heartbeat for this long is marked failed (resumable).
 TRAINING_HEARTBEAT_STALE_SECONDS = env_int("TRAINING_HEARTBEAT_STALE_SECONDS", 90)
+# GPUs on each machine of the `gpu` queue, for checking a job's processes, strategy and
+# precision before it is queued; -1 counts this machine's (where web and worker share one).
+TRAINING_WORKER_GPUS = env_int("TRAINING_WORKER_GPUS", -1)
 
 # Where links from outside (an MLflow run's tags) point back to: the portal's public origin,
 # e.g. https://portal.example.org. Empty: such links carry the page's path only.

@@ -35,6 +35,15 @@ def _field_for(name: str, spec: presets.Field) -> forms.Field:
 
 # Which settings each section of the form shows; the rest sit under "Training".
 SECTIONS = {
+    "Scaling": (
+        "num_processes",
+        "distributed_strategy",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "effective_batch_size",
+        "precision",
+        "gradient_checkpointing",
+    ),
     "LoRA": ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"),
     "Partial": ("trainable_layers", "train_head"),
     "Prompt tuning": ("num_virtual_tokens",),

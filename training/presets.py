@@ -59,6 +59,29 @@ FIELDS: dict[str, Field] = {
         1,
         1024,
     ),
+    "effective_batch_size": Field(
+        0,
+        "Rows per optimizer step over all processes (batch size x accumulation x processes); "
+        "given, it sets the accumulation steps; 0 computes it from them.",
+        int,
+        0,
+        1 << 16,
+    ),
+    "num_processes": Field(
+        0,
+        "Processes the job trains in, one per GPU; 0 means one per GPU of the worker (1 on a "
+        "CPU-only worker, where 2 or more run data parallel over gloo).",
+        int,
+        0,
+        64,
+    ),
+    "distributed_strategy": Field(
+        "ddp",
+        "How several processes share the work: ddp (each holds the whole model), fsdp, or "
+        "DeepSpeed ZeRO stage 2 or 3 (zero2, zero3) which shard it across GPUs.",
+        str,
+        choices=("ddp", "fsdp", "zero2", "zero3"),
+    ),
     "weight_decay": Field(0.0, "AdamW decoupled weight decay.", float, 0, 1),
     "optim": Field(
         "adamw_torch",
@@ -357,6 +380,8 @@ def relevant_settings(config: dict[str, Any], *, kind: str, method: str) -> dict
     return {
         name: value
         for name, value in config.items()
-        if kind in ONLY_FOR_KIND.get(name, (kind,))
+        # `launch` records how the job ran (training/distributed.py), not a setting.
+        if name != "launch"
+        and kind in ONLY_FOR_KIND.get(name, (kind,))
         and method in ONLY_FOR_METHOD.get(name, (method,))
     }

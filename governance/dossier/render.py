@@ -167,6 +167,8 @@ def _training_yaml(jobs: list[dict[str, Any]]) -> bytes:
             "method": job["method"],
             "seed": job["seed"],
             "config": job["settings"],
+            # World size, strategy and the accelerate / DeepSpeed files the job ran with.
+            "launch": job.get("launch") or {"world_size": 1},
             "data": job["data"],
             "environment": job["environment"],
             "checkpoint_sha256": job["checkpoint_sha256"],

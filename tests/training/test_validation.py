@@ -55,7 +55,7 @@ def test_launch_job_refuses_an_unknown_setting_under_hyperparameters(
 def test_the_service_names_an_unknown_setting_and_a_context_length_error_together(
     engineer, project, tiny_base_model, data_files
 ):
-    values = {**QUICK, "num_processes": 2, "max_length": 100_000}
+    values = {**QUICK, "tensor_parallel": 2, "max_length": 100_000}
 
     with pytest.raises(ValidationError) as refused:
         services.training_job_create(
@@ -71,7 +71,7 @@ def test_the_service_names_an_unknown_setting_and_a_context_length_error_togethe
         )
 
     errors = refused.value.message_dict
-    assert errors["num_processes"] == ["unknown setting."]
+    assert errors["tensor_parallel"] == ["unknown setting."]
     assert "exceeds the model's context of 512" in errors["max_length"][0]
     assert "does not exist" in errors["eval_file"][0]
     assert not TrainingJob.objects.exists()

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import distributed as dist
 from transformers import TrainerCallback
 
 from training.ml.modelio import hash_directory
@@ -197,6 +199,17 @@ class CancelCallback(TrainerCallback):
         self.cancelled = False
         self.orphaned = False
 
+    def _agreed(self, stop: bool, device) -> bool:
+        """Across processes, stop when any of them saw the cancel: a rank that stepped on
+        alone would wait forever for the others' gradients."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return stop
+        flag = torch.tensor([1 if stop else 0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and not stop:
+            self.cancelled = True
+        return bool(flag.item())
+
     def should_stop(self) -> bool:
         if self.cancel_file is not None and self.cancel_file.exists():
             self.cancelled = True
@@ -205,7 +218,7 @@ class CancelCallback(TrainerCallback):
         return self.cancelled or self.orphaned
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.should_stop():
+        if self._agreed(self.should_stop(), args.device):
             reason = "cancel requested" if self.cancelled else "the worker went away"
             self.events.log(f"Stopping at step {state.global_step}: {reason}.", "warning")
             control.should_save = True

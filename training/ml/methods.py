@@ -116,18 +116,35 @@ def estimate(
     batch_tokens: int,
     hidden_size: int,
     layers: int,
-) -> dict[str, float]:
-    """Rough figures for a person to sanity-check a job before it takes a GPU.
+    world_size: int = 1,
+    strategy: str = "ddp",
+    gradient_checkpointing: bool = False,
+) -> dict[str, Any]:
+    """Rough figures for a person to sanity-check a job before it takes a GPU; memory is
+    per process (one GPU).
 
     FLOPs: 6·N·T when every weight trains (2 forward, 4 backward); with frozen weights the
     backward still flows through them for activations but skips weight gradients, ~4·N·T.
     Memory: weights + gradients and two AdamW moments (fp32) for the trainable part, plus
     activations (~34·hidden·tokens per layer in the batch, Korthikanti et al. 2022).
+    Gradient checkpointing keeps only each layer's input (~2·hidden·tokens) and recomputes
+    one layer at a time. Across processes, ZeRO-2 shards gradients and optimizer state,
+    ZeRO-3 and FSDP the weights as well; DDP replicates everything.
     """
     flops_per_token = (6 if trainable >= total * 0.5 else 4) * total
+    world = max(1, world_size)
+    sharded = world > 1 and strategy in ("fsdp", "zero2", "zero3")
     weights = total * bytes_per_param
+    if world > 1 and strategy in ("fsdp", "zero3"):
+        weights = weights // world
     optimizer = trainable * (4 + 4 + 4)
-    activations = 34 * hidden_size * batch_tokens * max(1, layers) * bytes_per_param // 2
+    if sharded:
+        optimizer = optimizer // world
+    per_layer = 34 * hidden_size * batch_tokens * bytes_per_param // 2
+    if gradient_checkpointing:
+        activations = 2 * hidden_size * batch_tokens * bytes_per_param * max(1, layers) + per_layer
+    else:
+        activations = per_layer * max(1, layers)
     return {
         "trainable_params": trainable,
         "total_params": total,
@@ -135,4 +152,11 @@ def estimate(
         "train_tokens": tokens,
         "flops": float(flops_per_token) * tokens,
         "memory_bytes": float(weights + optimizer + activations),
+        "memory_breakdown": {
+            "weights": float(weights),
+            "gradients_and_optimizer": float(optimizer),
+            "activations": float(activations),
+        },
+        "world_size": world,
+        "memory_scope": "per process" if world > 1 else "whole job",
     }

@@ -112,6 +112,16 @@ def environment() -> dict[str, Any]:
     return {"libraries": libs, "hardware": hardware}
 
 
+def world_size(cfg: dict) -> int:
+    """Processes training this job: WORLD_SIZE from the launcher, else the job's setting."""
+    return int(os.environ.get("WORLD_SIZE") or cfg.get("num_processes") or 1)
+
+
+def process_rank() -> int:
+    """This process's rank among the job's processes (0 when it trains alone)."""
+    return int(os.environ.get("RANK") or 0)
+
+
 def _precision(cfg: dict) -> str:
     wanted = cfg.get("precision", "auto")
     if not torch.cuda.is_available():
@@ -410,7 +420,10 @@ def preflight(
     max_length = int(cfg["max_length"])
     too_long = sum(1 for n in lengths if n > max_length)
     epochs = float(cfg["num_train_epochs"])
-    per_step = int(cfg["per_device_train_batch_size"]) * int(cfg["gradient_accumulation_steps"])
+    world = world_size(cfg)
+    per_step = (
+        int(cfg["per_device_train_batch_size"]) * int(cfg["gradient_accumulation_steps"]) * world
+    )
     steps = int(cfg.get("max_steps") or 0) or math.ceil(len(rows) / per_step * epochs)
     mean_len = sum(min(n, max_length) for n in lengths) / len(lengths)
     train_tokens = int(mean_len * per_step * steps)
@@ -426,6 +439,9 @@ def preflight(
         batch_tokens=int(cfg["per_device_train_batch_size"]) * int(min(max(lengths), max_length)),
         hidden_size=int(getattr(config, "hidden_size", 0) or 0),
         layers=int(getattr(config, "num_hidden_layers", 0) or 0),
+        world_size=world,
+        strategy=str(cfg.get("distributed_strategy") or "ddp"),
+        gradient_checkpointing=bool(cfg.get("gradient_checkpointing")),
     )
     figures.update(
         rows=len(rows),
@@ -433,6 +449,11 @@ def preflight(
         max_tokens_per_row=max(lengths),
         mean_tokens_per_row=mean_len,
         rows_truncated=too_long,
+        effective_batch_size=per_step,
+        per_device_train_batch_size=int(cfg["per_device_train_batch_size"]),
+        gradient_accumulation_steps=int(cfg["gradient_accumulation_steps"]),
+        gradient_checkpointing=bool(cfg.get("gradient_checkpointing")),
+        precision=_precision(cfg),
     )
     if too_long:
         events.log(
@@ -583,10 +604,63 @@ def sanity_check(model, tokenizer, rows, cfg, tuned: dict[str, float], tick=_no_
 # --- the job -------------------------------------------------------------------------------
 
 
+def _prepared_model(spec: dict, tokenizer, precision: str):
+    cfg = spec["config"]
+    model = load_model(spec, tokenizer, _dtype(precision) if precision != "fp32" else torch.float32)
+    if cfg.get("gradient_checkpointing"):
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    return methods.apply_method(model, cfg, cfg["kind"])
+
+
+def _run_other_rank(spec: dict[str, Any], rank: int) -> dict[str, Any]:
+    """A rank above 0 trains its share of every batch and takes part in the collective
+    saves, but writes nothing of the job's own: its events (metrics included) go to a file
+    of its own for debugging, and only a start and an end line reach the job's log."""
+    cfg = spec["config"]
+    kind = cfg["kind"]
+    out_dir = Path(spec["output_dir"])
+    world = world_size(cfg)
+    shared = EventWriter(spec.get("events_file"))
+    events = EventWriter(out_dir / f"events.rank{rank}.jsonl")
+    shared.log(f"Rank {rank} of {world} started (pid {os.getpid()}).")
+    set_seed(int(cfg["seed"]))
+    precision = _precision(cfg)
+    tokenizer = load_tokenizer(spec["base_path"])
+    train_rows = data_mod.load_rows(spec["train_file"], kind)
+    eval_rows = data_mod.load_rows(spec["eval_file"], kind) if spec.get("eval_file") else None
+    model = _prepared_model(spec, tokenizer, precision)
+
+    from datasets import Dataset
+
+    train_ds = Dataset.from_list(train_rows)
+    eval_ds = Dataset.from_list(eval_rows) if eval_rows and kind != "grpo" else None
+    cancel_cb = CancelCallback(events, spec.get("cancel_file"))
+    callbacks = [MetricsCallback(events), cancel_cb]
+    if eval_ds is not None and int(cfg.get("early_stopping_patience") or 0):
+        callbacks.append(EarlyStoppingCallback(int(cfg["early_stopping_patience"])))
+    trainer = build_trainer(spec, model, tokenizer, train_ds, eval_ds, callbacks, precision)
+    trainer.train(resume_from_checkpoint=spec.get("resume_from_checkpoint") or None)
+    if not (cancel_cb.cancelled or cancel_cb.orphaned):
+        trainer.save_model(str(out_dir / "final"))  # a collective for FSDP and ZeRO-3
+    tokens = int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0)
+    shared.log(
+        f"Rank {rank} of {world} finished: {trainer.state.global_step} optimizer steps, "
+        f"{tokens} tokens seen by all ranks."
+    )
+    events.emit("rank_done", rank=rank, global_step=trainer.state.global_step, tokens_seen=tokens)
+    events.close()
+    shared.close()
+    return {"status": "rank_done", "rank": rank}
+
+
 def run_job(spec: dict[str, Any], *, emit_result: bool = True) -> dict[str, Any]:
     """Train one job; the returned dict is also emitted as the final `result` event (unless
     `emit_result` is off: a distillation job measures its student before it ends). Each
     phase is announced as it starts and reports its progress (see `Phases`)."""
+    rank = process_rank()
+    if rank:
+        return _run_other_rank(spec, rank)
     started = time.perf_counter()
     cfg = spec["config"]
     kind = cfg["kind"]
@@ -594,8 +668,15 @@ def run_job(spec: dict[str, Any], *, emit_result: bool = True) -> dict[str, Any]
     out_dir.mkdir(parents=True, exist_ok=True)
     events = EventWriter(spec.get("events_file"))
     phases = Phases(events)
-    events.emit("environment", environment=environment())
+    world = world_size(cfg)
+    events.emit("environment", environment={**environment(), "world_size": world})
     events.emit("state", state="preflight")
+    if world > 1:
+        events.log(
+            f"World size {world}: rank 0 of {world} "
+            f"({cfg.get('distributed_strategy', 'ddp')}) writes the job's metrics, checkpoints "
+            "and model."
+        )
     phases.start("loading_model", "Loading the model and the data")
     set_seed(int(cfg["seed"]))
     precision = _precision(cfg)
@@ -607,11 +688,7 @@ def run_job(spec: dict[str, Any], *, emit_result: bool = True) -> dict[str, Any]
         + (f" and {len(eval_rows)} validation rows" if eval_rows else "")
         + "."
     )
-    model = load_model(spec, tokenizer, _dtype(precision) if precision != "fp32" else torch.float32)
-    if cfg.get("gradient_checkpointing"):
-        model.gradient_checkpointing_enable()
-        model.config.use_cache = False
-    model = methods.apply_method(model, cfg, kind)
+    model = _prepared_model(spec, tokenizer, precision)
     figures = preflight(model, tokenizer, train_rows, cfg, kind, out_dir, events, phases, eval_rows)
     # The pre-flight's own figure covers everything since the runner started (loading too).
     figures["estimate_seconds"]["preflight"] = time.perf_counter() - started
@@ -665,12 +742,13 @@ def run_job(spec: dict[str, Any], *, emit_result: bool = True) -> dict[str, Any]
 
     phases.start("saving_model", "Saving and hashing the final model")
     final_dir = out_dir / "final"
-    trainer.save_model(str(final_dir))
+    trainer.save_model(str(final_dir))  # every rank: FSDP and ZeRO-3 gather the weights
     tokenizer.save_pretrained(final_dir)
     trained = trainer.model
     is_peft = cfg["method"] in ("lora", "prompt_tuning")
     result: dict[str, Any] = {
         "status": "succeeded",
+        "world_size": world,
         "path": str(final_dir),
         "kind": "adapter" if is_peft else "full",
         "files": hash_directory(final_dir),

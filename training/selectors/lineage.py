@@ -80,6 +80,8 @@ def _job_row(job: TrainingJob) -> dict[str, Any]:
             dict(sorted(relevant_settings(job.config, kind=job.kind, method=job.method).items()))
         ),
         "seed": job.seed,
+        # How the job ran across processes, with the accelerate / DeepSpeed files it wrote.
+        "launch": json_finite(job.config.get("launch") or {"world_size": 1}),
         "environment": json_finite(job.environment),
         "checkpoint_sha256": dict(sorted(job.checkpoint_sha256.items())),
         "result": json_finite(job.result),

@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from core.services.jobs import (
     job_running,
     job_settle,
 )
+from training import distributed
 from training.models import (
     TrainingJob,
     TrainingLogLine,
@@ -65,37 +65,14 @@ LOG_LINE_LIMIT = 4000
 
 
 def gpu_count() -> int:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return 0
-    try:
-        out = subprocess.run(  # noqa: S603 - fixed argv
-            [smi, "-L"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+    return distributed.visible_gpus()
 
 
-def runner_command(spec_path: Path) -> list[str]:
-    """One process per GPU through accelerate when several are visible, else plain python."""
-    gpus = gpu_count()
-    if gpus > 1:
-        return [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--num_processes",
-            str(gpus),
-            "-m",
-            "training.runner",
-            "train",
-            str(spec_path),
-        ]
-    return [sys.executable, "-m", "training.runner", "train", str(spec_path)]
+def runner_command(spec_path: Path, launch: dict[str, Any], paths: dict[str, str]) -> list[str]:
+    """Plain python for one process; torchrun (CPU) or `accelerate launch` (GPU) for more."""
+    return distributed.launch_command(
+        ["train", str(spec_path)], launch, paths, port=distributed.free_port()
+    )
 
 
 def git_commit() -> str:
@@ -444,20 +421,33 @@ def _execute(job: TrainingJob) -> None:
         return
     follower.start_mirror()
     spec = _spec(job, workdir, train, validation)
+    launch = job.config.get("launch") or {"world_size": 1, "strategy": "single"}
+    launch_paths = distributed.write_launch_files(launch, workdir)
+    spec["world_size"] = int(launch.get("world_size") or 1)
     spec_path = workdir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
     log_path = workdir / "runner.log"
-    child_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    child_env = {
+        **os.environ,
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+        **distributed.launch_env(launch),
+    }
     with open(log_path, "ab") as log_file:
         child = subprocess.Popen(  # noqa: S603 - our runner, fixed argv
-            runner_command(spec_path),
+            runner_command(spec_path, launch, launch_paths),
             cwd=settings.BASE_DIR,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=child_env,
             start_new_session=True,
         )
-    follower.log(f"Runner started (pid {child.pid}) on {socket.gethostname()}.")
+    follower.log(
+        f"Runner started (pid {child.pid}) on {socket.gethostname()}; world size "
+        f"{spec['world_size']} ({launch.get('strategy')}"
+        + (f" over {launch['backend']}" if launch.get("backend") else "")
+        + ")."
+    )
     cancel_seen_at: float | None = None
     last_beat = 0.0
     try:

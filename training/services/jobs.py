@@ -20,7 +20,7 @@ from core import at_rest, keys, realtime
 from core.models import JOB_ACTIVE, JobStatus, Project, User
 from core.services.audit import audit_record
 from core.services.jobs import job_cancel_request, jobs_sweep_dead
-from training import presets, tasks
+from training import distributed, presets, tasks
 from training.models import (
     BaseModel,
     JobKind,
@@ -240,6 +240,12 @@ def _check_lineage(
         raise ValidationError(errors)
 
 
+def worker_gpus() -> int:
+    """GPUs on each training worker (TRAINING_WORKER_GPUS, or this machine's count)."""
+    configured = int(settings.TRAINING_WORKER_GPUS)
+    return configured if configured >= 0 else distributed.visible_gpus()
+
+
 @transaction.atomic
 def training_job_create(
     *,
@@ -281,6 +287,12 @@ def training_job_create(
     except presets.ConfigError as error:
         for field, message in error.errors.items():
             _refuse(errors, field, message)
+    if config:
+        gpus = worker_gpus()
+        config = distributed.resolve_processes(config, gpus=gpus)
+        for field, message in distributed.check_launch(config, gpus=gpus).items():
+            _refuse(errors, field, message)
+        config["launch"] = distributed.launch_record(config, gpus=gpus)
     _gather(
         errors,
         _check_lineage,

@@ -9,13 +9,15 @@ base_model: SmolLM2-135M-Instruct   # name or id; "default" registers the packag
 preset: lora-quick           # optional
 train_file: data/train.jsonl # or snapshot: <id>
 eval_file: data/val.jsonl    # optional
-hyperparameters: {max_steps: 50, learning_rate: 2.0e-4}
+hyperparameters: {max_steps: 50, learning_rate: 2.0e-4, num_processes: 2}
+                             # num_processes: one per GPU (2 on a CPU: DDP over gloo);
+                             # distributed_strategy: ddp | fsdp | zero2 | zero3
 accept_leakage: false        # optional, for a snapshot whose leakage check found duplicates
 parent_version: 3            # optional: continue from this model version
 reward_version: 4            # GRPO: the reward-model version
 
-A key this file does not know (`num_processes`, a typo) is refused with its name, as the API
-refuses one: ignored, it would look as if it had taken effect.
+A key this file does not know (`num_processes` at the top level, a typo) is refused with its
+name, as the API refuses one: ignored, it would look as if it had taken effect.
 """
 
 import time
@@ -184,6 +186,14 @@ class Command(BaseCommand):
                 if shown:
                     self.stdout.write(f"step {metric.step}: {shown}")
             if job.status != status:
+                if status in (None, JobStatus.QUEUED) and job.status != JobStatus.QUEUED:
+                    launch = job.config.get("launch") or {}
+                    self.stdout.write(
+                        f"world size {launch.get('world_size', 1)} "
+                        f"({launch.get('strategy', 'single')}"
+                        + (f" over {launch['backend']}" if launch.get("backend") else "")
+                        + ")"
+                    )
                 status = job.status
                 self.stdout.write(f"status: {status}")
             if job.status in JOB_FINAL:
