@@ -15,7 +15,8 @@ from evaluation import services as evaluation_services
 from evaluation.models import Campaign, CampaignRater, GateRun, Generation, Judgment
 from governance.models import Dossier, SignOff
 from governance.services.dossiers import dossier_verify
-from portal import demo_pipeline
+from portal import demo_pipeline, demo_serving
+from serving.models import Deployment
 from tests.e2e.conftest import log_in
 from training.models import ModelVersion, TrainingJob
 
@@ -116,6 +117,13 @@ def test_the_demo_walks_every_stage_and_each_role_finds_its_work(page, celery_wo
 
     version = ModelVersion.objects.get(job=job)
     assert version.stage == "canary"
+    # Production: the demo deployment serves the base model; the promoted version joined it
+    # as a 10 % canary, and the shell line's key opens its gateway.
+    deployment = Deployment.objects.get(name=demo_serving.DEPLOYMENT_NAME)
+    assert deployment.stable_base_model_id == job.base_model_id
+    assert (deployment.canary_version_id, deployment.canary_weight) == (version.pk, 10)
+    assert deployment.rollout == "progressing"
+    assert demo_serving.demo_gateway_line().startswith("OPENAI_BASE_URL=http://127.0.0.1:8000/v1 ")
     assert GateRun.objects.get(model_version_id=version.pk).passed
     assert {s.role for s in SignOff.objects.filter(model_version=version)} == {
         "engineering_lead",

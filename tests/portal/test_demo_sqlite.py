@@ -114,14 +114,14 @@ def demo_server(tmp_path, server_log_dir, tiny_model_dir):
         seeded = servers.manage(env, "seed_demo", "--base-model-dir", str(tiny_model_dir))
         assert "Demo project: Support assistant (demo) (dataset: 330 items)" in seeded
         servers.wait_until_up(web, f"http://127.0.0.1:{port}/healthz/")
-        yield env, f"http://127.0.0.1:{port}"
+        yield env, f"http://127.0.0.1:{port}", seeded
     finally:
         web.stop()
 
 
 @pytest.mark.timeout(300)
 def test_the_demo_on_sqlite_serves_every_role_and_takes_an_answer(demo_server):
-    env, base_url = demo_server
+    env, base_url, seeded = demo_server
     for login in DEMO_LOGINS:
         client = Client(base_url)
         client.log_in(login.username, login.password)
@@ -160,14 +160,46 @@ def test_the_demo_on_sqlite_serves_every_role_and_takes_an_answer(demo_server):
     assert answered["item"] == task["item"]
     assert answered["next"]["item"] not in (None, task["item"])
 
+    # The demo deployment's gateway opens with the key seed_demo printed. No engine runs
+    # here (serve_demo's serving worker would start one): a chat is an OpenAI-shaped 503.
+    key = re.search(r"OPENAI_BASE_URL=http://127\.0\.0\.1:8000/v1 OPENAI_API_KEY=(\S+)", seeded)[1]
+    status, text = _gateway(base_url, key, "/v1/models")
+    assert status == 200, text
+    assert [m["id"] for m in json.loads(text)["data"]] == ["demo-chat"]
+    chat = {"model": "demo-chat", "messages": [{"role": "user", "content": "hi"}]}
+    status, text = _gateway(base_url, key, "/v1/chat/completions", chat)
+    assert status == 503, text
+    assert json.loads(text)["error"]["message"]
+
     # The chain everything above appended to verifies, and so do the snapshot's members.
     assert servers.manage(env, "shell", "-c", CHECKS).splitlines()[-1] == "snapshots 1"
+
+
+def _gateway(base_url: str, key: str, path: str, body=None) -> tuple[int, str]:
+    request = urllib.request.Request(  # noqa: S310 - http to our own server
+        base_url + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            return response.status, response.read().decode()
+    except HTTPError as error:
+        return error.code, error.read().decode()
 
 
 def test_only_core_db_asks_which_database_it_is_on():
     asking = [
         str(path.relative_to(servers.ROOT))
-        for package in ("core", "portal", "governance", "annotation", "training", "evaluation")
+        for package in (
+            "core",
+            "portal",
+            "governance",
+            "serving",
+            "annotation",
+            "training",
+            "evaluation",
+        )
         for path in (servers.ROOT / package).rglob("*.py")
         if "migrations" not in path.parts and "connection.vendor" in path.read_text()
     ]

@@ -34,7 +34,7 @@ class TrainingLineage:
 
 
 def _version_row(v: ModelVersion) -> dict[str, Any]:
-    return {
+    row = {
         "id": v.pk,
         "name": v.name,
         "kind": str(v.kind),
@@ -46,12 +46,15 @@ def _version_row(v: ModelVersion) -> dict[str, Any]:
         "base_weights_sha256": v.base_weights_sha256,
         "checkpoint_sha256": dict(sorted(v.checkpoint_sha256.items())),
         "metrics": json_finite(v.metrics),
-        # A compressed child (merge, quantize, distill): its and its parent's size, memory,
-        # speed and cost, and its quality gate against the parent (both also in `metrics`).
-        "compression": json_finite(v.metrics.get("compression")),
-        "compression_gate": json_finite(v.metrics.get("compression_gate")),
         "created_at": json_time(v.created_at),
     }
+    # A compressed child (merge, quantize, distill): its and its parent's size, memory, speed
+    # and cost, and its quality gate against the parent (both also in `metrics`). Only such
+    # a child carries the keys, so every other version's row keeps its recorded shape.
+    for key in ("compression", "compression_gate"):
+        if key in v.metrics:
+            row[key] = json_finite(v.metrics[key])
+    return row
 
 
 def _job_row(job: TrainingJob) -> dict[str, Any]:
