@@ -83,8 +83,6 @@ def _job_row(job: TrainingJob) -> dict[str, Any]:
             dict(sorted(relevant_settings(job.config, kind=job.kind, method=job.method).items()))
         ),
         "seed": job.seed,
-        # How the job ran across processes, with the accelerate / DeepSpeed files it wrote.
-        "launch": json_finite(job.config.get("launch") or {"world_size": 1}),
         "environment": json_finite(job.environment),
         "checkpoint_sha256": dict(sorted(job.checkpoint_sha256.items())),
         "result": json_finite(job.result),
@@ -92,6 +90,14 @@ def _job_row(job: TrainingJob) -> dict[str, Any]:
         "created_at": json_time(job.created_at),
         "finished_at": json_time(job.finished_at),
     }
+
+
+def _with_launch(row: dict[str, Any], job: TrainingJob) -> dict[str, Any]:
+    """How the job ran across processes, with the accelerate / DeepSpeed files it wrote;
+    only jobs that recorded it carry the key (the dossier reads a missing one as a single
+    process), so earlier jobs' rows keep their shape."""
+    launch = job.config.get("launch")
+    return {**row, "launch": json_finite(launch)} if launch else row
 
 
 def _with_sweep(row: dict[str, Any], job: TrainingJob) -> dict[str, Any]:
@@ -105,7 +111,7 @@ def lineage_section(*, version: ModelVersion) -> TrainingLineage:
     """The version, the versions, jobs and base models it came from, with their hashes,
     configurations and loss curves. Unscoped: the caller has scoped `version`."""
     lineage = model_version_lineage_in_training(version=version)
-    jobs = [_with_sweep(_job_row(j), j) for j in lineage.jobs]
+    jobs = [_with_sweep(_with_launch(_job_row(j), j), j) for j in lineage.jobs]
     audit_targets = {
         ModelVersion._meta.label_lower: [v.pk for v in lineage.versions],
         TrainingJob._meta.label_lower: [j.pk for j in lineage.jobs],
