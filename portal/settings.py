@@ -421,6 +421,9 @@ SPECTACULAR_SETTINGS = {
         "ModelVersionStageEnum": "training.models.ModelVersion.Stage",
         "SweepStatusEnum": "training.models.Sweep.Status",
         "SweepTrialStateEnum": "training.models.SweepTrial.State",
+        # A distilled student's method, beside the job's own method set.
+        "CompressionStudentMethodEnum": ["lora", "full"],
+        "MethodEnum": "training.models.JobMethod",
     },
 }
 

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError as DrfValidationError
@@ -727,7 +728,7 @@ class CompressionListCreateApi(ProjectApiView):
 
     roles = {"GET": RoleSet.OVERSIGHT, "POST": RoleSet.ENGINEERS}
 
-    @extend_schema(responses={200: serializers.JSONField()})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, project_id: int, version_id: int) -> Response:
         family = compression_family(project=self.access.project, version_id=version_id)
         return Response(_family_body(family))
