@@ -23,6 +23,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
+from core.selectors import api_key_hash
 from serving.gateway.errors import GatewayError
 from serving.guardrails import Policy, compile_policy
 from serving.selectors import GatewayKey, Route, Upstream, gateway_key_get, routing_table
@@ -99,7 +100,7 @@ class GatewayCache:
         return await self._get(self.routes_slot, _snapshot)
 
     async def key(self, raw: str) -> GatewayKey | None:
-        digest = hashlib.sha256(raw.encode()).hexdigest()
+        digest = api_key_hash(raw)
         slot = self.keys.get(digest)
         if slot is None:
             if len(self.keys) >= self.MAX_KEYS:

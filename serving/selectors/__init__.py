@@ -5,11 +5,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from core.models import Project
+from core.selectors import api_key_hash
 from serving.models import Arm, Deployment, DeploymentDecision, DeploymentKey, EngineInstance
-from serving.services.deployments import gateway_key_hash
 
 
 def deployment_list_for_project(*, project: Project) -> QuerySet[Deployment]:
@@ -20,8 +21,6 @@ def deployment_list_for_project(*, project: Project) -> QuerySet[Deployment]:
 
 def deployment_get(*, project: Project, deployment_id: int | str) -> Deployment:
     """Scoped by project: a guessed id of another project's deployment is a 404."""
-    from django.shortcuts import get_object_or_404
-
     return get_object_or_404(deployment_list_for_project(project=project), pk=deployment_id)
 
 
@@ -30,8 +29,6 @@ def deployment_key_list(*, deployment: Deployment) -> QuerySet[DeploymentKey]:
 
 
 def deployment_key_get(*, deployment: Deployment, key_id: int | str) -> DeploymentKey:
-    from django.shortcuts import get_object_or_404
-
     return get_object_or_404(deployment_key_list(deployment=deployment), pk=key_id)
 
 
@@ -132,7 +129,7 @@ def gateway_key_get(*, raw: str) -> GatewayKey | None:
     """The live key with this secret, or None (unknown, revoked or expired)."""
     now = timezone.now()
     key = (
-        DeploymentKey.objects.filter(key_hash=gateway_key_hash(raw), revoked_at__isnull=True)
+        DeploymentKey.objects.filter(key_hash=api_key_hash(raw), revoked_at__isnull=True)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         .first()
     )

@@ -7,7 +7,6 @@ the same interpolated percentiles (`on_postgresql()` picks the twin)."""
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ from django.utils import timezone
 
 from core.db import on_postgresql
 from serving.models import Arm, Deployment, RequestRecord
+from serving.selectors.stats import percentile_cont
 
 # The windows a page or a client may ask for: (span, bucket width), in seconds. About 60
 # buckets each, so a chart draws the same number of points whatever the span.
@@ -86,17 +86,6 @@ def _bucket_start(moment: datetime, width: int) -> datetime:
     return _EPOCH + timedelta(seconds=math.floor(seconds / width) * width)
 
 
-def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
-    """PostgreSQL's percentile_cont: linear interpolation between the closest ranks."""
-    if not sorted_values:
-        return None
-    position = fraction * (len(sorted_values) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    weight = position - low
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * weight
-
-
 _BUCKETS_SQL = """
 SELECT arm,
        date_bin(make_interval(secs => %(width)s), created_at, %(origin)s) AS bucket,
@@ -155,7 +144,7 @@ def _buckets_portable(
         groups[(row[0], _bucket_start(row[1], width))].append(row)
     found = []
     for (arm, at), members in groups.items():
-        latencies = sorted(m[5] for m in members)
+        latencies = [m[5] for m in members]
         found.append(
             Bucket(
                 arm=arm,
@@ -163,8 +152,8 @@ def _buckets_portable(
                 requests=len(members),
                 errors=sum(1 for m in members if m[2] >= 400 or m[3]),
                 flagged=sum(1 for m in members if m[4]),
-                p50_ms=percentile(latencies, 0.5),
-                p95_ms=percentile(latencies, 0.95),
+                p50_ms=percentile_cont(latencies, 0.5),
+                p95_ms=percentile_cont(latencies, 0.95),
                 tokens_in=sum(m[6] for m in members),
                 tokens_out=sum(m[7] for m in members),
                 cost=float(sum(m[8] for m in members)),

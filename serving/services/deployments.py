@@ -3,7 +3,6 @@ abort its rollout, change its settings, and issue or revoke its gateway keys. Ea
 takes the deployment's row lock, writes one DeploymentDecision (the history the page and
 the dossier show) and one audit event in the same transaction."""
 
-import hashlib
 import re
 import secrets
 from datetime import timedelta
@@ -14,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.models import Project, RoleSet, User
-from core.selectors import project_access_get
+from core.selectors import api_key_hash, project_access_get
 from core.services.audit import audit_record
 from serving.models import Arm, Deployment, DeploymentDecision, DeploymentKey, EngineKind
 from training.models import BaseModel, JobKind, ModelVersion
@@ -40,10 +39,6 @@ RULE_KEYS = {
     "negative_feedback_rate": (0.0, 1.0),
 }
 DEFAULT_RULES: dict[str, Any] = {"window_s": 300, "min_requests": 50, "error_rate": 0.05}
-
-
-def gateway_key_hash(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 def _require(actor: User | None, project_id: int, roles: tuple[str, ...]) -> None:
@@ -476,7 +471,7 @@ def deployment_key_create(
         deployment=deployment,
         name=name,
         prefix=raw[:KEY_PREFIX_LENGTH],
-        key_hash=gateway_key_hash(raw),
+        key_hash=api_key_hash(raw),
         requests_per_minute=requests_per_minute,
         tokens_per_minute=tokens_per_minute,
         created_by=actor,

@@ -4,9 +4,10 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from core.models import AuditEvent
+from core.selectors import api_key_hash
 from portal.asgi_limits import body_limit_for
 from serving.models import Deployment, DeploymentKey
-from serving.services.deployments import deployment_place, gateway_key_hash
+from serving.services.deployments import deployment_place
 from tests.serving.factories import base_model, deployment, version
 from tests.serving.telemetry_rows import record
 
@@ -229,7 +230,7 @@ def test_keys_show_the_secret_once_and_list_only_prefixes(project, engineer, com
     secret = made.json()["secret"]
     assert made.status_code == 201
     assert made.json()["openai_base_url"] == "http://testserver/v1"
-    assert DeploymentKey.objects.get().key_hash == gateway_key_hash(secret)
+    assert DeploymentKey.objects.get().key_hash == api_key_hash(secret)
     assert listed[0]["prefix"] == secret[:14]
     assert "secret" not in listed[0]
 

@@ -7,9 +7,9 @@ from serving.selectors.series import (
     _buckets_portable,
     _buckets_postgresql,
     deployment_series,
-    percentile,
     window_totals,
 )
+from serving.selectors.stats import percentile_cont as percentile
 from tests.serving.factories import deployment
 from tests.serving.telemetry_rows import record
 

@@ -1,8 +1,9 @@
 import pytest
 from django.urls import reverse
 
+from core.selectors import api_key_hash
 from serving.models import Deployment, DeploymentDecision, DeploymentKey
-from serving.services.deployments import deployment_place, gateway_key_hash
+from serving.services.deployments import deployment_place
 from tests.serving.factories import base_model, deployment, version
 from tests.serving.telemetry_rows import record
 
@@ -252,7 +253,7 @@ def test_a_new_key_shows_its_secret_once_with_the_lines_to_paste(client, project
 
     secret = created.context["new_secret"]
     key = DeploymentKey.objects.get()
-    assert key.key_hash == gateway_key_hash(secret)
+    assert key.key_hash == api_key_hash(secret)
     body = created.content.decode()
     assert "export OPENAI_BASE_URL=http://testserver/v1" in body
     assert f"export OPENAI_API_KEY={secret}" in body
