@@ -32,6 +32,7 @@ class _Connection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.complete = False
         self.received = False
+        self.keep_alive = False
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -57,6 +58,9 @@ class _Connection(asyncio.Protocol):
         self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        # Read here: once the message is complete llhttp has reset its flags and
+        # should_keep_alive() says False, which closed every connection after one request.
+        self.keep_alive = self.parser.should_keep_alive()
         if self.head is not None and not self.head.done():
             self.head.set_result(self.parser.get_status_code())
 
@@ -77,6 +81,7 @@ class _Connection(asyncio.Protocol):
         self.headers = []
         self.complete = False
         self.received = False
+        self.keep_alive = False
         assert self.transport is not None  # noqa: S101 - set by connection_made
         self.transport.write(data)
 
@@ -137,7 +142,7 @@ class UpstreamResponse:
 
     async def aclose(self) -> None:
         """Back to the pool when the answer was read to its end, else the connection goes."""
-        if self._finished and self.conn.parser.should_keep_alive():
+        if self._finished and self.conn.keep_alive:
             self.pool.release(self.conn)
         else:
             self.conn.close()

@@ -12,6 +12,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of new connections (a gateway
+    # opening its pool under 8 concurrent streams) overflows it, the kernel drops the SYN
+    # and the client retries after its 1 s retransmission timeout. Real engines (uvicorn,
+    # vLLM) listen with 2048.
+    request_queue_size = 2048
+
+
 class FakeUpstream:
     def __init__(self, name: str = "upstream", *, words: int = 8, token_delay_s: float = 0.0):
         self.name = name
@@ -20,8 +28,10 @@ class FakeUpstream:
         self.fail = False  # answer 500 to completions
         self.delay_s = 0.0  # wait this long before answering
         self.requests: list[dict[str, Any]] = []
+        self.connections = 0  # TCP connections accepted
+        self.close_after = False  # answer with `Connection: close`
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -49,11 +59,19 @@ class FakeUpstream:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with upstream._lock:
+                    upstream.connections += 1
+
             def _send(self, status: int, body: dict) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                if upstream.close_after:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.end_headers()
                 self.wfile.write(data)
 
