@@ -3,6 +3,7 @@ requests, plain and streamed, and let go when the engine says so or closed one w
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -13,6 +14,13 @@ BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]
 STREAM = json.dumps(
     {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 ).encode()
+
+
+def _run_loop(coroutine):
+    """asyncio.run on a thread of its own: the browser tests' sync Playwright leaves a loop
+    running on the main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture
@@ -34,7 +42,7 @@ def _run(up: FakeUpstream, bodies: list[bytes]) -> list[bytes]:
         pool.close()
         return out
 
-    return asyncio.run(main())
+    return _run_loop(main())
 
 
 def test_one_connection_serves_many_requests(upstream):
@@ -67,5 +75,5 @@ def test_a_connection_the_engine_dropped_while_idle_is_replaced(upstream):
         pool.close()
         return data
 
-    assert json.loads(asyncio.run(main()))["object"] == "chat.completion"
+    assert json.loads(_run_loop(main()))["object"] == "chat.completion"
     assert upstream.connections == 2
