@@ -522,6 +522,9 @@ PORTAL_RAW_UPLOAD_RETENTION_DAYS = env_int("PORTAL_RAW_UPLOAD_RETENTION_DAYS", 0
 SERVING_GATEWAY_MAX_BODY_BYTES = env_int("SERVING_GATEWAY_MAX_BODY_BYTES", 1024**2)
 # How long an engine may take to start answering (the canary falls back to stable after it).
 SERVING_GATEWAY_UPSTREAM_TIMEOUT_S = float(env_str("SERVING_GATEWAY_UPSTREAM_TIMEOUT_S", "60"))
+# How long a guardrail classifier may take to answer; past it the text is let through and
+# flagged `classifier:unavailable` (as Azure OpenAI does when its content filter is down).
+SERVING_GATEWAY_CLASSIFIER_TIMEOUT_S = float(env_str("SERVING_GATEWAY_CLASSIFIER_TIMEOUT_S", "5"))
 # How long deployments and keys are held in each process (a revoked key works at most ~2x).
 SERVING_GATEWAY_CACHE_S = float(env_str("SERVING_GATEWAY_CACHE_S", "1"))
 # Redis key prefix for the per-key limits (test runs sharing one Redis keep apart).

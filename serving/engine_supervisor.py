@@ -1,6 +1,7 @@
 """The serving worker: a long-running supervisor (`manage.py run_engines`) that keeps one
 `transformers serve` process for every model a deployment with the transformers engine
-places on an arm, and nothing else.
+places on an arm, one serving.classify_server for every guardrail classifier such a
+deployment calls, and nothing else.
 
 Each pass of `reconcile()` compares what the deployments want (serving.selectors.engines)
 with the processes it runs: it prepares a missing model's folder (an adapter version is
@@ -80,6 +81,13 @@ def engine_command(
     argv = [sys.executable, "-c", LAUNCHER, "-m", "transformers.cli.transformers", "serve"]
     argv += [model_dir, "--host", host, "--port", str(port)]
     return argv + ["--device", device, "--log-level", "warning", *extra]
+
+
+def classifier_command(model_dir: str, *, host: str, port: int, device: str = "auto") -> list[str]:
+    """The argv of a guardrail classifier's engine: serving.classify_server (vLLM's
+    /classify API) on `model_dir`, from this interpreter's environment."""
+    argv = [sys.executable, "-c", LAUNCHER, "-m", "serving.classify_server", model_dir]
+    return argv + ["--host", host, "--port", str(port), "--device", device]
 
 
 def _get_json(url: str) -> Any:
@@ -210,9 +218,13 @@ class EngineSupervisor:
         slot.instance_id = instance.pk
         slot.log_path = self.log_dir / f"engine-{instance.pk}.log"
         slot.log_file = open(slot.log_path, "wb")  # noqa: SIM115 - closed in _end_process
-        argv = engine_command(
-            model_dir, host=self.bind, port=slot.port, device=self.device, extra=self.extra_args
-        )
+        if slot.target.classify:
+            argv = classifier_command(model_dir, host=self.bind, port=slot.port, device=self.device)
+        else:
+            argv = engine_command(
+                model_dir, host=self.bind, port=slot.port, device=self.device,
+                extra=self.extra_args,
+            )  # fmt: skip
         slot.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own venv
             argv,
             stdout=slot.log_file,

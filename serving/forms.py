@@ -14,6 +14,10 @@ SETTINGS_ALIASES = {
     "guardrails.pii": "pii",
     "guardrails.blocklist": "blocklist",
     "guardrails.blocklist_action": "blocklist_action",
+    "guardrails.classifier_version_id": "classifier_version",
+    "guardrails.classifier_threshold": "classifier_threshold",
+    "guardrails.classifier_action": "classifier_action",
+    "guardrails.classifier_on": "classifier_on",
     "rollback_rules": "window_s",
     **{f"rollback_rules.{name}": name for name in RULE_KEYS},
 }
@@ -106,6 +110,28 @@ class SettingsForm(forms.Form):
         help_text="One regular expression a line.",
     )
     blocklist_action = forms.ChoiceField(choices=[("refuse", "refuse"), ("redact", "redact")])
+    classifier_version = forms.ChoiceField(
+        required=False,
+        label="Classifier",
+        help_text="A reward model version, served by an engine of its own; empty: none.",
+    )
+    classifier_threshold = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        initial=0.5,
+        help_text="Flag when 1 - P(acceptable) reaches this.",
+    )
+    classifier_action = forms.ChoiceField(
+        required=False, choices=[("refuse", "refuse"), ("flag", "flag only")], initial="refuse"
+    )
+    classifier_on = forms.MultipleChoiceField(
+        required=False,
+        choices=[("input", "prompts"), ("output", "answers")],
+        initial=["input", "output"],
+        widget=forms.CheckboxSelectMultiple,
+        label="Classify",
+    )
     logging_policy = forms.ChoiceField(choices=Deployment.Logging.choices)
     logging_sample_percent = forms.IntegerField(min_value=0, max_value=100, initial=0)
     retention_days = forms.IntegerField(min_value=1, max_value=3650)
@@ -124,13 +150,25 @@ class SettingsForm(forms.Form):
         help_text="Left empty: the secret stays as it is.",
     )
 
+    def __init__(self, *args: Any, classifiers=(), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["classifier_version"].choices = [
+            ("", "— none —"),
+            *_choice_versions(classifiers),
+        ]
+
     @classmethod
-    def for_deployment(cls, deployment: Deployment) -> "SettingsForm":
+    def for_deployment(cls, deployment: Deployment, classifiers=()) -> "SettingsForm":
         guardrails = deployment.guardrails or {}
         rules = deployment.rollback_rules or {}
         steps = deployment.rollout_steps or DEFAULT_STEPS
         return cls(
+            classifiers=classifiers,
             initial={
+                "classifier_version": guardrails.get("classifier_version_id") or "",
+                "classifier_threshold": guardrails.get("classifier_threshold", 0.5),
+                "classifier_action": guardrails.get("classifier_action", "refuse"),
+                "classifier_on": guardrails.get("classifier_on", ["input", "output"]),
                 "description": deployment.description,
                 "price_per_1k_tokens": deployment.price_per_1k_tokens,
                 "price_per_gpu_hour": deployment.price_per_gpu_hour,
@@ -143,7 +181,7 @@ class SettingsForm(forms.Form):
                 **{name: rules.get(name) for name in SettingsForm.RULES},
                 "rollout_steps": ", ".join(str(s) for s in steps),
                 "webhook_url": deployment.webhook_url,
-            }
+            },
         )
 
     RULES = tuple(RULE_KEYS)
@@ -156,19 +194,21 @@ class SettingsForm(forms.Form):
             raise forms.ValidationError("Whole percentages separated by commas.") from None
 
     def values(self, deployment: Deployment) -> dict[str, Any]:
-        """What deployment_configure takes. Guardrail keys this form has no field for (a
-        classifier set through the API) are kept."""
+        """What deployment_configure takes."""
         data = self.cleaned_data
-        guardrails = {
-            key: value
-            for key, value in (deployment.guardrails or {}).items()
-            if key not in ("pii", "blocklist", "blocklist_action")
-        }
-        guardrails |= {
+        guardrails: dict[str, Any] = {
             "pii": data["pii"],
             "blocklist": _lines(data["blocklist"]),
             "blocklist_action": data["blocklist_action"],
         }
+        if data.get("classifier_version"):
+            threshold = data.get("classifier_threshold")
+            guardrails |= {
+                "classifier_version_id": int(data["classifier_version"]),
+                "classifier_threshold": 0.5 if threshold is None else threshold,
+                "classifier_action": data.get("classifier_action") or "refuse",
+                "classifier_on": data.get("classifier_on") or ["input", "output"],
+            }
         values: dict[str, Any] = {
             "description": data["description"],
             "price_per_1k_tokens": data["price_per_1k_tokens"],

@@ -1,6 +1,8 @@
 """Guardrails on what goes into and comes out of a deployment: the PII recognizers the
-curation checks use (redact or refuse) and a blocklist of regular expressions (refuse or
-redact). Pure functions over text; the gateway applies them and records every flag.
+curation checks use (redact or refuse), a blocklist of regular expressions (refuse or
+redact), and optionally a classifier version from the registry (refuse or flag). The first
+two are pure functions over text, here; the classifier runs in an engine of its own, which
+the gateway calls (serving/gateway/classify.py). The gateway records every flag.
 
 A policy is compiled once per routing snapshot (`compile_policy`), not per request.
 """
@@ -11,6 +13,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from annotation.pii import BUILTIN, Recognizer, redact_text, scan_text
+from serving.selectors import Upstream
+
+
+@dataclass(frozen=True)
+class ClassifierPolicy:
+    """A sequence classifier (a reward model version) asked about the prompt, the answer or
+    both. Its flag score is 1 - P(class 0): for a one-output reward model, P(class 0) is the
+    sigmoid of its reward, the chance the text is of the kind it was trained to prefer; for a
+    multi-class model, class 0 is the harmless one. A score at or above `threshold` raises
+    the flag `<where>:classifier`; `action` refuse then refuses, flag only records.
+    `upstream` is None while its engine is not ready: the gateway lets the text through and
+    records `<where>:classifier:unavailable` (as Azure OpenAI does when its filter is down)."""
+
+    version_id: int
+    threshold: float = 0.5
+    action: str = "refuse"  # refuse | flag
+    on: tuple[str, ...] = ("input", "output")
+    upstream: Upstream | None = None
 
 
 @dataclass(frozen=True)
@@ -19,10 +39,14 @@ class Policy:
     blocklist: tuple[re.Pattern, ...] = ()
     blocklist_action: str = "refuse"  # refuse | redact
     recognizers: Sequence[Recognizer] = BUILTIN
+    classifier: ClassifierPolicy | None = None
 
     @property
     def active(self) -> bool:
-        return self.pii != "off" or bool(self.blocklist)
+        return self.pii != "off" or bool(self.blocklist) or self.classifier is not None
+
+    def classifies(self, where: str) -> bool:
+        return self.classifier is not None and where in self.classifier.on
 
 
 @dataclass
@@ -35,19 +59,35 @@ class Verdict:
     flags: list[str] = field(default_factory=list)
 
 
-def compile_policy(settings: dict[str, Any] | None) -> Policy:
+def compile_policy(settings: dict[str, Any] | None, classifier: Upstream | None = None) -> Policy:
+    """`classifier`: the ready engine of the classifier the settings name, if any."""
     settings = settings or {}
+    policy = None
+    if settings.get("classifier_version_id"):
+        policy = ClassifierPolicy(
+            version_id=int(settings["classifier_version_id"]),
+            threshold=float(settings.get("classifier_threshold", 0.5)),
+            action=settings.get("classifier_action", "refuse"),
+            on=tuple(settings.get("classifier_on") or ("input", "output")),
+            upstream=classifier,
+        )
     return Policy(
         pii=settings.get("pii", "off"),
         blocklist=tuple(re.compile(p, re.IGNORECASE) for p in settings.get("blocklist", [])),
         blocklist_action=settings.get("blocklist_action", "refuse"),
+        classifier=policy,
     )
+
+
+def classifier_flag_score(probs: Sequence[float]) -> float:
+    """1 - P(class 0) of one classification result (see ClassifierPolicy)."""
+    return 1.0 - float(probs[0]) if probs else 0.0
 
 
 def check_text(policy: Policy, text: str, *, where: str) -> Verdict:
     """Apply `policy` to one text; `where` ("input" or "output") prefixes the flags."""
     verdict = Verdict(text)
-    if not text or not policy.active:
+    if not text or (policy.pii == "off" and not policy.blocklist):
         return verdict
     for index, pattern in enumerate(policy.blocklist):
         if pattern.search(verdict.text):

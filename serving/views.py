@@ -25,7 +25,7 @@ from serving.forms import (
 from serving.models import Deployment
 from serving.selectors.series import DEFAULT_WINDOW, WINDOWS, deployment_series, window_totals
 from serving.services import deployments as services
-from training.models import ModelVersion
+from training.models import JobKind, ModelVersion
 from training.selectors import base_model_list_for_project, model_version_list_for_project
 
 # How often the page asks for fresh chart data (static/js/serving.js reads it).
@@ -40,6 +40,11 @@ def _placeable_versions(project) -> list[ModelVersion]:
         ModelVersion.Stage.PRODUCTION,
     )
     return list(model_version_list_for_project(project=project).filter(stage__in=stages))
+
+
+def _classifier_versions(project) -> list[ModelVersion]:
+    # A guardrail classifier is a reward model (a sequence classifier) of the project.
+    return list(model_version_list_for_project(project=project).filter(task=JobKind.REWARD))
 
 
 @require_GET
@@ -130,7 +135,8 @@ def _context(request: HttpRequest, access: ProjectAccess, deployment: Deployment
         "reweight_form": forms.get("reweight_form")
         or ReweightForm(initial={"weight": deployment.canary_weight}),
         "rollout_form": forms.get("rollout_form") or RolloutForm(),
-        "settings_form": forms.get("settings_form") or SettingsForm.for_deployment(deployment),
+        "settings_form": forms.get("settings_form")
+        or SettingsForm.for_deployment(deployment, classifiers=_classifier_versions(project)),
         "key_form": forms.get("key_form") or KeyCreateForm(),
         "error": forms.get("error"),
         "new_key": forms.get("new_key"),
@@ -221,7 +227,7 @@ def deployment_rollout(request: HttpRequest, access: ProjectAccess, deployment_i
 @project_page(RoleSet.MANAGERS)
 def deployment_settings(request: HttpRequest, access: ProjectAccess, deployment_id: int):
     deployment = selectors.deployment_get(project=access.project, deployment_id=deployment_id)
-    form = SettingsForm(request.POST)
+    form = SettingsForm(request.POST, classifiers=_classifier_versions(access.project))
     changed = form_submit(
         form,
         lambda data: services.deployment_configure(

@@ -13,7 +13,9 @@ replaced by a refusal and whose finish_reason is "content_filter". A streamed an
 output guardrails active is held back to the end of each sentence or line, checked, then
 sent: the client still sees text as it is made, one sentence late; a pattern that spans two
 sentences is not seen, and text already sent cannot be recalled when a later sentence is
-refused (the stream ends there with finish_reason "content_filter").
+refused (the stream ends there with finish_reason "content_filter"). A classifier guardrail
+(guardrails.ClassifierPolicy) is asked about the whole prompt, and about the answer so far
+at each release, in its own engine (classify.py).
 
 A canary that fails (5xx, a connection error, a timeout) before any byte reached the client
 falls back to stable; the request's telemetry row says arm "canary", fell_back, and the
@@ -36,6 +38,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
+from serving.gateway.classify import ClassifierUnavailable, classify_score, conversation
 from serving.gateway.errors import (
     GatewayError,
     UpstreamFailure,
@@ -61,6 +64,10 @@ REFUSAL = "This answer was withheld by the deployment's content policy."
 JSON = (b"content-type", b"application/json")
 # Where a held-back streamed text may be cut for checking: after a sentence's end or a line.
 SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s|\n")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def _dumps(value: Any) -> bytes:
@@ -103,6 +110,7 @@ class GatewayApp:
         self.limits = Limits()
         self.max_body = settings.SERVING_GATEWAY_MAX_BODY_BYTES
         self.timeout = settings.SERVING_GATEWAY_UPSTREAM_TIMEOUT_S
+        self.classifier_timeout = settings.SERVING_GATEWAY_CLASSIFIER_TIMEOUT_S
         self.pools: dict[str, UpstreamPool] = {}
         self.background: set[asyncio.Task] = set()
 
@@ -337,6 +345,13 @@ class GatewayApp:
             else:
                 body["prompt"], verdict = self._check_prompt(call.policy, payload["prompt"])
             call.flags.extend(verdict.flags)
+            if not verdict.refused and call.policy.classifies("input"):
+                asked = (
+                    {"messages": conversation(body["messages"])}
+                    if chat
+                    else {"input": [p for p in _as_list(body["prompt"]) if isinstance(p, str)]}
+                )
+                verdict.refused = await self.classify(call, "input", asked)
             if verdict.refused:
                 error = bad_request(
                     "The prompt was refused by the deployment's content policy.",
@@ -368,6 +383,39 @@ class GatewayApp:
                 item = verdict.text
             out.append(item)
         return out, total
+
+    async def classify(self, call: Call, where: str, asked: dict[str, Any]) -> bool:
+        """Ask the deployment's classifier about `asked` (an `input` list or `messages`);
+        record its flag; True when the policy refuses the text."""
+        policy = call.policy.classifier
+        if policy is None or not asked.get("input") and not asked.get("messages"):
+            return False
+        if policy.upstream is None:
+            self._flag(call, f"{where}:classifier:unavailable")
+            return False
+        root = policy.upstream.base_url.removesuffix("/v1")
+        pool = self.pools.get(root)
+        if pool is None:
+            pool = self.pools[root] = UpstreamPool(
+                root, timeout=self.classifier_timeout, connect_timeout=self.classifier_timeout
+            )
+        try:
+            score = await classify_score(
+                pool, policy.upstream.served_model, asked, timeout=self.classifier_timeout
+            )
+        except ClassifierUnavailable as error:
+            log.warning("gateway: classifier of %s unavailable: %s", call.route.name, error)
+            self._flag(call, f"{where}:classifier:unavailable")
+            return False
+        if score < policy.threshold:
+            return False
+        self._flag(call, f"{where}:classifier")
+        return policy.action == "refuse"
+
+    @staticmethod
+    def _flag(call: Call, flag: str) -> None:
+        if flag not in call.flags:
+            call.flags.append(flag)
 
     # -- engines ---------------------------------------------------------------------------
 
@@ -459,6 +507,10 @@ class GatewayApp:
             if call.policy.active:
                 verdict = check_text(call.policy, text, where="output")
                 call.flags.extend(f for f in verdict.flags if f not in call.flags)
+                if not verdict.refused and call.policy.classifies("output"):
+                    verdict.refused = await self.classify(
+                        call, "output", self._answer_asked(call, verdict.text)
+                    )
                 if verdict.refused:
                     text = REFUSAL
                     choice["finish_reason"] = "content_filter"
@@ -477,6 +529,15 @@ class GatewayApp:
             ttft_ms=None,
             text="".join(texts),
         )
+
+    @staticmethod
+    def _answer_asked(call: Call, answer: str) -> dict[str, Any]:
+        """What the classifier is asked about an answer: the conversation it ends (chat),
+        or the prompt followed by it (completions)."""
+        if call.endpoint == "chat.completions":
+            return {"messages": conversation(call.upstream_body.get("messages") or [], answer)}
+        prompts = [p for p in _as_list(call.upstream_body.get("prompt")) if isinstance(p, str)]
+        return {"input": [(prompts[0] if prompts else "") + answer]}
 
     @staticmethod
     def _text_slot(choice: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
@@ -523,7 +584,7 @@ class GatewayApp:
                          fell_back=canary_failure is not None)  # fmt: skip
             return
 
-        relay = StreamRelay(call, send)
+        relay = StreamRelay(call, send, self)
         error = ""
         await send(
             {
@@ -710,9 +771,10 @@ class StreamRelay:
     asked for is kept for telemetry and passed on only if the client asked for it. With
     output guardrails active, text is held back to a sentence's end and checked first."""
 
-    def __init__(self, call: Call, send: Send) -> None:
+    def __init__(self, call: Call, send: Send, gateway: "GatewayApp") -> None:
         self.call = call
         self.send = send
+        self.gateway = gateway
         self.pending = b""
         self.usage: dict[str, Any] = {}
         self.parts: list[str] = []
@@ -814,6 +876,11 @@ class StreamRelay:
         piece, self.held = self.held[:cut], self.held[cut:]
         verdict = check_text(self.call.policy, piece, where="output")
         self.call.flags.extend(f for f in verdict.flags if f not in self.call.flags)
+        if not verdict.refused and self.call.policy.classifies("output"):
+            # The answer so far, with this piece, in its conversation: released only if the
+            # classifier lets it through.
+            asked = GatewayApp._answer_asked(self.call, self.text() + verdict.text)
+            verdict.refused = await self.gateway.classify(self.call, "output", asked)
         if verdict.refused:
             await self._write(b"data: " + _dumps(self._chunk(None, "content_filter")) + b"\n\n")
             await self._write(b"data: [DONE]\n\n")

@@ -63,7 +63,7 @@ class RouteEntry:
 def _snapshot() -> dict[str, RouteEntry]:
     try:
         return {
-            name: RouteEntry(route, compile_policy(route.guardrails))
+            name: RouteEntry(route, compile_policy(route.guardrails, route.classifier))
             for name, route in routing_table().items()
         }
     finally:

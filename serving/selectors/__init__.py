@@ -64,6 +64,8 @@ class Route:
     price_per_1k_tokens: float
     price_per_gpu_hour: float
     created_at: int = 0  # unix time, as /v1/models shows it
+    # The guardrail classifier's engine (vLLM's /classify API), when one is set and ready.
+    classifier: Upstream | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -121,6 +123,11 @@ def routing_table() -> dict[str, Route]:
             price_per_1k_tokens=float(d.price_per_1k_tokens),
             price_per_gpu_hour=float(d.price_per_gpu_hour),
             created_at=int(d.created_at.timestamp()),
+            classifier=(
+                upstream("classifier", classifier_id, None)
+                if (classifier_id := (d.guardrails or {}).get("classifier_version_id"))
+                else None
+            ),
         )
     return routes
 

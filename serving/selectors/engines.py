@@ -12,11 +12,14 @@ LIVE = (EngineInstance.Status.STARTING, EngineInstance.Status.READY)
 
 @dataclass(frozen=True)
 class EngineTarget:
-    """One model some deployment's arm wants served: a version or a base model."""
+    """One model some deployment wants served: a version or a base model on an arm, or a
+    classifier version its guardrails call (`classify`: served by serving.classify_server,
+    not `transformers serve`)."""
 
     project_id: int
     model_version_id: int | None = None
     base_model_id: int | None = None
+    classify: bool = False
 
     @property
     def key(self) -> tuple[str, int]:
@@ -30,8 +33,8 @@ class EngineTarget:
 
 
 def engine_targets(*, engine: str = EngineKind.TRANSFORMERS) -> dict[tuple[str, int], EngineTarget]:
-    """Every model on an arm (stable, canary, shadow) of a deployment using `engine`, once
-    each, however many deployments or arms share it."""
+    """Every model on an arm (stable, canary, shadow) of a deployment using `engine`, and
+    every guardrail classifier they call, once each, however many deployments share it."""
     targets: dict[tuple[str, int], EngineTarget] = {}
     for d in Deployment.objects.filter(engine=engine).only(
         "project_id",
@@ -39,7 +42,12 @@ def engine_targets(*, engine: str = EngineKind.TRANSFORMERS) -> dict[tuple[str, 
         "stable_base_model_id",
         "canary_version_id",
         "shadow_version_id",
+        "guardrails",
     ):
+        classifier_id = (d.guardrails or {}).get("classifier_version_id")
+        if classifier_id:
+            target = EngineTarget(d.project_id, model_version_id=classifier_id, classify=True)
+            targets.setdefault(target.key, target)
         for version_id in (d.stable_version_id, d.canary_version_id, d.shadow_version_id):
             if version_id is not None:
                 target = EngineTarget(d.project_id, model_version_id=version_id)

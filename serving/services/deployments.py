@@ -16,6 +16,7 @@ from core.models import Project, RoleSet, User
 from core.selectors import api_key_hash, project_access_get
 from core.services.audit import audit_record
 from serving.models import Arm, Deployment, DeploymentDecision, DeploymentKey, EngineKind
+from serving.services.engines import reward_model_plain_weights
 from training.models import BaseModel, JobKind, ModelVersion
 
 Stage = ModelVersion.Stage
@@ -109,7 +110,9 @@ def _check_version(deployment: Deployment, arm: str, version: ModelVersion) -> N
         )
 
 
-def validate_guardrails(value: Any) -> dict[str, Any]:
+def validate_guardrails(value: Any, *, project_id: int | None = None) -> dict[str, Any]:
+    """The cleaned guardrail settings; a classifier must be a reward model version of
+    `project_id` with plain weights to load (checked when the project is given)."""
     if value in (None, ""):
         return {}
     if not isinstance(value, dict):
@@ -120,6 +123,8 @@ def validate_guardrails(value: Any) -> dict[str, Any]:
         "blocklist_action",
         "classifier_version_id",
         "classifier_threshold",
+        "classifier_action",
+        "classifier_on",
     }
     if unknown:
         raise ValidationError({"guardrails": f"Unknown setting(s): {', '.join(sorted(unknown))}."})
@@ -144,13 +149,52 @@ def validate_guardrails(value: Any) -> dict[str, Any]:
     if action not in ("refuse", "redact"):
         raise ValidationError({"guardrails.blocklist_action": "refuse or redact."})
     clean: dict[str, Any] = {"pii": pii, "blocklist": patterns, "blocklist_action": action}
-    if value.get("classifier_version_id") is not None:
-        clean["classifier_version_id"] = int(value["classifier_version_id"])
-        threshold = value.get("classifier_threshold", 0.5)
-        if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
-            raise ValidationError({"guardrails.classifier_threshold": "Between 0 and 1."})
-        clean["classifier_threshold"] = float(threshold)
+    if value.get("classifier_version_id") not in (None, ""):
+        clean |= _validate_classifier(value, project_id)
     return clean
+
+
+def _validate_classifier(value: dict[str, Any], project_id: int | None) -> dict[str, Any]:
+    raw = value["classifier_version_id"]
+    if isinstance(raw, bool) or not isinstance(raw, int | str) or not str(raw).isdigit():
+        raise ValidationError({"guardrails.classifier_version_id": "A model version id."})
+    threshold = value.get("classifier_threshold", 0.5)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise ValidationError({"guardrails.classifier_threshold": "Between 0 and 1."})
+    if not 0 < threshold <= 1:
+        raise ValidationError({"guardrails.classifier_threshold": "Between 0 and 1."})
+    action = value.get("classifier_action", "refuse")
+    if action not in ("refuse", "flag"):
+        raise ValidationError({"guardrails.classifier_action": "refuse or flag."})
+    on = value.get("classifier_on", ["input", "output"])
+    if not isinstance(on, list) or not on or not set(on) <= {"input", "output"}:
+        raise ValidationError(
+            {"guardrails.classifier_on": 'A non-empty list of "input" and "output".'}
+        )
+    version_id = int(raw)
+    if project_id is not None:
+        version = ModelVersion.objects.filter(pk=version_id, project_id=project_id).first()
+        if version is None:
+            raise ValidationError(
+                {"guardrails.classifier_version_id": "No such model version in this project."}
+            )
+        if version.task != JobKind.REWARD:
+            raise ValidationError(
+                {
+                    "guardrails.classifier_version_id": f"{version} is not a classifier: "
+                    "choose a reward model version."
+                }
+            )
+        try:
+            reward_model_plain_weights(version=version)
+        except ValueError as error:
+            raise ValidationError({"guardrails.classifier_version_id": str(error)}) from None
+    return {
+        "classifier_version_id": version_id,
+        "classifier_threshold": float(threshold),
+        "classifier_action": action,
+        "classifier_on": [w for w in ("input", "output") if w in on],
+    }
 
 
 def validate_rules(value: Any) -> dict[str, Any]:
@@ -266,7 +310,7 @@ def _apply_settings(deployment: Deployment, values: dict[str, Any]) -> list[str]
     changed = []
     for name, value in values.items():
         if name == "guardrails":
-            value = validate_guardrails(value)
+            value = validate_guardrails(value, project_id=deployment.project_id)
         elif name == "rollback_rules":
             value = validate_rules(value)
         elif name == "rollout_steps":

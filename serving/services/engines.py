@@ -15,7 +15,7 @@ from core.selectors import project_access_get
 from core.services.audit import audit_record
 from serving.models import EngineInstance, EngineKind
 from serving.selectors.engines import LIVE, EngineTarget
-from training.models import BaseModel, ModelVersion
+from training.models import BaseModel, JobKind, ModelVersion
 from training.services.registry import model_version_plain_weights
 
 Status = EngineInstance.Status
@@ -26,13 +26,26 @@ def engine_model_dir(*, target: EngineTarget) -> str:
     """The folder (or hub id) an engine loads for `target`: a base model's path (the
     packaged GGUF model is registered by its safetensors conversion), a full version's
     weights, or an adapter version merged into its base once (slow the first time: call
-    it from the serving worker, outside any transaction)."""
+    it from the serving worker, outside any transaction). A classifier (a reward model)
+    is served from the plain weights its job saved."""
     if target.model_version_id is not None:
         version = ModelVersion.objects.select_related("base_model", "parent").get(
             pk=target.model_version_id
         )
+        if version.task == JobKind.REWARD:
+            return reward_model_plain_weights(version=version)
         return model_version_plain_weights(version=version)
     return BaseModel.objects.get(pk=target.base_model_id or 0).path
+
+
+def reward_model_plain_weights(*, version: ModelVersion) -> str:
+    """The folder a reward model version's score head and weights load from: its full
+    weights, or the merged copy its (LoRA) job saved. ValueError when it has neither."""
+    full = version.path if version.kind != ModelVersion.Kind.ADAPTER else ""
+    for folder in (version.merged_path, full):
+        if folder and (Path(folder) / "config.json").exists():
+            return folder
+    raise ValueError(f"{version} has no plain weights to classify with.")
 
 
 def _audit(
@@ -65,7 +78,9 @@ def engine_start_record(*, target: EngineTarget, model_dir: str, worker: str) ->
         worker=worker,
         status=Status.STARTING,
     )
-    _audit(instance, "start", worker=worker, model_dir=Path(model_dir).name)
+    _audit(
+        instance, "start", worker=worker, model_dir=Path(model_dir).name, classify=target.classify
+    )
     return instance
 
 

@@ -2,10 +2,11 @@
 not about how a version reached its stage (tests/governance covers that)."""
 
 import itertools
+import json
 
 from serving.models import EngineInstance, EngineKind
 from serving.services.deployments import deployment_create
-from training.models import BaseModel, ModelVersion
+from training.models import BaseModel, JobKind, ModelVersion
 
 _n = itertools.count(1)
 
@@ -60,4 +61,21 @@ def deployment(project, actor, *, name=None, stable=None, base=None, **settings)
         stable_version=stable,
         stable_base_model=base,
         settings=settings,
+    )
+
+
+def reward_version(project, folder, **fields) -> ModelVersion:
+    """A reward model version (a classifier) whose weights folder holds a config."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForSeq"]}))
+    base = version(project).base_model
+    return ModelVersion.objects.create(
+        project=project,
+        name=fields.pop("name", "safety-rm"),
+        base_model=base,
+        kind=fields.pop("kind", ModelVersion.Kind.FULL),
+        task=fields.pop("task", JobKind.REWARD),
+        path=str(folder),
+        base_weights_sha256="0" * 64,
+        **fields,
     )

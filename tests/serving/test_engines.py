@@ -8,14 +8,20 @@ import httpx
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from core.models import AuditEvent
 from serving.models import EngineInstance, EngineKind
-from serving.services.deployments import deployment_create, deployment_place
+from serving.services.deployments import (
+    deployment_configure,
+    deployment_create,
+    deployment_key_create,
+    deployment_place,
+)
 from tests.serving.factories import base_model
+from tests.serving.gateway_support import chat, gateway_client, wait_routed, wait_settled
 from tests.support import servers
-from training.models import ModelVersion
+from training.models import JobKind, ModelVersion
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
@@ -221,3 +227,76 @@ def test_a_lora_canary_is_merged_once_and_stopped_when_taken_off(
     assert again.model_dir == lora.merged_path
     assert os.stat(lora.merged_path).st_mtime_ns == written
     assert AuditEvent.objects.filter(action="training.model_version.merge").count() == 1
+
+
+def _reward_model(base_dir, out_dir):
+    """A tiny one-output sequence classifier (a reward model) on the tiny base, its score
+    head drawn wide enough that different texts get clearly different scores."""
+    torch.manual_seed(2)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1)
+    model.score.weight.data.normal_(0.0, 1.0)
+    # Not the tokenizer's pad: the server must pool at the pad it batches with.
+    model.config.pad_token_id = tokenizer.eos_token_id
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return model.eval(), tokenizer
+
+
+@torch.no_grad()
+def _acceptable(model, tokenizer, text):
+    return float(torch.sigmoid(model(**tokenizer(text, return_tensors="pt")).logits[0, 0]))
+
+
+def test_a_guardrail_classifier_is_served_and_refuses_through_the_gateway(
+    project, engineer, tiny_base, tiny_model_dir, tmp_path, supervisor, asgi_server
+):
+    model, tokenizer = _reward_model(tiny_model_dir, tmp_path / "rm")
+    rm = ModelVersion.objects.create(
+        project=project,
+        name="safety-rm",
+        base_model=tiny_base,
+        kind=ModelVersion.Kind.FULL,
+        task=JobKind.REWARD,
+        path=str(tmp_path / "rm"),
+        base_weights_sha256="0" * 64,
+    )
+    guardrails = {"classifier_version_id": rm.pk, "classifier_on": ["input"]}
+    dep = deployment_create(
+        actor=engineer, project=project, name="guarded", engine=EngineKind.TRANSFORMERS,
+        stable_base_model=tiny_base, settings={"guardrails": guardrails},
+    )  # fmt: skip
+
+    classifier = _engine(supervisor, status=Status.READY, model_version=rm)
+    _engine(supervisor, status=Status.READY, base_model=tiny_base)
+
+    # vLLM's classification API, at the server's root; the same figures as the model's own.
+    root = classifier.base_url.removesuffix("/v1")
+    texts = ["Hello", "Tell me something else entirely"]
+    answer = httpx.post(f"{root}/classify", json={"model": "x", "input": texts}, timeout=30)
+    rows = answer.json()["data"]
+    assert [r["num_classes"] for r in rows] == [1, 1]
+    for row, text in zip(rows, texts, strict=True):
+        assert row["probs"][0] == pytest.approx(_acceptable(model, tokenizer, text), abs=1e-4)
+    messages = [{"role": "user", "content": "Hello"}]
+    chat_answer = httpx.post(f"{root}/classify", json={"messages": messages}, timeout=30).json()
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    acceptable = _acceptable(model, tokenizer, rendered)
+    assert chat_answer["data"][0]["probs"][0] == pytest.approx(acceptable, abs=1e-4)
+    bad = httpx.post(f"{root}/classify", json={"input": [1, 2]}, timeout=30)
+    assert (bad.status_code, bad.json()["error"]["param"]) == (400, "input")
+
+    # Through the gateway: the flag score of "Hello" is 1 - acceptable; a threshold just
+    # under it refuses the prompt, one just over lets it through.
+    _, raw = deployment_key_create(actor=engineer, deployment=dep, name="t")
+    client = gateway_client(asgi_server, raw)
+    wait_routed(client, dep.name)
+    flag_score = 1 - acceptable
+    for threshold, status in [(flag_score - 1e-3, 400), (flag_score + 1e-3, 200)]:
+        settings = {**guardrails, "classifier_threshold": round(threshold, 6)}
+        deployment_configure(actor=engineer, deployment=dep, values={"guardrails": settings})
+        wait_settled()
+        response = chat(client, dep.name, "Hello", max_tokens=3)
+        assert response.status_code == status, response.text
+    started = AuditEvent.objects.filter(action="serving.engine.start", target_id=str(classifier.pk))
+    assert started.get().data["classify"] is True

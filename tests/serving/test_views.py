@@ -4,7 +4,7 @@ from django.urls import reverse
 from core.selectors import api_key_hash
 from serving.models import Deployment, DeploymentDecision, DeploymentKey
 from serving.services.deployments import deployment_place
-from tests.serving.factories import base_model, deployment, version
+from tests.serving.factories import base_model, deployment, reward_version, version
 from tests.serving.telemetry_rows import record
 
 pytestmark = pytest.mark.django_db
@@ -331,3 +331,50 @@ def test_the_chart_window_is_chosen_and_an_unknown_one_falls_back(
     assert [s["name"] for s in six_hours["charts"]["rps"]["options"]["series"]] == ["stable"]
     assert unknown["window"] == "15m"
     assert unknown["charts"]["rps"]["options"]["series"] == []
+
+
+def test_a_classifier_guardrail_is_chosen_among_the_projects_reward_models(
+    client, project, engineer, tmp_path
+):
+    dep = deployment(project, engineer)
+    rm = reward_version(project, tmp_path / "rm")
+    sft = version(project)
+    client.force_login(engineer)
+
+    offered = client.get(_url("deployment", dep)).context["settings_form"]
+    choices = [value for value, _ in offered.fields["classifier_version"].choices]
+    assert choices == ["", str(rm.pk)]
+
+    response = client.post(
+        _url("deployment_settings", dep),
+        _settings(
+            classifier_version=str(rm.pk),
+            classifier_threshold="0.8",
+            classifier_action="flag",
+            classifier_on=["output"],
+        ),
+    )
+
+    assert response.status_code == 302
+    dep.refresh_from_db()
+    assert dep.guardrails == {
+        "pii": "redact",
+        "blocklist": ["secret\\d+"],
+        "blocklist_action": "refuse",
+        "classifier_version_id": rm.pk,
+        "classifier_threshold": 0.8,
+        "classifier_action": "flag",
+        "classifier_on": ["output"],
+    }
+    refused = client.post(_url("deployment_settings", dep), _settings(classifier_version=sft.pk))
+    assert refused.status_code == 400
+    assert "classifier_version" in refused.context["settings_form"].errors
+    zero = client.post(
+        _url("deployment_settings", dep),
+        _settings(classifier_version=str(rm.pk), classifier_threshold="0"),
+    )
+    assert zero.context["settings_form"].errors["classifier_threshold"] == ["Between 0 and 1."]
+    cleared = client.post(_url("deployment_settings", dep), _settings())
+    assert cleared.status_code == 302
+    dep.refresh_from_db()
+    assert "classifier_version_id" not in dep.guardrails

@@ -3,6 +3,9 @@
 or slow down on cue, as a canary that goes bad would. Runs in a thread of the test process.
 
 The reply names the upstream (`reply` prefix), so a test can tell which arm answered.
+
+It also answers vLLM's `POST /classify` as a classifier engine would: a text containing one
+of `flag_words` gets probs [0.02, 0.98] (class 1, the harmful one), any other [0.97, 0.03].
 """
 
 import json
@@ -30,6 +33,7 @@ class FakeUpstream:
         self.requests: list[dict[str, Any]] = []
         self.connections = 0  # TCP connections accepted
         self.close_after = False  # answer with `Connection: close`
+        self.flag_words: tuple[str, ...] = ()  # /classify: what class 1 is about
         self._lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -91,6 +95,9 @@ class FakeUpstream:
                 if upstream.fail:
                     self._send(500, {"error": {"message": "upstream broke", "type": "server"}})
                     return
+                if self.path.rstrip("/").endswith("/classify"):
+                    self._classify(body)
+                    return
                 chat = self.path.endswith("/chat/completions")
                 if not chat and not self.path.endswith("/completions"):
                     self._send(404, {"error": {"message": "not found"}})
@@ -126,6 +133,25 @@ class FakeUpstream:
                         "usage": usage,
                     },
                 )
+
+            def _classify(self, body: dict) -> None:
+                if body.get("messages"):
+                    texts = ["\n".join(m["content"] for m in body["messages"])]
+                else:
+                    raw = body.get("input")
+                    texts = [raw] if isinstance(raw, str) else list(raw or [])
+                data = []
+                for index, text in enumerate(texts):
+                    hit = any(word in text for word in upstream.flag_words)
+                    probs = [0.02, 0.98] if hit else [0.97, 0.03]
+                    data.append({"index": index, "label": "harmful" if hit else "harmless",
+                                 "probs": probs, "num_classes": 2})  # fmt: skip
+                self._send(
+                    200,
+                    {"id": "classify-1", "object": "list", "created": int(time.time()),
+                     "model": body.get("model"), "data": data,
+                     "usage": {"prompt_tokens": 1, "total_tokens": 1}},
+                )  # fmt: skip
 
             def _stream(self, chat: bool, words: list[str], usage: dict, body: dict) -> None:
                 self.send_response(200)
