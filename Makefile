@@ -60,8 +60,13 @@ lint: install
 	$(VENV)/bin/lint-imports
 	$(TEST_ENV) DATABASE_URL=sqlite:///:memory: $(VENV)/bin/mypy
 
+# Two pytest-xdist workers, a file each at a time (module fixtures stay whole): each is a
+# session of its own with its own test database, servers, Celery worker, Redis prefixes and
+# folders (portal/settings_test.py). Most tests wait on servers, workers and browsers, so
+# two workers fit two cores. PYTEST_WORKERS=0 runs everything in this one process.
+PYTEST_WORKERS ?= 2
 pytest: install chromium pdflibs services
-	$(TEST_ENV) $(VENV)/bin/pytest -m "not bench" $(PYTEST_ARGS)
+	$(TEST_ENV) $(VENV)/bin/pytest -m "not bench" -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test: lint pytest
 

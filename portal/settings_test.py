@@ -6,6 +6,25 @@ import tempfile
 import uuid
 from pathlib import Path
 
+# Under pytest-xdist each worker is a session of its own (pytest-django gives it its own
+# test database), but it inherits what the controller set below: it takes its own run id,
+# prefixes and folders instead, once (its servers and workers inherit the worker's).
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER")
+if _xdist_worker and os.environ.get("PORTAL_TEST_WORKER") != _xdist_worker:
+    os.environ["PORTAL_TEST_WORKER"] = _xdist_worker
+    for _name in (
+        "TRAINING_MODEL_ROOTS",
+        "PORTAL_TEST_RUN_ID",
+        "CELERY_KEY_PREFIX",
+        "CHANNELS_PREFIX",
+        "MEDIA_ROOT",
+        "PORTAL_AUDIT_CHECKPOINT_DIR",
+    ):
+        os.environ.pop(_name, None)
+    # Development keys and the secret key file are made on first use: one folder per
+    # worker, so two workers never race to write them.
+    os.environ["PORTAL_VAR_DIR"] = tempfile.mkdtemp(prefix=f"portal-test-var-{_xdist_worker}-")
+
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
 # Local base models (the tiny test model among them) are registered from here only.

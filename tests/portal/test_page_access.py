@@ -42,7 +42,12 @@ def test_there_are_project_pages_to_check():
     assert len(list(_project_pages())) > 30
 
 
-@pytest.mark.parametrize(("route", "view"), list(_project_pages()), ids=lambda v: str(v))
+# Ids by name, not by the view's repr: its address differs in each pytest-xdist worker.
+@pytest.mark.parametrize(
+    ("route", "view"),
+    list(_project_pages()),
+    ids=lambda v: str(v) if isinstance(v, str) else f"{v.__module__}.{v.__qualname__}",
+)
 def test_every_project_page_declares_its_roles(route, view):
     declared = getattr(view, "page_roles", None)
 
