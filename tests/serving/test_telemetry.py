@@ -227,7 +227,8 @@ def test_a_full_buffer_drops_the_oldest_and_counts_them():
     buffer.rows.clear()  # nothing for its exit flush to write
 
 
-@pytest.mark.django_db
+# Committed: a failed COPY must not depend on the test's own transaction to see `dep`.
+@committed
 def test_a_refused_batch_is_dropped_and_counted_and_the_next_is_written(dep):
     buffer = TelemetryBuffer(max_rows=100, batch=2, interval_s=3600)
     buffer.append(_fields(dep, created_at=timezone.now()))
@@ -241,7 +242,8 @@ def test_a_refused_batch_is_dropped_and_counted_and_the_next_is_written(dep):
     assert list(RequestRecord.objects.values_list("request_id", flat=True)) == [good["request_id"]]
 
 
-@pytest.mark.django_db
+# Committed: a failed COPY must not depend on the test's own transaction to see `dep`.
+@committed
 def test_a_request_id_written_before_is_skipped_and_the_rest_of_its_batch_written(dep):
     buffer = TelemetryBuffer(max_rows=100, interval_s=3600)
     first = _fields(dep, created_at=timezone.now())
