@@ -128,7 +128,7 @@ def build_app(classifier: Classifier, served_name: str):
         try:
             texts = _texts(body, classifier)
         except ValueError as problem:
-            field, _, message = str(problem).partition(": ")
+            field = str(problem).partition(": ")[0]
             return error(400, str(problem), field.split("[")[0])
         probs, tokens = classifier.classify(texts)
         data = []

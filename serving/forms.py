@@ -202,13 +202,14 @@ class SettingsForm(forms.Form):
             "blocklist_action": data["blocklist_action"],
         }
         if data.get("classifier_version"):
-            threshold = data.get("classifier_threshold")
-            guardrails |= {
+            # What is left empty takes the service's default (validate_guardrails).
+            chosen = {
                 "classifier_version_id": int(data["classifier_version"]),
-                "classifier_threshold": 0.5 if threshold is None else threshold,
-                "classifier_action": data.get("classifier_action") or "refuse",
-                "classifier_on": data.get("classifier_on") or ["input", "output"],
+                "classifier_threshold": data.get("classifier_threshold"),
+                "classifier_action": data.get("classifier_action"),
+                "classifier_on": data.get("classifier_on"),
             }
+            guardrails |= {key: v for key, v in chosen.items() if v not in (None, "", [])}
         values: dict[str, Any] = {
             "description": data["description"],
             "price_per_1k_tokens": data["price_per_1k_tokens"],

@@ -42,8 +42,13 @@ class Policy:
     classifier: ClassifierPolicy | None = None
 
     @property
+    def checks_text(self) -> bool:
+        """Whether check_text has anything to do (PII or blocklist)."""
+        return self.pii != "off" or bool(self.blocklist)
+
+    @property
     def active(self) -> bool:
-        return self.pii != "off" or bool(self.blocklist) or self.classifier is not None
+        return self.checks_text or self.classifier is not None
 
     def classifies(self, where: str) -> bool:
         return self.classifier is not None and where in self.classifier.on
@@ -87,7 +92,7 @@ def classifier_flag_score(probs: Sequence[float]) -> float:
 def check_text(policy: Policy, text: str, *, where: str) -> Verdict:
     """Apply `policy` to one text; `where` ("input" or "output") prefixes the flags."""
     verdict = Verdict(text)
-    if not text or (policy.pii == "off" and not policy.blocklist):
+    if not text or not policy.checks_text:
         return verdict
     for index, pattern in enumerate(policy.blocklist):
         if pattern.search(verdict.text):

@@ -66,8 +66,9 @@ JSON = (b"content-type", b"application/json")
 SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s|\n")
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
+def _prompt_texts(prompt: Any) -> list[str]:
+    """The strings of a completions prompt (a string, or a list of strings or token ids)."""
+    return [p for p in (prompt if isinstance(prompt, list) else [prompt]) if isinstance(p, str)]
 
 
 def _dumps(value: Any) -> bytes:
@@ -349,7 +350,7 @@ class GatewayApp:
                 asked = (
                     {"messages": conversation(body["messages"])}
                     if chat
-                    else {"input": [p for p in _as_list(body["prompt"]) if isinstance(p, str)]}
+                    else {"input": _prompt_texts(body["prompt"])}
                 )
                 verdict.refused = await self.classify(call, "input", asked)
             if verdict.refused:
@@ -393,12 +394,8 @@ class GatewayApp:
         if policy.upstream is None:
             self._flag(call, f"{where}:classifier:unavailable")
             return False
-        root = policy.upstream.base_url.removesuffix("/v1")
-        pool = self.pools.get(root)
-        if pool is None:
-            pool = self.pools[root] = UpstreamPool(
-                root, timeout=self.classifier_timeout, connect_timeout=self.classifier_timeout
-            )
+        # vLLM serves /classify at its root, beside /v1.
+        pool = self._pool(policy.upstream.base_url.removesuffix("/v1"), self.classifier_timeout)
         try:
             score = await classify_score(
                 pool, policy.upstream.served_model, asked, timeout=self.classifier_timeout
@@ -419,11 +416,12 @@ class GatewayApp:
 
     # -- engines ---------------------------------------------------------------------------
 
-    def _pool(self, upstream: Upstream) -> UpstreamPool:
-        pool = self.pools.get(upstream.base_url)
+    def _pool(self, base_url: str, timeout: float) -> UpstreamPool:
+        """The kept-alive connections to the server at `base_url`, made on first use."""
+        pool = self.pools.get(base_url)
         if pool is None:
-            pool = self.pools[upstream.base_url] = UpstreamPool(
-                upstream.base_url, timeout=self.timeout, connect_timeout=min(5.0, self.timeout)
+            pool = self.pools[base_url] = UpstreamPool(
+                base_url, timeout=timeout, connect_timeout=min(5.0, timeout)
             )
         return pool
 
@@ -441,7 +439,7 @@ class GatewayApp:
         """The engine's response, its headers read (and its body too when not streamed);
         UpstreamFailure for a 5xx, a connection error or a timeout."""
         try:
-            response = await self._pool(upstream).post(
+            response = await self._pool(upstream.base_url, self.timeout).post(
                 call.path, self._request_body(call, upstream, stream=stream)
             )
             if not stream or response.status_code >= 400:
@@ -536,7 +534,7 @@ class GatewayApp:
         or the prompt followed by it (completions)."""
         if call.endpoint == "chat.completions":
             return {"messages": conversation(call.upstream_body.get("messages") or [], answer)}
-        prompts = [p for p in _as_list(call.upstream_body.get("prompt")) if isinstance(p, str)]
+        prompts = _prompt_texts(call.upstream_body.get("prompt"))
         return {"input": [(prompts[0] if prompts else "") + answer]}
 
     @staticmethod
