@@ -10,44 +10,10 @@ from serving.models import DeploymentKey, Feedback
 from serving.services.deployments import deployment_key_revoke
 from tests.serving.gateway_support import (
     chat,
-    gateway_client,
     records,
-    serve,
-    stop,
-    wait_routed,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def served(project, engineer, asgi_server):
-    made = []
-
-    def make(**kwargs):
-        s = serve(project, engineer, **kwargs)
-        made.append(s)
-        with gateway_client(asgi_server, s.raw_key) as client:
-            wait_routed(client, s.dep.name)
-        return s
-
-    yield make
-    for s in made:
-        stop(s)
-
-
-@pytest.fixture
-def gw(asgi_server):
-    clients = []
-
-    def make(raw_key):
-        client = gateway_client(asgi_server, raw_key)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
 
 
 def test_the_openai_client_gets_a_plain_chat_answer(served, asgi_server):

@@ -2,6 +2,8 @@
 served by an engine of its own that speaks vLLM's /classify (here the fake engine's, which
 calls a text harmful when it holds a flagged word), asked about prompts and answers."""
 
+import itertools
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
@@ -11,11 +13,9 @@ from serving.services.deployments import deployment_configure
 from tests.serving.factories import deployment, engine, reward_version, version
 from tests.serving.gateway_support import (
     chat,
-    gateway_client,
     records,
     serve,
     stop,
-    wait_routed,
     wait_settled,
 )
 from tests.support.fake_upstream import FakeUpstream
@@ -32,37 +32,29 @@ def classifier_engine():
 
 
 @pytest.fixture
-def guarded(project, engineer, asgi_server, tmp_path, classifier_engine):
-    """A deployment whose guardrails call a classifier; returns (served, classifier)."""
-    made = []
+def guarded(project, served, tmp_path, classifier_engine):
+    """guarded(...) -> a served deployment whose guardrails call the fake classifier."""
+    count = itertools.count()
 
     def make(flag_words=("forbidden",), ready=True, **settings):
         classifier_engine.flag_words = tuple(flag_words)
-        rm = reward_version(project, tmp_path / f"rm-{len(made)}")
+        rm = reward_version(project, tmp_path / f"rm-{next(count)}")
         if ready:
             engine(model_version=rm, url=classifier_engine.base_url, served="safety-rm")
         guardrails = {"classifier_version_id": rm.pk, "classifier_threshold": 0.5, **settings}
-        s = serve(project, engineer, guardrails=guardrails)
-        made.append(s)
-        with gateway_client(asgi_server, s.raw_key) as client:
-            wait_routed(client, s.dep.name)
-        return s
+        return served(guardrails=guardrails)
 
-    yield make
-    for s in made:
-        stop(s)
+    return make
 
 
 def _asked(up: FakeUpstream) -> list[dict]:
     return [r["body"] for r in up.requests if r["path"] == "/classify"]
 
 
-def test_a_prompt_the_classifier_flags_is_refused_before_the_engine(
-    guarded, classifier_engine, asgi_server
-):
+def test_a_prompt_the_classifier_flags_is_refused_before_the_engine(guarded, classifier_engine, gw):
     s = guarded()
 
-    response = chat(gateway_client(asgi_server, s.raw_key), s.dep.name, "Tell me the forbidden")
+    response = chat(gw(s.raw_key), s.dep.name, "Tell me the forbidden")
 
     assert response.status_code == 400
     error = response.json()["error"]
@@ -76,11 +68,11 @@ def test_a_prompt_the_classifier_flags_is_refused_before_the_engine(
 
 
 def test_a_harmless_exchange_passes_and_the_answer_is_asked_about_too(
-    guarded, classifier_engine, asgi_server
+    guarded, classifier_engine, gw
 ):
     s = guarded()
 
-    response = chat(gateway_client(asgi_server, s.raw_key), s.dep.name, "Hello there")
+    response = chat(gw(s.raw_key), s.dep.name, "Hello there")
 
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "stable w1 w2 w3 w4 w5 w6 w7"
@@ -94,10 +86,10 @@ def test_a_harmless_exchange_passes_and_the_answer_is_asked_about_too(
     assert row.guardrail_flags == []
 
 
-def test_an_answer_the_classifier_flags_is_a_content_filter_completion(guarded, asgi_server):
+def test_an_answer_the_classifier_flags_is_a_content_filter_completion(guarded, gw):
     s = guarded(flag_words=("w5",))
 
-    response = chat(gateway_client(asgi_server, s.raw_key), s.dep.name)
+    response = chat(gw(s.raw_key), s.dep.name)
 
     assert response.status_code == 200
     choice = response.json()["choices"][0]
@@ -107,11 +99,11 @@ def test_an_answer_the_classifier_flags_is_a_content_filter_completion(guarded, 
     assert row.guardrail_flags == ["output:classifier"]
 
 
-def test_a_streamed_answer_the_classifier_flags_ends_with_content_filter(guarded, asgi_server):
+def test_a_streamed_answer_the_classifier_flags_ends_with_content_filter(guarded, gw):
     s = guarded(flag_words=("w5",))
     body = {"model": s.dep.name, "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
-    client = gateway_client(asgi_server, s.raw_key)
+    client = gw(s.raw_key)
     with client.stream("POST", "/chat/completions", json=body) as response:
         text = "".join(response.iter_text())
 
@@ -122,10 +114,10 @@ def test_a_streamed_answer_the_classifier_flags_ends_with_content_filter(guarded
     assert row.guardrail_flags == ["output:classifier"]
 
 
-def test_flag_only_records_and_lets_the_text_through(guarded, asgi_server):
+def test_flag_only_records_and_lets_the_text_through(guarded, gw):
     s = guarded(flag_words=("forbidden", "w5"), classifier_action="flag")
 
-    response = chat(gateway_client(asgi_server, s.raw_key), s.dep.name, "the forbidden one")
+    response = chat(gw(s.raw_key), s.dep.name, "the forbidden one")
 
     assert response.status_code == 200
     assert response.json()["choices"][0]["finish_reason"] == "stop"
@@ -134,55 +126,51 @@ def test_flag_only_records_and_lets_the_text_through(guarded, asgi_server):
     assert row.guardrail_flags == ["input:classifier", "output:classifier"]
 
 
-def test_the_classifier_is_asked_only_where_the_policy_says(
-    guarded, classifier_engine, asgi_server
-):
+def test_the_classifier_is_asked_only_where_the_policy_says(guarded, classifier_engine, gw):
     s = guarded(flag_words=("w5",), classifier_on=["input"])
 
-    response = chat(gateway_client(asgi_server, s.raw_key), s.dep.name)
+    response = chat(gw(s.raw_key), s.dep.name)
 
     assert response.json()["choices"][0]["finish_reason"] == "stop"
     assert len(_asked(classifier_engine)) == 1
 
 
-def test_a_completion_prompt_is_asked_about_as_input(guarded, classifier_engine, asgi_server):
+def test_a_completion_prompt_is_asked_about_as_input(guarded, classifier_engine, gw):
     s = guarded()
     body = {"model": s.dep.name, "prompt": "Once a forbidden tale"}
 
-    response = gateway_client(asgi_server, s.raw_key).post("/completions", json=body)
+    response = gw(s.raw_key).post("/completions", json=body)
 
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "prompt"
     assert _asked(classifier_engine)[0]["input"] == ["Once a forbidden tale"]
 
 
-def test_a_classifier_that_is_down_lets_text_through_and_says_so(
-    guarded, classifier_engine, asgi_server
-):
+def test_a_classifier_that_is_down_lets_text_through_and_says_so(guarded, classifier_engine, gw):
     s = guarded()
     classifier_engine.stop()
 
-    response = chat(gateway_client(asgi_server, s.raw_key), s.dep.name, "the forbidden one")
+    response = chat(gw(s.raw_key), s.dep.name, "the forbidden one")
 
     assert response.status_code == 200
     (row,) = records(1, request_id=response.json()["id"])
     assert row.guardrail_flags == ["input:classifier:unavailable", "output:classifier:unavailable"]
 
 
-def test_a_classifier_without_a_ready_engine_is_flagged_unavailable(guarded, asgi_server):
+def test_a_classifier_without_a_ready_engine_is_flagged_unavailable(guarded, gw):
     s = guarded(ready=False)
 
-    response = chat(gateway_client(asgi_server, s.raw_key), s.dep.name, "the forbidden one")
+    response = chat(gw(s.raw_key), s.dep.name, "the forbidden one")
 
     assert response.status_code == 200
     (row,) = records(1, request_id=response.json()["id"])
     assert "input:classifier:unavailable" in row.guardrail_flags
 
 
-def test_a_threshold_change_takes_effect_within_the_cache_period(guarded, engineer, asgi_server):
+def test_a_threshold_change_takes_effect_within_the_cache_period(guarded, engineer, gw):
     # The fake scores a flagged text 0.98 and any other 0.03.
     s = guarded(classifier_threshold=0.99)
-    client = gateway_client(asgi_server, s.raw_key)
+    client = gw(s.raw_key)
     assert chat(client, s.dep.name, "the forbidden one").status_code == 200
 
     guardrails = {**s.dep.guardrails, "classifier_threshold": 0.9}
