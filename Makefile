@@ -60,11 +60,12 @@ lint: install
 	$(VENV)/bin/lint-imports
 	$(TEST_ENV) DATABASE_URL=sqlite:///:memory: $(VENV)/bin/mypy
 
-# Two pytest-xdist workers, a file each at a time (module fixtures stay whole): each is a
-# session of its own with its own test database, servers, Celery worker, Redis prefixes and
-# folders (portal/settings_test.py). Most tests wait on servers, workers and browsers, so
-# two workers fit two cores. PYTEST_WORKERS=0 runs everything in this one process.
-PYTEST_WORKERS ?= 2
+# One process by default. PYTEST_WORKERS=2 runs two pytest-xdist workers, a file each at a
+# time, each with its own test database, servers, Celery worker, Redis prefixes and folders
+# (portal/settings_test.py): about 15 minutes instead of 21 on two cores, but 2 of 5 such
+# runs failed telemetry and table-flush tests (a deadlock between a flush and a concurrent
+# writer), so CI stays on one process until that is understood.
+PYTEST_WORKERS ?= 0
 pytest: install chromium pdflibs services
 	$(TEST_ENV) $(VENV)/bin/pytest -m "not bench" -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
